@@ -1,0 +1,126 @@
+"""The ``tickrec`` command line.
+
+Each command parses its options here and imports the side that does the work
+(``recorder``, ``replay``, ``tickrec.sim``) lazily, so ``tickrec --help`` stays
+fast and the shared package depends on neither side.
+
+Errors: every :class:`~tickrec.errors.TickrecError` is printed as one line
+(exit code 2 for bad usage, 1 for any other failure); ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Annotated
+
+import typer
+
+from tickrec.errors import TickrecError, UsageError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Record exchange market data losslessly; replay order books deterministically.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+DataOpt = Annotated[
+    str | None,
+    typer.Option("--data", help="Dataset root (default: $TICKREC_DATA or ./data)."),
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _split(value: str | None) -> list[str]:
+    return [s.strip() for s in (value or "").split(",") if s.strip()]
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds in a duration like ``100ms``, ``30s``, ``15m``, ``2h`` or a bare number of seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    t = text.strip().lower()
+    for suffix in ("ms", "s", "m", "h", "d"):
+        if t.endswith(suffix):
+            number, scale = t[: -len(suffix)], units[suffix]
+            break
+    else:
+        number, scale = t, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise UsageError(f"{option}: cannot read duration {text!r} (try 100ms, 30s, 15m, 1h)") from None
+    if value < 0:
+        raise UsageError(f"{option}: duration must not be negative")
+    return value
+
+
+# --- ls --------------------------------------------------------------------------
+
+
+@app.command("ls")
+def ls_cmd(
+    date: Annotated[str | None, typer.Option(help="Only this UTC date (YYYY-MM-DD).")] = None,
+    venue: Annotated[str | None, typer.Option(help="Only this venue.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
+    data: DataOpt = None,
+) -> None:
+    """List partitions and files with rows and time span, from Parquet footers only."""
+    from tickrec import contract
+
+    root = contract.resolve_root(data)
+    for kind, value in (("venue", venue), ("symbol", symbol)):
+        if value is not None:
+            contract.check_name(kind, value)
+    partitions = contract.list_partitions(root, venue=venue, date=date, symbol=symbol)
+    if not partitions:
+        typer.echo(f"no data under {root / 'raw'}")
+        return
+
+    def fmt(ns: int) -> str:
+        t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
+        return t.strftime("%H:%M:%S") + f".{ns % 1_000_000_000 // 1_000_000:03d}"
+
+    for part in partitions:
+        files = contract.list_parts(root, part)
+        rows = sum(f.rows for f in files)
+        span = f"{fmt(files[0].first_recv_ns)}..{fmt(max(f.last_recv_ns for f in files))}"
+        typer.echo(
+            f"{part.venue} {part.date} {part.symbol}: {len(files)} files, {rows} rows, {span} UTC"
+        )
+        for f in files:
+            typer.echo(
+                f"  {f.path.name}  rows={f.rows}  seq={f.first_seq}..{f.last_seq}  "
+                f"{fmt(f.first_recv_ns)}..{fmt(f.last_recv_ns)}"
+            )
+
+
+def main() -> None:
+    """Console entry point: run the app, turning tickrec errors into one clear line."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        app()  # click's standalone mode reports bad usage itself, with exit code 2
+    except TickrecError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug or an OS failure: still one line unless --debug
+        if debug:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        sys.exit(1)

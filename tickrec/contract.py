@@ -1,0 +1,460 @@
+"""The dataset contract: the one interface between recorder, replayer and outside tools.
+
+Layout (Hive-style partitions, readable as-is by pyarrow.dataset, DuckDB, Polars)::
+
+    {root}/raw/venue={venue}/date={YYYY-MM-DD}/symbol={SYMBOL}/part-{first_recv_ns}-{run_id}-{n}.parquet
+
+Rules kept here, so that no caller can break them:
+
+- names (venue, symbol, run id) are validated before they become path parts,
+  so no input can write outside the dataset root;
+- a part file appears only when complete (temporary name, fsync, rename, fsync
+  of the directory) and is never rewritten;
+- every part carries footer metadata (:data:`META_KEYS`) so listings read
+  footers only;
+- readers order parts by the contract (runs by their first ``recv_ts``, then
+  ``seq``), never by the order a filesystem lists them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tickrec import __version__
+from tickrec.errors import CorruptFileError, DatasetError, NotFoundError, UsageError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "META_KEYS",
+    "SCHEMA",
+    "SOURCES",
+    "PartFile",
+    "Partition",
+    "Row",
+    "check_name",
+    "date_of_ns",
+    "list_parts",
+    "list_partitions",
+    "parse_part_name",
+    "part_name",
+    "partition_dir",
+    "read_footer",
+    "read_partition",
+    "read_parts",
+    "resolve_root",
+    "rows_to_table",
+    "write_part",
+]
+
+FORMAT_VERSION = "1"
+
+_TS = pa.timestamp("ns", tz="UTC")
+_DICT = pa.dictionary(pa.int32(), pa.string())
+
+#: The Arrow schema of a raw part file (ARCHITECTURE section 2.2).
+SCHEMA = pa.schema(
+    [
+        pa.field("recv_ts", _TS, nullable=False),
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("run_id", _DICT, nullable=False),
+        pa.field("conn_id", pa.int32(), nullable=False),
+        pa.field("protocol", _DICT, nullable=False),
+        pa.field("source", _DICT, nullable=False),
+        pa.field("payload", pa.string(), nullable=False),
+        pa.field("exch_ts", _TS, nullable=True),
+        pa.field("venue_seq", pa.int64(), nullable=True),
+        pa.field("sent_ts", _TS, nullable=True),
+    ]
+)
+
+#: Allowed values of the ``source`` column.
+SOURCES = ("ws", "ws_sent", "rest", "event")
+
+#: Footer metadata keys. Values are UTF-8 strings; integers in decimal.
+META_KEYS = {
+    "format_version": "tickrec.format_version",
+    "tickrec_version": "tickrec.version",
+    "venue": "tickrec.venue",
+    "symbol": "tickrec.symbol",
+    "run_id": "tickrec.run_id",
+    "first_seq": "tickrec.first_seq",
+    "last_seq": "tickrec.last_seq",
+    "first_recv_ns": "tickrec.first_recv_ns",
+    "last_recv_ns": "tickrec.last_recv_ns",
+    "rows": "tickrec.rows",
+}
+_EXTRA_PREFIX = "tickrec.extra."
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_PART_RE = re.compile(r"^part-(\d+)-([A-Za-z0-9._-]+)-(\d+)\.parquet$")
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+class Row(NamedTuple):
+    """One row of a raw part file, with times as integer nanoseconds since the epoch (UTC)."""
+
+    recv_ns: int
+    seq: int
+    run_id: str
+    conn_id: int
+    protocol: str
+    source: str
+    payload: str
+    exch_ns: int | None = None
+    venue_seq: int | None = None
+    sent_ns: int | None = None
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return *value* if it is safe as a path part, else raise :class:`UsageError`.
+
+    Allowed: letters, digits, ``-``, ``_`` and ``.``; not ``.`` or ``..`` or only dots.
+    """
+    if not isinstance(value, str) or not _NAME_RE.match(value) or set(value) == {"."}:
+        raise UsageError(
+            f"invalid {kind} {value!r}: use letters, digits, '-', '_' or '.' "
+            "(no path separators, not '.' or '..')"
+        )
+    return value
+
+
+def resolve_root(data: str | os.PathLike[str] | None = None) -> Path:
+    """The dataset root: *data* if given, else ``$TICKREC_DATA``, else ``data``."""
+    if data is None or str(data) == "":
+        data = os.environ.get("TICKREC_DATA") or "data"
+    return Path(data)
+
+
+def date_of_ns(ns: int) -> str:
+    """UTC date (``YYYY-MM-DD``) of a time in nanoseconds since the epoch."""
+    days = ns // _NS_PER_DAY
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
+
+
+def _check_date(date: str) -> str:
+    try:
+        parsed = dt.date.fromisoformat(date)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid date {date!r}: expected YYYY-MM-DD") from None
+    if parsed.isoformat() != date:
+        raise UsageError(f"invalid date {date!r}: expected YYYY-MM-DD")
+    return date
+
+
+def partition_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:
+    """Directory of one (venue, date, symbol) partition, after validating every part."""
+    check_name("venue", venue)
+    check_name("symbol", symbol)
+    _check_date(date)
+    return Path(root) / "raw" / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
+
+
+def part_name(first_recv_ns: int, run_id: str, n: int) -> str:
+    """File name of a part: ``part-{first_recv_ns}-{run_id}-{n}.parquet``."""
+    check_name("run id", run_id)
+    if first_recv_ns < 0 or n < 0:
+        raise UsageError("first_recv_ns and n must be non-negative")
+    return f"part-{first_recv_ns}-{run_id}-{n}.parquet"
+
+
+def parse_part_name(name: str) -> tuple[int, str, int] | None:
+    """``(first_recv_ns, run_id, n)`` of a part file name, or None if it is not one."""
+    m = _PART_RE.match(name)
+    if not m:
+        return None
+    return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def rows_to_table(rows: Sequence[Row]) -> pa.Table:
+    """Build a contract table from rows (which must already be in ``seq`` order)."""
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in Row._fields]
+    arrays = [
+        pa.array(cols[0], pa.int64()).cast(_TS),
+        pa.array(cols[1], pa.int64()),
+        pa.array(cols[2], pa.string()).dictionary_encode(),
+        pa.array(cols[3], pa.int32()),
+        pa.array(cols[4], pa.string()).dictionary_encode(),
+        pa.array(cols[5], pa.string()).dictionary_encode(),
+        pa.array(cols[6], pa.string()),
+        pa.array(cols[7], pa.int64()).cast(_TS),
+        pa.array(cols[8], pa.int64()),
+        pa.array(cols[9], pa.int64()).cast(_TS),
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    """One (venue, date, symbol) directory of the raw tree."""
+
+    venue: str
+    date: str
+    symbol: str
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """A part file and what its footer says about it."""
+
+    path: Path
+    venue: str
+    date: str
+    symbol: str
+    run_id: str
+    n: int
+    first_seq: int
+    last_seq: int
+    first_recv_ns: int
+    last_recv_ns: int
+    rows: int
+    extra: Mapping[str, str]
+
+
+def _footer_meta(
+    venue: str, symbol: str, run_id: str, table: pa.Table, extra: Mapping[str, str] | None
+) -> dict[bytes, bytes]:
+    seq = table.column("seq")
+    recv = table.column("recv_ts").cast(pa.int64())
+    meta = {
+        META_KEYS["format_version"]: FORMAT_VERSION,
+        META_KEYS["tickrec_version"]: __version__,
+        META_KEYS["venue"]: venue,
+        META_KEYS["symbol"]: symbol,
+        META_KEYS["run_id"]: run_id,
+        META_KEYS["first_seq"]: str(seq[0].as_py()),
+        META_KEYS["last_seq"]: str(seq[-1].as_py()),
+        META_KEYS["first_recv_ns"]: str(recv[0].as_py()),
+        META_KEYS["last_recv_ns"]: str(recv[-1].as_py()),
+        META_KEYS["rows"]: str(table.num_rows),
+    }
+    for key, value in (extra or {}).items():
+        meta[_EXTRA_PREFIX + check_name("metadata key", key)] = str(value)
+    return {k.encode(): v.encode() for k, v in meta.items()}
+
+
+def _validate_table(table: pa.Table, date: str) -> None:
+    if not table.schema.equals(SCHEMA):
+        raise DatasetError(f"table schema does not match the contract:\n{table.schema}")
+    if table.num_rows == 0:
+        raise DatasetError("refusing to write an empty part")
+    seq = table.column("seq")
+    if table.num_rows > 1 and not pc.all(pc.greater(seq[1:], seq[:-1])).as_py():
+        raise DatasetError("rows must be in strictly increasing seq order")
+    recv = table.column("recv_ts").cast(pa.int64())
+    lo, hi = pc.min(recv).as_py(), pc.max(recv).as_py()
+    if date_of_ns(lo) != date or date_of_ns(hi) != date:
+        raise DatasetError(
+            f"rows span {date_of_ns(lo)}..{date_of_ns(hi)} but the partition date is {date}"
+        )
+    sources = set(table.column("source").combine_chunks().dictionary.to_pylist())
+    if not sources <= set(SOURCES):
+        raise DatasetError(f"unknown source values {sorted(sources - set(SOURCES))}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_part(
+    root: str | os.PathLike[str],
+    venue: str,
+    symbol: str,
+    run_id: str,
+    n: int,
+    table: pa.Table,
+    extra: Mapping[str, str] | None = None,
+) -> Path:
+    """Atomically write *table* as part *n* of *run_id* and return its path.
+
+    The date partition comes from the rows' ``recv_ts`` (all must fall on one
+    UTC date). The file is written under a hidden temporary name, fsynced,
+    renamed into place and the directory fsynced, so a reader never sees a
+    partial file. An existing part is never overwritten.
+    """
+    if table.num_rows == 0:
+        raise DatasetError("refusing to write an empty part")
+    first_ns = table.column("recv_ts").cast(pa.int64())[0].as_py()
+    date = date_of_ns(first_ns)
+    directory = partition_dir(root, venue, date, symbol)
+    name = part_name(first_ns, run_id, n)
+    _validate_table(table, date)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    if final.exists():
+        raise DatasetError(f"{final}: part already exists; parts are never rewritten")
+    tmp = directory / f".{name}.tmp"
+    table = table.replace_schema_metadata(_footer_meta(venue, symbol, run_id, table, extra))
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(directory)
+    return final
+
+
+def read_footer(path: str | os.PathLike[str]) -> PartFile:
+    """Read a part's footer only, and check it against its path."""
+    path = Path(path)
+    try:
+        raw = pq.read_metadata(path).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptFileError(f"{path}: not a valid Parquet file ({exc})") from None
+    meta = {k.decode(): v.decode() for k, v in raw.items()}
+    parsed = parse_part_name(path.name)
+    try:
+        fields = {name: meta[key] for name, key in META_KEYS.items()}
+        part = PartFile(
+            path=path,
+            venue=fields["venue"],
+            date=date_of_ns(int(fields["first_recv_ns"])),
+            symbol=fields["symbol"],
+            run_id=fields["run_id"],
+            n=parsed[2] if parsed else -1,
+            first_seq=int(fields["first_seq"]),
+            last_seq=int(fields["last_seq"]),
+            first_recv_ns=int(fields["first_recv_ns"]),
+            last_recv_ns=int(fields["last_recv_ns"]),
+            rows=int(fields["rows"]),
+            extra={
+                k[len(_EXTRA_PREFIX) :]: v for k, v in meta.items() if k.startswith(_EXTRA_PREFIX)
+            },
+        )
+    except (KeyError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: missing or bad tickrec footer metadata ({exc})") from None
+    return part
+
+
+def _hive_value(dirname: str, key: str) -> str | None:
+    prefix = key + "="
+    return dirname[len(prefix) :] if dirname.startswith(prefix) else None
+
+
+def list_partitions(
+    root: str | os.PathLike[str],
+    venue: str | None = None,
+    date: str | None = None,
+    symbol: str | None = None,
+) -> list[Partition]:
+    """Every raw partition under *root* matching the filters, sorted."""
+    found: list[Partition] = []
+    raw = Path(root) / "raw"
+    if not raw.is_dir():
+        return found
+    for vdir in raw.iterdir():
+        v = _hive_value(vdir.name, "venue")
+        if v is None or not vdir.is_dir() or (venue is not None and v != venue):
+            continue
+        for ddir in vdir.iterdir():
+            d = _hive_value(ddir.name, "date")
+            if d is None or not ddir.is_dir() or (date is not None and d != date):
+                continue
+            for sdir in ddir.iterdir():
+                s = _hive_value(sdir.name, "symbol")
+                if s is None or not sdir.is_dir() or (symbol is not None and s != symbol):
+                    continue
+                found.append(Partition(v, d, s))
+    return sorted(found)
+
+
+def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartFile]:
+    """The part files of one partition, from their footers, in contract order.
+
+    Contract order: runs by their first ``recv_ts`` (then run id), and within a
+    run by ``seq``. Hidden and temporary files are ignored.
+    """
+    directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
+    if not directory.is_dir():
+        return []
+    parts = [
+        read_footer(p)
+        for p in directory.iterdir()
+        if p.is_file() and parse_part_name(p.name) is not None
+    ]
+    run_start: dict[str, int] = {}
+    for p in parts:
+        run_start[p.run_id] = min(run_start.get(p.run_id, p.first_recv_ns), p.first_recv_ns)
+    return sorted(parts, key=lambda p: (run_start[p.run_id], p.run_id, p.first_seq))
+
+
+def _runs_overlap(parts: Sequence[PartFile]) -> bool:
+    spans: dict[str, tuple[int, int]] = {}
+    for p in parts:
+        lo, hi = spans.get(p.run_id, (p.first_recv_ns, p.last_recv_ns))
+        spans[p.run_id] = (min(lo, p.first_recv_ns), max(hi, p.last_recv_ns))
+    ordered = sorted(spans.values())
+    return any(b[0] < a[1] for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) -> pa.Table:
+    """Load parts (already in contract order) into one table with the contract schema.
+
+    If runs overlap in time, rows are merged by ``(recv_ts, run_id, seq)``,
+    which is still a pure function of the files.
+    """
+    cols = list(columns) if columns is not None else None
+    tables = []
+    for p in parts:
+        try:
+            t = pq.read_table(p.path, columns=cols)
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
+        tables.append(t.replace_schema_metadata(None))
+    schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables, promote_options="permissive").cast(schema)
+    if _runs_overlap(parts) and {"recv_ts", "run_id", "seq"} <= set(table.column_names):
+        order = pc.sort_indices(
+            table.select(["recv_ts", "seq"]).append_column(
+                "run", table.column("run_id").cast(pa.string())
+            ),
+            sort_keys=[("recv_ts", "ascending"), ("run", "ascending"), ("seq", "ascending")],
+        )
+        table = table.take(order)
+    return table
+
+
+def read_partition(
+    root: str | os.PathLike[str],
+    venue: str,
+    date: str,
+    symbol: str,
+    columns: Iterable[str] | None = None,
+) -> pa.Table:
+    """All rows of one partition in contract order.
+
+    Raises :class:`NotFoundError`, listing what exists, when there is no such partition.
+    """
+    partition = Partition(venue, _check_date(date), symbol)
+    parts = list_parts(root, partition)
+    if not parts:
+        have = list_partitions(root, venue=venue)
+        dates = sorted({p.date for p in have})
+        symbols = sorted({p.symbol for p in have if p.date == date})
+        hint = (
+            f"symbols on {date}: {', '.join(symbols)}"
+            if symbols
+            else f"dates for {venue}: {', '.join(dates) or 'none'}"
+        )
+        raise NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
+    return read_parts(parts, columns)
+
