@@ -106,6 +106,18 @@ def ls_cmd(
             )
 
 
+# --- sim (tickrec.sim) ----------------------------------------------------------
+
+
+# --- record, recover (recorder) ---------------------------------------------------
+
+
+# --- replay, gaps (replay) -------------------------------------------------------
+
+
+# --- demo ------------------------------------------------------------------------
+
+
 def main() -> None:
     """Console entry point: run the app, turning tickrec errors into one clear line."""
     debug = "--debug" in sys.argv[1:]
