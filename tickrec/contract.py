@@ -19,6 +19,7 @@ Rules kept here, so that no caller can break them:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +35,7 @@ from tickrec import __version__
 from tickrec.errors import CorruptFileError, DatasetError, NotFoundError, UsageError
 
 __all__ = [
+    "EVENTS",
     "FORMAT_VERSION",
     "META_KEYS",
     "SCHEMA",
@@ -43,6 +45,7 @@ __all__ = [
     "Row",
     "check_name",
     "date_of_ns",
+    "event_payload",
     "list_parts",
     "list_partitions",
     "parse_part_name",
@@ -80,6 +83,27 @@ SCHEMA = pa.schema(
 #: Allowed values of the ``source`` column.
 SOURCES = ("ws", "ws_sent", "rest", "event")
 
+#: Kinds of recorder event rows (``source = "event"``). The payload is a JSON
+#: object ``{"event": kind, ...details}`` made by :func:`event_payload`.
+#: ``connect``/``disconnect``/``error``/``reconnect``/``stale`` concern the
+#: row's ``conn_id``; ``gap`` is a sequence break the recorder saw live;
+#: ``malformed`` notes a received message that could not be parsed;
+#: ``rest_error`` a failed snapshot request; ``journal_loss`` records the
+#: recorder could not recover after a crash; ``start``/``shutdown`` bound a run.
+EVENTS = (
+    "start",
+    "connect",
+    "disconnect",
+    "error",
+    "reconnect",
+    "stale",
+    "gap",
+    "malformed",
+    "rest_error",
+    "journal_loss",
+    "shutdown",
+)
+
 #: Footer metadata keys. Values are UTF-8 strings; integers in decimal.
 META_KEYS = {
     "format_version": "tickrec.format_version",
@@ -113,6 +137,13 @@ class Row(NamedTuple):
     exch_ns: int | None = None
     venue_seq: int | None = None
     sent_ns: int | None = None
+
+
+def event_payload(kind: str, **details: object) -> str:
+    """The JSON payload of an event row: ``{"event": kind, ...}`` with sorted keys."""
+    if kind not in EVENTS:
+        raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENTS}")
+    return json.dumps({"event": kind, **details}, sort_keys=True, separators=(",", ":"))
 
 
 def check_name(kind: str, value: str) -> str:
