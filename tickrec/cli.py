@@ -48,7 +48,7 @@ def _split(value: str | None) -> list[str]:
 
 
 def parse_duration(text: str, option: str) -> float:
-    """Seconds in a duration like ``100ms``, ``30s``, ``15m``, ``2h`` or a bare number of seconds."""
+    """Seconds in a duration such as ``100ms``, ``30s``, ``15m``, ``2h`` or plain seconds."""
     units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
     t = text.strip().lower()
     for suffix in ("ms", "s", "m", "h", "d"):
@@ -60,7 +60,9 @@ def parse_duration(text: str, option: str) -> float:
     try:
         value = float(number) * scale
     except ValueError:
-        raise UsageError(f"{option}: cannot read duration {text!r} (try 100ms, 30s, 15m, 1h)") from None
+        raise UsageError(
+            f"{option}: cannot read duration {text!r} (try 100ms, 30s, 15m, 1h)"
+        ) from None
     if value < 0:
         raise UsageError(f"{option}: duration must not be negative")
     return value

@@ -46,8 +46,8 @@ __all__ = [
     "check_name",
     "date_of_ns",
     "event_payload",
-    "list_parts",
     "list_partitions",
+    "list_parts",
     "parse_part_name",
     "part_name",
     "partition_dir",
@@ -208,7 +208,9 @@ def parse_part_name(name: str) -> tuple[int, str, int] | None:
 
 def rows_to_table(rows: Sequence[Row]) -> pa.Table:
     """Build a contract table from rows (which must already be in ``seq`` order)."""
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in Row._fields]
+    cols: list[Sequence[object]] = (
+        list(zip(*rows, strict=True)) if rows else [[] for _ in Row._fields]
+    )
     arrays = [
         pa.array(cols[0], pa.int64()).cast(_TS),
         pa.array(cols[1], pa.int64()),
@@ -431,8 +433,12 @@ def _runs_overlap(parts: Sequence[PartFile]) -> bool:
     for p in parts:
         lo, hi = spans.get(p.run_id, (p.first_recv_ns, p.last_recv_ns))
         spans[p.run_id] = (min(lo, p.first_recv_ns), max(hi, p.last_recv_ns))
-    ordered = sorted(spans.values())
-    return any(b[0] < a[1] for a, b in zip(ordered, ordered[1:], strict=False))
+    reach = None
+    for lo, hi in sorted(spans.values()):
+        if reach is not None and lo < reach:
+            return True
+        reach = hi if reach is None else max(reach, hi)
+    return False
 
 
 def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) -> pa.Table:
