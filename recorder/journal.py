@@ -1,0 +1,715 @@
+"""The recorder's write-ahead journal, in the manner of a kdb+tick tickerplant log.
+
+Every row goes to the journal before anything else happens to it, so a crash
+loses at most what was not yet fsynced. Layout, per recorder run::
+
+    {root}/journal/{run_id}/lock            flock held by the live recorder
+    {root}/journal/{run_id}/seg-000001.tj   segments, one per rotation period
+
+A segment starts with a header, then holds records::
+
+    header  = b"TKRJ" | u16 version | u32 n | meta (n bytes, JSON) | u32 crc32(all before)
+    record  = u32 length | u32 crc32(length bytes + body) | body
+    body    = i64 recv_ns | i64 seq | i32 conn_id | u8 null flags
+              | i64 exch_ns | i64 venue_seq | i64 sent_ns
+              | u8 len | u8 len | u16 len | protocol | source | symbols (comma-joined)
+              | payload (UTF-8, to the end of the body, byte-exact)
+
+All integers are little-endian. The segment header carries the run (venue,
+protocol, symbols), the segment number and the first ``seq`` it may hold. A
+segment file appears only with a complete, fsynced header (temporary name,
+then rename), so the newest segment always tells where the run's ``seq``
+stood. A reader trusts records up to the first one that is short, has an
+impossible length, or fails its checksum, and reports how many bytes follow.
+
+Writes go to the OS at once (one ``pwrite`` per record, under the lock that
+also assigns ``seq``); a flusher thread fsyncs at least every
+``fsync_interval``. A failed write (disk full, file too large, read-only) is
+cut back to the last record boundary, so no half record is ever followed by a
+good one; the record waits in memory with everything after it, in order, and
+the flusher retries until the disk takes it or a limit is reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+from recorder.rotation import next_rotation_ns
+from tickrec.contract import Row, check_name
+from tickrec.errors import JournalError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "Journal",
+    "JournalRecord",
+    "RunMeta",
+    "SegmentMeta",
+    "SegmentScan",
+    "decode_body",
+    "encode_record",
+    "journal_dir",
+    "list_segments",
+    "scan_segment",
+    "segment_name",
+    "try_lock",
+]
+
+MAGIC = b"TKRJ"
+FORMAT_VERSION = 1
+#: Records longer than this are taken as a corrupt length field.
+MAX_RECORD_BYTES = 1 << 28
+
+_HEAD = struct.Struct("<4sHI")
+_U32 = struct.Struct("<I")
+_REC = struct.Struct("<II")
+_BODY = struct.Struct("<qqiBqqqBBH")
+_EXCH, _VSEQ, _SENT = 1, 2, 4
+_SEG_PREFIX, _SEG_SUFFIX = "seg-", ".tj"
+_LOCK_NAME = "lock"
+
+log = logging.getLogger("tickrec.recorder")
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """What a journal records about its run: it names the partitions of every row."""
+
+    run_id: str
+    venue: str
+    protocol: str
+    symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        check_name("run id", self.run_id)
+        check_name("venue", self.venue)
+        for symbol in self.symbols:
+            check_name("symbol", symbol)
+
+
+@dataclass(frozen=True)
+class SegmentMeta:
+    """The header of one segment."""
+
+    run: RunMeta
+    n: int
+    first_seq: int
+    created_ns: int
+
+    def encode(self) -> bytes:
+        """The header bytes of a segment with this meta."""
+        meta = orjson.dumps(
+            {
+                "run_id": self.run.run_id,
+                "venue": self.run.venue,
+                "protocol": self.run.protocol,
+                "symbols": list(self.run.symbols),
+                "n": self.n,
+                "first_seq": self.first_seq,
+                "created_ns": self.created_ns,
+            }
+        )
+        head = _HEAD.pack(MAGIC, FORMAT_VERSION, len(meta)) + meta
+        return head + _U32.pack(zlib.crc32(head))
+
+
+class JournalRecord(NamedTuple):
+    """One journal record: a contract row and the symbol partitions it goes to."""
+
+    row: Row
+    symbols: tuple[str, ...]
+
+
+def segment_name(n: int) -> str:
+    """File name of segment *n*."""
+    return f"{_SEG_PREFIX}{n:06d}{_SEG_SUFFIX}"
+
+
+def journal_dir(root: str | os.PathLike[str], run_id: str) -> Path:
+    """Journal directory of one run."""
+    return Path(root) / "journal" / check_name("run id", run_id)
+
+
+def list_segments(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(n, path)`` of every segment in *run_dir*, by segment number."""
+    found = []
+    for p in run_dir.iterdir() if run_dir.is_dir() else ():
+        name = p.name
+        if name.startswith(_SEG_PREFIX) and name.endswith(_SEG_SUFFIX):
+            digits = name[len(_SEG_PREFIX) : -len(_SEG_SUFFIX)]
+            if digits.isdigit():
+                found.append((int(digits), p))
+    return sorted(found)
+
+
+def try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive flock on *path* (created if needed), or None if held elsewhere."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- encoding ---------------------------------------------------------------------
+
+
+def encode_record(
+    recv_ns: int,
+    seq: int,
+    conn_id: int,
+    protocol: str,
+    source: str,
+    payload: str,
+    symbols: Iterable[str],
+    exch_ns: int | None = None,
+    venue_seq: int | None = None,
+    sent_ns: int | None = None,
+) -> bytes:
+    """One framed record (length, checksum, body)."""
+    flags = (
+        (_EXCH if exch_ns is not None else 0)
+        | (_VSEQ if venue_seq is not None else 0)
+        | (_SENT if sent_ns is not None else 0)
+    )
+    proto_b, source_b = protocol.encode(), source.encode()
+    symbols_b = ",".join(symbols).encode()
+    body = b"".join(
+        (
+            _BODY.pack(
+                recv_ns,
+                seq,
+                conn_id,
+                flags,
+                exch_ns or 0,
+                venue_seq or 0,
+                sent_ns or 0,
+                len(proto_b),
+                len(source_b),
+                len(symbols_b),
+            ),
+            proto_b,
+            source_b,
+            symbols_b,
+            payload.encode(),
+        )
+    )
+    length = _U32.pack(len(body))
+    return length + _U32.pack(zlib.crc32(body, zlib.crc32(length))) + body
+
+
+def decode_body(body: bytes | memoryview, run_id: str) -> JournalRecord:
+    """The record held in one (checksum-verified) body."""
+    (recv_ns, seq, conn_id, flags, exch_ns, venue_seq, sent_ns, lp, ls, lsym) = _BODY.unpack_from(
+        body
+    )
+    at = _BODY.size
+    raw = bytes(body[at:])
+    protocol = raw[:lp].decode()
+    source = raw[lp : lp + ls].decode()
+    symbols = raw[lp + ls : lp + ls + lsym].decode()
+    payload = raw[lp + ls + lsym :].decode()
+    row = Row(
+        recv_ns,
+        seq,
+        run_id,
+        conn_id,
+        protocol,
+        source,
+        payload,
+        exch_ns if flags & _EXCH else None,
+        venue_seq if flags & _VSEQ else None,
+        sent_ns if flags & _SENT else None,
+    )
+    return JournalRecord(row, tuple(symbols.split(",")) if symbols else ())
+
+
+# --- reading ----------------------------------------------------------------------
+
+
+@dataclass
+class SegmentScan:
+    """What a segment holds: its header, every good record, and what was lost after them."""
+
+    path: Path
+    meta: SegmentMeta
+    records: list[JournalRecord]
+    size: int
+    good_bytes: int
+    problem: str | None
+
+    @property
+    def lost_bytes(self) -> int:
+        """Bytes after the last good record (0 for a clean segment)."""
+        return self.size - self.good_bytes
+
+    @property
+    def last_seq(self) -> int:
+        """Highest ``seq`` the segment proves used (its header's ``first_seq - 1`` if empty)."""
+        return self.records[-1].row.seq if self.records else self.meta.first_seq - 1
+
+    @property
+    def last_recv_ns(self) -> int:
+        """``recv_ns`` of the last good record, else the segment's creation time."""
+        return self.records[-1].row.recv_ns if self.records else self.meta.created_ns
+
+
+def _read_meta(path: Path, data: bytes) -> tuple[SegmentMeta, int]:
+    if len(data) < _HEAD.size:
+        raise JournalError(f"{path}: too short for a journal header ({len(data)} bytes)")
+    magic, version, n = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise JournalError(f"{path}: not a tickrec journal segment (bad magic)")
+    if version != FORMAT_VERSION:
+        raise JournalError(f"{path}: journal format version {version}, expected {FORMAT_VERSION}")
+    end = _HEAD.size + n
+    if len(data) < end + _U32.size or _U32.unpack_from(data, end)[0] != zlib.crc32(data[:end]):
+        raise JournalError(f"{path}: journal header is damaged (checksum)")
+    try:
+        m = orjson.loads(data[_HEAD.size : end])
+        run = RunMeta(m["run_id"], m["venue"], m["protocol"], tuple(m["symbols"]))
+        meta = SegmentMeta(run, int(m["n"]), int(m["first_seq"]), int(m["created_ns"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"{path}: journal header is unreadable ({exc})") from None
+    return meta, end + _U32.size
+
+
+def _iter_records(
+    data: bytes, start: int, run_id: str, problem: list[str]
+) -> Iterator[tuple[JournalRecord, int]]:
+    at, size = start, len(data)
+    view = memoryview(data)
+    while at < size:
+        if size - at < _REC.size:
+            problem.append(f"torn record header at offset {at}")
+            return
+        length, crc = _REC.unpack_from(data, at)
+        if length < _BODY.size or length > MAX_RECORD_BYTES:
+            problem.append(f"impossible record length {length} at offset {at}")
+            return
+        end = at + _REC.size + length
+        if end > size:
+            problem.append(f"torn record at offset {at} ({size - at} of {end - at} bytes)")
+            return
+        body = view[at + _REC.size : end]
+        if zlib.crc32(body, zlib.crc32(data[at : at + 4])) != crc:
+            problem.append(f"checksum mismatch at offset {at}")
+            return
+        try:
+            record = decode_body(body, run_id)
+        except (struct.error, UnicodeDecodeError) as exc:
+            problem.append(f"undecodable record at offset {at} ({exc})")
+            return
+        yield record, end
+        at = end
+
+
+def scan_segment(path: Path) -> SegmentScan:
+    """Read a whole segment: every record up to the first damaged one.
+
+    Raises :class:`JournalError` only when the header itself is unreadable.
+    """
+    data = path.read_bytes()
+    meta, start = _read_meta(path, data)
+    problems: list[str] = []
+    records: list[JournalRecord] = []
+    good = start
+    for record, end in _iter_records(data, start, meta.run.run_id, problems):
+        records.append(record)
+        good = end
+    return SegmentScan(path, meta, records, len(data), good, problems[0] if problems else None)
+
+
+# --- writing ----------------------------------------------------------------------
+
+
+class _Segment:
+    """One open segment file: positional writes with a known good size."""
+
+    def __init__(self, path: Path, fd: int, size: int, meta: SegmentMeta) -> None:
+        self.path, self.fd, self.size, self.meta = path, fd, size, meta
+        self.records = 0
+        self.torn = False  # bytes past ``size`` that could not be cut off yet
+
+    @classmethod
+    def create(cls, run_dir: Path, meta: SegmentMeta) -> _Segment:
+        """Create segment *meta.n* with its header durable before it gets its final name."""
+        final = run_dir / segment_name(meta.n)
+        tmp = run_dir / f".{final.name}.tmp"
+        header = meta.encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, header)
+            os.fsync(fd)
+            os.rename(tmp, final)
+            _fsync_dir(run_dir)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return cls(final, fd, len(header), meta)
+
+    def write(self, data: bytes) -> None:
+        """Write *data* at the good end, or leave the file as it was and raise OSError."""
+        if self.torn:
+            os.ftruncate(self.fd, self.size)
+            self.torn = False
+        done = 0
+        try:
+            while done < len(data):
+                done += os.pwrite(self.fd, data[done:], self.size + done)
+        except OSError:
+            if done:
+                self.torn = True
+                try:
+                    os.ftruncate(self.fd, self.size)
+                    self.torn = False
+                except OSError:
+                    pass  # retried before the next write; the checksum covers a reader meanwhile
+            raise
+        self.size += len(data)
+
+    def close(self) -> None:
+        """Fsync and close; cut off a torn tail first if one is left."""
+        try:
+            if self.torn:
+                os.ftruncate(self.fd, self.size)
+            os.fsync(self.fd)
+        finally:
+            os.close(self.fd)
+
+
+@dataclass
+class _DiskTrouble:
+    since_ns: int
+    error: OSError
+    records: int = 0
+    bytes: int = 0
+
+
+class Journal:
+    """The journal of one live run: appends rows, assigns ``seq``, fsyncs, rotates.
+
+    *on_closed* is called with the path of every closed segment that holds
+    records (in the thread that closed it); turning it into Parquet and
+    deleting it is the caller's job (see :mod:`recorder.writer`). Empty
+    closed segments are deleted here.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        meta: RunMeta,
+        *,
+        fsync_interval: float = 0.1,
+        rotate_every_ns: int = 15 * 60 * 1_000_000_000,
+        max_segment_bytes: int = 128 << 20,
+        on_closed: Callable[[Path], None] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        max_backlog_bytes: int = 256 << 20,
+        disk_timeout: float = 600.0,
+    ) -> None:
+        if fsync_interval <= 0:
+            raise JournalError("fsync interval must be positive")
+        self.meta = meta
+        self.dir = journal_dir(root, meta.run_id)
+        self._fsync_interval = fsync_interval
+        self._rotate_every_ns = rotate_every_ns
+        self._max_segment_bytes = max_segment_bytes
+        self._on_closed = on_closed
+        self._clock = clock
+        self._max_backlog_bytes = max_backlog_bytes
+        self._disk_timeout_ns = int(disk_timeout * 1e9)
+        self._lock = threading.Lock()
+        self._next_seq = 0
+        self._last_written_seq = -1
+        self.durable_seq = -1
+        self._backlog: deque[tuple[int, bytes]] = deque()
+        self._trouble: _DiskTrouble | None = None
+        self.fatal: JournalError | None = None
+        self._closed = False
+        self._lock_fd = self._make_dir()
+        try:
+            self._seg = self._open_segment(1, self._clock())
+        except OSError as exc:
+            raise JournalError(f"cannot create journal segment in {self.dir}: {exc}") from exc
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="journal-flush", daemon=True)
+        self._flusher.start()
+
+    # -- setup
+
+    def _make_dir(self) -> int:
+        """Create the run directory with its lock already held, atomically."""
+        parent = self.dir.parent
+        tmp = parent / f".{self.meta.run_id}.tmp"
+        try:
+            tmp.mkdir(parents=True)
+            fd = try_lock(tmp / _LOCK_NAME)
+            if fd is None:
+                raise JournalError(f"{tmp}: locked by another process")
+            os.rename(tmp, self.dir)
+            _fsync_dir(parent)
+        except FileExistsError:
+            raise JournalError(f"journal {self.dir} already exists (run id reused?)") from None
+        except OSError as exc:
+            raise JournalError(f"cannot create journal directory {self.dir}: {exc}") from exc
+        return fd
+
+    def _open_segment(self, n: int, now_ns: int) -> _Segment:
+        seg = _Segment.create(self.dir, SegmentMeta(self.meta, n, self._next_seq, now_ns))
+        self._rotate_at = next_rotation_ns(now_ns, self._rotate_every_ns)
+        return seg
+
+    # -- appending
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next appended row will get."""
+        return self._next_seq
+
+    def append(
+        self,
+        recv_ns: int,
+        conn_id: int,
+        protocol: str,
+        source: str,
+        payload: str,
+        symbols: Iterable[str],
+        exch_ns: int | None = None,
+        venue_seq: int | None = None,
+        sent_ns: int | None = None,
+    ) -> int:
+        """Append one row, going to the partitions of *symbols*; return its ``seq``.
+
+        Raises :class:`JournalError` once the journal has given up (see :attr:`fatal`).
+        """
+        rotated = None
+        with self._lock:
+            if self.fatal is not None:
+                raise self.fatal
+            if self._closed:
+                raise JournalError("journal is closed")
+            seq = self._next_seq
+            data = encode_record(
+                recv_ns,
+                seq,
+                conn_id,
+                protocol,
+                source,
+                payload,
+                symbols,
+                exch_ns,
+                venue_seq,
+                sent_ns,
+            )
+            if not self._backlog and (
+                recv_ns >= self._rotate_at or self._seg.size >= self._max_segment_bytes
+            ):
+                rotated = self._rotate_locked(recv_ns)
+            self._next_seq = seq + 1
+            self._write_locked(seq, data)
+        if rotated is not None:
+            self._finish(rotated)
+        return seq
+
+    def _write_locked(self, seq: int, data: bytes) -> None:
+        if self._backlog:
+            self._hold_locked(seq, data)
+            return
+        try:
+            self._seg.write(data)
+        except OSError as exc:
+            self._trouble = _DiskTrouble(self._clock(), exc)
+            log.error(
+                "journal write failed (%s); holding records in memory and retrying: %s",
+                errno.errorcode.get(exc.errno or 0, "?"),
+                exc,
+            )
+            self._hold_locked(seq, data)
+            return
+        self._seg.records += 1
+        self._last_written_seq = seq
+
+    def _hold_locked(self, seq: int, data: bytes) -> None:
+        self._backlog.append((seq, data))
+        trouble = self._trouble
+        assert trouble is not None
+        trouble.records += 1
+        trouble.bytes += len(data)
+        if trouble.bytes > self._max_backlog_bytes:
+            self._give_up_locked(f"more than {self._max_backlog_bytes} bytes waiting")
+
+    def _give_up_locked(self, why: str) -> None:
+        trouble = self._trouble
+        assert trouble is not None
+        self.fatal = JournalError(
+            f"cannot write the journal in {self.dir}: {trouble.error} ({why}); "
+            f"{trouble.records} records received since the failure are lost; "
+            "everything before is safe in the journal: free space, then run `tickrec recover`"
+        )
+        log.error("%s", self.fatal)
+
+    def _retry_backlog_locked(self) -> dict[str, object] | None:
+        """Write held records; on success return the disk event to record."""
+        trouble = self._trouble
+        if trouble is None:
+            return None
+        while self._backlog:
+            seq, data = self._backlog[0]
+            try:
+                self._seg.write(data)
+            except OSError as exc:
+                trouble.error = exc
+                if self._clock() - trouble.since_ns > self._disk_timeout_ns:
+                    self._give_up_locked(f"still failing after {self._disk_timeout_ns / 1e9:.0f} s")
+                return None
+            self._backlog.popleft()
+            self._seg.records += 1
+            self._last_written_seq = seq
+        self._trouble = None
+        now = self._clock()
+        log.warning(
+            "journal writable again after %.1f s; %d held records written",
+            (now - trouble.since_ns) / 1e9,
+            trouble.records,
+        )
+        return {
+            "event": "disk_error",
+            "error": str(trouble.error),
+            "errno": errno.errorcode.get(trouble.error.errno or 0, None),
+            "since_ns": trouble.since_ns,
+            "resumed_ns": now,
+            "records_held": trouble.records,
+            "lost": 0,
+        }
+
+    # -- rotation and flushing
+
+    def _rotate_locked(self, now_ns: int) -> _Segment | None:
+        try:
+            new = self._open_segment(self._seg.meta.n + 1, now_ns)
+        except OSError as exc:
+            log.error("cannot open a new journal segment (%s); staying on the current one", exc)
+            self._rotate_at = now_ns + 1_000_000_000
+            return None
+        old, self._seg = self._seg, new
+        return old
+
+    def _finish(self, seg: _Segment) -> None:
+        """Close a rotated-out segment and hand it over (or delete it if it is empty)."""
+        try:
+            seg.close()
+        except OSError as exc:
+            log.error("closing journal segment %s failed: %s", seg.path, exc)
+        if seg.records == 0:
+            seg.path.unlink(missing_ok=True)
+        elif self._on_closed is not None:
+            self._on_closed(seg.path)
+
+    def rotate(self) -> None:
+        """Close the current segment now and start the next one."""
+        with self._lock:
+            old = self._rotate_locked(self._clock()) if not self._backlog else None
+        if old is not None:
+            self._finish(old)
+
+    def sync(self) -> None:
+        """Write held records if the disk takes them, and fsync everything written so far."""
+        event = None
+        rotated = None
+        with self._lock:
+            if self._closed:
+                return
+            event = self._retry_backlog_locked()
+            now = self._clock()
+            if not self._backlog and now >= self._rotate_at:
+                rotated = self._rotate_locked(now)
+            fd = os.dup(self._seg.fd)
+            upto = self._last_written_seq
+        try:
+            os.fsync(fd)
+            self.durable_seq = upto
+        except OSError as exc:
+            log.error("journal fsync failed: %s", exc)
+        finally:
+            os.close(fd)
+        if rotated is not None:
+            self._finish(rotated)
+        if event is not None and self.fatal is None:
+            self.append(
+                self._clock(),
+                0,
+                self.meta.protocol,
+                "event",
+                orjson.dumps(event).decode(),
+                self.meta.symbols,
+            )
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._fsync_interval):
+            try:
+                self.sync()
+            except Exception:  # the flusher must outlive any one failure
+                log.exception("journal flusher error")
+
+    # -- closing
+
+    def close(self) -> None:
+        """Stop the flusher, write what the disk takes, and close the last segment.
+
+        The last segment is handed to *on_closed* like any other. Records
+        still held in memory because the disk refuses them are lost; the
+        journal on disk stays consistent. The lock stays held: see :meth:`release`.
+        """
+        self._stop.set()
+        if self._flusher is not threading.current_thread():
+            self._flusher.join()
+        self.sync()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            seg = self._seg
+            if self._backlog and self.fatal is None:
+                self._give_up_locked("shutting down")
+        self._finish(seg)
+
+    def release(self) -> None:
+        """Drop the run's lock, removing the journal directory if nothing is left in it."""
+        if self._lock_fd < 0:
+            return
+        if not list_segments(self.dir):
+            (self.dir / _LOCK_NAME).unlink(missing_ok=True)
+            # A stray file may be left; recovery removes the directory later.
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()
+        os.close(self._lock_fd)
+        self._lock_fd = -1

@@ -1,0 +1,121 @@
+"""Recovery: turning the journals of dead recorder runs into Parquet.
+
+A run is dead when nobody holds its journal lock (a live recorder holds it
+with ``flock`` for its whole life, and the kernel drops it when the process
+dies, however it dies). Recovery takes the lock itself, so two recoveries, or
+a recovery and a starting recorder, never convert the same run twice.
+
+Each segment is read up to its first damaged record (see
+:mod:`recorder.journal`); everything before is kept. For a damaged tail, a
+``journal_loss`` event row (segment, offset, bytes lost) is written to every
+symbol partition of the run, with the next ``seq`` of the run, so the replayer
+can report the loss as a gap instead of silently missing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recorder.journal import SegmentScan, list_segments, scan_segment, try_lock
+from recorder.writer import convert_segment
+from tickrec.errors import JournalError
+
+__all__ = ["RunRecovery", "recover", "recover_run"]
+
+log = logging.getLogger("tickrec.recorder")
+
+_LOCK_NAME = "lock"
+
+
+@dataclass
+class RunRecovery:
+    """What recovering one run did."""
+
+    run_id: str
+    segments: int = 0
+    rows: int = 0
+    parts: list[Path] = field(default_factory=list)
+    losses: list[SegmentScan] = field(default_factory=list)
+    left: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _next_seq(segments: list[tuple[int, Path]]) -> tuple[int, SegmentScan | None]:
+    """The next free ``seq`` of a run: after the last one its newest readable segment proves."""
+    for _, path in reversed(segments):
+        try:
+            scan = scan_segment(path)
+        except JournalError:
+            continue
+        return scan.last_seq + 1, scan
+    return 0, None
+
+
+def recover_run(root: str | os.PathLike[str], run_dir: Path) -> RunRecovery:
+    """Convert every segment of one dead run (the caller holds its lock)."""
+    result = RunRecovery(run_dir.name)
+    segments = list_segments(run_dir)
+    next_seq, last = _next_seq(segments)
+    for _, path in segments:
+        try:
+            scan = last if last is not None and last.path == path else scan_segment(path)
+        except JournalError as exc:
+            # The header is gone, so the run, and so the partitions, are unknown: keep the file.
+            result.left.append((path, str(exc)))
+            log.error("cannot recover %s: %s", path, exc)
+            continue
+        loss_seq = None
+        if scan.problem is not None:
+            loss_seq, next_seq = next_seq, next_seq + 1
+            result.losses.append(scan)
+            log.warning(
+                "%s: %s; kept %d records, %d bytes lost",
+                path,
+                scan.problem,
+                len(scan.records),
+                scan.lost_bytes,
+            )
+        converted = convert_segment(root, scan, loss_seq)
+        result.segments += 1
+        result.rows += converted.rows
+        result.parts.extend(converted.written)
+    return result
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    if list_segments(run_dir):
+        return
+    for p in run_dir.iterdir():
+        if p.name != _LOCK_NAME and not p.name.endswith(".tmp"):
+            return
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def recover(root: str | os.PathLike[str]) -> list[RunRecovery]:
+    """Recover every dead run's journal under *root*; live runs are left alone."""
+    journal = Path(root) / "journal"
+    results: list[RunRecovery] = []
+    if not journal.is_dir():
+        return results
+    for run_dir in sorted(p for p in journal.iterdir() if p.is_dir()):
+        try:
+            fd = try_lock(run_dir / _LOCK_NAME)
+        except FileNotFoundError:
+            continue  # removed by its own recorder meanwhile
+        if fd is None:
+            continue  # a live recorder holds it
+        try:
+            if run_dir.name.startswith("."):
+                # A run that died while creating its journal directory holds no records.
+                if not list_segments(run_dir):
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                continue
+            result = recover_run(root, run_dir)
+            results.append(result)
+            _remove_if_empty(run_dir)
+        finally:
+            os.close(fd)
+    return results

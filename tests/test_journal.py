@@ -1,0 +1,254 @@
+"""The write-ahead journal, its conversion to Parquet, and recovery, on real files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from recorder.journal import (
+    Journal,
+    RunMeta,
+    SegmentScan,
+    encode_record,
+    list_segments,
+    scan_segment,
+)
+from recorder.recovery import recover
+from recorder.rotation import NS_PER_DAY, next_rotation_ns
+from recorder.writer import convert_segment
+from tickrec import contract
+
+SYMS = ("BTCUSD", "ETHUSD")
+T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
+MIN = 60 * 1_000_000_000
+
+
+def _meta(run_id: str = "20260101T000000-test") -> RunMeta:
+    return RunMeta(run_id, "gemini", "gemini.v2", SYMS)
+
+
+def _journal(root: Path, closed: list[Path], **kw: object) -> Journal:
+    return Journal(root, _meta(), on_closed=closed.append, fsync_interval=0.01, **kw)  # type: ignore[arg-type]
+
+
+def _append_sample(j: Journal, n: int, t: int = T0 + MIN) -> list[tuple[int, str, tuple[str, ...]]]:
+    """n rows alternating BTCUSD, ETHUSD, both; returns (seq, payload, symbols)."""
+    out = []
+    for i in range(n):
+        symbols = (SYMS[i % 2],) if i % 3 else SYMS
+        payload = json.dumps({"i": i, "txt": 'é ✓ "q"', "symbols": list(symbols)})
+        seq = j.append(
+            t + i,
+            1,
+            "gemini.v2",
+            "ws",
+            payload,
+            symbols,
+            exch_ns=t - 5 if i % 2 else None,
+            venue_seq=i if i % 4 == 0 else None,
+        )
+        out.append((seq, payload, symbols))
+    return out
+
+
+def test_round_trip_record_to_parquet(tmp_path: Path) -> None:
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed)
+    sent = _append_sample(j, 50)
+    j.append(T0 + MIN + 100, 0, "gemini.rest", "rest", "{}", ("BTCUSD",), sent_ns=T0 + MIN + 90)
+    j.close()
+    assert len(closed) == 1
+    scan = scan_segment(closed[0])
+    assert scan.problem is None and scan.lost_bytes == 0
+    assert [r.row.seq for r in scan.records] == list(range(51))
+    assert [(r.row.payload, r.symbols) for r in scan.records[:50]] == [(p, s) for _, p, s in sent]
+    assert scan.records[1].row.exch_ns == T0 + MIN - 5 and scan.records[0].row.exch_ns is None
+    assert scan.records[-1].row.sent_ns == T0 + MIN + 90
+    convert_segment(tmp_path, scan)
+    j.release()
+    assert not (tmp_path / "journal" / _meta().run_id).exists()
+    btc = contract.read_partition(tmp_path, "gemini", "2026-01-01", "BTCUSD").to_pylist()
+    eth = contract.read_partition(tmp_path, "gemini", "2026-01-01", "ETHUSD").to_pylist()
+    assert [r["payload"] for r in btc[:-1]] == [p for _, p, s in sent if "BTCUSD" in s]
+    assert [r["payload"] for r in eth] == [p for _, p, s in sent if "ETHUSD" in s]
+    assert btc[-1]["source"] == "rest" and btc[-1]["sent_ts"] is not None
+    assert all(r["run_id"] == _meta().run_id for r in btc + eth)
+
+
+def _crashed_journal(
+    tmp_path: Path, n: int = 40
+) -> tuple[Path, list[tuple[int, str, tuple[str, ...]]]]:
+    """A journal left as a dead process leaves it: segment on disk, lock released."""
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed)
+    sent = _append_sample(j, n)
+    j.close()
+    j._lock_fd, fd = -1, j._lock_fd  # drop the lock without removing anything, as a crash does
+    os.close(fd)
+    return closed[0], sent
+
+
+def _record_sizes(scan: SegmentScan) -> list[int]:
+    return [
+        len(
+            encode_record(
+                r.row.recv_ns,
+                r.row.seq,
+                r.row.conn_id,
+                r.row.protocol,
+                r.row.source,
+                r.row.payload,
+                r.symbols,
+                r.row.exch_ns,
+                r.row.venue_seq,
+                r.row.sent_ns,
+            )
+        )
+        for r in scan.records
+    ]
+
+
+def _rows(root: Path, symbol: str) -> list[dict[str, object]]:
+    return contract.read_partition(root, "gemini", "2026-01-01", symbol).to_pylist()
+
+
+def test_torn_tail_keeps_everything_before_and_records_the_loss(tmp_path: Path) -> None:
+    seg, sent = _crashed_journal(tmp_path)
+    whole = seg.stat().st_size
+    scan = scan_segment(seg)
+    cut = whole - 7  # inside the last record
+    with open(seg, "r+b") as fh:
+        fh.truncate(cut)
+    results = recover(tmp_path)
+    assert len(results) == 1 and len(results[0].losses) == 1
+    assert not (tmp_path / "journal" / _meta().run_id).exists()
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        want = [p for _, p, s in sent[:-1] if symbol in s]
+        assert [r["payload"] for r in rows[:-1]] == want
+        loss = rows[-1]
+        assert loss["source"] == "event" and loss["seq"] == len(sent) - 1  # next free seq
+        detail = json.loads(str(loss["payload"]))
+        assert detail["event"] == "journal_loss"
+        assert detail["segment"] == seg.name
+        assert detail["offset"] == whole - _record_sizes(scan)[-1]
+        assert detail["bytes_lost"] == cut - detail["offset"]
+        seqs = [r["seq"] for r in rows]
+        assert seqs == sorted(set(seqs))
+
+
+def test_bit_flip_stops_at_the_damaged_record(tmp_path: Path) -> None:
+    seg, sent = _crashed_journal(tmp_path)
+    scan = scan_segment(seg)
+    sizes = _record_sizes(scan)
+    offset = scan.size - sum(sizes) + sum(sizes[:20])  # where record 20 starts
+    data = bytearray(seg.read_bytes())
+    data[offset + 30] ^= 0x04
+    seg.write_bytes(bytes(data))
+    damaged = scan_segment(seg)
+    assert len(damaged.records) == 20 and damaged.good_bytes == offset
+    assert damaged.problem is not None and "checksum" in damaged.problem
+    recover(tmp_path)
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        assert [r["payload"] for r in rows[:-1]] == [p for _, p, s in sent[:20] if symbol in s]
+        detail = json.loads(str(rows[-1]["payload"]))
+        assert detail == {
+            **detail,
+            "event": "journal_loss",
+            "offset": offset,
+            "bytes_lost": scan.size - offset,
+        }
+        assert rows[-1]["seq"] == 20  # the first seq no readable record holds
+
+
+def test_reconversion_after_a_crash_mid_conversion_writes_nothing_twice(tmp_path: Path) -> None:
+    seg, sent = _crashed_journal(tmp_path)
+    backup = tmp_path / "backup.tj"
+    shutil.copy(seg, backup)
+    convert_segment(tmp_path, scan_segment(seg))
+    # the crash: parts renamed into place, the segment not yet deleted
+    shutil.copy(backup, seg)
+    first = next(
+        iter(contract.list_parts(tmp_path, contract.Partition("gemini", "2026-01-01", "BTCUSD")))
+    )
+    first.path.unlink()  # and one part not yet written
+    results = recover(tmp_path)
+    assert results[0].losses == [] and len(results[0].parts) == 1
+    for symbol in SYMS:
+        assert [r["payload"] for r in _rows(tmp_path, symbol)] == [
+            p for _, p, s in sent if symbol in s
+        ]
+
+
+def test_recovery_leaves_live_runs_alone(tmp_path: Path) -> None:
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed)
+    _append_sample(j, 5)
+    assert recover(tmp_path) == []
+    assert list_segments(j.dir)
+    j.close()
+    for p in closed:
+        convert_segment(tmp_path, scan_segment(p))
+    j.release()
+    assert not j.dir.exists()
+
+
+def test_rotation_times_are_wall_clock_multiples_and_midnight() -> None:
+    assert next_rotation_ns(T0 + 7 * MIN, 15 * MIN) == T0 + 15 * MIN
+    assert next_rotation_ns(T0 + 15 * MIN, 15 * MIN) == T0 + 30 * MIN
+    late = T0 + NS_PER_DAY - 5 * MIN
+    assert next_rotation_ns(late, 7 * MIN) == T0 + NS_PER_DAY  # never past midnight
+    assert next_rotation_ns(late, 0) == T0 + NS_PER_DAY
+    assert next_rotation_ns(T0 + 1, 2 * NS_PER_DAY) == T0 + NS_PER_DAY
+
+
+def test_rotation_across_midnight_writes_two_dates(tmp_path: Path) -> None:
+    midnight = T0 + NS_PER_DAY  # 2026-01-02T00:00Z
+    now = [midnight - 30 * MIN]
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed, rotate_every_ns=10 * MIN, clock=lambda: now[0])
+    seqs = []
+    for k in range(-25, 15):  # one row a minute from 23:35 to 00:14
+        now[0] = midnight + k * MIN
+        seqs.append(j.append(now[0], 1, "gemini.v2", "ws", f'{{"k":{k}}}', ("BTCUSD",)))
+    j.close()
+    assert len(closed) == 5  # ..23:40, ..23:50, ..00:00, ..00:10, ..00:14
+    for p in closed:
+        convert_segment(tmp_path, scan_segment(p))
+    j.release()
+    parts = contract.list_partitions(tmp_path)
+    assert [p.date for p in parts] == ["2026-01-01", "2026-01-02"]
+    for part in parts:
+        files = contract.list_parts(tmp_path, part)
+        rows = contract.read_parts(files).to_pylist()
+        assert {r["recv_ts"].date().isoformat() for r in rows} == {part.date}
+        for f in files:
+            assert contract.date_of_ns(f.first_recv_ns) == contract.date_of_ns(f.last_recv_ns)
+    before = contract.read_partition(tmp_path, "gemini", "2026-01-01", "BTCUSD")
+    after = contract.read_partition(tmp_path, "gemini", "2026-01-02", "BTCUSD")
+    assert before.num_rows == 25 and after.num_rows == 15
+    assert after.column("recv_ts")[0].as_py() == dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    assert before.column("seq").to_pylist() + after.column("seq").to_pylist() == seqs
+
+
+def test_size_rotation_and_empty_segments(tmp_path: Path) -> None:
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed, max_segment_bytes=2000)
+    _append_sample(j, 60)
+    j.rotate()
+    j.rotate()  # an empty segment is deleted, not handed over
+    j.close()
+    assert len(closed) > 3
+    total = sum(len(scan_segment(p).records) for p in closed)
+    assert total == 60
+
+
+def test_journal_refuses_bad_names(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="invalid run id"):
+        RunMeta("../x", "gemini", "gemini.v1", SYMS)

@@ -1,0 +1,67 @@
+"""Gemini market data v2 (gemini.md section 2): many symbols on one connection.
+
+v2 frames carry no sequence number, so gaps cannot be detected from the
+stream (gemini.md section 2, "Sequencing"). ``l2_updates``, ``trade`` and the
+candle feeds name their ``symbol``; a heartbeat names none and belongs to the
+whole connection. ``trade`` and ``heartbeat`` carry ``timestamp`` in ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from tickrec.venues._json import as_int, load_object
+from tickrec.venues.base import Header, register
+
+__all__ = ["PROTOCOL", "header", "stream_url", "subscribe_message"]
+
+PROTOCOL = "gemini.v2"
+
+_FEEDS_WITH_TIME = frozenset({"trade", "heartbeat"})
+
+
+def stream_url(base: str) -> str:
+    """The v2 market data URL (gemini.md section 2)."""
+    return f"{base.rstrip('/')}/v2/marketdata"
+
+
+def subscribe_message(symbols: Sequence[str], feed: str = "l2") -> str:
+    """The subscribe message for *feed* over *symbols*, as sent on the wire."""
+    body = {"type": "subscribe", "subscriptions": [{"name": feed, "symbols": list(symbols)}]}
+    return orjson.dumps(body).decode()
+
+
+def _known(kind: str) -> bool:
+    return (
+        kind in ("l2_updates", "trade", "heartbeat")
+        or (kind.startswith("candles_") and kind.endswith("_updates"))
+        or kind in ("mark_price_updates", "funding_amount_updates")
+    )
+
+
+def header(payload: str | bytes) -> Header:
+    """Read kind, ``symbol`` and (for trades and heartbeats) ``timestamp`` of a v2 frame."""
+    obj, problem = load_object(payload)
+    if obj is None:
+        return Header(kind="", problem=problem)
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return Header(kind="", problem="no message type")
+    symbol = obj.get("symbol")
+    symbol = symbol if isinstance(symbol, str) and symbol else None
+    exch_ns = None
+    if kind in _FEEDS_WITH_TIME:
+        ms = as_int(obj.get("timestamp"))
+        exch_ns = ms * 1_000_000 if ms is not None else None
+    if not _known(kind):
+        return Header(
+            kind=kind, exch_ns=exch_ns, symbol=symbol, problem=f"unexpected message type {kind!r}"
+        )
+    if kind != "heartbeat" and symbol is None:
+        return Header(kind=kind, exch_ns=exch_ns, problem=f"{kind} without a symbol")
+    return Header(kind=kind, exch_ns=exch_ns, symbol=symbol)
+
+
+register(PROTOCOL, header)
