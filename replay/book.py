@@ -1,0 +1,469 @@
+"""The L2 book engine: a compiled kernel over integer ticks.
+
+Data structure. Each side is a sorted ``int64`` array of keys with a parallel
+array of sizes, sorted so that the *best* level is at the *end*: bids by
+price ascending, asks by negated price ascending. Almost every change lands
+near the touch, so inserting or deleting there shifts only the few levels
+between it and the end of the array, and the top N are the last N entries.
+A level is found by probing the last few entries, then by binary search, so
+a stray bid at 1.00 far from a 6,500 touch (as in real v1 data) costs one
+array slot, not a dense range of empty ticks. Arrays double when full. No
+Python object exists per level; the hot loop is compiled with numba.
+
+Semantics (ARCHITECTURE section 3). Operations come from
+:class:`~replay.events.BookOps`: ``OP_SET`` sets a level to an absolute size
+(0 removes it; a level of size 0 is never stored), ``OP_CLEAR`` empties the
+book and makes it invalid, ``OP_INVALID`` keeps the levels but marks them
+untrusted, ``OP_VALID`` marks the book valid (end of a snapshot).
+
+Emission. With a time grid, the row at grid time ``T`` is the book after
+every operation with ``ts <= T``; it is written when the first operation with
+``ts > T`` arrives, or at the end. Without a grid (``per_message``), one row
+is written after the last operation of each message (``grp``), because the
+book between two changes of one message never existed at the venue. Both
+rules look only at the operations themselves, so feeding the stream in any
+chunks gives the same rows.
+
+Rows hold ticks and units; levels beyond the book's depth have size 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from replay.events import BID, OP_CLEAR, OP_INVALID, OP_SET, BookOps
+
+__all__ = ["BookEngine", "Rows", "rest_min_diff"]
+
+I64 = npt.NDArray[np.int64]
+
+# Slots of the small int64 state vector that carries a stream across chunks.
+_VALID, _GRID_I, _PENDING, _PENDING_GRP, _PENDING_TS = range(5)
+_PROBE = 8  # linear probe from the touch before binary search
+
+
+@numba.njit(cache=True, inline="always")
+def _lower_bound(keys: Any, n: int, key: int) -> int:
+    """First index in ``keys[:n]`` (ascending) whose key is ``>= key``."""
+    j = n
+    stop = n - _PROBE if n > _PROBE else 0
+    while j > stop and keys[j - 1] >= key:
+        j -= 1
+    if j > stop or j == 0:
+        return j
+    lo, hi = 0, j
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def _grow(keys: Any, sizes: Any) -> tuple[Any, Any]:
+    cap = keys.shape[1]
+    k2 = np.zeros((2, cap * 2), dtype=np.int64)
+    s2 = np.zeros((2, cap * 2), dtype=np.int64)
+    k2[:, :cap] = keys
+    s2[:, :cap] = sizes
+    return k2, s2
+
+
+@numba.njit(cache=True, inline="always")
+def _set(keys: Any, sizes: Any, n: Any, s: int, key: int, size: int) -> None:
+    cnt = n[s]
+    k = keys[s]
+    z = sizes[s]
+    pos = _lower_bound(k, cnt, key)
+    if pos < cnt and k[pos] == key:
+        if size == 0:
+            for i in range(pos, cnt - 1):
+                k[i] = k[i + 1]
+                z[i] = z[i + 1]
+            n[s] = cnt - 1
+        else:
+            z[pos] = size
+    elif size != 0:
+        for i in range(cnt, pos, -1):
+            k[i] = k[i - 1]
+            z[i] = z[i - 1]
+        k[pos] = key
+        z[pos] = size
+        n[s] = cnt + 1
+
+
+@numba.njit(cache=True, inline="always")
+def _emit(
+    keys: Any,
+    sizes: Any,
+    n: Any,
+    valid: int,
+    t: int,
+    r: int,
+    depth: int,
+    out_ts: Any,
+    out_valid: Any,
+    out_px: Any,
+    out_sz: Any,
+) -> None:
+    out_ts[r] = t
+    out_valid[r] = valid
+    for s in range(2):
+        cnt = n[s]
+        sign = 1 if s == BID else -1
+        for i in range(depth):
+            if i < cnt:
+                out_px[r, s, i] = sign * keys[s, cnt - 1 - i]
+                out_sz[r, s, i] = sizes[s, cnt - 1 - i]
+            else:
+                out_px[r, s, i] = 0
+                out_sz[r, s, i] = 0
+
+
+@numba.njit(cache=True)
+def _run(
+    keys: Any,
+    sizes: Any,
+    n: Any,
+    st: Any,
+    ts: Any,
+    grp: Any,
+    op: Any,
+    side: Any,
+    px: Any,
+    sz: Any,
+    grid: Any,
+    depth: int,
+    per_message: bool,
+    final: bool,
+    out_ts: Any,
+    out_valid: Any,
+    out_px: Any,
+    out_sz: Any,
+) -> tuple[Any, Any, int]:
+    valid = st[_VALID]
+    gi = st[_GRID_I]
+    pending = st[_PENDING]
+    pgrp = st[_PENDING_GRP]
+    pts = st[_PENDING_TS]
+    ngrid = grid.shape[0]
+    rows = 0
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        if per_message:
+            if pending and grp[i] != pgrp:
+                _emit(keys, sizes, n, valid, pts, rows, depth, out_ts, out_valid, out_px, out_sz)
+                rows += 1
+        else:
+            while gi < ngrid and grid[gi] < t:
+                _emit(
+                    keys, sizes, n, valid, grid[gi], rows, depth, out_ts, out_valid, out_px, out_sz
+                )
+                rows += 1
+                gi += 1
+        o = op[i]
+        if o == OP_SET:
+            if n[0] == keys.shape[1] or n[1] == keys.shape[1]:
+                keys, sizes = _grow(keys, sizes)
+            s = side[i]
+            _set(keys, sizes, n, s, px[i] if s == BID else -px[i], sz[i])
+        elif o == OP_CLEAR:
+            n[0] = 0
+            n[1] = 0
+            valid = 0
+        elif o == OP_INVALID:
+            valid = 0
+        else:
+            valid = 1
+        pending = 1
+        pgrp = grp[i]
+        pts = t
+    if final:
+        if per_message:
+            if pending:
+                _emit(keys, sizes, n, valid, pts, rows, depth, out_ts, out_valid, out_px, out_sz)
+                rows += 1
+                pending = 0
+        else:
+            while gi < ngrid:
+                _emit(
+                    keys, sizes, n, valid, grid[gi], rows, depth, out_ts, out_valid, out_px, out_sz
+                )
+                rows += 1
+                gi += 1
+    st[_VALID] = valid
+    st[_GRID_I] = gi
+    st[_PENDING] = pending
+    st[_PENDING_GRP] = pgrp
+    st[_PENDING_TS] = pts
+    return keys, sizes, rows
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Book rows from the kernel: ``px``/``sz`` have shape ``(rows, 2, depth)``.
+
+    Index 1 is the side (``BID`` = 0, ``ASK`` = 1), index 2 the level, best
+    first. Prices are ticks, sizes units; an absent level has size 0 (and
+    price 0). ``valid`` is the book's own validity flag (snapshot seen and no
+    break since); crossing and gap intervals are applied by the caller.
+    """
+
+    ts: I64
+    valid: npt.NDArray[np.bool_]
+    px: I64
+    sz: I64
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @staticmethod
+    def concat(parts: list[Rows], depth: int) -> Rows:
+        """Rows of several chunks, in order."""
+        if not parts:
+            e = np.zeros((0, 2, depth), np.int64)
+            return Rows(np.zeros(0, np.int64), np.zeros(0, bool), e, e.copy())
+        return Rows(
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.valid for p in parts]),
+            np.concatenate([p.px for p in parts]),
+            np.concatenate([p.sz for p in parts]),
+        )
+
+
+class BookEngine:
+    """A book fed with :class:`BookOps` in chunks, emitting top-``depth`` rows.
+
+    ``grid`` (sorted ns times) selects grid emission; ``grid=None`` gives one
+    row per message. ``depth=0`` emits nothing (use :meth:`levels`).
+    """
+
+    def __init__(self, depth: int = 10, grid: I64 | None = None, capacity: int = 256) -> None:
+        if depth < 0:
+            raise ValueError("depth must be >= 0")
+        self.depth = depth
+        self.grid = np.ascontiguousarray(grid if grid is not None else np.zeros(0), np.int64)
+        self.per_message = grid is None
+        self._keys = np.zeros((2, max(capacity, 1)), np.int64)
+        self._sizes = np.zeros((2, max(capacity, 1)), np.int64)
+        self._n = np.zeros(2, np.int64)
+        self._st = np.zeros(5, np.int64)
+        self._done = False
+
+    @property
+    def valid(self) -> bool:
+        """The book's own validity flag after everything fed so far."""
+        return bool(self._st[_VALID])
+
+    def _bound(self, ops: BookOps, final: bool) -> int:
+        if self.depth == 0:
+            return 0
+        if self.per_message:
+            if len(ops) == 0:
+                return 1
+            return int(np.count_nonzero(ops.grp[1:] != ops.grp[:-1])) + 2
+        gi = int(self._st[_GRID_I])
+        if final:
+            return len(self.grid) - gi
+        if len(ops) == 0:
+            return 0
+        return max(int(np.searchsorted(self.grid, ops.ts[-1], "left")) - gi, 0)
+
+    def feed(self, ops: BookOps, final: bool = False) -> Rows:
+        """Apply *ops*; return the rows completed by them (all remaining rows if *final*)."""
+        if self._done:
+            raise RuntimeError("BookEngine already finished")
+        m = self._bound(ops, final)
+        depth = max(self.depth, 1)
+        out_ts = np.zeros(m, np.int64)
+        out_valid = np.zeros(m, np.bool_)
+        out_px = np.zeros((m, 2, depth), np.int64)
+        out_sz = np.zeros((m, 2, depth), np.int64)
+        emits = self.depth > 0
+        self._keys, self._sizes, rows = _run(
+            self._keys,
+            self._sizes,
+            self._n,
+            self._st,
+            ops.ts,
+            ops.grp,
+            ops.op,
+            ops.side,
+            ops.price,
+            ops.size,
+            self.grid if emits else self.grid[:0],
+            self.depth,
+            self.per_message and emits,
+            final,
+            out_ts,
+            out_valid,
+            out_px,
+            out_sz,
+        )
+        self._done = final
+        d = self.depth
+        return Rows(out_ts[:rows], out_valid[:rows], out_px[:rows, :, :d], out_sz[:rows, :, :d])
+
+    def levels(self, side: int) -> tuple[I64, I64]:
+        """``(prices, sizes)`` of every level of *side*, best first (copies)."""
+        cnt = int(self._n[side])
+        keys = self._keys[side, :cnt][::-1]
+        sizes = self._sizes[side, :cnt][::-1].copy()
+        return (keys.copy() if side == BID else -keys), sizes
+
+    def top(self, side: int, depth: int) -> tuple[I64, I64]:
+        """``(prices, sizes)`` of the best *depth* levels of *side*, best first."""
+        cnt = int(self._n[side])
+        lo = max(cnt - depth, 0)
+        keys = self._keys[side, lo:cnt][::-1]
+        return (keys.copy() if side == BID else -keys), self._sizes[side, lo:cnt][::-1].copy()
+
+
+@numba.njit(cache=True)
+def _diff(keys: Any, sizes: Any, n: Any, s: int, rk: Any, rz: Any, a: int, b: int) -> int:
+    """Levels of side *s* that differ from REST levels ``rk[a:b]`` (keys best first)."""
+    lo_key = rk[b - 1] if b > a else -(2**63) + 1
+    i = n[s] - 1
+    j = a
+    d = 0
+    while True:
+        bk_ok = i >= 0 and keys[s, i] >= lo_key
+        rk_ok = j < b
+        if not bk_ok and not rk_ok:
+            break
+        if bk_ok and rk_ok and keys[s, i] == rk[j]:
+            if sizes[s, i] != rz[j]:
+                d += 1
+            i -= 1
+            j += 1
+        elif bk_ok and (not rk_ok or keys[s, i] > rk[j]):
+            d += 1
+            i -= 1
+        else:
+            d += 1
+            j += 1
+    return d
+
+
+@numba.njit(cache=True)
+def _rest_min_diff(
+    ts: Any,
+    grp: Any,
+    op: Any,
+    side: Any,
+    px: Any,
+    sz: Any,
+    w_sent: Any,
+    w_recv: Any,
+    off: Any,
+    rk: Any,
+    rz: Any,
+) -> tuple[Any, Any]:
+    nw = w_sent.shape[0]
+    best = np.full(nw, -1, np.int64)
+    states = np.zeros(nw, np.int64)
+    keys = np.zeros((2, 256), np.int64)
+    sizes = np.zeros((2, 256), np.int64)
+    n = np.zeros(2, np.int64)
+    valid = 0
+    started = 0  # windows [0, started) have been started, in order of sent time
+    lo = 0  # windows [0, lo) are finished (a later message is past their recv time)
+    m = ts.shape[0]
+    i = 0
+    while True:
+        t = ts[i] if i < m else np.iinfo(np.int64).max
+        # The state now is the book after every message with ts <= sent of
+        # windows whose sent time lies before this message.
+        while started < nw and w_sent[started] < t:
+            if valid:
+                d = _diff(keys, sizes, n, 0, rk, rz, off[started, 0], off[started, 1])
+                d += _diff(keys, sizes, n, 1, rk, rz, off[started, 1], off[started, 2])
+                best[started] = d
+                states[started] = 1
+            started += 1
+        if i >= m:
+            break
+        g = grp[i]
+        while i < m and grp[i] == g:
+            o = op[i]
+            if o == OP_SET:
+                if n[0] == keys.shape[1] or n[1] == keys.shape[1]:
+                    keys, sizes = _grow(keys, sizes)
+                s = side[i]
+                _set(keys, sizes, n, s, px[i] if s == BID else -px[i], sz[i])
+            elif o == OP_CLEAR:
+                n[0] = 0
+                n[1] = 0
+                valid = 0
+            elif o == OP_INVALID:
+                valid = 0
+            else:
+                valid = 1
+            i += 1
+        while lo < started and w_recv[lo] < t:
+            lo += 1
+        if valid:
+            for w in range(lo, started):
+                if w_recv[w] >= t:
+                    d = _diff(keys, sizes, n, 0, rk, rz, off[w, 0], off[w, 1])
+                    d += _diff(keys, sizes, n, 1, rk, rz, off[w, 1], off[w, 2])
+                    if best[w] < 0 or d < best[w]:
+                        best[w] = d
+                    states[w] += 1
+    return best, states
+
+
+def rest_min_diff(
+    ops: BookOps,
+    sent: I64,
+    recv: I64,
+    bid_px: list[I64],
+    bid_sz: list[I64],
+    ask_px: list[I64],
+    ask_sz: list[I64],
+) -> tuple[I64, I64]:
+    """For each REST snapshot, the fewest levels that differ from any valid book state.
+
+    Window *w* (sorted by ``sent``) is compared with the book after every
+    message with ``ts <= sent[w]`` and after each message with ``ts`` in
+    ``(sent[w], recv[w]]`` (ARCHITECTURE section 3: the reply was taken at
+    an unknown moment in that window). Each side is compared over the price
+    range the reply covers (its best to its worst level; an empty side
+    covers the whole side). Returns ``(min_diff, states)`` per window;
+    ``min_diff`` is -1 when the book was never valid in the window.
+    """
+    nw = len(sent)
+    off = np.zeros((nw, 3), np.int64)
+    rk_parts: list[I64] = []
+    rz_parts: list[I64] = []
+    pos = 0
+    for w in range(nw):
+        bo = np.argsort(-bid_px[w], kind="stable")
+        ao = np.argsort(ask_px[w], kind="stable")
+        rk_parts += [bid_px[w][bo], -ask_px[w][ao]]
+        rz_parts += [bid_sz[w][bo], ask_sz[w][ao]]
+        off[w] = (pos, pos + len(bo), pos + len(bo) + len(ao))
+        pos += len(bo) + len(ao)
+    rk = np.concatenate(rk_parts) if rk_parts else np.zeros(0, np.int64)
+    rz = np.concatenate(rz_parts) if rz_parts else np.zeros(0, np.int64)
+    best, states = _rest_min_diff(
+        ops.ts,
+        ops.grp,
+        ops.op,
+        ops.side,
+        ops.price,
+        ops.size,
+        np.ascontiguousarray(sent, np.int64),
+        np.ascontiguousarray(recv, np.int64),
+        off,
+        rk,
+        rz,
+    )
+    return best, states

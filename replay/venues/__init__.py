@@ -1,0 +1,27 @@
+"""Venue decoders: raw messages of one protocol to normalized events.
+
+Each protocol module provides a *stream* class, instantiated once per
+connection (sequence and snapshot state are per connection; gemini.md
+section 5), with two methods called by :mod:`replay.decode` in replay order:
+
+- ``on_message(out, msg, venue_seq)`` for a received message, already parsed
+  from JSON, returning a kind name for the summary counts;
+- ``on_sent(out, msg)`` for a message the recorder sent (a subscribe).
+
+They write to an :class:`~replay.decode.EventSink`. They never read files,
+clocks or sockets.
+"""
+
+from __future__ import annotations
+
+from replay.venues.gemini_v1 import GeminiV1Stream
+from replay.venues.gemini_v2 import GeminiV2Stream
+from replay.venues.sink import EventSink, VenueStream
+
+__all__ = ["STREAMS", "EventSink", "VenueStream"]
+
+#: Stream class by the ``protocol`` column value of websocket rows.
+STREAMS: dict[str, type[VenueStream]] = {
+    "gemini.v1": GeminiV1Stream,
+    "gemini.v2": GeminiV2Stream,
+}

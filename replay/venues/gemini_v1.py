@@ -1,0 +1,87 @@
+"""Gemini market data v1 (``wss://api.gemini.com/v1/marketdata/{symbol}``), gemini.md section 1.
+
+- ``update`` messages carry ``events``. A ``change`` sets the level to
+  ``remaining`` (absolute; ``"0"`` removes it); ``delta`` is ignored, as
+  Gemini's own recipe says. Changes with ``reason: initial`` are the
+  snapshot: the book is cleared before them and valid after them.
+- ``trade`` events: the taker is the side opposite ``makerSide``
+  (gemini.md section 5); an ``auction`` maker side gives an unknown taker.
+  ``block_trade`` and auction events are not order-book trades (block trades
+  print minutes late) and are skipped.
+- ``socket_sequence`` goes up by exactly one per message, heartbeats
+  included, within a connection. Anything else is a sequence break: the book
+  is invalid until the next ``initial`` snapshot or reconnect. The first
+  message of a connection sets the baseline (a capture that starts late is
+  not a break; its book is simply never valid without ``initial``).
+- ``timestampms`` (when present; the initial update may lack it) is the
+  exchange time of the whole message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
+from replay.venues.sink import EventSink
+
+__all__ = ["GeminiV1Stream"]
+
+_SIDES = {"bid": BID, "ask": ASK}
+# Taker side is opposite the maker side (gemini.md section 5).
+_TAKER = {"bid": -1, "ask": 1}
+
+
+class GeminiV1Stream:
+    """Decoder state of one v1 connection (one symbol per connection)."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self._prev_seq: int | None = None
+        self._prev_ts = 0
+
+    def on_sent(self, out: EventSink, msg: Any) -> None:
+        """v1 has no client messages (gemini.md section 1); nothing to note."""
+
+    def _check_sequence(self, out: EventSink, msg: Any, venue_seq: int | None) -> None:
+        seq = venue_seq if venue_seq is not None else msg.get("socket_sequence")
+        if not isinstance(seq, int):
+            return
+        if self._prev_seq is not None and seq != self._prev_seq + 1:
+            out.seq_break(self._prev_ts, self._prev_seq + 1, seq)
+            out.control(OP_INVALID)
+        self._prev_seq = seq
+        self._prev_ts = out.ts
+
+    def on_message(self, out: EventSink, msg: Any, venue_seq: int | None) -> str:
+        """Decode one v1 message (``update`` or ``heartbeat``)."""
+        if not isinstance(msg, dict):
+            return "other"
+        self._check_sequence(out, msg, venue_seq)
+        kind = msg.get("type")
+        if kind != "update":
+            return "heartbeat" if kind == "heartbeat" else "other"
+        ms = msg.get("timestampms")
+        exch = ms * 1_000_000 if isinstance(ms, int) else None
+        events = msg.get("events") or ()
+        initial = any(e.get("reason") == "initial" for e in events if e.get("type") == "change")
+        if initial:
+            out.control(OP_CLEAR)
+        for e in events:
+            etype = e.get("type")
+            if etype == "change":
+                side = _SIDES.get(e.get("side"))
+                if side is not None:
+                    out.change(side, e["price"], e["remaining"], exch, initial)
+            elif etype == "trade":
+                tid = e.get("tid")
+                out.trade(
+                    e["price"],
+                    e["amount"],
+                    _TAKER.get(e.get("makerSide"), 0),
+                    tid if isinstance(tid, int) else None,
+                    exch,
+                    False,
+                )
+        if initial:
+            out.control(OP_VALID)
+        return "update"
