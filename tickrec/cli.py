@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tickrec.errors import TickrecError, UsageError
+
+if TYPE_CHECKING:
+    from recorder.importer import ImportResult
 
 __all__ = ["app", "main"]
 
@@ -115,6 +118,86 @@ def ls_cmd(
 
 
 # --- replay, gaps (replay) -------------------------------------------------------
+
+
+# --- import (recorder.importer) ---------------------------------------------------
+
+import_app = typer.Typer(
+    help="Bring captures made by other tools into the dataset.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Fail on the first malformed line instead of skipping it.")
+]
+
+
+def _report_import(result: ImportResult) -> None:
+    for message in result.skipped:
+        typer.echo(f"skipped {message}", err=True)
+    if result.already_imported:
+        typer.echo(f"{result.source}: already imported (run {result.run_id}); nothing added")
+    else:
+        typer.echo(
+            f"{result.source}: {result.rows} rows in {len(result.parts)} files "
+            f"(run {result.run_id}), {len(result.skipped)} lines skipped"
+        )
+
+
+@import_app.command("cryptofeed")
+def import_cryptofeed_cmd(
+    files: Annotated[list[str], typer.Argument(help="cryptofeed raw log files.")],
+    data: DataOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Import cryptofeed raw logs (AsyncFileCallback lines); venue and protocol from the URLs."""
+    from recorder.importer import import_cryptofeed
+    from tickrec import contract
+
+    import_cryptofeed(files, contract.resolve_root(data), strict=strict, on_file=_report_import)
+
+
+@import_app.command("lines")
+def import_lines_cmd(
+    files: Annotated[list[str], typer.Argument(help="Files with one message per line.")],
+    venue: Annotated[str, typer.Option(help="Venue of the messages.")] = "gemini",
+    protocol: Annotated[str, typer.Option(help="Wire protocol: v1 or v2.")] = "v1",
+    symbol: Annotated[
+        str | None, typer.Option(help="Symbol (required for v1; for v2, keep only this one).")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="Receive time of the first line when lines carry none (ISO-8601 UTC)."),
+    ] = None,
+    step: Annotated[
+        str, typer.Option(help="Spacing of synthetic receive times (with --start).")
+    ] = "1ms",
+    data: DataOpt = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Import one message per line, optionally prefixed by `<ISO-8601 or epoch> ` (Tardis style)."""
+    from recorder.importer import import_lines, parse_time_ns
+    from tickrec import contract
+
+    start_ns = None
+    if start is not None:
+        try:
+            start_ns = parse_time_ns(start)
+        except ValueError:
+            raise UsageError(
+                f"--start: cannot read {start!r} (use e.g. 2026-11-23T00:00:00Z)"
+            ) from None
+    import_lines(
+        files,
+        contract.resolve_root(data),
+        venue=venue,
+        protocol=protocol,
+        symbol=symbol,
+        start_ns=start_ns,
+        step_ns=round(parse_duration(step, "--step") * 1e9),
+        strict=strict,
+        on_file=_report_import,
+    )
 
 
 # --- demo ------------------------------------------------------------------------

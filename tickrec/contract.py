@@ -88,7 +88,8 @@ SOURCES = ("ws", "ws_sent", "rest", "event")
 #: ``connect``/``disconnect``/``error``/``reconnect``/``stale`` concern the
 #: row's ``conn_id``; ``gap`` is a sequence break the recorder saw live;
 #: ``malformed`` notes a received message that could not be parsed;
-#: ``rest_error`` a failed snapshot request; ``journal_loss`` records the
+#: ``rest_error`` a failed snapshot request; ``http`` an imported HTTP reply
+#: that is not a book snapshot; ``journal_loss`` records the
 #: recorder could not recover after a crash; ``start``/``shutdown`` bound a run.
 EVENTS = (
     "start",
@@ -100,6 +101,7 @@ EVENTS = (
     "gap",
     "malformed",
     "rest_error",
+    "http",
     "journal_loss",
     "shutdown",
 )

@@ -1,0 +1,433 @@
+"""Bring captures made by other tools into the dataset (``tickrec import``).
+
+Two formats are read:
+
+- **cryptofeed raw logs** (its ``AsyncFileCallback``): one record per line,
+  ``<epoch>: <message>`` received, ``<url> <- <epoch>: <message>`` sent,
+  ``<url> <-> <epoch>`` connection opened, ``<url> -> <epoch>: <body>`` an
+  HTTP response, ``configuration: <json>`` a header;
+- **plain lines**: one message per line, optionally prefixed by its receive
+  time (``<ISO-8601 or epoch seconds> <json>``, the Tardis raw style).
+
+Each input file becomes one run whose id is derived from the file's content
+hash, so importing the same file twice adds nothing the second time. Times
+are parsed exactly from their decimal text, never through a float. Every
+input line is parsed before anything is written, and parts already written
+are removed if a later write fails, so a failed import leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tickrec import contract
+from tickrec.contract import Row
+from tickrec.errors import DatasetError, ProtocolError, UsageError
+from tickrec.venues import header_of
+
+__all__ = [
+    "ImportResult",
+    "import_cryptofeed",
+    "import_lines",
+    "parse_epoch_ns",
+    "parse_time_ns",
+]
+
+_NUM = r"(\d+(?:\.\d+)?)"
+_SENT = re.compile(rf"^(\S+) <- {_NUM}: (.*)$", re.DOTALL)
+_CONNECT = re.compile(rf"^(\S+) <-> {_NUM}$")
+_HTTP = re.compile(rf"^(\S+) -> {_NUM}: (.*)$", re.DOTALL)
+_RECEIVED = re.compile(rf"^{_NUM}: (.*)$", re.DOTALL)
+_ISO = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$"
+)
+_PROTOCOLS = {"v1": "gemini.v1", "v2": "gemini.v2"}
+
+
+def parse_epoch_ns(text: str) -> int:
+    """Nanoseconds from epoch seconds written in decimal (``1624493666.4493928``), exactly."""
+    whole, _, frac = text.partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 9:
+        raise ValueError(f"not epoch seconds: {text!r}")
+    return int(whole) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+def parse_time_ns(text: str) -> int:
+    """Nanoseconds from epoch seconds or an ISO-8601 UTC time, exactly (up to ns precision)."""
+    if text[:1].isdigit() and "-" not in text:
+        return parse_epoch_ns(text)
+    m = _ISO.match(text)
+    if not m:
+        raise ValueError(f"not a timestamp: {text!r}")
+    day, hh, mm, ss, frac, zone = m.groups()
+    base = dt.datetime.fromisoformat(f"{day}T{hh}:{mm}:{ss}").replace(tzinfo=dt.UTC)
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        base -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    seconds = int(base.timestamp())
+    return seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+
+
+@dataclass
+class ImportResult:
+    """What one imported file produced."""
+
+    source: Path
+    run_id: str
+    rows: int = 0
+    parts: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    already_imported: bool = False
+
+
+@dataclass
+class _Record:
+    """One parsed input line, before it is split by symbol."""
+
+    recv_ns: int
+    conn_id: int
+    protocol: str
+    source: str
+    payload: str
+    symbols: tuple[str, ...] | None  # None: every symbol of `conn` (or of the file)
+    conn: _Connection | None = None
+    sent_ns: int | None = None
+
+
+@dataclass
+class _Connection:
+    protocol: str
+    symbols: set[str] = field(default_factory=set)
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
+    return text.split("\n")
+
+
+def _classify_url(url: str) -> tuple[str, str, str | None]:
+    """``(venue, protocol, symbol or None)`` of a captured URL, or a clear error."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    path = parts.path.rstrip("/")
+    if "gemini" in host:
+        if path.startswith("/v1/marketdata/"):
+            return "gemini", "gemini.v1", path.rsplit("/", 1)[1].upper()
+        if path == "/v2/marketdata":
+            return "gemini", "gemini.v2", None
+        if path.startswith("/v1/book/"):
+            return "gemini", "gemini.rest", path.rsplit("/", 1)[1].upper()
+        if path.startswith("/v1/"):
+            return "gemini", "gemini.rest", None
+    raise ProtocolError(f"unknown URL {url!r}: cannot tell the venue and protocol")
+
+
+def _message_symbols(protocol: str, payload: str, conn: _Connection) -> tuple[str, ...] | None:
+    """Target symbols of a received message: its own symbol, or None for the whole connection."""
+    symbol = header_of(protocol, payload).symbol
+    if symbol is None:
+        return None
+    symbol = symbol.upper()
+    conn.symbols.add(symbol)
+    return (symbol,)
+
+
+def _sent_symbols(payload: str, conn: _Connection) -> None:
+    """Learn a v2 connection's symbols from its subscribe message."""
+    try:
+        import orjson
+
+        body = orjson.loads(payload)
+        for sub in body.get("subscriptions", []):
+            conn.symbols.update(s.upper() for s in sub.get("symbols", []) if isinstance(s, str))
+    except (ValueError, AttributeError, TypeError):
+        pass  # an unreadable sent message is still stored; it just names no symbols
+
+
+def _parse_cryptofeed(
+    path: Path, lines: Sequence[str], strict: bool, skipped: list[str]
+) -> tuple[str, list[_Record]]:
+    records: list[_Record] = []
+    conn: _Connection | None = None
+    conn_id = 0
+    venues: set[str] = set()
+
+    def bad(lineno: int, why: str) -> None:
+        message = f"{path}:{lineno}: {why}"
+        if strict:
+            raise DatasetError(message)
+        skipped.append(message)
+
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("configuration: "):
+            continue
+        try:
+            if m := _RECEIVED.match(line):
+                if conn is None:
+                    bad(lineno, "received message before any connection line")
+                    continue
+                ns, payload = parse_epoch_ns(m.group(1)), m.group(2)
+                symbols = _message_symbols(conn.protocol, payload, conn)
+                records.append(_Record(ns, conn_id, conn.protocol, "ws", payload, symbols, conn))
+            elif m := _CONNECT.match(line):
+                venue, protocol, symbol = _classify_url(m.group(1))
+                venues.add(venue)
+                conn_id += 1
+                conn = _Connection(protocol, {symbol} if symbol else set())
+                ns = parse_epoch_ns(m.group(2))
+                payload = contract.event_payload("connect", url=m.group(1))
+                records.append(_Record(ns, conn_id, protocol, "event", payload, None, conn))
+            elif m := _SENT.match(line):
+                if conn is None:
+                    bad(lineno, "sent message before any connection line")
+                    continue
+                ns, payload = parse_epoch_ns(m.group(2)), m.group(3)
+                _sent_symbols(payload, conn)
+                records.append(_Record(ns, conn_id, conn.protocol, "ws_sent", payload, None, conn))
+            elif m := _HTTP.match(line):
+                venue, protocol, symbol = _classify_url(m.group(1))
+                venues.add(venue)
+                ns, body = parse_epoch_ns(m.group(2)), m.group(3)
+                if symbol is not None:
+                    records.append(_Record(ns, conn_id, protocol, "rest", body, (symbol,)))
+                else:
+                    payload = contract.event_payload("http", url=m.group(1), body=body)
+                    records.append(_Record(ns, conn_id, protocol, "event", payload, None))
+            else:
+                bad(lineno, "not a cryptofeed raw log line")
+        except ProtocolError as exc:
+            raise ProtocolError(f"{path}:{lineno}: {exc}") from None
+        except ValueError as exc:
+            bad(lineno, str(exc))
+    if len(venues) > 1:
+        raise ProtocolError(f"{path}: mixes venues {sorted(venues)}; import one venue per file")
+    if not venues:
+        raise DatasetError(f"{path}: no cryptofeed records found")
+    _resolve_targets(records)
+    return venues.pop(), records
+
+
+def _resolve_targets(records: Sequence[_Record]) -> None:
+    """Send connection-wide rows to every symbol their connection carried (ARCHITECTURE 2.1).
+
+    A connection's symbols are known only once all its traffic is read (a v2
+    connection names them in its subscribe message and its messages). Rows
+    outside any connection (an HTTP reply that is not a book) go to every
+    symbol of the file.
+    """
+    everyone = sorted(
+        {s for r in records if r.symbols for s in r.symbols}
+        | {s for r in records if r.conn is not None for s in r.conn.symbols}
+    )
+    for r in records:
+        if r.symbols is None:
+            r.symbols = tuple(sorted(r.conn.symbols)) if r.conn is not None else tuple(everyone)
+
+
+def _write(
+    root: Path,
+    venue: str,
+    run_id: str,
+    records: Sequence[_Record],
+    extra: dict[str, str],
+    result: ImportResult,
+) -> None:
+    by_symbol: dict[str, list[Row]] = defaultdict(list)
+    for seq, r in enumerate(records):
+        row = Row(r.recv_ns, seq, run_id, r.conn_id, r.protocol, r.source, r.payload)
+        header = header_of(r.protocol, r.payload) if r.source == "ws" else None
+        if header is not None:
+            row = row._replace(exch_ns=header.exch_ns, venue_seq=header.venue_seq)
+        if r.sent_ns is not None:
+            row = row._replace(sent_ns=r.sent_ns)
+        for symbol in r.symbols or ():
+            by_symbol[symbol].append(row)
+    try:
+        for symbol in sorted(by_symbol):
+            rows = by_symbol[symbol]
+            # A run never has two parts with one name: split by UTC date, in seq order.
+            by_date: dict[str, list[Row]] = defaultdict(list)
+            for row in rows:
+                by_date[contract.date_of_ns(row.recv_ns)].append(row)
+            for n, date in enumerate(sorted(by_date)):
+                table = contract.rows_to_table(by_date[date])
+                result.parts.append(
+                    contract.write_part(root, venue, symbol, run_id, n, table, extra=extra)
+                )
+                result.rows += table.num_rows
+    except BaseException:
+        for part in result.parts:
+            part.unlink(missing_ok=True)
+        result.parts.clear()
+        result.rows = 0
+        raise
+
+
+def _already_imported(root: Path, venue: str, run_id: str) -> bool:
+    base = root / "raw" / f"venue={venue}"
+    return base.is_dir() and any(base.glob(f"date=*/symbol=*/part-*-{run_id}-*.parquet"))
+
+
+def _run_id(digest: str) -> str:
+    return f"import-{digest[:20]}"
+
+
+def import_cryptofeed(
+    paths: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str],
+    strict: bool = False,
+    on_file: Callable[[ImportResult], None] | None = None,
+) -> list[ImportResult]:
+    """Import cryptofeed raw logs; one run per file. See the module docstring."""
+    results = []
+    for p in paths:
+        path = Path(p)
+        digest = _file_hash(path) if path.is_file() else ""
+        if not digest:
+            raise UsageError(f"{path}: no such file")
+        result = ImportResult(path, _run_id(digest))
+        venue, records = _parse_cryptofeed(path, _read_lines(path), strict, result.skipped)
+        if _already_imported(Path(root), venue, result.run_id):
+            result.already_imported = True
+        else:
+            extra = {"source_sha256": digest, "source_format": "cryptofeed"}
+            _write(Path(root), venue, result.run_id, records, extra, result)
+        results.append(result)
+        if on_file is not None:
+            on_file(result)
+    return results
+
+
+def import_lines(
+    paths: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str],
+    venue: str,
+    protocol: str,
+    symbol: str | None = None,
+    start_ns: int | None = None,
+    step_ns: int = 1_000_000,
+    strict: bool = False,
+    on_file: Callable[[ImportResult], None] | None = None,
+) -> list[ImportResult]:
+    """Import files of one message per line, optionally prefixed by a receive time.
+
+    *protocol* is ``v1`` or ``v2``. A v1 file needs *symbol* (v1 messages do
+    not name it). Lines without a timestamp get synthetic, increasing receive
+    times from *start_ns* in steps of *step_ns*, and the parts' metadata says
+    so (``synthetic_recv_ts``).
+    """
+    contract.check_name("venue", venue)
+    if venue != "gemini":
+        raise UsageError(f"--venue: unknown venue {venue!r} (known: gemini)")
+    if protocol not in _PROTOCOLS:
+        raise UsageError(f"--protocol: unknown protocol {protocol!r} (known: v1, v2)")
+    wire = _PROTOCOLS[protocol]
+    if wire == "gemini.v1" and not symbol:
+        raise UsageError("--symbol is required for v1: its messages do not name their symbol")
+    results = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        digest = _file_hash(path)
+        result = ImportResult(path, _run_id(digest))
+        records, synthetic = _parse_lines(
+            path, _read_lines(path), wire, symbol, start_ns, step_ns, strict, result.skipped
+        )
+        if _already_imported(Path(root), venue, result.run_id):
+            result.already_imported = True
+        else:
+            extra = {
+                "source_sha256": digest,
+                "source_format": "lines",
+                "synthetic_recv_ts": "true" if synthetic else "false",
+            }
+            _write(Path(root), venue, result.run_id, records, extra, result)
+        results.append(result)
+        if on_file is not None:
+            on_file(result)
+    return results
+
+
+def _parse_lines(
+    path: Path,
+    lines: Sequence[str],
+    protocol: str,
+    symbol: str | None,
+    start_ns: int | None,
+    step_ns: int,
+    strict: bool,
+    skipped: list[str],
+) -> tuple[list[_Record], bool]:
+    parsed: list[tuple[int | None, str]] = []
+    for lineno, line in enumerate(lines, 1):
+        text = line.rstrip("\r")
+        if not text.strip():
+            continue
+        stamp: int | None = None
+        if not text.startswith(("{", "[")):
+            head, _, text = text.partition(" ")
+            try:
+                stamp = parse_time_ns(head)
+            except ValueError as exc:
+                message = f"{path}:{lineno}: {exc}"
+                if strict:
+                    raise DatasetError(message) from None
+                skipped.append(message)
+                continue
+        problem = header_of(protocol, text).problem
+        if problem is not None:
+            message = f"{path}:{lineno}: {problem}"
+            if strict:
+                raise DatasetError(message)
+            skipped.append(message)
+            continue
+        parsed.append((stamp, text))
+    if not parsed:
+        raise DatasetError(f"{path}: no messages found")
+    stamped = [s is not None for s, _ in parsed]
+    if any(stamped) and not all(stamped):
+        raise DatasetError(f"{path}: some lines have a timestamp and some do not")
+    synthetic = not stamped[0]
+    if synthetic and start_ns is None:
+        raise UsageError(f"{path}: lines have no timestamps; give --start (ISO-8601 UTC)")
+    conn_symbols = {symbol.upper()} if symbol else set()
+    records: list[_Record] = []
+    for i, (stamp, payload) in enumerate(parsed):
+        ns = stamp if stamp is not None else (start_ns or 0) + i * step_ns
+        own = header_of(protocol, payload).symbol
+        if own is not None:
+            conn_symbols.add(own.upper())
+        targets = (own.upper(),) if own is not None else None
+        if symbol and targets and targets != (symbol.upper(),):
+            continue  # --symbol keeps only that symbol of a multi-symbol file
+        records.append(_Record(ns, 1, protocol, "ws", payload, targets))
+    everyone = tuple(sorted({symbol.upper()} if symbol else conn_symbols))
+    for r in records:
+        if r.symbols is None:
+            r.symbols = everyone
+    return records, synthetic

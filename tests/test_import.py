@@ -1,0 +1,179 @@
+"""``tickrec import``: cryptofeed raw logs and plain lines, on real captures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from recorder.importer import import_cryptofeed, import_lines, parse_epoch_ns, parse_time_ns
+from tickrec import contract
+from tickrec.errors import DatasetError, ProtocolError, UsageError
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+V2 = REAL / "gemini_v2" / "GEMINI.ws.1.0"
+V1 = REAL / "gemini_v1" / "btcusd_v1_2018-09-26.jsonl"
+V2_SYMBOLS = [
+    "ALCXUSD",
+    "ANKRUSD",
+    "BATBTC",
+    "BTCGBP",
+    "ETHEUR",
+    "FILUSD",
+    "GRTUSD",
+    "LINKETH",
+    "LTCETH",
+    "ZECLTC",
+]
+
+
+def test_times_parse_exactly_from_text() -> None:
+    assert parse_epoch_ns("1624493666.4493928") == 1_624_493_666_449_392_800
+    assert parse_epoch_ns("1624493666") == 1_624_493_666_000_000_000
+    # a float would give ...449392795 or similar: the text is the truth
+    assert parse_epoch_ns("1624493666.123456789") == 1_624_493_666_123_456_789
+    assert parse_time_ns("2021-06-24T00:14:26.449392812Z") == 1_624_493_666_449_392_812
+    assert parse_time_ns("2021-06-24T02:14:26.5+02:00") == 1_624_493_666_500_000_000
+    for bad in ("1.2.3", "abc", "1624493666.1234567891", "2021-13-01T00:00:00Z"):
+        with pytest.raises(ValueError):
+            parse_time_ns(bad)
+
+
+def _received_lines(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for line in path.read_text().split("\n"):
+        head, sep, rest = line.partition(": ")
+        if sep and head.replace(".", "").isdigit():
+            out.append((parse_epoch_ns(head), rest))
+    return out
+
+
+def test_cryptofeed_v2_capture_gives_ten_symbol_partitions_with_exact_payloads(
+    tmp_path: Path,
+) -> None:
+    [result] = import_cryptofeed([V2], tmp_path)
+    assert not result.skipped and not result.already_imported
+    partitions = contract.list_partitions(tmp_path)
+    assert [p.symbol for p in partitions] == V2_SYMBOLS
+    assert {(p.venue, p.date) for p in partitions} == {("gemini", "2021-06-24")}
+
+    stored: dict[str, list[tuple[int, str]]] = {}
+    for p in partitions:
+        t = contract.read_partition(tmp_path, p.venue, p.date, p.symbol)
+        assert set(t.column("protocol").to_pylist()) == {"gemini.v2"}
+        seqs = t.column("seq").to_pylist()
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        ws = t.filter(pa.compute.equal(t.column("source"), "ws"))
+        stored[p.symbol] = list(
+            zip(
+                ws.column("recv_ts").cast(pa.int64()).to_pylist(),
+                ws.column("payload").to_pylist(),
+                strict=True,
+            )
+        )
+        # connection-wide rows (connect event, subscribe) reach every symbol
+        assert t.column("source").to_pylist()[:2] == ["event", "ws_sent"]
+
+    received = _received_lines(V2)
+    assert len(received) == 678
+    for ns, payload in received:
+        if '"type":"heartbeat"' in payload:
+            assert all((ns, payload) in rows for rows in stored.values())
+        else:
+            symbol = payload.split('"symbol":"', 1)[1].split('"', 1)[0]
+            assert (ns, payload) in stored[symbol]
+    assert sum(len(rows) for rows in stored.values()) == 678 - 7 + 7 * 10
+
+
+def test_importing_twice_adds_nothing(tmp_path: Path) -> None:
+    import_cryptofeed([V2], tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*.parquet"))
+    [again] = import_cryptofeed([V2], tmp_path)
+    assert again.already_imported and again.rows == 0
+    assert sorted(p.name for p in tmp_path.rglob("*.parquet")) == before
+    footer = contract.read_footer(next(tmp_path.rglob("*.parquet")))
+    assert (
+        footer.extra["source_format"] == "cryptofeed" and len(footer.extra["source_sha256"]) == 64
+    )
+
+
+def test_v1_lines_get_synthetic_times_and_say_so(tmp_path: Path) -> None:
+    start = parse_time_ns("2018-09-26T15:00:00Z")
+    [result] = import_lines([V1], tmp_path, "gemini", "v1", symbol="btcusd", start_ns=start)
+    [part] = result.parts
+    footer = contract.read_footer(part)
+    assert footer.symbol == "BTCUSD" and footer.extra["synthetic_recv_ts"] == "true"
+    t = contract.read_partition(tmp_path, "gemini", "2018-09-26", "BTCUSD")
+    assert t.column("payload").to_pylist() == V1.read_text().splitlines()
+    assert t.column("venue_seq").to_pylist() == list(range(1, 13))
+    recv = t.column("recv_ts").cast(pa.int64()).to_pylist()
+    assert recv == [start + i * 1_000_000 for i in range(12)]
+    assert t.column("exch_ts").cast(pa.int64()).to_pylist()[0] == 1_537_974_017_597_000_000
+
+
+def test_timestamped_lines_keep_their_times(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    lines = V1.read_text().splitlines()[:3]
+    src.write_text(
+        "".join(f"2018-09-26T15:00:0{i}.12345678{i}Z {m}\n" for i, m in enumerate(lines))
+    )
+    [result] = import_lines([src], tmp_path / "d", "gemini", "v1", symbol="BTCUSD")
+    footer = contract.read_footer(result.parts[0])
+    assert footer.extra["synthetic_recv_ts"] == "false"
+    assert footer.first_recv_ns == parse_time_ns("2018-09-26T15:00:00.123456780Z")
+    assert footer.last_recv_ns == parse_time_ns("2018-09-26T15:00:02.123456782Z")
+
+
+def test_malformed_lines_are_reported_with_file_and_line_or_fail_under_strict(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.jsonl"
+    lines = V1.read_text().splitlines()
+    src.write_text("\n".join([lines[0], '{"type":"update",', lines[1]]) + "\n")
+    [result] = import_lines([src], tmp_path / "d", "gemini", "v1", symbol="BTCUSD", start_ns=0)
+    assert result.rows == 2
+    assert len(result.skipped) == 1 and result.skipped[0].startswith(f"{src}:2: ")
+    with pytest.raises(DatasetError, match=f"{src}:2: "):
+        import_lines(
+            [src], tmp_path / "strict", "gemini", "v1", symbol="BTCUSD", start_ns=0, strict=True
+        )
+    assert not (tmp_path / "strict").exists()
+
+
+def test_unknown_url_or_protocol_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ProtocolError, match=r"BINANCE\.ws\.1\.0:1: unknown URL"):
+        import_cryptofeed([REAL / "binance" / "BINANCE.ws.1.0"], tmp_path)
+    with pytest.raises(UsageError, match="unknown protocol"):
+        import_lines([V1], tmp_path, "gemini", "v9", symbol="BTCUSD")
+    assert not any(tmp_path.rglob("*.parquet"))
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    # Make one symbol's partition unwritable: the import fails and removes what it wrote.
+    blocked = tmp_path / "raw" / "venue=gemini" / "date=2021-06-24" / "symbol=LINKETH"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where a directory should be")
+    with pytest.raises(OSError):
+        import_cryptofeed([V2], tmp_path)
+    assert not any(tmp_path.rglob("*.parquet"))
+
+
+def test_cli_import_reports_and_is_idempotent(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tickrec", *args, "--data", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    first = run("import", "cryptofeed", str(V2))
+    assert first.returncode == 0, first.stderr
+    assert "761 rows in 10 files" in first.stdout
+    second = run("import", "cryptofeed", str(V2))
+    assert second.returncode == 0 and "already imported" in second.stdout
+    bad = run("import", "lines", str(V1))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --symbol is required")

@@ -1,0 +1,5 @@
+"""``python -m tickrec``: the same as the ``tickrec`` command."""
+
+from tickrec.cli import main
+
+main()
