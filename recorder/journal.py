@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import orjson
 
+from recorder.events import RUN_CONN_ID, event_payload
 from recorder.rotation import next_rotation_ns
 from tickrec.contract import Row, check_name
 from tickrec.errors import JournalError
@@ -602,7 +603,6 @@ class Journal:
             trouble.records,
         )
         return {
-            "event": "disk_error",
             "error": str(trouble.error),
             "errno": errno.errorcode.get(trouble.error.errno or 0, None),
             "since_ns": trouble.since_ns,
@@ -666,10 +666,10 @@ class Journal:
         if event is not None and self.fatal is None:
             self.append(
                 self._clock(),
-                0,
+                RUN_CONN_ID,
                 self.meta.protocol,
                 "event",
-                orjson.dumps(event).decode(),
+                event_payload("disk_error", **event),
                 self.meta.symbols,
             )
 

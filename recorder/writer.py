@@ -22,8 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
+from recorder.events import RUN_CONN_ID, event_payload
 from recorder.journal import SegmentScan, scan_segment
 from tickrec.contract import Row, date_of_ns, part_name, partition_dir, rows_to_table, write_part
 from tickrec.errors import JournalError
@@ -47,21 +46,29 @@ def journal_loss_row(scan: SegmentScan, seq: int) -> Row:
     """The ``journal_loss`` event row for a segment with a damaged tail.
 
     It is stamped with the time of the last good record (the loss happened
-    after it), so it falls in that record's date partition.
+    after it), so it falls in that record's date partition; ``start_ns`` and
+    ``end_ns`` bound the span that may be missing (the end is the segment's
+    last modification).
     """
     assert scan.problem is not None
-    detail = {
-        "event": "journal_loss",
-        "segment": scan.path.name,
-        "offset": scan.good_bytes,
-        "bytes_lost": scan.lost_bytes,
-        "problem": scan.problem,
-        "last_good_seq": scan.last_seq if scan.records else None,
-    }
-    run = scan.meta.run
-    return Row(
-        scan.last_recv_ns, seq, run.run_id, 0, run.protocol, "event", orjson.dumps(detail).decode()
+    start = scan.last_recv_ns
+    try:
+        # The segment was last written when the lost records were: the end of the span.
+        end = max(start, scan.path.stat().st_mtime_ns)
+    except OSError:
+        end = start
+    payload = event_payload(
+        "journal_loss",
+        segment=scan.path.name,
+        offset=scan.good_bytes,
+        bytes_lost=scan.lost_bytes,
+        problem=scan.problem,
+        last_good_seq=scan.last_seq if scan.records else None,
+        start_ns=start,
+        end_ns=end,
     )
+    run = scan.meta.run
+    return Row(start, seq, run.run_id, RUN_CONN_ID, run.protocol, "event", payload)
 
 
 def split_rows(scan: SegmentScan, loss: Row | None = None) -> dict[tuple[str, str], list[Row]]:

@@ -117,6 +117,117 @@ def ls_cmd(
 # --- record, recover (recorder) ---------------------------------------------------
 
 
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _duration_or_none(text: str | None, option: str) -> float | None:
+    return None if text is None else parse_duration(text, option)
+
+
+@app.command("record")
+def record_cmd(
+    symbols: Annotated[
+        str | None, typer.Option(help="Symbols, comma-separated (e.g. BTCUSD,ETHUSD).")
+    ] = None,
+    venue: Annotated[str | None, typer.Option(help="Venue (gemini).")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="v1: a connection per symbol; v2: one connection for all (default v1)."),
+    ] = None,
+    snapshot_every: Annotated[
+        str | None, typer.Option(help="REST book snapshot interval; 0 = off (default 60s).")
+    ] = None,
+    snapshot_depth: Annotated[
+        int | None, typer.Option(help="Levels per side in REST snapshots; 0 = whole book.")
+    ] = None,
+    rotate: Annotated[
+        str | None,
+        typer.Option(help="Close files this often, and at UTC midnight (default 15m)."),
+    ] = None,
+    data: DataOpt = None,
+    url: Annotated[
+        str | None, typer.Option(help="Websocket base URL (default wss://api.gemini.com).")
+    ] = None,
+    rest_url: Annotated[
+        str | None, typer.Option(help="REST base URL (default https://api.gemini.com).")
+    ] = None,
+    fsync_interval: Annotated[
+        str | None, typer.Option(help="Fsync the journal at least this often (default 100ms).")
+    ] = None,
+    stale_after: Annotated[
+        str | None, typer.Option(help="Reconnect after this long with no message (default 15s).")
+    ] = None,
+    status_every: Annotated[
+        str | None, typer.Option(help="Status line interval; 0 = off (default 30s).")
+    ] = None,
+    duration: Annotated[str | None, typer.Option(help="Stop after this long (e.g. 30s).")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop at this UTC time, HH:MM.")] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", help="TOML file with these options; flags win.")
+    ] = None,
+) -> None:
+    """Capture market data until stopped (SIGINT/SIGTERM stop cleanly, exit 0)."""
+    from recorder.config import build_config, parse_until
+    from recorder.record import record
+
+    flags = {
+        "symbols": _split(symbols) or None,
+        "venue": venue,
+        "protocol": protocol,
+        "snapshot_every": _duration_or_none(snapshot_every, "--snapshot-every"),
+        "snapshot_depth": snapshot_depth,
+        "rotate": _duration_or_none(rotate, "--rotate"),
+        "data": data,
+        "url": url,
+        "rest_url": rest_url,
+        "fsync_interval": _duration_or_none(fsync_interval, "--fsync-interval"),
+        "stale_after": _duration_or_none(stale_after, "--stale-after"),
+        "status_every": _duration_or_none(status_every, "--status-every"),
+        "duration": _duration_or_none(duration, "--duration"),
+        "until": parse_until(until) if until is not None else None,
+    }
+    cfg = build_config(config, flags)
+    _log_to_stderr()
+    result = record(cfg)
+    typer.echo(
+        f"run {result.run_id} stopped ({result.stopped_by}): "
+        f"{result.rows} rows in {len(result.parts)} files"
+    )
+    if result.unconverted:
+        for path, why in result.unconverted:
+            typer.echo(f"not converted: {path}: {why}", err=True)
+        raise TickrecError("some journal segments were left; run `tickrec recover` later")
+
+
+@app.command("recover")
+def recover_cmd(data: DataOpt = None) -> None:
+    """Turn journals left by dead recorder runs into Parquet (live runs are left alone)."""
+    from recorder.recovery import recover
+    from tickrec import contract
+
+    _log_to_stderr()
+    root = contract.resolve_root(data)
+    results = recover(root)
+    if not results:
+        typer.echo(f"nothing to recover under {root / 'journal'}")
+    for r in results:
+        lost = sum(s.lost_bytes for s in r.losses)
+        typer.echo(
+            f"run {r.run_id}: {r.segments} segments, {r.rows} rows into {len(r.parts)} files"
+            + (f", {lost} damaged bytes at the tail recorded as journal_loss" if r.losses else "")
+        )
+        for path, why in r.left:
+            typer.echo(f"  left in place: {path}: {why}", err=True)
+
+
 # --- replay, gaps (replay) -------------------------------------------------------
 
 

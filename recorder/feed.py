@@ -1,0 +1,282 @@
+"""Websocket capture: one thread per connection, every frame to the journal.
+
+A :class:`Connection` keeps one websocket alive for as long as the run lasts.
+It stamps each frame with ``time.time_ns()`` the moment the frame is read,
+before any parsing, reads its header with the pure venue codec, and appends
+it to the journal with the symbols it belongs to. Everything that happens to
+the connection is an event row too (see :mod:`recorder.events`).
+
+Staying up:
+
+- a failed or ended connection is retried with capped exponential backoff and
+  jitter, and every attempt takes a token from a run-wide
+  :class:`ConnectLimiter` (Gemini: 12 public websocket requests a minute,
+  gemini.md section 1, "Limits");
+- a v1 ``socket_sequence`` break means lost messages: the connection records
+  a ``gap`` event and reconnects for a fresh initial book (gemini.md
+  section 1, "Sequencing and gaps"); v2 has no sequence (section 2);
+- :meth:`Connection.check_stale`, called by the run's watchdog, drops a
+  connection that has been silent (heartbeats included) for too long;
+- a frame that cannot be read is stored raw all the same and noted with a
+  ``malformed`` event; it never stops the connection.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import websocket
+
+from recorder.events import event_payload
+from recorder.journal import Journal
+from recorder.status import Stats
+from tickrec.errors import JournalError
+from tickrec.venues import GEMINI_V1, SequenceTracker, header_of
+from tickrec.venues.base import Header
+
+__all__ = ["ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    """Timing of one connection's life."""
+
+    stale_after: float = 15.0
+    connect_timeout: float = 10.0
+    close_timeout: float = 2.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+
+
+def backoff_delay(failures: int, base: float, cap: float, rand: float) -> float:
+    """Seconds to wait before the next attempt after *failures* failed ones.
+
+    Doubling from *base*, capped at *cap*, scaled by a jitter factor in
+    [0.5, 1) from *rand* in [0, 1) so that many recorders do not retry in step.
+    """
+    return min(cap, base * 2 ** min(failures, 30)) * (0.5 + rand / 2)
+
+
+class ConnectLimiter:
+    """A token bucket shared by every connection of a run: *per_minute* connects, bursting to it."""
+
+    def __init__(self, per_minute: float = 12.0) -> None:
+        self._rate = per_minute / 60.0
+        self._capacity = max(1.0, per_minute)
+        self._tokens = self._capacity
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Take a token, waiting for one; False if *stop* is set first."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return True
+                wait = (1 - self._tokens) / self._rate
+            if stop.wait(wait):
+                return False
+
+
+class Connection(threading.Thread):
+    """One websocket of the run (a v1 symbol, or the v2 connection for all symbols)."""
+
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        symbols: tuple[str, ...],
+        journal: Journal,
+        stats: Stats,
+        limiter: ConnectLimiter,
+        next_conn_id: Callable[[], int],
+        stop: threading.Event,
+        settings: FeedSettings = FeedSettings(),
+        subscribe: str | None = None,
+    ) -> None:
+        super().__init__(name=f"ws-{'-'.join(symbols)}", daemon=True)
+        self.url, self.protocol, self.symbols = url, protocol, symbols
+        self.journal, self.stats, self.limiter = journal, stats, limiter
+        self._next_conn_id, self._halt, self.settings = next_conn_id, stop, settings
+        self.subscribe = subscribe
+        self.conn_id = 0
+        self._by_upper = {s.upper(): s for s in symbols}
+        self._ws: websocket.WebSocket | None = None
+        self._ws_lock = threading.Lock()
+        self._why: str | None = None  # why we are ending the current connection
+        self.last_recv = time.monotonic()
+
+    # --- rows
+
+    def _event(self, name: str, **detail: object) -> None:
+        self.journal.append(
+            time.time_ns(),
+            self.conn_id,
+            self.protocol,
+            "event",
+            event_payload(name, **detail),
+            self.symbols,
+        )
+
+    def _route(self, header: Header) -> tuple[tuple[str, ...], str | None]:
+        """The partitions of a message, and a problem if it names a symbol we did not ask for."""
+        if header.symbol is None:
+            return self.symbols, None
+        symbol = self._by_upper.get(header.symbol.upper())
+        if symbol is None:
+            return self.symbols, f"message for unsubscribed symbol {header.symbol!r}"
+        return (symbol,), None
+
+    # --- control from other threads
+
+    def check_stale(self, now: float) -> None:
+        """Drop the connection if nothing has arrived for ``stale_after`` seconds."""
+        silent = now - self.last_recv
+        with self._ws_lock:
+            if self._ws is None or self._why is not None or silent < self.settings.stale_after:
+                return
+            self._why = f"stale: nothing received for {silent:.1f} s"
+        self._event("stale", silent_s=round(silent, 3))
+        self.abort()
+
+    def abort(self) -> None:
+        """Cut the connection now (no close handshake)."""
+        with self._ws_lock:
+            if self._ws is not None:
+                self._why = self._why or "aborted"
+                self._ws.abort()
+
+    def close(self, why: str) -> None:
+        """Start a clean close (close frame 1000); the reader ends when the server answers."""
+        with self._ws_lock:
+            ws = self._ws
+            if ws is None:
+                return
+            self._why = why
+        try:
+            ws.send_close(websocket.STATUS_NORMAL, why.encode())
+        except (websocket.WebSocketException, OSError):
+            ws.abort()
+
+    # --- the connection's thread
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except JournalError:
+            return  # the journal gave up; the run's supervisor reports it and stops
+
+    def _run(self) -> None:
+        failures = 0
+        rng = random.Random()
+        delay = 0.0
+        while not self._halt.is_set():
+            if not self.limiter.acquire(self._halt):
+                return
+            self.conn_id = self._next_conn_id()
+            if delay:
+                self._event("reconnect", attempt=failures + 1, waited_s=round(delay, 3))
+                self.stats.count(self.symbols, "reconnects")
+            received = self._session()
+            failures = 0 if received else failures + 1
+            s = self.settings
+            delay = backoff_delay(failures, s.backoff_base, s.backoff_cap, rng.random())
+            if self._halt.wait(delay):
+                return
+
+    def _session(self) -> bool:
+        """One connection from connect to end; True if it received anything."""
+        try:
+            ws = websocket.create_connection(
+                self.url,
+                timeout=self.settings.connect_timeout,
+                skip_utf8_validation=True,  # checked here, so a bad frame is stored, not fatal
+                enable_multithread=True,
+            )
+        except (websocket.WebSocketException, OSError) as exc:
+            self._event(
+                "error",
+                url=self.url,
+                error=f"{type(exc).__name__}: {exc}",
+                status=getattr(exc, "status_code", None),
+            )
+            return False
+        ws.settimeout(None)  # silence is the watchdog's business
+        with self._ws_lock:
+            self._ws, self._why = ws, None
+        self.last_recv = time.monotonic()
+        self._event("connect", url=self.url)
+        received = False
+        try:
+            if self.subscribe is not None:
+                sent_ns = time.time_ns()
+                ws.send(self.subscribe)
+                self.journal.append(
+                    sent_ns, self.conn_id, self.protocol, "ws_sent", self.subscribe, self.symbols
+                )
+            if self._halt.is_set():
+                self.close("shutdown")
+            received = self._read(ws)
+        except (websocket.WebSocketException, OSError) as exc:
+            why = self._why or f"{type(exc).__name__}: {exc}"
+            self._event("disconnect", code=None, reason=None, why=why)
+        finally:
+            with self._ws_lock:
+                self._ws = None
+            ws.shutdown()
+        return received
+
+    def _read(self, ws: websocket.WebSocket) -> bool:
+        tracker = SequenceTracker() if self.protocol == GEMINI_V1 else None
+        received = False
+        while True:
+            opcode, data = ws.recv_data()
+            recv_ns = time.time_ns()
+            self.last_recv = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                reason = data[2:].decode("utf-8", "backslashreplace")
+                why = self._why or "closed by server"
+                self._event("disconnect", code=code, reason=reason, why=why)
+                return received
+            received = True
+            problem = None
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = data.decode("utf-8", "backslashreplace")
+                problem = "invalid UTF-8; stored with backslash escapes"
+            if opcode == websocket.ABNF.OPCODE_BINARY:
+                problem = "binary frame; stored as text with backslash escapes"
+            header = header_of(self.protocol, text)
+            symbols, route_problem = self._route(header)
+            seq = self.journal.append(
+                recv_ns,
+                self.conn_id,
+                self.protocol,
+                "ws",
+                text,
+                symbols,
+                header.exch_ns,
+                header.venue_seq,
+            )
+            self.stats.message(symbols, recv_ns, header.exch_ns)
+            problem = problem or header.problem or route_problem
+            if problem is not None:
+                self._event("malformed", seq=seq, problem=problem)
+                self.stats.count(symbols, "malformed")
+            if tracker is not None and header.venue_seq is not None:
+                gap = tracker.check(header.venue_seq)
+                if gap is not None and self._why is None:
+                    self._event("gap", expected=gap.expected, got=gap.got)
+                    self.stats.count(symbols, "gaps")
+                    self.close("sequence gap")
+                    ws.settimeout(self.settings.close_timeout)

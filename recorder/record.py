@@ -1,0 +1,307 @@
+"""A recording run: wires the journal, the Parquet writer, the feeds and the REST poller.
+
+::
+
+    from recorder.record import RecordConfig, record
+    result = record(RecordConfig(symbols=("BTCUSD",), url=sim.ws_url, rest_url=sim.rest_url,
+                                 duration=5.0))
+
+A run first recovers the journals of dead runs, then records until its
+duration or end time passes, *stop* is set, or SIGINT/SIGTERM arrives (when
+it runs in the main thread). Stopping is clean: every connection is closed,
+the journal is fsynced, the last segment becomes Parquet, and the journal
+directory is removed. If the disk refuses the journal for too long the run
+stops with :class:`~tickrec.errors.JournalError`; what was written stays in
+the journal for ``tickrec recover``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from recorder.events import RUN_CONN_ID, event_payload
+from recorder.feed import Connection, ConnectLimiter, FeedSettings
+from recorder.journal import Journal, RunMeta
+from recorder.recovery import recover
+from recorder.rest import SnapshotPoller
+from recorder.status import Stats
+from recorder.writer import Converter, ConvertResult
+from tickrec.contract import check_name, resolve_root
+from tickrec.errors import UsageError
+from tickrec.venues import gemini_v1, gemini_v2
+
+__all__ = ["PROTOCOLS", "RecordConfig", "RecordResult", "new_run_id", "record", "stop_time_ns"]
+
+log = logging.getLogger("tickrec.recorder")
+
+#: ``--protocol`` values and the wire protocol each records.
+PROTOCOLS = {"v1": gemini_v1.PROTOCOL, "v2": gemini_v2.PROTOCOL}
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Everything a recording run needs; times are seconds unless named otherwise.
+
+    ``snapshot_every`` 0 turns REST snapshots off; ``snapshot_depth`` 0 asks
+    for the whole book. ``until`` is a UTC wall-clock time: the run stops at
+    its next occurrence.
+    """
+
+    symbols: tuple[str, ...]
+    venue: str = "gemini"
+    protocol: str = "v1"
+    data: str | None = None
+    url: str = "wss://api.gemini.com"
+    rest_url: str = "https://api.gemini.com"
+    snapshot_every: float = 60.0
+    snapshot_depth: int = 0
+    rotate: float = 900.0
+    fsync_interval: float = 0.1
+    duration: float | None = None
+    until: dt.time | None = None
+    stale_after: float = 15.0
+    connects_per_minute: float = 12.0
+    rest_min_gap: float = 1.0
+    rest_timeout: float = 10.0
+    status_every: float = 30.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    disk_timeout: float = 600.0
+    run_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.venue != "gemini":
+            raise UsageError(f"venue {self.venue!r}: only 'gemini' is supported")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
+        if not symbols:
+            raise UsageError("symbols: give at least one symbol, e.g. BTCUSD")
+        for s in symbols:
+            check_name("symbol", s)
+        object.__setattr__(self, "symbols", symbols)
+        for name in ("fsync_interval", "stale_after", "connects_per_minute", "rest_timeout"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"{name.replace('_', '-')}: must be positive")
+        for name in ("snapshot_every", "rotate", "rest_min_gap", "status_every"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name.replace('_', '-')}: must not be negative")
+        if self.snapshot_depth < 0:
+            raise UsageError("snapshot-depth: must not be negative (0 = whole book)")
+        if self.duration is not None and self.duration <= 0:
+            raise UsageError("duration: must be positive")
+        if self.run_id is not None:
+            check_name("run id", self.run_id)
+
+
+@dataclass
+class RecordResult:
+    """What a run did."""
+
+    run_id: str
+    rows: int = 0
+    parts: list[Path] = field(default_factory=list)
+    recovered_runs: int = 0
+    unconverted: list[tuple[Path, str]] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+def new_run_id(now_ns: int) -> str:
+    """A sortable run id: UTC start time and a random suffix, e.g. ``20260101T000000-3f9a1c``."""
+    start = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
+    return f"{start:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def stop_time_ns(now_ns: int, duration: float | None, until: dt.time | None) -> int | None:
+    """When a run started at *now_ns* must stop: the earlier of its duration and *until* (UTC)."""
+    ends = []
+    if duration is not None:
+        ends.append(now_ns + int(duration * 1e9))
+    if until is not None:
+        now = dt.datetime.fromtimestamp(now_ns / 1e9, dt.UTC)
+        at = dt.datetime.combine(now.date(), until.replace(tzinfo=None), dt.UTC)
+        if at <= now:
+            at += dt.timedelta(days=1)
+        ends.append(int(at.timestamp()) * 1_000_000_000)
+    return min(ends) if ends else None
+
+
+@contextmanager
+def _signals_set(stop: threading.Event, why: list[str]) -> Iterator[None]:
+    """SIGINT and SIGTERM set *stop*, when running in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        why.append(signal.Signals(signum).name)
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _connections(
+    config: RecordConfig,
+    journal: Journal,
+    stats: Stats,
+    stop: threading.Event,
+) -> list[Connection]:
+    limiter = ConnectLimiter(config.connects_per_minute)
+    counter = itertools.count(1)
+    lock = threading.Lock()
+
+    def next_conn_id() -> int:
+        with lock:
+            return next(counter)
+
+    settings = FeedSettings(
+        stale_after=config.stale_after,
+        backoff_base=config.backoff_base,
+        backoff_cap=config.backoff_cap,
+    )
+    protocol = PROTOCOLS[config.protocol]
+    common = (journal, stats, limiter, next_conn_id, stop, settings)
+    if config.protocol == "v1":
+        # v1 serves one symbol per connection (gemini.md section 1).
+        return [
+            Connection(gemini_v1.stream_url(config.url, s), protocol, (s,), *common)
+            for s in config.symbols
+        ]
+    return [
+        Connection(
+            gemini_v2.stream_url(config.url),
+            protocol,
+            config.symbols,
+            *common,
+            subscribe=gemini_v2.subscribe_message(config.symbols),
+        )
+    ]
+
+
+def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordResult:
+    """Record until the configured end, *stop*, or SIGINT/SIGTERM; see the module docstring."""
+    stop = stop or threading.Event()
+    root = resolve_root(config.data)
+    recovered = recover(root)
+    for r in recovered:
+        log.info("recovered run %s: %d rows into %d parts", r.run_id, r.rows, len(r.parts))
+    start_ns = time.time_ns()
+    run_id = config.run_id or new_run_id(start_ns)
+    result = RecordResult(run_id, recovered_runs=len(recovered))
+    protocol = PROTOCOLS[config.protocol]
+
+    def done(converted: ConvertResult) -> None:
+        result.rows += converted.rows
+        result.parts.extend(converted.written)
+
+    converter = Converter(root, on_done=done)
+    journal = Journal(
+        root,
+        RunMeta(run_id, config.venue, protocol, config.symbols),
+        fsync_interval=config.fsync_interval,
+        rotate_every_ns=int(config.rotate * 1e9),
+        on_closed=converter.submit,
+        disk_timeout=config.disk_timeout,
+    )
+    settings = {k: (str(v) if isinstance(v, dt.time) else v) for k, v in asdict(config).items()}
+    journal.append(
+        time.time_ns(),
+        RUN_CONN_ID,
+        protocol,
+        "event",
+        event_payload("run_start", run_id=run_id, settings=settings),
+        config.symbols,
+    )
+    log.info(
+        "recording %s %s (%s) as run %s", config.venue, ",".join(config.symbols), protocol, run_id
+    )
+    stats = Stats(config.symbols)
+    conns = _connections(config, journal, stats, stop)
+    poller = (
+        SnapshotPoller(
+            config.rest_url,
+            config.symbols,
+            journal,
+            stats,
+            stop,
+            every=config.snapshot_every,
+            depth=config.snapshot_depth,
+            min_gap=config.rest_min_gap,
+            timeout=(min(5.0, config.rest_timeout), config.rest_timeout),
+        )
+        if config.snapshot_every > 0
+        else None
+    )
+    end_ns = stop_time_ns(start_ns, config.duration, config.until)
+    why: list[str] = []
+    with _signals_set(stop, why):
+        for c in conns:
+            c.start()
+        if poller is not None:
+            poller.start()
+        next_status = time.monotonic() + config.status_every
+        while not stop.wait(0.1):
+            now = time.monotonic()
+            for c in conns:
+                c.check_stale(now)
+            if journal.fatal is not None:
+                why.append("journal failure")
+                break
+            if end_ns is not None and time.time_ns() >= end_ns:
+                why.append("duration" if config.duration is not None else "until")
+                break
+            if config.status_every and now >= next_status:
+                next_status = now + config.status_every
+                for line in stats.lines(time.time_ns()):
+                    log.info("%s", line)
+        stop.set()
+        result.stopped_by = why[0] if why else "stop requested"
+        _shut_down(conns, poller, journal, result.stopped_by)
+    journal.close()
+    result.unconverted = converter.close()
+    journal.release()
+    for line in stats.lines(time.time_ns()):
+        log.info("%s", line)
+    if journal.fatal is not None:
+        raise journal.fatal
+    return result
+
+
+def _shut_down(
+    conns: list[Connection], poller: SnapshotPoller | None, journal: Journal, why: str
+) -> None:
+    if journal.fatal is None:
+        journal.append(
+            time.time_ns(),
+            RUN_CONN_ID,
+            journal.meta.protocol,
+            "event",
+            event_payload("shutdown", why=why),
+            journal.meta.symbols,
+        )
+    for c in conns:
+        c.close("shutdown")
+    for c in conns:
+        c.join(c.settings.close_timeout)
+        if c.is_alive():
+            c.abort()
+            c.join(c.settings.close_timeout)
+    if poller is not None:
+        poller.join(15.0)

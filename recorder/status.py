@@ -1,0 +1,110 @@
+"""Live counters of a recording run, and the periodic status line they make.
+
+Per symbol: messages per second since the last line, age of the last message
+(heartbeats count: silence is what matters), reconnects, sequence gaps, and
+the latency of the last REST snapshot. Over the run: exchange-to-local
+latency percentiles, ``recv_ts - exch_ts``, which the seed lesson measured by
+comparing the exchange timestamp with the local clock. Gemini's exchange
+times are in milliseconds (gemini.md sections 1 and 2), so the figures are
+good to about a millisecond.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["Stats", "SymbolStats", "percentiles"]
+
+_SAMPLES = 4096
+
+
+def percentiles(values: Iterable[int], qs: Iterable[float] = (0.5, 0.9, 0.99)) -> list[int]:
+    """Nearest-rank percentiles of *values* (empty list if there are none)."""
+    ordered = sorted(values)
+    if not ordered:
+        return []
+    last = len(ordered) - 1
+    return [ordered[min(last, round(q * last))] for q in qs]
+
+
+@dataclass
+class SymbolStats:
+    """Counters of one symbol."""
+
+    messages: int = 0
+    last_recv_ns: int = 0
+    reconnects: int = 0
+    gaps: int = 0
+    malformed: int = 0
+    snapshots: int = 0
+    rest_errors: int = 0
+    rest_latency_ns: int | None = None
+    latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_SAMPLES))
+    shown_messages: int = 0
+
+
+class Stats:
+    """Counters of a run, updated from the capture threads, read by the status line.
+
+    Updates are plain attribute writes on per-symbol objects; a status line
+    that reads one a moment early is harmless, so the hot path takes no lock.
+    """
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self.symbols = {s: SymbolStats() for s in symbols}
+        self._lock = threading.Lock()
+        self._last_line_ns: int | None = None
+
+    def message(self, symbols: Iterable[str], recv_ns: int, exch_ns: int | None) -> None:
+        """A message arrived for *symbols*."""
+        for s in symbols:
+            st = self.symbols[s]
+            st.messages += 1
+            st.last_recv_ns = recv_ns
+            if exch_ns is not None:
+                st.latency_ns.append(recv_ns - exch_ns)
+
+    def count(self, symbols: Iterable[str], counter: str) -> None:
+        """Add one to *counter* (``reconnects``, ``gaps``, ``malformed``, ...) of *symbols*."""
+        for s in symbols:
+            st = self.symbols[s]
+            setattr(st, counter, getattr(st, counter) + 1)
+
+    def snapshot(self, symbol: str, latency_ns: int) -> None:
+        """A REST snapshot of *symbol* completed in *latency_ns*."""
+        st = self.symbols[symbol]
+        st.snapshots += 1
+        st.rest_latency_ns = latency_ns
+
+    def lines(self, now_ns: int) -> list[str]:
+        """One status line per symbol, then one of latency percentiles; resets the rates."""
+        with self._lock:
+            elapsed = (now_ns - self._last_line_ns) / 1e9 if self._last_line_ns else 0.0
+            self._last_line_ns = now_ns
+            out = []
+            samples: list[int] = []
+            for name, st in self.symbols.items():
+                new = st.messages - st.shown_messages
+                st.shown_messages = st.messages
+                rate = f"{new / elapsed:.1f}/s" if elapsed > 0 else "-"
+                age = f"{(now_ns - st.last_recv_ns) / 1e9:.1f}s" if st.last_recv_ns else "never"
+                rest = (
+                    f"{st.rest_latency_ns / 1e6:.0f}ms" if st.rest_latency_ns is not None else "-"
+                )
+                out.append(
+                    f"{name}: {rate} msgs={st.messages} last={age} ago "
+                    f"reconnects={st.reconnects} gaps={st.gaps} malformed={st.malformed} "
+                    f"snapshots={st.snapshots} rest_errors={st.rest_errors} rest_latency={rest}"
+                )
+                samples.extend(st.latency_ns)
+            p = percentiles(samples)
+            if p:
+                out.append(
+                    "exchange-to-local latency p50/p90/p99: "
+                    + "/".join(f"{v / 1e6:.1f}" for v in p)
+                    + f" ms over the last {len(samples)} timestamped messages"
+                )
+            return out
