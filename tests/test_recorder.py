@@ -1,0 +1,242 @@
+"""The recorder against the real loopback simulator: what it stores, and how it stays up."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from recorder.record import RecordConfig, RecordResult, record
+from tickrec import contract
+from tickrec.sim import Simulator
+
+SYMS = ("BTCUSD", "ETHUSD")
+Rows = list[dict[str, Any]]
+
+
+def _record(sim: Simulator, tmp_path: Path, **kw: Any) -> RecordResult:
+    settings: dict[str, Any] = {
+        "symbols": SYMS,
+        "url": sim.ws_url,
+        "rest_url": sim.rest_url,
+        "data": str(tmp_path / "data"),
+        "duration": 1.5,
+        "snapshot_every": 0.0,
+        "status_every": 0.0,
+        "fsync_interval": 0.02,
+        "connects_per_minute": 600.0,
+        "backoff_base": 0.05,
+        **kw,
+    }
+    result = record(RecordConfig(**settings))
+    sim.stop()  # flushes the truth files
+    assert not (tmp_path / "data" / "journal" / result.run_id).exists()
+    return result
+
+
+def _rows(tmp_path: Path, symbol: str) -> Rows:
+    root = tmp_path / "data"
+    (part,) = [p for p in contract.list_partitions(root) if p.symbol == symbol]
+    rows: Rows = contract.read_partition(root, part.venue, part.date, symbol).to_pylist()
+    seqs = [r["seq"] for r in rows]
+    assert seqs == sorted(set(seqs)), "seq must be strictly increasing"
+    return rows
+
+
+def _events(rows: Rows, name: str | None = None) -> list[dict[str, Any]]:
+    out = [
+        dict(json.loads(r["payload"]), conn_id=r["conn_id"]) for r in rows if r["source"] == "event"
+    ]
+    return [e for e in out if name is None or e["event"] == name]
+
+
+def _truth(tmp_path: Path, read_jsonl: Callable[[Path], Rows], name: str = "messages") -> Rows:
+    return read_jsonl(tmp_path / "truth" / f"{name}.jsonl")
+
+
+def _by_conn(truth: Rows) -> dict[int, Rows]:
+    conns: dict[int, Rows] = {}
+    for m in truth:
+        conns.setdefault(m["conn"], []).append(m)
+    return conns
+
+
+def test_v1_stores_every_frame_byte_for_byte(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
+) -> None:
+    sim = sim_factory(symbols=SYMS, truth_dir=tmp_path / "truth")
+    _record(sim, tmp_path, protocol="v1")
+    truth = _by_conn(_truth(tmp_path, read_jsonl))
+    assert len(truth) == 2
+    for msgs in truth.values():
+        symbol = msgs[0]["path"].split("/")[3].split("?")[0].upper()
+        rows = _rows(tmp_path, symbol)
+        ws = [r for r in rows if r["source"] == "ws"]
+        assert [r["payload"] for r in ws] == [m["msg"] for m in msgs]
+        assert all(r["protocol"] == "gemini.v1" and r["conn_id"] == ws[0]["conn_id"] for r in ws)
+        for r in ws:
+            frame = json.loads(r["payload"])
+            assert r["venue_seq"] == frame["socket_sequence"]
+            if "timestampms" in frame:
+                assert r["exch_ts"].timestamp() * 1000 == pytest.approx(frame["timestampms"])
+        assert [r["venue_seq"] for r in ws] == list(range(len(ws)))
+        kinds = [e["event"] for e in _events(rows)]
+        assert kinds[:2] == ["run_start", "connect"] and "shutdown" in kinds
+        assert kinds[-1] == "disconnect"
+
+
+def test_v2_one_connection_split_by_symbol(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
+) -> None:
+    sim = sim_factory(symbols=SYMS, truth_dir=tmp_path / "truth")
+    _record(sim, tmp_path, protocol="v2")
+    (msgs,) = _by_conn(_truth(tmp_path, read_jsonl)).values()
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        want = [m["msg"] for m in msgs if json.loads(m["msg"]).get("symbol", symbol) == symbol]
+        assert [r["payload"] for r in rows if r["source"] == "ws"] == want
+        (sent,) = [r for r in rows if r["source"] == "ws_sent"]
+        assert json.loads(sent["payload"])["subscriptions"][0]["symbols"] == list(SYMS)
+        beats = [r for r in rows if r["source"] == "ws" and '"heartbeat"' in r["payload"]]
+        assert beats and all(r["exch_ts"] is not None for r in beats)
+    # a heartbeat is the same row (same seq) in both partitions
+    a = {r["seq"] for r in _rows(tmp_path, "BTCUSD") if '"heartbeat"' in r["payload"]}
+    b = {r["seq"] for r in _rows(tmp_path, "ETHUSD") if '"heartbeat"' in r["payload"]}
+    assert a == b
+
+
+def test_rest_snapshots_errors_and_retry_after(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
+) -> None:
+    sim = sim_factory(
+        symbols=SYMS, truth_dir=tmp_path / "truth", rest_429=0.25, rest_500=0.25, retry_after=1
+    )
+    _record(
+        sim,
+        tmp_path,
+        protocol="v1",
+        duration=3.0,
+        snapshot_every=0.1,
+        rest_min_gap=0.05,
+        snapshot_depth=5,
+    )
+    replies = _truth(tmp_path, read_jsonl, "rest")
+    ok = [r for r in replies if r["status"] == 200]
+    assert ok and len(ok) < len(replies)
+    stored: Rows = []
+    errors: list[dict[str, Any]] = []
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        stored += [r for r in rows if r["source"] == "rest"]
+        errors += [
+            dict(e, recv=r["recv_ts"])
+            for r, e in zip([r for r in rows if r["source"] == "event"], _events(rows), strict=True)
+            if e["event"] == "rest_error"
+        ]
+        ws = [r for r in rows if r["source"] == "ws"]
+        assert ws[-1]["recv_ts"].timestamp() - ws[0]["recv_ts"].timestamp() > 2.5  # streaming on
+    assert sorted(r["payload"] for r in stored) == sorted(r["body"] for r in ok)
+    for r in stored:
+        assert r["protocol"] == "gemini.rest" and r["sent_ts"] <= r["recv_ts"]
+        assert len(json.loads(r["payload"])["bids"]) <= 5
+    assert {e["status"] for e in errors} == {429, 500}
+    # after a 429 with Retry-After: 1, the next request waits a second
+    sent = sorted([r["sent_ts"].timestamp() for r in stored] + [e["sent_ns"] / 1e9 for e in errors])
+    for e in errors:
+        if e["status"] == 429:
+            later = [t for t in sent if t > e["sent_ns"] / 1e9]
+            if later:
+                assert later[0] - e["recv"].timestamp() >= 0.99
+
+
+def test_v1_sequence_gap_records_and_reconnects(
+    sim_factory: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = sim_factory(symbols=("BTCUSD",), drop=0.02)
+    _record(sim, tmp_path, symbols=("BTCUSD",), protocol="v1", duration=2.0)
+    rows = _rows(tmp_path, "BTCUSD")
+    gaps = _events(rows, "gap")
+    assert gaps and all(g["got"] > g["expected"] for g in gaps)
+    conns = sorted({r["conn_id"] for r in rows if r["source"] == "ws"})
+    assert len(conns) >= 2 and conns == list(range(1, len(conns) + 1))
+    for c in conns:  # every new connection starts again at socket_sequence 0
+        first = next(r for r in rows if r["source"] == "ws" and r["conn_id"] == c)
+        dropped_first = any(g["conn_id"] == c and g["expected"] == 0 for g in gaps)
+        assert first["venue_seq"] == 0 or dropped_first
+    closes = [e for e in _events(rows, "disconnect") if e["why"] == "sequence gap"]
+    assert len(closes) == len(gaps)
+
+
+@pytest.mark.parametrize("abrupt", [False, True])
+def test_server_close_reconnects_with_next_conn_id(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, abrupt: bool
+) -> None:
+    sim = sim_factory(symbols=("BTCUSD",), close_every=0.4, abrupt=abrupt)
+    _record(sim, tmp_path, symbols=("BTCUSD",), protocol="v2", duration=1.6)
+    rows = _rows(tmp_path, "BTCUSD")
+    drops = [e for e in _events(rows, "disconnect") if e["why"] != "shutdown"]
+    assert len(drops) >= 2
+    if abrupt:
+        assert all(e["code"] is None for e in drops)
+    else:
+        assert all(e["code"] == 1000 and e["reason"] == "scheduled close" for e in drops)
+    connects = [e["conn_id"] for e in _events(rows, "connect")]
+    assert connects == list(range(1, len(connects) + 1)) and len(connects) >= 3
+    assert len(_events(rows, "reconnect")) == len(connects) - 1
+    # every connection subscribed again
+    assert len([r for r in rows if r["source"] == "ws_sent"]) == len(connects)
+
+
+def test_stall_trips_the_watchdog(sim_factory: Callable[..., Simulator], tmp_path: Path) -> None:
+    sim = sim_factory(symbols=("BTCUSD",), stall_every=0.3, stall_for=5.0)
+    _record(sim, tmp_path, symbols=("BTCUSD",), protocol="v1", duration=2.0, stale_after=0.4)
+    rows = _rows(tmp_path, "BTCUSD")
+    stale = _events(rows, "stale")
+    assert stale and all(e["silent_s"] >= 0.4 for e in stale)
+    assert any(e["why"].startswith("stale") for e in _events(rows, "disconnect"))
+    assert len(_events(rows, "connect")) >= 2
+
+
+def test_malformed_frames_are_stored_raw_and_noted(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
+) -> None:
+    sim = sim_factory(symbols=SYMS, malformed=0.05, truth_dir=tmp_path / "truth")
+    _record(sim, tmp_path, protocol="v2")
+    (msgs,) = _by_conn(_truth(tmp_path, read_jsonl)).values()
+    bad = {m["msg"] for m in msgs if not _is_json(m["msg"])}
+    assert bad
+    seen: set[str] = set()
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        by_seq = {r["seq"]: r for r in rows}
+        for e in _events(rows, "malformed"):
+            row = by_seq[e["seq"]]
+            assert row["source"] == "ws" and not _is_json(row["payload"])
+            seen.add(row["payload"])
+    assert seen == bad
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def test_table_matches_the_contract(sim_factory: Callable[..., Simulator], tmp_path: Path) -> None:
+    sim = sim_factory(symbols=SYMS)
+    result = _record(sim, tmp_path, protocol="v2", duration=1.0, snapshot_every=0.3)
+    assert result.parts and result.stopped_by == "duration"
+    for p in result.parts:
+        footer = contract.read_footer(p)
+        assert footer.run_id == result.run_id and footer.rows > 0
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(tmp_path / "data" / "raw", partitioning="hive").to_table()
+    assert set(table.column("source").to_pylist()) == {"ws", "ws_sent", "rest", "event"}
+    assert table.schema.field("recv_ts").type == pa.timestamp("ns", tz="UTC")
