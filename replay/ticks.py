@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from tickrec.errors import DatasetError
 
-__all__ = ["INT64_MAX", "StringTable", "decimals_of", "scale_of", "to_units"]
+__all__ = ["INT64_MAX", "StringTable", "decimals_of", "format_units", "scale_of", "to_units"]
 
 INT64_MAX = 2**63 - 1
 
@@ -84,6 +84,14 @@ def to_units(texts: Sequence[str], scale: int) -> npt.NDArray[np.int64]:
             )
         out[i] = value
     return out
+
+
+def format_units(value: int, scale: int) -> str:
+    """The exact decimal text of *value* units of ``10**-scale``: ``(10150, 2)`` → ``"101.5"``."""
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**scale)
+    text = f"{whole}.{frac:0{scale}d}".rstrip("0").rstrip(".") if scale else str(whole)
+    return sign + text
 
 
 class StringTable:

@@ -1,0 +1,468 @@
+"""The replay facade: one (venue, date, symbol) partition as a :class:`Day`.
+
+Typical use, in a notebook::
+
+    import replay
+    day = replay.open("2026-11-23", "BTCUSD")
+    snaps = day.book_snapshots(depth=10, every="1s")
+    day.gaps(), day.coverage
+
+Everything is a pure function of the partition's files (ARCHITECTURE
+section 2.3): rows are read through :func:`tickrec.contract.read_partition`
+in contract order, decoded once (:mod:`replay.decode`), and the book is
+rebuilt by the compiled kernel (:mod:`replay.book`) in chunks of
+``chunk_size`` operations; the chunking never changes an output.
+
+DataFrame outputs use float64 for prices and sizes (exact values divided by
+``10**scale``, the nearest double to the decimal), unless ``exact=True``
+asks for the integer ticks and units themselves; the scales are in
+``df.attrs`` and on the :class:`Day`. Times are ``datetime64[ns, UTC]``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from replay.book import BookEngine, Rows
+from replay.decode import decode
+from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, Decoded
+from replay.gaps import KINDS, Gap, analyze, crossed, valid_mask, valid_ns
+from replay.view import BookView, Event
+from tickrec import contract
+from tickrec.errors import UsageError
+
+__all__ = ["Day", "open", "parse_interval_ns", "to_ns"]
+
+I64 = npt.NDArray[np.int64]
+NS_PER_DAY = 86_400 * 1_000_000_000
+_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_interval_ns(every: str | float | dt.timedelta | pd.Timedelta, name: str = "every") -> int:
+    """Exact ns of an interval: ``"1s"``, ``"100ms"``, ``"250us"``, ``"1m"``, seconds, timedelta."""
+    if isinstance(every, (dt.timedelta, pd.Timedelta)):
+        return int(pd.Timedelta(every).value)
+    text = str(every).strip().lower()
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if text.endswith(suffix):
+            number, scale = text[: -len(suffix)], _UNITS[suffix]
+            break
+    else:
+        number, scale = text, _UNITS["s"]
+    try:
+        value = Decimal(number) * scale
+    except InvalidOperation:
+        raise UsageError(f"{name}: cannot read interval {every!r} (try 1s, 100ms, 1m)") from None
+    if value < 0 or value != value.to_integral_value():
+        raise UsageError(f"{name}: {every!r} is not a whole, non-negative number of ns")
+    return int(value)
+
+
+def to_ns(ts: str | int | dt.datetime | pd.Timestamp | np.datetime64) -> int:
+    """Nanoseconds since the epoch of a time; naive times are UTC, ints are already ns."""
+    if isinstance(ts, (int, np.integer)):
+        return int(ts)
+    stamp = pd.Timestamp(ts)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return int(stamp.value)
+
+
+def _times(ns: I64) -> pd.Series:
+    return pd.Series(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def _floats(values: I64, scale: int, present: npt.NDArray[np.bool_] | None = None) -> Any:
+    out = values / float(10**scale)
+    if present is not None:
+        out[~present] = np.nan
+    return out
+
+
+class Day:
+    """One partition replayed: the book, trades, quotes and gaps of a (venue, date, symbol).
+
+    Build it with :func:`open`, or from a contract table with
+    ``Day(table, date=..., symbol=...)`` (tests and tools).
+    """
+
+    def __init__(
+        self,
+        table: Any,
+        *,
+        date: str,
+        symbol: str,
+        venue: str = "gemini",
+        silence: str | float | dt.timedelta = "10s",
+        chunk_size: int = 1 << 20,
+    ) -> None:
+        if chunk_size < 1:
+            raise UsageError("chunk_size must be >= 1")
+        self.date = date
+        self.symbol = symbol
+        self.venue = venue
+        self.silence_ns = parse_interval_ns(silence, "silence")
+        self.chunk_size = chunk_size
+        self.decoded: Decoded = decode(table, symbol)
+        self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
+        self._timeline: Rows | None = None
+        self._gaps: list[Gap] | None = None
+
+    # --- basic facts --------------------------------------------------------------
+
+    @property
+    def price_scale(self) -> int:
+        """Prices are integers of ``10**-price_scale`` inside."""
+        return self.decoded.price_scale
+
+    @property
+    def size_scale(self) -> int:
+        """Sizes are integers of ``10**-size_scale`` inside."""
+        return self.decoded.size_scale
+
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """Websocket protocols seen in the partition (e.g. ``("gemini.v2",)``)."""
+        return self.decoded.protocols
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """First and last receive time (ns) of the partition's rows."""
+        return self.decoded.first_ns, self.decoded.last_ns
+
+    # --- the kernel ---------------------------------------------------------------
+
+    def _rows(self, depth: int, grid: I64 | None) -> Rows:
+        engine = BookEngine(depth=depth, grid=grid)
+        ops = self.decoded.ops
+        parts = []
+        n = len(ops)
+        for start in range(0, max(n, 1), self.chunk_size):
+            stop = min(start + self.chunk_size, n)
+            parts.append(engine.feed(ops.slice(start, stop), final=stop >= n))
+        return Rows.concat(parts, depth)
+
+    @property
+    def timeline(self) -> Rows:
+        """Top of book after every book-changing message (kernel output, ticks)."""
+        if self._timeline is None:
+            self._timeline = self._rows(1, None)
+        return self._timeline
+
+    def gap_list(self) -> list[Gap]:
+        """The gaps as :class:`~replay.gaps.Gap` tuples (ns), sorted by start."""
+        if self._gaps is None:
+            self._gaps = analyze(self.decoded, self.timeline, self.silence_ns)
+        return self._gaps
+
+    def _valid(self, rows: Rows) -> npt.NDArray[np.bool_]:
+        return valid_mask(rows.ts, rows.valid, crossed(rows), self.gap_list())
+
+    # --- outputs ------------------------------------------------------------------
+
+    def grid(
+        self, every: str | float | dt.timedelta = "1s", start: Any = None, end: Any = None
+    ) -> I64:
+        """Grid times (ns): multiples of *every* since UTC midnight in ``[start, end]``.
+
+        By default from the first to the last receive time of the partition.
+        """
+        step = parse_interval_ns(every)
+        if step == 0:
+            raise UsageError("every: a grid needs a positive interval")
+        lo = to_ns(start) if start is not None else self.decoded.first_ns
+        hi = to_ns(end) if end is not None else self.decoded.last_ns
+        k0 = -((self.midnight_ns - lo) // step)  # ceil((lo - midnight) / step)
+        k1 = (hi - self.midnight_ns) // step
+        return self.midnight_ns + np.arange(k0, k1 + 1, dtype=np.int64) * step
+
+    def book_snapshots(
+        self,
+        depth: int = 10,
+        every: str | float | dt.timedelta = "1s",
+        start: Any = None,
+        end: Any = None,
+        exact: bool = False,
+    ) -> pd.DataFrame:
+        """Top-*depth* book on a time grid, one row per grid time.
+
+        The row at grid time ``T`` (a multiple of *every* since UTC midnight)
+        shows the book after every message with ``recv_ts <= T``. ``every=0``
+        gives one row per message that changed the book instead, at that
+        message's ``recv_ts``. Columns: ``ts``, ``bid_px_0..``, ``bid_sz_0..``,
+        ``ask_px_0..``, ``ask_sz_0..``, ``valid``. Prices and sizes are
+        float64, NaN where the book has fewer levels; with ``exact=True`` they
+        are int64 ticks/units with 0 for absent levels.
+        """
+        if depth < 1:
+            raise UsageError("depth must be >= 1")
+        step = parse_interval_ns(every)
+        grid = None if step == 0 else self.grid(every, start, end)
+        rows = self._rows(depth, grid)
+        return self._frame(rows, depth, exact)
+
+    def _frame(self, rows: Rows, depth: int, exact: bool) -> pd.DataFrame:
+        cols: dict[str, Any] = {"ts": _times(rows.ts)}
+        present = rows.sz > 0
+        for name, s in (("bid", BID), ("ask", ASK)):
+            for kind, values, scale in (
+                ("px", rows.px, self.price_scale),
+                ("sz", rows.sz, self.size_scale),
+            ):
+                block = values[:, s, :]
+                data = block if exact else _floats(block, scale, present[:, s, :])
+                for i in range(depth):
+                    cols[f"{name}_{kind}_{i}"] = data[:, i]
+        cols["valid"] = self._valid(rows)
+        df = pd.DataFrame(cols)
+        df.attrs.update(price_scale=self.price_scale, size_scale=self.size_scale)
+        return df
+
+    def book_at(self, ts: Any, depth: int | None = None) -> BookView:
+        """The book after every message with ``recv_ts <= ts`` (all levels unless *depth*)."""
+        t = to_ns(ts)
+        ops = self.decoded.ops
+        stop = int(np.searchsorted(ops.ts, t, "right"))
+        engine = BookEngine(depth=0)
+        engine.feed(ops.slice(0, stop), final=True)
+        return self._view(engine, t, depth)
+
+    def _view(self, engine: BookEngine, t: int, depth: int | None) -> BookView:
+        if depth is None:
+            (bp, bs), (ap, az) = engine.levels(BID), engine.levels(ASK)
+        else:
+            (bp, bs), (ap, az) = engine.top(BID, depth), engine.top(ASK, depth)
+        own = engine.valid
+        is_crossed = own and len(bp) > 0 and len(ap) > 0 and bp[0] >= ap[0]
+        ok = valid_mask(
+            np.array([t], np.int64), np.array([own]), np.array([is_crossed]), self.gap_list()
+        )
+        return BookView(t, bool(ok[0]), bp, bs, ap, az, self.price_scale, self.size_scale)
+
+    def trades(self, historical: bool = False, exact: bool = False) -> pd.DataFrame:
+        """Trades: ``ts``, ``exch_ts``, ``price``, ``size``, ``side`` (taker), ``tid``.
+
+        Only trades received live by default. ``historical=True`` adds the
+        recent-trades list of v2 snapshots (trades from before a
+        subscription), minus those also received live or already listed, so
+        nothing is counted twice; column ``historical`` marks them.
+        """
+        tr = self.decoded.trades
+        keep = ~tr.historical
+        if historical:
+            seen = set(tr.tid[keep & (tr.tid != NO_ID)].tolist())
+            for k in np.nonzero(tr.historical)[0]:
+                tid = int(tr.tid[k])
+                if tid == NO_ID or tid not in seen:
+                    keep[k] = True
+                    seen.add(tid)
+        idx = np.nonzero(keep)[0]
+        cols: dict[str, Any] = {
+            "ts": _times(tr.ts[idx]),
+            "exch_ts": _times(tr.exch[idx]).where(tr.exch[idx] != NO_TS),
+            "price": tr.price[idx] if exact else _floats(tr.price[idx], self.price_scale),
+            "size": tr.size[idx] if exact else _floats(tr.size[idx], self.size_scale),
+            "side": pd.Categorical.from_codes(
+                (tr.side[idx] + 1).astype(np.int64), pd.Index(["sell", "unknown", "buy"])
+            ),
+            "tid": pd.array(np.where(tr.tid[idx] == NO_ID, 0, tr.tid[idx]), dtype="Int64"),
+        }
+        cols["tid"][tr.tid[idx] == NO_ID] = pd.NA
+        if historical:
+            cols["historical"] = tr.historical[idx]
+        df = pd.DataFrame(cols)
+        df.attrs.update(price_scale=self.price_scale, size_scale=self.size_scale)
+        return df
+
+    def quotes(self, exact: bool = False) -> pd.DataFrame:
+        """Best bid/offer changes: ``ts``, ``bid_px``/``bid_sz``, ``ask_px``/``ask_sz``, ``valid``.
+
+        One row whenever any of the five changes, at the receive time of the
+        message that changed it.
+        """
+        tl = self.timeline
+        valid = self._valid(tl)
+        key = np.column_stack(
+            [
+                tl.px[:, BID, 0],
+                tl.sz[:, BID, 0],
+                tl.px[:, ASK, 0],
+                tl.sz[:, ASK, 0],
+                valid.astype(np.int64),
+            ]
+        )
+        change = np.ones(len(tl), bool)
+        if len(tl) > 1:
+            change[1:] = (key[1:] != key[:-1]).any(axis=1)
+        df = self._frame(
+            Rows(tl.ts[change], tl.valid[change], tl.px[change], tl.sz[change]), 1, exact
+        )
+        df["valid"] = valid[change]
+        return df.rename(
+            columns={
+                "bid_px_0": "bid_px",
+                "bid_sz_0": "bid_sz",
+                "ask_px_0": "ask_px",
+                "ask_sz_0": "ask_sz",
+            }
+        )
+
+    def book_changes(self, exact: bool = False) -> pd.DataFrame:
+        """Normalized level changes, one row per level set.
+
+        Columns: ``recv_ts``, ``exch_ts``, ``side``, ``price``, ``size``, ``is_snapshot``.
+
+        ``size`` is the absolute new size of the level; 0 removes it.
+        Connection resets are not rows here; see :meth:`events` and
+        :meth:`gaps`.
+        """
+        ops = self.decoded.ops
+        idx = np.nonzero(ops.op == OP_SET)[0]
+        df = pd.DataFrame(
+            {
+                "recv_ts": _times(ops.ts[idx]),
+                "exch_ts": _times(ops.exch[idx]).where(ops.exch[idx] != NO_TS),
+                "side": pd.Categorical.from_codes(
+                    ops.side[idx].astype(np.int64), pd.Index(["bid", "ask"])
+                ),
+                "price": ops.price[idx] if exact else _floats(ops.price[idx], self.price_scale),
+                "size": ops.size[idx] if exact else _floats(ops.size[idx], self.size_scale),
+                "is_snapshot": ops.snapshot[idx],
+            }
+        )
+        df.attrs.update(price_scale=self.price_scale, size_scale=self.size_scale)
+        return df
+
+    def gaps(self) -> pd.DataFrame:
+        """Gaps: ``kind``, ``start``, ``end``, ``duration``, ``detail`` (see :mod:`replay.gaps`)."""
+        g = self.gap_list()
+        start = np.array([x.start for x in g], np.int64)
+        end = np.array([x.end for x in g], np.int64)
+        return pd.DataFrame(
+            {
+                "kind": pd.Categorical([x.kind for x in g], categories=list(KINDS)),
+                "start": _times(start),
+                "end": _times(end),
+                "duration": pd.to_timedelta(end - start, unit="ns"),
+                "detail": pd.Series([x.detail for x in g], dtype=object),
+            }
+        )
+
+    @property
+    def valid_ns(self) -> int:
+        """Nanoseconds during which the book was valid."""
+        return valid_ns(self.timeline, self.gap_list(), *self.span)
+
+    @property
+    def coverage(self) -> float:
+        """Fraction of the UTC day during which the book was valid (ARCHITECTURE section 3)."""
+        return self.valid_ns / NS_PER_DAY
+
+    @property
+    def span_coverage(self) -> float:
+        """Fraction of the recorded span (first to last row) during which the book was valid."""
+        first, last = self.span
+        return self.valid_ns / (last - first) if last > first else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for reports: messages, book changes, trades, coverage, gaps by kind."""
+        counts = {k: 0 for k in KINDS}
+        for g in self.gap_list():
+            counts[g.kind] += 1
+        ops = self.decoded.ops
+        return {
+            "symbol": self.symbol,
+            "protocols": ",".join(self.protocols),
+            "messages": self.decoded.counts.get("messages", 0),
+            "book_changes": int(np.count_nonzero(ops.op == OP_SET)),
+            "trades": int(np.count_nonzero(~self.decoded.trades.historical)),
+            "coverage": self.coverage,
+            "span_coverage": self.span_coverage,
+            "gaps": counts,
+        }
+
+    # --- backtests ----------------------------------------------------------------
+
+    def events(self, depth: int | None = 10) -> Iterator[tuple[Event, BookView]]:
+        """Every step in replay order, with the book as it was right after it.
+
+        Per raw row: its markers first, then one ``"book"`` event if the row
+        changed the book, then its trades. The :class:`BookView` shows the top
+        *depth* levels (all if None) after the whole message.
+        """
+        dec = self.decoded
+        ops, tr = dec.ops, dec.trades
+        engine = BookEngine(depth=0)
+        markers = sorted(dec.markers, key=lambda m: m.grp)
+        rows = np.unique(
+            np.concatenate([ops.grp, tr.grp, [m.grp for m in markers]]).astype(np.int64)
+        )
+        op_bounds = np.searchsorted(ops.grp, rows, "left"), np.searchsorted(ops.grp, rows, "right")
+        tr_bounds = np.searchsorted(tr.grp, rows, "left"), np.searchsorted(tr.grp, rows, "right")
+        mk = 0
+        for k, row in enumerate(rows.tolist()):
+            a, z = int(op_bounds[0][k]), int(op_bounds[1][k])
+            if a < z:
+                engine.feed(ops.slice(a, z))
+            t = int(ops.ts[a]) if a < z else None
+            view: BookView | None = None
+            while mk < len(markers) and markers[mk].grp == row:
+                m = markers[mk]
+                mk += 1
+                view = view or self._view(engine, m.ts if t is None else t, depth)
+                yield Event(m.ts, m.kind, detail=m.detail), view
+            if a < z and t is not None:
+                view = view or self._view(engine, t, depth)
+                yield Event(t, "book"), view
+            for j in range(int(tr_bounds[0][k]), int(tr_bounds[1][k])):
+                if tr.historical[j]:
+                    continue
+                tt = int(tr.ts[j])
+                view = view or self._view(engine, tt, depth)
+                yield (
+                    Event(
+                        tt,
+                        "trade",
+                        float(tr.price[j]) / 10**self.price_scale,
+                        float(tr.size[j]) / 10**self.size_scale,
+                        int(tr.side[j]),
+                    ),
+                    view,
+                )
+
+    def replay(self, callback: Callable[[Event, BookView], object], depth: int | None = 10) -> int:
+        """Call ``callback(event, book)`` for every step of :meth:`events`; return the count."""
+        n = 0
+        for event, view in self.events(depth):
+            callback(event, view)
+            n += 1
+        return n
+
+
+def open(
+    date: str,
+    symbol: str,
+    venue: str = "gemini",
+    data: str | os.PathLike[str] | None = None,
+    *,
+    silence: str | float | dt.timedelta = "10s",
+    chunk_size: int = 1 << 20,
+) -> Day:
+    """Replay one day of one symbol from the dataset under *data*.
+
+    *data* defaults to ``$TICKREC_DATA``, else ``data``.
+
+    Raises :class:`~tickrec.errors.NotFoundError` (listing what exists) when
+    there is no such partition.
+    """
+    root = contract.resolve_root(data)
+    table = contract.read_partition(root, venue, date, symbol)
+    return Day(table, date=date, symbol=symbol, venue=venue, silence=silence, chunk_size=chunk_size)

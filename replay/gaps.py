@@ -1,0 +1,253 @@
+"""Gap analysis: where a partition's rebuilt book cannot be trusted, and for how long.
+
+Kinds (ARCHITECTURE section 3), each a :class:`Gap` with ``start``/``end`` in
+ns and a human ``detail``:
+
+``disconnect``
+    From the moment a connection was lost (its ``disconnect``/``error``/
+    ``stale``/``shutdown`` event, or its last row when it just stopped) to
+    the next complete snapshot, or the end of the data.
+``sequence``
+    A venue sequence break (v1 ``socket_sequence``; gemini.md section 1) or
+    an undecodable message. It starts at the last message known good (the
+    lost message arrived after it) and lasts until the next snapshot, the
+    loss of the connection (a ``disconnect`` gap takes over) or a new
+    connection. Overlapping breaks merge into one gap.
+``silence``
+    No received message at all, heartbeats included, for longer than the
+    threshold, within one connection. Heartbeats come every 5 s on both v1
+    (with ``heartbeat=true``) and v2, so a longer silence means the feed was
+    not known to be alive; the book is not trusted inside it.
+``snapshot_mismatch``
+    A stored REST book disagreed with every valid book state in its
+    ``[sent_ts, recv_ts]`` window. It lasts from ``sent_ts`` until the book
+    is confirmed again: a later REST book that matches, a new snapshot, a
+    loss of the connection, or the end of the data.
+``crossed``
+    The valid book had best bid >= best ask, from the message that crossed
+    it to the one that uncrossed it.
+``journal_loss``
+    Records the recorder could not recover after a crash (its
+    ``journal_loss`` event; ``start_ns``/``end_ns`` in the payload give the
+    span, else the event's own time).
+
+Validity. The book is valid at time ``T`` when the kernel's own flag is set
+(a snapshot seen, no break since), it is not crossed, and ``T`` is not
+strictly inside a gap of the other kinds. :func:`valid_mask` applies this to
+any times; :func:`valid_ns` measures it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from replay.book import Rows, rest_min_diff
+from replay.events import ASK, BID, OP_VALID, Decoded, Marker
+from replay.ticks import format_units
+
+__all__ = [
+    "KINDS",
+    "MASKING_KINDS",
+    "Gap",
+    "analyze",
+    "crossed",
+    "valid_mask",
+    "valid_ns",
+]
+
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+KINDS = ("disconnect", "sequence", "silence", "snapshot_mismatch", "crossed", "journal_loss")
+#: Gap kinds that make the book invalid strictly inside them (``crossed`` is
+#: applied per book state instead).
+MASKING_KINDS = frozenset(KINDS) - {"crossed"}
+
+
+class Gap(NamedTuple):
+    """One interval where the book cannot be trusted."""
+
+    kind: str
+    start: int
+    end: int
+    detail: str
+
+    @property
+    def duration(self) -> int:
+        """Length in ns."""
+        return self.end - self.start
+
+
+def crossed(rows: Rows) -> Bools:
+    """Per row: the book's own flag is valid and best bid >= best ask."""
+    if len(rows) == 0 or rows.px.shape[2] == 0:
+        return np.zeros(len(rows), bool)
+    both = (rows.sz[:, BID, 0] > 0) & (rows.sz[:, ASK, 0] > 0)
+    return rows.valid & both & (rows.px[:, BID, 0] >= rows.px[:, ASK, 0])
+
+
+def _first_after(times: I64, t: int, strict: bool = True) -> int | None:
+    k = int(np.searchsorted(times, t, "right" if strict else "left"))
+    return int(times[k]) if k < len(times) else None
+
+
+def _earliest(*candidates: int | None, default: int) -> int:
+    present = [c for c in candidates if c is not None]
+    return min(present) if present else default
+
+
+def _secs(ns: int) -> str:
+    return f"{ns / 1e9:.3f} s"
+
+
+def _sequence_gaps(dec: Decoded, snaps: I64, ends: I64, last: int) -> list[Gap]:
+    merged: list[tuple[int, int, str, int]] = []  # start, end, first break, breaks
+    for b in dec.breaks:
+        end = _earliest(_first_after(snaps, b.ts), _first_after(ends, b.ts, False), default=last)
+        what = (
+            "undecodable message"
+            if b.expected < 0
+            else f"socket_sequence expected {b.expected}, got {b.got}"
+        )
+        if merged and b.prev_ts < merged[-1][1]:
+            start, prev_end, first, count = merged[-1]
+            merged[-1] = (start, max(prev_end, end), first, count + 1)
+        else:
+            merged.append((b.prev_ts, end, what, 1))
+    return [
+        Gap("sequence", a, z, what if n == 1 else f"{n} breaks; first: {what}")
+        for a, z, what, n in merged
+    ]
+
+
+def _silence_gaps(dec: Decoded, silence_ns: int) -> list[Gap]:
+    ts, conn = dec.msg_ts, dec.msg_conn
+    if len(ts) < 2 or silence_ns <= 0:
+        return []
+    d = np.diff(ts)
+    hit = np.nonzero((d > silence_ns) & (conn[1:] == conn[:-1]))[0]
+    return [
+        Gap("silence", int(ts[k]), int(ts[k + 1]), f"no message for {_secs(int(d[k]))}")
+        for k in hit
+    ]
+
+
+def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, last: int) -> list[Gap]:
+    if not dec.rest:
+        return []
+    order = sorted(range(len(dec.rest)), key=lambda k: (dec.rest[k].sent, k))
+    rest = [dec.rest[k] for k in order]
+    best, states = rest_min_diff(
+        dec.ops,
+        np.array([r.sent for r in rest], np.int64),
+        np.array([r.recv for r in rest], np.int64),
+        [r.bid_px for r in rest],
+        [r.bid_sz for r in rest],
+        [r.ask_px for r in rest],
+        [r.ask_sz for r in rest],
+    )
+    matches = np.array(sorted(r.sent for r, b in zip(rest, best, strict=True) if b == 0), np.int64)
+    gaps = []
+    for r, b, n in zip(rest, best, states, strict=True):
+        if b <= 0:
+            continue
+        end = _earliest(
+            _first_after(matches, r.sent),
+            _first_after(snaps, r.recv),
+            _first_after(losses, r.recv, False),
+            default=last,
+        )
+        detail = (
+            f"{int(b)} levels differ from REST book ({len(r.bid_px)} bids, {len(r.ask_px)} "
+            f"asks) in every one of {int(n)} book states in its window"
+        )
+        gaps.append(Gap("snapshot_mismatch", r.sent, max(end, r.sent), detail))
+    return gaps
+
+
+def _crossed_gaps(timeline: Rows, last: int, scale: int) -> list[Gap]:
+    cross = crossed(timeline)
+    if not cross.any():
+        return []
+    edges = np.diff(np.concatenate([[0], cross.astype(np.int8), [0]]))
+    starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    gaps = []
+    for a, z in zip(starts, stops, strict=True):
+        end = int(timeline.ts[z]) if z < len(timeline) else last
+        bid = format_units(int(timeline.px[a, BID, 0]), scale)
+        ask = format_units(int(timeline.px[a, ASK, 0]), scale)
+        gaps.append(Gap("crossed", int(timeline.ts[a]), end, f"best bid {bid} >= best ask {ask}"))
+    return gaps
+
+
+def analyze(dec: Decoded, timeline: Rows, silence_ns: int) -> list[Gap]:
+    """All gaps of a decoded partition, sorted by ``(start, kind, end)``.
+
+    *timeline* is the kernel's per-message top-1 output for ``dec.ops``.
+    """
+    last = dec.last_ns
+    snaps = dec.ops.ts[dec.ops.op == OP_VALID]
+    lost = [m for m in dec.markers if m.kind == "lost"]
+    losses = np.array(sorted(m.ts for m in lost), np.int64)
+    resets = np.array(sorted(m.ts for m in dec.markers if m.kind == "reset"), np.int64)
+    conn_ends = np.union1d(losses, resets)
+    gaps: list[Gap] = []
+    for m in lost:
+        end = _earliest(_first_after(snaps, m.ts), default=last)
+        if end > m.ts:
+            gaps.append(Gap("disconnect", m.ts, end, _lost_detail(m)))
+    gaps += _sequence_gaps(dec, snaps, conn_ends, last)
+    gaps += _silence_gaps(dec, silence_ns)
+    gaps += _mismatch_gaps(dec, snaps, losses, last)
+    gaps += _crossed_gaps(timeline, last, dec.price_scale)
+    for m in dec.markers:
+        if m.kind == "journal_loss":
+            gaps.append(Gap("journal_loss", m.start, m.end, m.detail))
+    return sorted(gaps, key=lambda g: (g.start, KINDS.index(g.kind), g.end, g.detail))
+
+
+def _lost_detail(m: Marker) -> str:
+    if m.detail == "no disconnect event":
+        return "connection stopped without a disconnect event"
+    return f"connection lost ({m.detail} event)"
+
+
+def _merged(gaps: Sequence[Gap]) -> tuple[I64, I64]:
+    spans = sorted((g.start, g.end) for g in gaps if g.kind in MASKING_KINDS and g.end > g.start)
+    starts: list[int] = []
+    ends: list[int] = []
+    for a, z in spans:
+        if starts and a < ends[-1]:
+            ends[-1] = max(ends[-1], z)
+        else:
+            starts.append(a)
+            ends.append(z)
+    return np.array(starts, np.int64), np.array(ends, np.int64)
+
+
+def valid_mask(ts: I64, own_valid: Bools, is_crossed: Bools, gaps: Sequence[Gap]) -> Bools:
+    """Validity at times *ts*: own flag, not crossed, not strictly inside a masking gap."""
+    starts, ends = _merged(gaps)
+    k = np.searchsorted(starts, ts, "left") - 1
+    inside = (k >= 0) & (ts < np.where(k >= 0, ends[np.maximum(k, 0)] if len(ends) else 0, 0))
+    return own_valid & ~is_crossed & ~inside
+
+
+def valid_ns(timeline: Rows, gaps: Sequence[Gap], first: int, last: int) -> int:
+    """Total time in ``[first, last]`` during which the book was valid."""
+    if last <= first or len(timeline) == 0:
+        return 0
+    starts, ends = _merged(gaps)
+    own = timeline.valid & ~crossed(timeline)
+    points = np.unique(np.concatenate([timeline.ts, starts, ends, [first, last]]))
+    points = points[(points >= first) & (points <= last)]
+    k = np.searchsorted(timeline.ts, points, "right") - 1
+    state = np.where(k >= 0, own[np.maximum(k, 0)], False)
+    g = np.searchsorted(starts, points, "right") - 1
+    inside = (g >= 0) & (points < np.where(g >= 0, ends[np.maximum(g, 0)] if len(ends) else 0, 0))
+    ok = (state & ~inside)[:-1]
+    return int(np.sum(np.diff(points)[ok]))
