@@ -230,6 +230,76 @@ def recover_cmd(data: DataOpt = None) -> None:
 
 # --- replay, gaps (replay) -------------------------------------------------------
 
+VenueOpt = Annotated[str, typer.Option(help="Venue.")]
+SilenceOpt = Annotated[
+    str, typer.Option("--silence", help="Report no message for longer than this as a gap.")
+]
+
+
+@app.command("replay")
+def replay_cmd(
+    date: Annotated[str, typer.Option(help="UTC date to replay (YYYY-MM-DD).")],
+    symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
+    venue: VenueOpt = "gemini",
+    depth: Annotated[int, typer.Option(min=1, help="Levels per side in snapshots.")] = 10,
+    every: Annotated[
+        str, typer.Option(help="Snapshot interval since UTC midnight; 0 = every change.")
+    ] = "1s",
+    out: Annotated[
+        str | None,
+        typer.Option(help="Write snapshots (all symbols, with a symbol column): .parquet or .csv."),
+    ] = None,
+    silence: SilenceOpt = "10s",
+    data: DataOpt = None,
+) -> None:
+    """Rebuild books for a day, write snapshots, print a summary and the gaps."""
+    from replay import report
+    from tickrec import contract
+
+    report.check_options(out, every, silence)
+    root = contract.resolve_root(data)
+    symbols = report.resolve_symbols(root, venue, date, symbol)
+    progress = report.terminal_progress()
+    frames, summaries, gap_lists = {}, [], []
+    for day in report.open_days(root, venue, date, symbols, silence, progress):
+        if out is not None:
+            frames[day.symbol] = day.book_snapshots(depth=depth, every=every)
+        summaries.append(day.summary())
+        gap_lists.append((day.symbol, day.gap_list()))
+    if progress is not None:
+        progress("")
+        typer.echo("", err=True)
+    typer.echo(report.format_summary(summaries))
+    for sym, gaps in gap_lists:
+        if gaps:
+            typer.echo(report.format_gaps(sym, gaps))
+    if out is not None:
+        params = {"venue": venue, "date": date, "depth": depth, "every": every}
+        path = report.write_snapshots(frames, out, params)
+        typer.echo(f"wrote {path}")
+
+
+@app.command("gaps")
+def gaps_cmd(
+    date: Annotated[str, typer.Option(help="UTC date (YYYY-MM-DD).")],
+    symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
+    venue: VenueOpt = "gemini",
+    silence: SilenceOpt = "10s",
+    data: DataOpt = None,
+) -> None:
+    """Print the gap report of a day: disconnects, sequence breaks, silences, mismatches."""
+    from replay import report
+    from tickrec import contract
+
+    report.check_options(None, "1s", silence)
+    root = contract.resolve_root(data)
+    symbols = report.resolve_symbols(root, venue, date, symbol)
+    progress = report.terminal_progress()
+    for day in report.open_days(root, venue, date, symbols, silence, progress):
+        if progress is not None:
+            progress("")
+        typer.echo(report.format_gaps(day.symbol, day.gap_list()))
+
 
 # --- import (recorder.importer) ---------------------------------------------------
 

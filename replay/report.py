@@ -1,0 +1,169 @@
+"""What ``tickrec replay`` and ``tickrec gaps`` do: replay partitions, write files, print reports.
+
+Output files. ``--out FILE.parquet`` or ``FILE.csv`` receives the snapshots of
+every requested symbol in one table, with a leading ``symbol`` column, rows
+sorted by symbol then time; one schema whatever the number of symbols, and
+``pandas.read_parquet(...).groupby("symbol")`` splits it back. Parquet files
+carry no pandas metadata (which names library versions) but do carry the
+replay parameters under the ``tickrec.replay`` key. The bytes depend only on
+the input files and the options.
+
+Progress goes to stderr, one line per symbol, only when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from replay.api import Day, open, parse_interval_ns
+from replay.gaps import KINDS, Gap
+from tickrec import __version__, contract
+from tickrec.errors import NotFoundError, UsageError
+
+__all__ = [
+    "check_options",
+    "format_gaps",
+    "format_summary",
+    "open_days",
+    "resolve_symbols",
+    "terminal_progress",
+    "write_snapshots",
+]
+
+OUT_FORMATS = (".parquet", ".csv")
+
+
+def resolve_symbols(root: Path, venue: str, date: str, symbol: str | None) -> list[str]:
+    """The symbols to replay: *symbol*, or every symbol stored for *date*."""
+    if symbol is not None:
+        return [contract.check_name("symbol", symbol)]
+    contract.check_name("venue", venue)
+    found = sorted({p.symbol for p in contract.list_partitions(root, venue=venue, date=date)})
+    if not found:
+        dates = sorted({p.date for p in contract.list_partitions(root, venue=venue)})
+        raise NotFoundError(
+            f"no data for {venue} on {date} under {root} "
+            f"(dates for {venue}: {', '.join(dates) or 'none'})"
+        )
+    return found
+
+
+def open_days(
+    root: Path,
+    venue: str,
+    date: str,
+    symbols: list[str],
+    silence: str = "10s",
+    progress: Callable[[str], None] | None = None,
+) -> Iterable[Day]:
+    """Open each symbol's day in turn (lazily, one in memory at a time)."""
+    for k, sym in enumerate(symbols, 1):
+        if progress is not None:
+            progress(f"replay {venue} {date} {sym} ({k}/{len(symbols)})")
+        yield open(date, sym, venue=venue, data=root, silence=silence)
+
+
+def terminal_progress(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:
+    """A progress printer on *stream* if it is a terminal, else None."""
+    if not stream.isatty():
+        return None
+
+    def show(text: str) -> None:
+        stream.write("\r\033[K" + text)
+        stream.flush()
+
+    return show
+
+
+def check_options(out: str | os.PathLike[str] | None, every: str, silence: str) -> None:
+    """Reject bad ``--out``, ``--every`` or ``--silence`` before any work is done."""
+    if out is not None:
+        _check_out(out)
+    parse_interval_ns(every, "--every")
+    parse_interval_ns(silence, "--silence")
+
+
+def _check_out(out: str | os.PathLike[str]) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in OUT_FORMATS:
+        raise UsageError(f"--out: {path.name!r} must end in .parquet or .csv")
+    return path
+
+
+def write_snapshots(
+    frames: dict[str, pd.DataFrame], out: str | os.PathLike[str], params: dict[str, Any]
+) -> Path:
+    """Write per-symbol snapshot frames as one file with a ``symbol`` column; return its path."""
+    path = _check_out(out)
+    parts = [df.assign(symbol=sym)[["symbol", *df.columns]] for sym, df in sorted(frames.items())]
+    table_df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"symbol": []})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() == ".csv":
+        table_df.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ", lineterminator="\n")
+    else:
+        table = pa.Table.from_pandas(table_df, preserve_index=False)
+        meta = {"tickrec.replay": json.dumps({"tickrec": __version__, **params}, sort_keys=True)}
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """The per-symbol summary table printed by ``tickrec replay``."""
+    head = ["symbol", "protocol", "messages", "changes", "trades", "cover(day)", "cover(span)"]
+    head += list(KINDS)
+    table = [head]
+    for r in rows:
+        table.append(
+            [
+                r["symbol"],
+                r["protocols"] or "-",
+                str(r["messages"]),
+                str(r["book_changes"]),
+                str(r["trades"]),
+                _pct(r["coverage"]),
+                _pct(r["span_coverage"]),
+                *(str(r["gaps"][k]) for k in KINDS),
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    )
+
+
+def _iso(ns: int) -> str:
+    t = dt.datetime.fromtimestamp(ns // 10**9, dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns % 10**9:09d}Z"
+
+
+def format_gaps(symbol: str, gaps: list[Gap]) -> str:
+    """The gap report of one symbol, one gap per line."""
+    if not gaps:
+        return f"{symbol}: no gaps"
+    lines = [f"{symbol}: {len(gaps)} gaps"]
+    for g in gaps:
+        lines.append(
+            f"  {g.kind:<17} {_iso(g.start)} .. {_iso(g.end)}  {g.duration / 1e9:>12.3f} s  "
+            f"{g.detail}"
+        )
+    return "\n".join(lines)

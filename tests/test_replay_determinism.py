@@ -1,0 +1,103 @@
+"""Byte-identical outputs: twice in one process, in separate processes, and in any chunking."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import realdata
+
+import replay
+from replay import report
+
+DATE = "2021-06-24"
+TICKREC = str(Path(sys.executable).with_name("tickrec"))
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    realdata.import_gemini_v2(root)
+    return root
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def in_process(root: Path, out: Path, every: str = "1s", chunk_size: int = 1 << 20) -> str:
+    symbols = report.resolve_symbols(root, "gemini", DATE, None)
+    frames = {
+        s: replay.open(DATE, s, data=root, chunk_size=chunk_size).book_snapshots(every=every)
+        for s in symbols
+    }
+    params = {"venue": "gemini", "date": DATE, "depth": 10, "every": every}
+    return sha(report.write_snapshots(frames, out, params))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TICKREC, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_twice_in_one_process(root: Path, tmp_path: Path, suffix: str):
+    assert in_process(root, tmp_path / f"a{suffix}") == in_process(root, tmp_path / f"b{suffix}")
+
+
+@pytest.mark.parametrize("every", ["1s", "0"])
+def test_chunk_size_does_not_change_a_byte(root: Path, tmp_path: Path, every: str):
+    hashes = {
+        in_process(root, tmp_path / f"c{n}.parquet", every, chunk_size=n) for n in (1, 7, 1 << 20)
+    }
+    assert len(hashes) == 1
+
+
+def test_chunk_size_does_not_change_quotes_or_gaps(root: Path):
+    whole = replay.open(DATE, "FILUSD", data=root)
+    small = replay.open(DATE, "FILUSD", data=root, chunk_size=3)
+    pd.testing.assert_frame_equal(whole.quotes(), small.quotes())
+    assert whole.gap_list() == small.gap_list()
+    assert whole.valid_ns == small.valid_ns
+
+
+def test_separate_processes_match_each_other_and_the_library(root: Path, tmp_path: Path):
+    outs = [tmp_path / "p1.parquet", tmp_path / "p2.parquet"]
+    for out in outs:
+        done = run_cli("replay", "--date", DATE, "--data", str(root), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        assert "FILUSD" in done.stdout and f"wrote {out}" in done.stdout
+    assert sha(outs[0]) == sha(outs[1]) == in_process(root, tmp_path / "lib.parquet")
+    table = pd.read_parquet(outs[0])
+    assert table.columns[0] == "symbol" and table.columns[-1] == "valid"
+    assert sorted(table["symbol"].unique()) == sorted(realdata_symbols(root))
+
+
+def realdata_symbols(root: Path) -> list[str]:
+    return report.resolve_symbols(root, "gemini", DATE, None)
+
+
+def test_cli_errors_are_one_line(root: Path):
+    done = run_cli("replay", "--date", "2021-06-25", "--data", str(root))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "2021-06-24" in done.stderr
+    done = run_cli("gaps", "--date", DATE, "--symbol", "NOPE", "--data", str(root))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "BTCGBP" in done.stderr
+    done = run_cli("replay", "--date", DATE, "--data", str(root), "--out", "x.txt")
+    assert done.returncode == 2 and ".parquet or .csv" in done.stderr
+
+
+def test_cli_gaps_report(tmp_path: Path):
+    rows = realdata.import_gemini_v1(tmp_path, drop=[5])
+    done = run_cli("gaps", "--date", "2018-09-26", "--data", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "BTCUSD: 1 gaps",
+        "  sequence          2018-09-26T15:00:20.222000000Z .. 2018-09-26T15:00:21.810000000Z"
+        "         1.588 s  socket_sequence expected 6, got 7",
+    ]
+    assert rows[4].recv_ns == 1537974020222000000
