@@ -16,7 +16,8 @@ restarts with every run. The first row of a new connection clears the book,
 which stays invalid until that connection's snapshot (ARCHITECTURE
 section 3). A connection is *lost* at its first ``disconnect``, ``error``,
 ``stale`` or ``shutdown`` event after its last received message (an error
-followed by more data was not fatal); the book is cleared there. A
+followed by more data was not fatal; a run-level event, ``conn_id`` 0,
+concerns the run's open connection); the book is cleared there. A
 connection that simply stops (a crash: no event) is lost at its last row.
 
 Time. Replay order is row order. Receive times come from a wall clock and
@@ -55,10 +56,17 @@ from replay.venues import STREAMS, VenueStream
 from replay.venues.gemini_rest import parse_book
 from tickrec.errors import DatasetError
 
-__all__ = ["LOSS_EVENTS", "decode"]
+__all__ = ["LOSS_EVENTS", "LOSS_SPAN_EVENTS", "decode"]
 
 #: Recorder events that end a connection when no message follows them on it.
 LOSS_EVENTS = frozenset({"disconnect", "error", "stale", "shutdown"})
+#: Recorder events saying records of a span were never stored, with the
+#: payload keys of the span: a damaged journal tail found by recovery, and
+#: journal writes that failed (a full disk).
+LOSS_SPAN_EVENTS = {
+    "journal_loss": ("start_ns", "end_ns"),
+    "disk_error": ("since_ns", "resumed_ns"),
+}
 
 
 def _i64(values: array[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -222,13 +230,21 @@ def decode(table: pa.Table, symbol: str) -> Decoded:
         if src == "event":
             obj = _load(payloads[i])
             kind = str(obj.get("event", "unknown")) if isinstance(obj, dict) else "unknown"
-            if kind == "journal_loss" and isinstance(obj, dict):
-                start = _int_or_none(obj.get("start_ns")) or ts
-                end = _int_or_none(obj.get("end_ns")) or ts
+            if kind in LOSS_SPAN_EVENTS and isinstance(obj, dict):
+                lo_key, hi_key = LOSS_SPAN_EVENTS[kind]
+                start = _int_or_none(obj.get(lo_key)) or ts
+                end = _int_or_none(obj.get(hi_key)) or ts
                 mark(i, kind, payloads[i], min(start, end), max(start, end))
             else:
                 mark(i, kind, payloads[i])
-            if kind in LOSS_EVENTS and key == cur and live and i > last_ws.get(key, -1):
+            # Run-level events (conn_id 0, e.g. shutdown) concern the run's open connection.
+            if (
+                kind in LOSS_EVENTS
+                and cur is not None
+                and live
+                and (key == cur or (conn_ids[i] == 0 and run_ids[i] == cur[0]))
+                and i > last_ws.get(cur, -1)
+            ):
                 sink.control(OP_CLEAR)
                 mark(i, "lost", kind)
                 live = False

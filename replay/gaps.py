@@ -27,9 +27,10 @@ ns and a human ``detail``:
     The valid book had best bid >= best ask, from the message that crossed
     it to the one that uncrossed it.
 ``journal_loss``
-    Records the recorder could not recover after a crash (its
-    ``journal_loss`` event; ``start_ns``/``end_ns`` in the payload give the
-    span, else the event's own time).
+    Records the recorder never stored: its ``journal_loss`` event (a damaged
+    journal tail found by recovery; ``start_ns``/``end_ns`` give the span)
+    or its ``disk_error`` event (journal writes failed from ``since_ns`` to
+    ``resumed_ns``); without the keys, the event's own time.
 
 Validity. The book is valid at time ``T`` when the kernel's own flag is set
 (a snapshot seen, no break since), it is not crossed, and ``T`` is not
@@ -46,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from replay.book import Rows, rest_min_diff
+from replay.decode import LOSS_SPAN_EVENTS
 from replay.events import ASK, BID, OP_VALID, Decoded, Marker
 from replay.ticks import format_units
 
@@ -205,7 +207,7 @@ def analyze(dec: Decoded, timeline: Rows, silence_ns: int) -> list[Gap]:
     gaps += _mismatch_gaps(dec, snaps, losses, last)
     gaps += _crossed_gaps(timeline, last, dec.price_scale)
     for m in dec.markers:
-        if m.kind == "journal_loss":
+        if m.kind in LOSS_SPAN_EVENTS:
             gaps.append(Gap("journal_loss", m.start, m.end, m.detail))
     return sorted(gaps, key=lambda g: (g.start, KINDS.index(g.kind), g.end, g.detail))
 

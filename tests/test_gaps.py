@@ -302,3 +302,48 @@ def test_per_message_rows(every: object):
     assert snaps["ts"].tolist() == [pd.Timestamp(at(t), tz="UTC") for t in (1, 2)]
     assert snaps["bid_sz_0"].tolist() == [1.0, 3.0]
     assert np.isnan(snaps["bid_px_1"]).all()
+
+
+def test_run_level_shutdown_ends_the_open_connection():
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.heartbeat(2)
+    f.rows.append(
+        Row(
+            at(3),
+            len(f.rows),
+            "run-a",
+            0,
+            "gemini.v1",
+            "event",
+            event_payload("shutdown", why="SIGTERM"),
+        )
+    )
+    f.reconnect()
+    f.initial(9, *BOOK)
+    day = f.day()
+    assert gaps(day) == [("disconnect", at(3), at(9))]
+    assert day.gap_list()[0].detail == "connection lost (shutdown event)"
+    assert valid_at(day, 2.9, 3, 8.9, 9) == [True, False, False, True]
+
+
+def test_disk_error_span_is_a_journal_loss():
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.heartbeat(2)
+    f.heartbeat(3)
+    f.rows.append(
+        Row(
+            at(8),
+            len(f.rows),
+            "run-a",
+            0,
+            "gemini.v1",
+            "event",
+            json.dumps({"event": "disk_error", "since_ns": at(4), "resumed_ns": at(7)}),
+        )
+    )
+    f.heartbeat(8)
+    day = f.day()
+    assert gaps(day) == [("journal_loss", at(4), at(7))]
+    assert "disk_error" in day.gap_list()[0].detail
