@@ -1,0 +1,61 @@
+"""Shared fixtures: a real simulator on a loopback port, started per test.
+
+``sim_factory(**overrides)`` starts a :class:`~tickrec.sim.Simulator` and
+stops it after the test. Overrides are :class:`~tickrec.sim.SimConfig`
+fields, or :class:`~tickrec.sim.FaultConfig` fields given directly
+(``sim_factory(rate=5000, drop=0.1, truth_dir=tmp_path)``). Test defaults:
+port 0, seed 1, 500 events/s, heartbeats every 0.5 s. ``sim`` is one such
+simulator with the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tickrec.sim import FaultConfig, SimConfig, Simulator
+
+SimFactory = Callable[..., Simulator]
+
+_FAULT_FIELDS = {f.name for f in dataclasses.fields(FaultConfig)}
+_TEST_DEFAULTS: dict[str, Any] = {"rate": 500.0, "seed": 1, "heartbeat_s": 0.5}
+
+
+@pytest.fixture
+def sim_factory() -> Iterator[SimFactory]:
+    """A function that starts a simulator with config overrides; all are stopped at teardown."""
+    started: list[Simulator] = []
+
+    def make(**overrides: Any) -> Simulator:
+        faults = {k: overrides.pop(k) for k in list(overrides) if k in _FAULT_FIELDS}
+        if faults:
+            overrides["faults"] = FaultConfig(**faults)
+        sim = Simulator(SimConfig(**{**_TEST_DEFAULTS, **overrides}))
+        started.append(sim.start())
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(sim_factory: SimFactory) -> Simulator:
+    """A running simulator with the test defaults."""
+    return sim_factory()
+
+
+@pytest.fixture
+def read_jsonl() -> Callable[[Path], list[dict[str, Any]]]:
+    """A function reading a JSON-lines file (such as a truth file) into a list of dicts."""
+
+    def read(path: Path) -> list[dict[str, Any]]:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    return read

@@ -1,0 +1,19 @@
+"""A local Gemini-compatible exchange on loopback: ``tickrec sim``.
+
+One process and one port serve market data v1 and v2 over websockets and the
+REST market data routes, all fed by one seeded order flow per symbol, with
+optional fault injection and ground-truth logs. Modules:
+
+- :mod:`~tickrec.sim.market`: the books and the order flow (pure);
+- :mod:`~tickrec.sim.protocols`: the wire formats, one module per protocol;
+- :mod:`~tickrec.sim.faults`: fault settings and seeded fault choices;
+- :mod:`~tickrec.sim.truth`: ground-truth JSONL files;
+- :mod:`~tickrec.sim.config`: :class:`SimConfig`;
+- :mod:`~tickrec.sim.server`: the asyncio server, :class:`Simulator` and :func:`run`.
+"""
+
+from tickrec.sim.config import SimConfig
+from tickrec.sim.faults import FaultConfig
+from tickrec.sim.server import SimStats, Simulator, run
+
+__all__ = ["FaultConfig", "SimConfig", "SimStats", "Simulator", "run"]

@@ -1,0 +1,13 @@
+"""Wire protocols the simulator speaks, one module each.
+
+- :mod:`~tickrec.sim.protocols.base`: the :class:`Feed` interface a websocket
+  protocol implements, the Gemini error reply, and JSON encoding;
+- :mod:`~tickrec.sim.protocols.v1`: market data v1 (gemini.md section 1);
+- :mod:`~tickrec.sim.protocols.v2`: market data v2 (gemini.md section 2);
+- :mod:`~tickrec.sim.protocols.rest`: REST market data (gemini.md section 4).
+
+Another websocket protocol is one more module with a path pattern and a
+:class:`Feed` subclass, added to the server's route table.
+"""
+
+__all__: list[str] = []
