@@ -277,7 +277,7 @@ def _assemble(p: DayParams, rng: np.random.Generator, day0: int) -> tuple[_Rows,
         hb_ts.append(t)
         hb_conn.append(np.full(len(t), c + 1, np.int32))
 
-    texts: list[str] = [event_payload("start", argv="tickrec record (synthetic)")]
+    texts: list[str] = [event_payload("run_start", argv="tickrec record (synthetic)")]
     ev_ts, ev_conn = [day0 + _MS], [0]
     for c in range(n_conn):
         if c:

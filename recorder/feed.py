@@ -4,7 +4,7 @@ A :class:`Connection` keeps one websocket alive for as long as the run lasts.
 It stamps each frame with ``time.time_ns()`` the moment the frame is read,
 before any parsing, reads its header with the pure venue codec, and appends
 it to the journal with the symbols it belongs to. Everything that happens to
-the connection is an event row too (see :mod:`recorder.events`).
+the connection is an event row too (see :data:`tickrec.contract.EVENTS`).
 
 Staying up:
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import websocket
 
-from recorder.events import event_payload
 from recorder.journal import Journal
 from recorder.status import Stats
+from tickrec.contract import event_payload
 from tickrec.errors import JournalError
 from tickrec.venues import GEMINI_V1, SequenceTracker, header_of
 from tickrec.venues.base import Header

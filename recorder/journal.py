@@ -49,9 +49,8 @@ from typing import NamedTuple
 
 import orjson
 
-from recorder.events import RUN_CONN_ID, event_payload
 from recorder.rotation import next_rotation_ns
-from tickrec.contract import Row, check_name
+from tickrec.contract import RUN_CONN_ID, Row, check_name, event_payload
 from tickrec.errors import JournalError
 
 __all__ = [

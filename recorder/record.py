@@ -30,14 +30,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from recorder.events import RUN_CONN_ID, event_payload
 from recorder.feed import Connection, ConnectLimiter, FeedSettings
 from recorder.journal import Journal, RunMeta
 from recorder.recovery import recover
 from recorder.rest import SnapshotPoller
 from recorder.status import Stats
 from recorder.writer import Converter, ConvertResult
-from tickrec.contract import check_name, resolve_root
+from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
 from tickrec.errors import UsageError
 from tickrec.venues import gemini_v1, gemini_v2
 

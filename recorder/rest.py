@@ -19,9 +19,9 @@ import time
 
 import requests
 
-from recorder.events import RUN_CONN_ID, event_payload
 from recorder.journal import Journal
 from recorder.status import Stats
+from tickrec.contract import RUN_CONN_ID, event_payload
 from tickrec.errors import JournalError
 from tickrec.venues.gemini_rest import PROTOCOL, book_url, retry_after_seconds
 

@@ -22,9 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.events import RUN_CONN_ID, event_payload
 from recorder.journal import SegmentScan, scan_segment
-from tickrec.contract import Row, date_of_ns, part_name, partition_dir, rows_to_table, write_part
+from tickrec.contract import (
+    RUN_CONN_ID,
+    Row,
+    date_of_ns,
+    event_payload,
+    part_name,
+    partition_dir,
+    rows_to_table,
+    write_part,
+)
 from tickrec.errors import JournalError
 
 __all__ = ["ConvertResult", "Converter", "convert_segment", "journal_loss_row", "split_rows"]

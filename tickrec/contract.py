@@ -38,6 +38,7 @@ __all__ = [
     "EVENTS",
     "FORMAT_VERSION",
     "META_KEYS",
+    "RUN_CONN_ID",
     "SCHEMA",
     "SOURCES",
     "PartFile",
@@ -84,27 +85,51 @@ SCHEMA = pa.schema(
 SOURCES = ("ws", "ws_sent", "rest", "event")
 
 #: Kinds of recorder event rows (``source = "event"``). The payload is a JSON
-#: object ``{"event": kind, ...details}`` made by :func:`event_payload`.
-#: ``connect``/``disconnect``/``error``/``reconnect``/``stale`` concern the
-#: row's ``conn_id``; ``gap`` is a sequence break the recorder saw live;
-#: ``malformed`` notes a received message that could not be parsed;
-#: ``rest_error`` a failed snapshot request; ``http`` an imported HTTP reply
-#: that is not a book snapshot; ``journal_loss`` records the
-#: recorder could not recover after a crash; ``start``/``shutdown`` bound a run.
+#: object ``{"event": kind, ...details}`` made by :func:`event_payload`:
+#:
+#: ==================  ======================================================
+#: ``run_start``       a recorder run began (run settings)
+#: ``reconnect``       a connection attempt is about to be made (attempt, delay)
+#: ``connect``         a websocket is open (``url``)
+#: ``disconnect``      a websocket ended: ``code``/``reason`` of the close
+#:                     frame, or ``code`` null and ``why`` for an abort,
+#:                     error or stale connection
+#: ``error``           a connection could not be made or failed (``error``)
+#: ``gap``             v1 ``socket_sequence`` broke (``expected``/``got``); a
+#:                     reconnect follows (gemini.md section 1)
+#: ``stale``           nothing arrived for ``silent_s`` seconds; a reconnect
+#:                     follows
+#: ``malformed``       the message with ``seq`` could not be read
+#:                     (``problem``); it is stored raw all the same
+#: ``rest_error``      a REST snapshot request failed (``status``/``error``)
+#: ``http``            an imported HTTP reply that is not a book snapshot
+#: ``disk_error``      journal writes failed from ``since_ns`` to ``resumed_ns``
+#: ``journal_loss``    recovery found a damaged journal tail (``bytes_lost``;
+#:                     ``start_ns``..``end_ns`` is the span that may be missing)
+#: ``shutdown``        the run is stopping (``why``)
+#: ==================  ======================================================
+#:
+#: Run-level events (``run_start``, ``shutdown``, ``disk_error``,
+#: ``journal_loss``) and REST rows carry ``conn_id`` :data:`RUN_CONN_ID`;
+#: websocket connections are numbered from 1.
 EVENTS = (
-    "start",
+    "run_start",
+    "reconnect",
     "connect",
     "disconnect",
     "error",
-    "reconnect",
-    "stale",
     "gap",
+    "stale",
     "malformed",
     "rest_error",
     "http",
+    "disk_error",
     "journal_loss",
     "shutdown",
 )
+
+#: ``conn_id`` of rows that belong to the run rather than to one websocket.
+RUN_CONN_ID = 0
 
 #: Footer metadata keys. Values are UTF-8 strings; integers in decimal.
 META_KEYS = {
