@@ -114,6 +114,127 @@ def ls_cmd(
 # --- sim (tickrec.sim) ----------------------------------------------------------
 
 
+def _fraction(value: float, option: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"{option}: must be a fraction between 0 and 1, not {value}")
+    return value
+
+
+def _pair(text: str | None, option: str, example: str) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    first, sep, second = text.partition("/")
+    if not sep or not first.strip() or not second.strip():
+        raise UsageError(f"{option}: expected two values like {example}, not {text!r}")
+    return first.strip(), second.strip()
+
+
+@app.command("sim")
+def sim_cmd(
+    host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSD,ETHUSD",
+    rate: Annotated[float, typer.Option(help="Engine events per second, all symbols.")] = 50.0,
+    seed: Annotated[int, typer.Option(help="Seed of the order flow and fault choices.")] = 0,
+    heartbeat: Annotated[str, typer.Option(help="Heartbeat interval.")] = "5s",
+    drop: Annotated[float, typer.Option(help="Fraction of websocket frames dropped.")] = 0.0,
+    malformed: Annotated[float, typer.Option(help="Fraction of frames cut short.")] = 0.0,
+    close_every: Annotated[
+        str | None, typer.Option(help="Close each connection this long after it opens.")
+    ] = None,
+    abrupt: Annotated[
+        bool, typer.Option(help="With --close-every: abort TCP, no close frame.")
+    ] = False,
+    stall: Annotated[
+        str | None, typer.Option(help="FOR/EVERY: stop sending FOR, every EVERY (5s/60s).")
+    ] = None,
+    rest_429: Annotated[float, typer.Option(help="Fraction of REST replies that are 429.")] = 0.0,
+    rest_500: Annotated[float, typer.Option(help="Fraction of REST replies that are 500.")] = 0.0,
+    rest_slow: Annotated[
+        str | None, typer.Option(help="DELAY/FRACTION: delay that share of REST replies (2s/0.1).")
+    ] = None,
+    retry_after: Annotated[int, typer.Option(help="Retry-After seconds on a 429.")] = 1,
+    truth: Annotated[
+        str | None, typer.Option(help="Write ground-truth JSONL files to this directory.")
+    ] = None,
+    status_every: Annotated[str, typer.Option(help="Status line interval.")] = "5s",
+) -> None:
+    """Serve a local Gemini-compatible exchange on loopback until Ctrl-C.
+
+    Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata and REST
+    at /v1/book, /v1/trades, /v1/symbols, from one seeded order flow.
+    """
+    import logging
+    from pathlib import Path
+
+    from tickrec.sim import FaultConfig, SimConfig, SimStats, run
+
+    stall_pair = _pair(stall, "--stall", "5s/60s")
+    slow_pair = _pair(rest_slow, "--rest-slow", "2s/0.1")
+    slow_share = 0.0
+    if slow_pair is not None:
+        try:
+            slow_share = float(slow_pair[1])
+        except ValueError:
+            raise UsageError(f"--rest-slow: cannot read fraction {slow_pair[1]!r}") from None
+    faults = FaultConfig(
+        drop=_fraction(drop, "--drop"),
+        malformed=_fraction(malformed, "--malformed"),
+        close_every=parse_duration(close_every, "--close-every") if close_every else 0.0,
+        abrupt=abrupt,
+        stall_for=parse_duration(stall_pair[0], "--stall") if stall_pair else 0.0,
+        stall_every=parse_duration(stall_pair[1], "--stall") if stall_pair else 0.0,
+        rest_429=_fraction(rest_429, "--rest-429"),
+        rest_500=_fraction(rest_500, "--rest-500"),
+        rest_slow=_fraction(slow_share, "--rest-slow"),
+        rest_slow_for=parse_duration(slow_pair[0], "--rest-slow") if slow_pair else 0.0,
+        retry_after=retry_after,
+    )
+    config = SimConfig(
+        host=host,
+        port=port,
+        symbols=tuple(_split(symbols)),
+        rate=rate,
+        seed=seed,
+        heartbeat_s=parse_duration(heartbeat, "--heartbeat"),
+        faults=faults,
+        truth_dir=Path(truth) if truth else None,
+    )
+    every = parse_duration(status_every, "--status-every")
+    if every <= 0:
+        raise UsageError("--status-every: must be positive")
+    # Injected faults are logged by the simulator; show them on stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    sim_log = logging.getLogger("tickrec.sim")
+    sim_log.addHandler(handler)
+    sim_log.setLevel(logging.INFO)
+    last: list[SimStats] = []
+
+    def ready(ws_url: str, rest_url: str) -> None:
+        names = ", ".join(s.lower() for s in config.symbols)
+        typer.echo(f"market data v1: {ws_url}/v1/marketdata/{{symbol}}  ({names})")
+        typer.echo(f"market data v2: {ws_url}/v2/marketdata")
+        typer.echo(
+            f"REST:           {rest_url}/v1/book/{{symbol}}, /v1/trades/{{symbol}}, /v1/symbols"
+        )
+        if config.truth_dir is not None:
+            typer.echo(f"truth files:    {config.truth_dir}")
+        typer.echo("Ctrl-C to stop")
+
+    def status(stats: SimStats) -> None:
+        before = last[-1] if last else SimStats(0, 0, 0, 0)
+        typer.echo(
+            f"{(stats.messages - before.messages) / every:,.0f} msgs/s, "
+            f"{(stats.events - before.events) / every:,.0f} events/s, "
+            f"{stats.connections} connections, {stats.rest} REST replies"
+        )
+        last[:] = [stats]
+
+    run(config, ready, status, every)
+    typer.echo("stopped")
+
+
 # --- record, recover (recorder) ---------------------------------------------------
 
 

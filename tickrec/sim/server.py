@@ -229,7 +229,12 @@ class SimServer:
         self, now: int, kind: str, conn: _Connection | None, path: str = "", **detail: Any
     ) -> None:
         cid, path = (conn.cid, conn.path) if conn is not None else (None, path)
-        log.info("fault %s: connection %s, %s %s", kind, cid, path, detail)
+        # Frames can be long: the log gets their start, the truth file all of it.
+        shown = {
+            k: v[:80] + "..." if isinstance(v, str) and len(v) > 80 else v
+            for k, v in detail.items()
+        }
+        log.info("fault %s: connection %s, %s %s", kind, cid, path, shown)
         if self._truth is not None:
             self._truth.fault(now, kind, cid, path, **detail)
 
