@@ -89,7 +89,7 @@ def test_v1_websocketapp_gets_book_then_consecutive_updates(sim: Simulator) -> N
 
 
 def test_v1_heartbeats_and_filters(sim_factory: SimFactory) -> None:
-    sim = sim_factory(rate=200, heartbeat_s=0.1)
+    sim = sim_factory(rate=2000, heartbeat_s=0.02)
     url = f"{sim.ws_url}/v1/marketdata/ETHUSD?heartbeat=true&bids=false&trades=false"
     with connect(url) as ws:
         msgs = [json.loads(ws.recv(timeout=5)) for _ in range(80)]
@@ -103,7 +103,7 @@ def test_v1_heartbeats_and_filters(sim_factory: SimFactory) -> None:
 def test_v1_top_of_book_is_a_one_level_book(
     sim_factory: SimFactory, tmp_path: Path, read_jsonl: ReadJsonl
 ) -> None:
-    sim = sim_factory(rate=1000, truth_dir=tmp_path)
+    sim = sim_factory(rate=4000, truth_dir=tmp_path)
     with connect(f"{sim.ws_url}/v1/marketdata/btcusd?top_of_book=true&trades=false") as ws:
         msgs = [json.loads(ws.recv(timeout=5)) for _ in range(200)]
     sim.stop()
