@@ -505,6 +505,36 @@ def import_lines_cmd(
 # --- demo ------------------------------------------------------------------------
 
 
+@app.command("demo")
+def demo_cmd(
+    duration: Annotated[str, typer.Option(help="How long to record.")] = "20s",
+    protocol: Annotated[str, typer.Option(help="Gemini protocol to record: v1 or v2.")] = "v1",
+    symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSD,ETHUSD",
+    faults: Annotated[
+        bool, typer.Option("--faults/--no-faults", help="Inject faults so gaps show up.")
+    ] = True,
+    data: Annotated[
+        str, typer.Option("--data", help="Where to write the demo dataset.")
+    ] = "tickrec-demo",
+) -> None:
+    """Start the local simulator, record from it, replay, and print the report."""
+    from pathlib import Path
+
+    from tickrec.demo import DemoConfig, run_demo
+
+    if protocol not in ("v1", "v2"):
+        raise UsageError(f"--protocol: use v1 or v2, not {protocol!r}")
+    config = DemoConfig(
+        data=Path(data),
+        duration=parse_duration(duration, "--duration"),
+        protocol=protocol,
+        symbols=tuple(_split(symbols)),
+        faults=faults,
+    )
+    typer.echo("tickrec demo: a simulated Gemini exchange on 127.0.0.1, recorded and replayed")
+    run_demo(config, typer.echo)
+
+
 def main() -> None:
     """Console entry point: run the app, turning tickrec errors into one clear line."""
     debug = "--debug" in sys.argv[1:]

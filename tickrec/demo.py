@@ -1,0 +1,115 @@
+"""``tickrec demo``: the embedded default run, on a machine with no exchange in reach.
+
+It starts the local Gemini-compatible simulator on 127.0.0.1 (with a few
+faults injected, so the gap report has something to say), records from it
+with the real recorder for a while, then replays what was recorded and prints
+the summary and the gaps, as ``tickrec replay`` would. Like the CLI, this
+module is an edge: it imports the recorder, the replayer and the simulator
+lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DemoConfig", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Options of a demo run; times in seconds."""
+
+    data: Path
+    duration: float = 20.0
+    protocol: str = "v1"
+    symbols: tuple[str, ...] = ("BTCUSD", "ETHUSD")
+    rate: float = 200.0
+    seed: int = 7
+    faults: bool = True
+
+
+def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
+    """Simulate, record, replay and report; return the number of rows recorded."""
+    from recorder.record import RecordConfig, record
+    from replay import report
+    from tickrec.sim import FaultConfig, SimConfig, Simulator
+
+    # Faults that show each kind of gap in a short run: an abrupt close, and on
+    # v1 a few dropped frames (socket_sequence breaks) and one stall.
+    faults = (
+        FaultConfig(
+            drop=0.002 if config.protocol == "v1" else 0.0,
+            close_every=config.duration * 0.45,
+            abrupt=True,
+            stall_for=3.0,
+            stall_every=config.duration * 0.7,
+        )
+        if config.faults
+        else FaultConfig()
+    )
+    sim_config = SimConfig(
+        symbols=config.symbols, rate=config.rate, seed=config.seed, faults=faults
+    )
+    logging.basicConfig(
+        level=logging.INFO,
+        format="  %(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # The recorder's status lines are the show; the server's per-connection
+    # chatter is not (the faults are listed above and appear in the gap report).
+    for noisy in ("websockets", "tickrec.sim"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    with Simulator(sim_config) as sim:
+        echo(
+            f"simulator: {sim.ws_url} and {sim.rest_url} "
+            f"({', '.join(config.symbols)}; {config.rate:g} events/s; seed {config.seed})"
+        )
+        if config.faults:
+            echo(
+                f"faults: abrupt close every {faults.close_every:g} s, "
+                f"a {faults.stall_for:g} s stall every {faults.stall_every:g} s"
+                + (f", {faults.drop:.1%} of frames dropped" if faults.drop else "")
+            )
+        echo(
+            f"recording gemini {config.protocol} for {config.duration:g} s into {config.data} ..."
+        )
+        result = record(
+            RecordConfig(
+                symbols=config.symbols,
+                protocol=config.protocol,
+                data=str(config.data),
+                url=sim.ws_url,
+                rest_url=sim.rest_url,
+                snapshot_every=2.0,
+                duration=config.duration,
+                stale_after=2.0,
+                status_every=5.0,
+                backoff_base=0.2,
+                backoff_cap=2.0,
+                connects_per_minute=60.0,
+            )
+        )
+    echo(f"recorded {result.rows} rows in {len(result.parts)} files (run {result.run_id})")
+
+    dates = sorted({part.parent.parent.name.removeprefix("date=") for part in result.parts})
+    for date in dates:
+        symbols = report.resolve_symbols(config.data, "gemini", date, None)
+        days = list(report.open_days(config.data, "gemini", date, symbols, "10s", None))
+        echo(f"\nreplay of {date}:")
+        echo(report.format_summary([day.summary() for day in days]))
+        for day in days:
+            echo(report.format_gaps(day.symbol, day.gap_list()))
+    if dates:
+        data = f" --data {config.data}"
+        echo(
+            "\nnext:\n"
+            f"  tickrec ls{data}\n"
+            f"  tickrec replay --date {dates[-1]}{data} --out snapshots.parquet\n"
+            f"  tickrec gaps --date {dates[-1]}{data}"
+        )
+    return result.rows
