@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.record import RecordConfig
-from tickrec.cli import parse_duration
+from tickrec.durations import parse_duration
 from tickrec.errors import UsageError
 
 __all__ = ["DURATIONS", "build_config", "parse_until"]

@@ -24,12 +24,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from replay.book import BookEngine, Rows
 from replay.decode import decode
@@ -37,33 +37,20 @@ from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, Decoded
 from replay.gaps import KINDS, Gap, analyze, crossed, valid_mask, valid_ns
 from replay.view import BookView, Event
 from tickrec import contract
+from tickrec.durations import parse_duration_ns
 from tickrec.errors import UsageError
 
 __all__ = ["Day", "open", "parse_interval_ns", "to_ns"]
 
 I64 = npt.NDArray[np.int64]
 NS_PER_DAY = 86_400 * 1_000_000_000
-_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
 def parse_interval_ns(every: str | float | dt.timedelta | pd.Timedelta, name: str = "every") -> int:
     """Exact ns of an interval: ``"1s"``, ``"100ms"``, ``"250us"``, ``"1m"``, seconds, timedelta."""
     if isinstance(every, (dt.timedelta, pd.Timedelta)):
         return int(pd.Timedelta(every).value)
-    text = str(every).strip().lower()
-    for suffix in sorted(_UNITS, key=len, reverse=True):
-        if text.endswith(suffix):
-            number, scale = text[: -len(suffix)], _UNITS[suffix]
-            break
-    else:
-        number, scale = text, _UNITS["s"]
-    try:
-        value = Decimal(number) * scale
-    except InvalidOperation:
-        raise UsageError(f"{name}: cannot read interval {every!r} (try 1s, 100ms, 1m)") from None
-    if value < 0 or value != value.to_integral_value():
-        raise UsageError(f"{name}: {every!r} is not a whole, non-negative number of ns")
-    return int(value)
+    return parse_duration_ns(every, name)
 
 
 def to_ns(ts: str | int | dt.datetime | pd.Timestamp | np.datetime64) -> int:
@@ -78,6 +65,18 @@ def to_ns(ts: str | int | dt.datetime | pd.Timestamp | np.datetime64) -> int:
 
 def _times(ns: I64) -> pd.Series:
     return pd.Series(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def _exchange_times(table: Any) -> tuple[I64, I64]:
+    """Raw receive and exchange times (ns) of the received messages that carry an exchange time."""
+    keep = np.asarray(
+        table.column("source").cast(pa.string()).to_numpy(zero_copy_only=False) == "ws"
+    ) & np.asarray(table.column("exch_ts").is_valid().to_numpy(zero_copy_only=False))
+    recv, exch = (
+        table.column(c).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        for c in ("recv_ts", "exch_ts")
+    )
+    return recv[keep].astype(np.int64), exch[keep].astype(np.int64)
 
 
 def _floats(values: I64, scale: int, present: npt.NDArray[np.bool_] | None = None) -> Any:
@@ -112,6 +111,7 @@ class Day:
         self.silence_ns = parse_interval_ns(silence, "silence")
         self.chunk_size = chunk_size
         self.decoded: Decoded = decode(table, symbol)
+        self._exch_times = _exchange_times(table)
         self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
         self._timeline: Rows | None = None
         self._gaps: list[Gap] | None = None
@@ -340,6 +340,25 @@ class Day:
         )
         df.attrs.update(price_scale=self.price_scale, size_scale=self.size_scale)
         return df
+
+    def latency(self) -> pd.DataFrame:
+        """Exchange-to-local latency of each received message that carries an exchange time.
+
+        Columns: ``recv_ts``, ``exch_ts`` and ``latency`` (``recv_ts - exch_ts``,
+        a timedelta exact to the ns), one row per websocket message whose
+        ``exch_ts`` the recorder stored (Gemini v1 updates; v2 trades and
+        heartbeats), in contract order. ``recv_ts`` is the raw local clock
+        reading. Gemini stamps in ms and the two clocks are not synchronized,
+        so values near zero may be negative.
+        """
+        recv, exch = self._exch_times
+        return pd.DataFrame(
+            {
+                "recv_ts": _times(recv),
+                "exch_ts": _times(exch),
+                "latency": pd.to_timedelta(recv - exch, unit="ns"),
+            }
+        )
 
     def gaps(self) -> pd.DataFrame:
         """Gaps: ``kind``, ``start``, ``end``, ``duration``, ``detail`` (see :mod:`replay.gaps`)."""

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tickrec.durations import parse_duration
 from tickrec.errors import TickrecError, UsageError
 
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "parse_duration"]
 
 app = typer.Typer(
     help="Record exchange market data losslessly; replay order books deterministically.",
@@ -48,27 +49,6 @@ def _root(
 
 def _split(value: str | None) -> list[str]:
     return [s.strip() for s in (value or "").split(",") if s.strip()]
-
-
-def parse_duration(text: str, option: str) -> float:
-    """Seconds in a duration such as ``100ms``, ``30s``, ``15m``, ``2h`` or plain seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-    t = text.strip().lower()
-    for suffix in ("ms", "s", "m", "h", "d"):
-        if t.endswith(suffix):
-            number, scale = t[: -len(suffix)], units[suffix]
-            break
-    else:
-        number, scale = t, 1.0
-    try:
-        value = float(number) * scale
-    except ValueError:
-        raise UsageError(
-            f"{option}: cannot read duration {text!r} (try 100ms, 30s, 15m, 1h)"
-        ) from None
-    if value < 0:
-        raise UsageError(f"{option}: duration must not be negative")
-    return value
 
 
 # --- ls --------------------------------------------------------------------------
