@@ -105,7 +105,8 @@ def test_stall_goes_silent_then_resumes(
         rate=2000, heartbeat_s=0.05, stall_for=0.4, stall_every=0.3, truth_dir=tmp_path
     )
     arrivals: list[float] = []
-    with connect(f"{sim.ws_url}/v1/marketdata/btcusd?heartbeat=true") as ws:
+    # An unbounded client queue: the backlog sent after a stall must not hold up the close.
+    with connect(f"{sim.ws_url}/v1/marketdata/btcusd?heartbeat=true", max_queue=None) as ws:
         deadline = time.monotonic() + 1.0
         seqs = []
         while time.monotonic() < deadline:

@@ -171,6 +171,7 @@ class SimServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._engine = asyncio.create_task(self._run_engine())
+        self._engine.add_done_callback(self._engine_done)
         log.info("simulator listening on %s port %d", config.host, self.port)
 
     async def stop(self) -> None:
@@ -186,6 +187,12 @@ class SimServer:
             self._truth.close()
 
     # --- engine -----------------------------------------------------------------------
+
+    @staticmethod
+    def _engine_done(task: asyncio.Task[None]) -> None:
+        # The engine only ends by cancellation; anything else is a bug worth a loud line.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("market engine stopped", exc_info=task.exception())
 
     async def _run_engine(self) -> None:
         config, market = self.config, self.market
@@ -255,10 +262,10 @@ class SimServer:
         conn.next_beat = now + int(self.config.heartbeat_s * 1e9)
         # Registering and taking the opening frames happen with no await in
         # between, so no engine batch can fall between the snapshot and the stream.
+        if self._truth is not None:
+            self._truth.connection(cid, target, now, "open", protocol=feed.protocol)
         self._conns[cid] = conn
         self._enqueue(conn, feed.open(now), now)
-        if self._truth is not None:
-            self._truth.connection(cid, target, now, "open")
         tasks = [asyncio.create_task(self._write(conn))]
         faults = self.config.faults
         if faults.close_every:

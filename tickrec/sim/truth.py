@@ -7,7 +7,8 @@ When a truth directory is given the simulator writes, one JSON object per line:
     the exact text sent, ``t_ns`` the send time, ``path`` the request path
     with its query.
 ``connections.jsonl``
-    ``{"conn", "path", "t_ns", "event"}`` with ``event`` ``open``, ``close``
+    ``{"conn", "path", "t_ns", "event"}`` with ``event`` ``open`` (plus
+    ``protocol``: ``gemini.v1`` or ``gemini.v2``), ``close``
     (plus ``code`` and ``reason`` of the first close frame, from either side)
     or ``abort`` (the connection ended with no close frame).
 ``book.jsonl``
