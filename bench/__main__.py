@@ -1,0 +1,381 @@
+"""``python -m bench``: every measurement of issue 8 in one run, as a table of medians.
+
+Usage::
+
+    python -m bench [--changes N] [--reps 3] [--quick] [--skip e2e,recorder,node,naive]
+
+Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
+``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):
+
+1. raw decode: tickrec's decoder, raw contract rows to book operations (messages/s);
+2. book rebuild: tickrec's kernel over the decoded operations, with top-10
+   rows every 1 s and with the best bid/offer after every change (changes/s);
+3. peers on the same changes, same two jobs (:mod:`bench.peers`), each
+   checked against tickrec's result; the naive baseline runs on a prefix of
+   the day and its rate is extrapolated from it;
+4. ``tickrec replay --date`` end to end, from raw and again (wall time, peak RSS);
+5. the recorder against the loopback simulator (messages/s with zero loss,
+   CPU per 1,000 messages).
+
+Every figure is the median of ``--reps`` runs, except the end-to-end and
+recorder runs, which are single runs. A check mismatch exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from bench import peers, processes, subject
+from bench.changes import Changes, load_changes, time_grid
+from bench.synth import DayParams, make_day
+from tickrec.contract import read_partition
+
+GIB = 1 << 30
+
+# Targets (issue 8).
+DECODE_MSGS = 1.5e6
+REBUILD_CHANGES = 20e6
+PEER_FACTOR = 5.0
+NAIVE_FACTOR = 50.0
+E2E_RAW_S = 15.0
+E2E_CACHE_S = 3.0
+PEAK_BYTES = 2 * GIB
+TARGET_CHANGES = 10_000_000  # the day size the end-to-end targets are set for
+
+_SKIPPABLE = ("e2e", "recorder", "node", "naive", "order-book", "sortedcontainers")
+
+
+def _rate(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:.0f} "
+
+
+def _status(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+@dataclass
+class _PeerRow:
+    name: str
+    rates: dict[str, float] = field(default_factory=dict)  # mode -> changes/s
+    note: str = ""
+    skipped: str = ""
+    mismatch: list[str] = field(default_factory=list)
+
+
+def _median_rate(results: Sequence[peers.Result | subject.Timed]) -> float:
+    return float(statistics.median(r[0] / r[1] for r in results))
+
+
+def _prefix(changes: Changes, target: int) -> Changes:
+    """The shortest prefix by raw rows holding at least *target* changes (or everything)."""
+    sets = np.flatnonzero(changes.op == 0)
+    if target >= len(sets):
+        return changes
+    return changes.prefix(int(changes.row[sets[target - 1]]) + 1)
+
+
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
+
+
+def _try(label: str, fn: Callable[[], None], row: _PeerRow) -> None:
+    try:
+        fn()
+    except (peers.Unavailable, processes.Unavailable) as exc:
+        row.skipped = str(exc)
+        _log(f"  {label}: skipped: {exc}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--changes", type=int, help="book changes in the day (default 10,000,000)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per measurement (>= 1)")
+    parser.add_argument("--quick", action="store_true", help="1,000,000 changes, short runs")
+    parser.add_argument("--seed", type=int, default=DayParams.seed)
+    parser.add_argument("--naive-changes", type=int, help="prefix for the naive top-10 job")
+    parser.add_argument("--naive-bbo-changes", type=int, help="prefix for the naive BBO job")
+    parser.add_argument("--recorder-rates", default="2000,10000,30000", help="sim events/s")
+    parser.add_argument("--recorder-seconds", type=float, help="capture time per rate")
+    parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(_SKIPPABLE)}")
+    args = parser.parse_args(argv)
+    skip = {s for s in args.skip.split(",") if s}
+    if skip - set(_SKIPPABLE) or args.reps < 1:
+        parser.error(f"--skip takes {', '.join(_SKIPPABLE)}; --reps must be >= 1")
+    n_changes = args.changes or (1_000_000 if args.quick else TARGET_CHANGES)
+    naive_grid = args.naive_changes or (20_000 if args.quick else 100_000)
+    naive_bbo = args.naive_bbo_changes or (2_000 if args.quick else 5_000)
+    rec_seconds = args.recorder_seconds or (3.0 if args.quick else 8.0)
+    rates = [float(r) for r in args.recorder_rates.split(",") if r]
+    reps = args.reps
+
+    # --- the day ---------------------------------------------------------------------
+    t0 = time.perf_counter()
+    day = make_day(DayParams(changes=n_changes, seed=args.seed))
+    _log(f"day: {day.root} ({time.perf_counter() - t0:.1f} s)")
+    t0 = time.perf_counter()
+    table = read_partition(day.root, day.venue, day.date, day.symbol)
+    read_s = time.perf_counter() - t0
+    changes = load_changes(table, day.root / "changes.npz")
+    recv = table.column("recv_ts").cast(pa.int64()).to_numpy()
+    grid = time_grid(int(recv[0]), int(recv.max()))
+
+    # --- tickrec -----------------------------------------------------------------------
+    _log("tickrec: decode")
+    decodes = []
+    for _ in range(reps):
+        dec, timed = subject.decode(table, day.symbol)
+        decodes.append(timed)
+    decode_rate = _median_rate(decodes)
+    subject.warm_up(dec, grid)
+    _log("tickrec: rebuild")
+    tk_runs = {
+        "grid": [subject.rebuild_grid(dec, grid) for _ in range(reps)],
+        "bbo": [subject.rebuild_bbo(dec) for _ in range(reps)],
+    }
+    tk = _PeerRow("tickrec", {m: _median_rate(r) for m, r in tk_runs.items()})
+    expected = {m: r[0].check for m, r in tk_runs.items()}
+    for m, runs in tk_runs.items():
+        if len({r.check for r in runs}) != 1:
+            tk.mismatch.append(f"{m}: differs between repetitions")
+    del dec
+
+    # --- peers -------------------------------------------------------------------------
+    rows: list[_PeerRow] = [tk]
+
+    def record(row: _PeerRow, mode: str, results: Sequence[peers.Result], want: str) -> None:
+        row.rates[mode] = _median_rate(results)
+        bad = {r.check for r in results} - {want}
+        if bad:
+            row.mismatch.append(f"{mode}: {sorted(bad)} != {want}")
+
+    for name in ("sortedcontainers", "order-book"):
+        row = _PeerRow(name)
+        rows.append(row)
+        if name in skip:
+            row.skipped = "skipped by --skip"
+            continue
+        for mode in peers.MODES:
+            _log(f"peer {name}: {mode}")
+
+            def go(name: str = name, mode: str = mode, row: _PeerRow = row) -> None:
+                record(row, mode, peers.run_peer(name, changes, mode, grid, reps), expected[mode])
+
+            _try(name, go, row)
+            if row.skipped:
+                break
+
+    row = _PeerRow("tardis-dev (node)")
+    rows.append(row)
+    if "node" in skip:
+        row.skipped = "skipped by --skip"
+    else:
+        with tempfile.TemporaryDirectory(prefix="tickrec-bench-node-") as tmp:
+            peers.write_node_input(changes, grid, Path(tmp))
+            for mode in peers.MODES:
+                _log(f"peer tardis-dev: {mode}")
+
+                def go_node(mode: str = mode) -> None:
+                    record(row, mode, peers.run_node(Path(tmp), mode, reps), expected[mode])
+
+                _try("tardis-dev", go_node, row)
+                if row.skipped:
+                    break
+
+    naive = _PeerRow("naive (seed lesson)")
+    rows.append(naive)
+    if "naive" in skip:
+        naive.skipped = "skipped by --skip"
+    else:
+        notes = []
+        for mode, target in (("grid", naive_grid), ("bbo", naive_bbo)):
+            _log(f"peer naive: {mode} on a prefix of {target:,} changes")
+            pre = _prefix(changes, target)
+            pre_grid = grid[grid <= pre.ts[-1]] if len(pre) else grid[:0]
+            inp = peers.NaiveInput.of(table, pre)
+            ref = peers.run_peer("sortedcontainers", pre, mode, pre_grid, 1)[0].check
+            record(naive, mode, peers.run_peer("naive", pre, mode, pre_grid, reps, inp), ref)
+            notes.append(f"{mode}: first {pre.n_changes:,} changes")
+        naive.note = (
+            "includes json.loads; run on a prefix and extrapolated ("
+            + "; ".join(notes)
+            + "; checked against sortedcontainers on the same prefix)"
+        )
+    del table
+
+    # --- end to end and recorder -----------------------------------------------------------
+    e2e: tuple[processes.Child, processes.Child, bool] | str
+    if "e2e" in skip:
+        e2e = "skipped by --skip"
+    else:
+        _log("tickrec replay: end to end")
+        try:
+            e2e = processes.replay_day(day)
+        except processes.Unavailable as exc:
+            e2e = f"not available: {exc}"
+    recs: list[processes.RecordResult] = []
+    rec_note = ""
+    if "recorder" in skip:
+        rec_note = "skipped by --skip"
+    else:
+        for rate in rates:
+            _log(f"recorder: sim at {rate:,.0f} events/s for {rec_seconds:g} s")
+            try:
+                res = processes.record_sim(rate, rec_seconds)
+            except processes.Unavailable as exc:
+                rec_note = f"not available: {exc}"
+                break
+            recs.append(res)
+            if res.breaks:
+                break
+
+    # --- report -------------------------------------------------------------------------
+    print(
+        f"\ntickrec benchmark (preliminary figures; {reps} repetitions, medians)\n"
+        f"day: {day.date} {day.symbol}, {day.changes:,} changes in {day.messages:,} messages "
+        f"({day.trades:,} trades, {day.heartbeats:,} heartbeats, {day.rest_snapshots:,} REST "
+        f"snapshots, {day.connections} connections), {day.rows:,} rows in {day.parts} parts; "
+        f"read in {read_s:.2f} s\n  {day.root}\n"
+    )
+    results: list[tuple[str, str, str, str]] = []
+    results.append(
+        (
+            "raw decode (tickrec)",
+            f"{_rate(decode_rate)}msgs/s",
+            f">= {_rate(DECODE_MSGS)}msgs/s",
+            _status(decode_rate >= DECODE_MSGS),
+        )
+    )
+    results.append(
+        (
+            "rebuild, top-10 every 1 s (decoded ops in memory)",
+            f"{_rate(tk.rates['grid'])}changes/s",
+            f">= {_rate(REBUILD_CHANGES)}changes/s from cache",
+            _status(tk.rates["grid"] >= REBUILD_CHANGES),
+        )
+    )
+    results.append(
+        ("rebuild, BBO after every change", f"{_rate(tk.rates['bbo'])}changes/s", "", "")
+    )
+    if isinstance(e2e, str):
+        results.append(("tickrec replay --date", e2e, "", ""))
+    else:
+        raw, again, cached = e2e
+        scale = day.changes / TARGET_CHANGES
+        note = "" if abs(scale - 1) < 0.05 else f" (day is {scale:.2g}x the 10 M target)"
+        results.append(
+            (
+                "tickrec replay --date, from raw" + note,
+                f"{raw.seconds:.2f} s",
+                f"< {E2E_RAW_S:g} s",
+                _status(raw.seconds < E2E_RAW_S * scale),
+            )
+        )
+        label = "tickrec replay --date, second run" + (
+            " (cache)" if cached else " (no normalized cache written)"
+        )
+        results.append(
+            (
+                label,
+                f"{again.seconds:.2f} s",
+                f"< {E2E_CACHE_S:g} s",
+                _status(cached and again.seconds < E2E_CACHE_S * scale),
+            )
+        )
+        peak = max(raw.peak_bytes, again.peak_bytes)
+        results.append(
+            (
+                "tickrec replay peak memory",
+                f"{peak / GIB:.2f} GiB",
+                "< 2 GiB",
+                _status(peak < PEAK_BYTES),
+            )
+        )
+    if recs:
+        good = [r for r in recs if r.breaks == 0]
+        best = max(good, key=lambda r: r.msgs_per_s) if good else None
+        for r in recs:
+            results.append(
+                (
+                    f"recorder, sim at {r.rate:,.0f} events/s",
+                    f"{_rate(r.msgs_per_s)}msgs/s, {r.cpu_ms_per_1000:.1f} ms CPU/1,000 msgs",
+                    "zero loss",
+                    f"{r.breaks} breaks, {r.in_flight} in flight at close",
+                )
+            )
+        if best:
+            bound = " (the highest rate tried)" if best is recs[-1] and not recs[-1].breaks else ""
+            results.append(
+                (
+                    "recorder, sustained with zero loss" + bound,
+                    f"{_rate(best.msgs_per_s)}msgs/s",
+                    "",
+                    "",
+                )
+            )
+    else:
+        results.append(("recorder", rec_note, "", ""))
+    print(_table(("measure", "value", "target", "status"), results))
+
+    peer_rows = []
+    for r in rows:
+        cells = [r.name]
+        for mode in peers.MODES:
+            rate = r.rates.get(mode)
+            ratio = tk.rates[mode] / rate if rate else None
+            cells += [f"{_rate(rate)}" if rate else "-", f"{ratio:.1f}x" if ratio else "-"]
+        status = f"skipped: {r.skipped}" if r.skipped else ("MISMATCH" if r.mismatch else "ok")
+        cells.append(status)
+        peer_rows.append(cells)
+    print("\nbook rebuild on the same changes (changes/s; ratio = tickrec / peer)")
+    header = ("book", "top-10 @1 s", "ratio", "BBO/change", "ratio", "check")
+    print(_table(header, peer_rows))
+    for r in rows:
+        if r.note:
+            print(f"  {r.name}: {r.note}")
+        for m in r.mismatch:
+            print(f"  {r.name}: check mismatch, {m}")
+
+    fastest = [r for r in rows[1:-1] if r.rates and not r.skipped]
+    print("\ntargets against peers")
+    for mode in peers.MODES:
+        if fastest:
+            top = max(fastest, key=lambda r: r.rates.get(mode, 0.0))
+            f = tk.rates[mode] / top.rates[mode]
+            print(
+                f"  {mode}: {f:.1f}x the fastest peer ({top.name}); "
+                f">= {PEER_FACTOR:g}x: {_status(f >= PEER_FACTOR)}"
+            )
+        if naive.rates.get(mode):
+            f = tk.rates[mode] / naive.rates[mode]
+            print(f"  {mode}: {f:,.0f}x naive; >= {NAIVE_FACTOR:g}x: {_status(f >= NAIVE_FACTOR)}")
+    return 1 if any(r.mismatch for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
