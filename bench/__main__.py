@@ -319,13 +319,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if recs:
         good = [r for r in recs if r.breaks == 0]
         best = max(good, key=lambda r: r.msgs_per_s) if good else None
-        for r in recs:
+        for rr in recs:
             results.append(
                 (
-                    f"recorder, sim at {r.rate:,.0f} events/s",
-                    f"{_rate(r.msgs_per_s)}msgs/s, {r.cpu_ms_per_1000:.1f} ms CPU/1,000 msgs",
+                    f"recorder, sim at {rr.rate:,.0f} events/s",
+                    f"{_rate(rr.msgs_per_s)}msgs/s, {rr.cpu_ms_per_1000:.1f} ms CPU/1,000 msgs",
                     "zero loss",
-                    f"{r.breaks} breaks, {r.in_flight} in flight at close",
+                    f"{rr.breaks} breaks, {rr.in_flight} in flight at close",
                 )
             )
         if best:
