@@ -346,9 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in rows:
         cells = [r.name]
         for mode in peers.MODES:
-            rate = r.rates.get(mode)
-            ratio = tk.rates[mode] / rate if rate else None
-            cells += [f"{_rate(rate)}" if rate else "-", f"{ratio:.1f}x" if ratio else "-"]
+            got = r.rates.get(mode)
+            ratio = tk.rates[mode] / got if got else None
+            cells += [_rate(got) if got else "-", f"{ratio:.1f}x" if ratio else "-"]
         status = f"skipped: {r.skipped}" if r.skipped else ("MISMATCH" if r.mismatch else "ok")
         cells.append(status)
         peer_rows.append(cells)

@@ -207,6 +207,4 @@ def record_sim(rate: float, seconds: float, timeout: float = 600.0) -> RecordRes
         if child.returncode != 0:
             raise Unavailable(f"tickrec record failed: {child.stderr_tail}")
         recorded, breaks = _stored(Path(data))
-    return RecordResult(
-        rate, seconds, sent, recorded, breaks, child.cpu_seconds, child.peak_bytes
-    )
+    return RecordResult(rate, seconds, sent, recorded, breaks, child.cpu_seconds, child.peak_bytes)
