@@ -285,10 +285,11 @@ def decode(table: pa.Table, symbol: str) -> Decoded:
         msg_conn.append(sink.cur_conn)
         if msg is None:
             # A message we cannot read may have changed the book: stop trusting it.
+            # The connection's stream keeps its state: a fresh one would take
+            # the next v2 l2_updates for a snapshot (gemini.md section 2).
             counts["undecodable"] = counts.get("undecodable", 0) + 1
             sink.control(OP_INVALID)
             sink.breaks.append(SeqBreak(ts, ts, i, sink.cur_conn, -1, -1))
-            stream = STREAMS[protocols[i]](symbol)
             continue
         kind = stream.on_message(sink, msg, venue_seqs[i])
         counts[kind] = counts.get(kind, 0) + 1

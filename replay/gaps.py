@@ -15,14 +15,17 @@ ns and a human ``detail``:
     connection. Overlapping breaks merge into one gap.
 ``silence``
     No received message at all, heartbeats included, for longer than the
-    threshold, within one connection. Heartbeats come every 5 s on both v1
-    (with ``heartbeat=true``) and v2, so a longer silence means the feed was
-    not known to be alive; the book is not trusted inside it.
+    threshold, within one connection, including the silence from its last
+    message to the moment it was lost (a watchdog dropping a stalled feed).
+    Heartbeats come every 5 s on both v1 (with ``heartbeat=true``) and v2,
+    so a longer silence means the feed was not known to be alive; the book
+    is not trusted inside it.
 ``snapshot_mismatch``
     A stored REST book disagreed with every valid book state in its
-    ``[sent_ts, recv_ts]`` window. It lasts from ``sent_ts`` until the book
-    is confirmed again: a later REST book that matches, a new snapshot, a
-    loss of the connection, or the end of the data.
+    ``[sent_ts, recv_ts + REST_WS_LAG_NS]`` window. It lasts from
+    ``sent_ts`` until the book is confirmed again: a later REST book that
+    matches, a new snapshot, a loss of the connection, or the end of the
+    data.
 ``crossed``
     The valid book had best bid >= best ask, from the message that crossed
     it to the one that uncrossed it.
@@ -54,6 +57,7 @@ from replay.ticks import format_units
 __all__ = [
     "KINDS",
     "MASKING_KINDS",
+    "REST_WS_LAG_NS",
     "Gap",
     "analyze",
     "crossed",
@@ -65,6 +69,14 @@ I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
 KINDS = ("disconnect", "sequence", "silence", "snapshot_mismatch", "crossed", "journal_loss")
+#: How long after a REST reply's ``recv_ts`` the websocket may still be
+#: delivering the state the reply shows. The two travel separately: a reply
+#: built after engine event E can arrive before the websocket frame of E
+#: (seen on loopback with sub-millisecond margins), so the window of book
+#: states a reply is compared with extends this far past ``recv_ts``. A book
+#: that is really wrong never reaches the reply's state, so this does not
+#: hide a mismatch.
+REST_WS_LAG_NS = 1_000_000_000
 #: Gap kinds that make the book invalid strictly inside them (``crossed`` is
 #: applied per book state instead).
 MASKING_KINDS = frozenset(KINDS) - {"crossed"}
@@ -128,14 +140,27 @@ def _sequence_gaps(dec: Decoded, snaps: I64, ends: I64, last: int) -> list[Gap]:
 
 def _silence_gaps(dec: Decoded, silence_ns: int) -> list[Gap]:
     ts, conn = dec.msg_ts, dec.msg_conn
-    if len(ts) < 2 or silence_ns <= 0:
+    if len(ts) == 0 or silence_ns <= 0:
         return []
     d = np.diff(ts)
     hit = np.nonzero((d > silence_ns) & (conn[1:] == conn[:-1]))[0]
-    return [
+    gaps = [
         Gap("silence", int(ts[k]), int(ts[k + 1]), f"no message for {_secs(int(d[k]))}")
         for k in hit
     ]
+    # A connection that went silent and was then lost (the recorder's watchdog
+    # drops a stalled feed) has no next message: its silence ends at the loss.
+    for m in dec.markers:
+        if m.kind != "lost":
+            continue
+        mine = ts[conn == m.conn]
+        k = int(np.searchsorted(mine, m.ts, "right")) - 1
+        if k >= 0 and m.ts - int(mine[k]) > silence_ns:
+            quiet = _secs(m.ts - int(mine[k]))
+            gaps.append(
+                Gap("silence", int(mine[k]), m.ts, f"no message for {quiet} until the loss")
+            )
+    return gaps
 
 
 def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, last: int) -> list[Gap]:
@@ -146,7 +171,7 @@ def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, last: int) -> list[Gap
     best, states = rest_min_diff(
         dec.ops,
         np.array([r.sent for r in rest], np.int64),
-        np.array([r.recv for r in rest], np.int64),
+        np.array([r.recv for r in rest], np.int64) + REST_WS_LAG_NS,
         [r.bid_px for r in rest],
         [r.bid_sz for r in rest],
         [r.ask_px for r in rest],

@@ -347,3 +347,40 @@ def test_disk_error_span_is_a_journal_loss():
     day = f.day()
     assert gaps(day) == [("journal_loss", at(4), at(7))]
     assert "disk_error" in day.gap_list()[0].detail
+
+
+def test_v2_undecodable_message_keeps_the_book_invalid_until_a_snapshot():
+    """An incremental v2 update after an unreadable frame is not taken for a snapshot."""
+    f = Feed("gemini.v2")
+    snap = [["buy", "100.00", "1"], ["sell", "101.00", "1"]]
+    f.ws(1, {"type": "l2_updates", "symbol": "BTCUSD", "changes": snap, "trades": []})
+    f.rows.append(Row(at(2), len(f.rows), "run-a", 1, "gemini.v2", "ws", '{"type":"l2_upd'))
+    f.ws(3, {"type": "l2_updates", "symbol": "BTCUSD", "changes": [["buy", "99.00", "2"]]})
+    f.heartbeat(4)
+    day = f.day()
+    assert gaps(day) == [("sequence", at(2), at(4))]
+    assert valid_at(day, 1, 3, 4) == [True, False, False]
+
+
+def test_silence_until_the_watchdog_drops_the_connection():
+    """A feed that goes quiet and is dropped as stale is a silence up to the drop."""
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.heartbeat(2)
+    f.event(14, "stale", silent_s=12.0)
+    f.event(14.01, "disconnect", code=None, reason=None, why="stale")
+    f.reconnect()
+    f.initial(15, *BOOK)
+    day = f.day()
+    assert gaps(day) == [("silence", at(2), at(14)), ("disconnect", at(14), at(15))]
+    assert valid_at(day, 2, 2.5, 15) == [True, False, True]
+
+
+def test_rest_reply_that_overtakes_the_websocket_is_no_mismatch():
+    """The websocket frame of the state a REST reply shows may arrive just after the reply."""
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.rest(2.0, 2.1, {"100.00": "2"}, {"101.00": "1"})
+    f.change(2.101, "bid", "100.00", "2")
+    f.heartbeat(3)
+    assert gaps(f.day()) == []
