@@ -512,14 +512,14 @@ class Simulator:
 
 def run(
     config: SimConfig,
-    on_ready: Callable[[str, str], None],
-    on_status: Callable[[SimStats], None],
+    on_ready: Callable[[str, str], None] | None = None,
+    on_status: Callable[[SimStats], None] | None = None,
     status_every: float = 5.0,
 ) -> None:
     """Serve in the foreground until SIGINT or SIGTERM, then stop cleanly.
 
-    *on_ready* gets the websocket and REST base URLs once listening;
-    *on_status* gets the counters every *status_every* seconds.
+    *on_ready*, if given, gets the websocket and REST base URLs once
+    listening; *on_status* gets the counters every *status_every* seconds.
     """
 
     async def main() -> None:
@@ -531,11 +531,12 @@ def run(
         await server.start()
         try:
             host = f"[{config.host}]" if ":" in config.host else config.host
-            on_ready(f"ws://{host}:{server.port}", f"http://{host}:{server.port}")
+            if on_ready is not None:
+                on_ready(f"ws://{host}:{server.port}", f"http://{host}:{server.port}")
             while not stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), status_every)
-                if not stopping.is_set():
+                if on_status is not None and not stopping.is_set():
                     on_status(server.stats)
         finally:
             await server.stop()
