@@ -1,0 +1,218 @@
+"""The benchmark harness on a tiny synthetic day: its shape, and peers that agree.
+
+These check correctness only; nothing here is timed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tickrec.contract import list_partitions, list_parts, read_partition
+
+# bench/ is a directory at the top of the repository, not an installed package.
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench import peers, subject  # noqa: E402
+from bench.changes import Changes, decode_changes, time_grid  # noqa: E402
+from bench.synth import Day, DayParams, make_day  # noqa: E402
+
+PARAMS = DayParams(changes=12_000, seed=7, span_s=900, reconnects=2, part_rows=4_000)
+PRICE = re.compile(r"^[0-9]+\.[0-9]{2}$")
+SIZE = re.compile(r"^-?[0-9]+(\.[0-9]{0,7}[1-9])?$")
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Day:
+    return make_day(PARAMS, cache=tmp_path_factory.mktemp("bench"))
+
+
+@pytest.fixture(scope="module")
+def table(day: Day) -> pa.Table:
+    return read_partition(day.root, day.venue, day.date, day.symbol)
+
+
+@pytest.fixture(scope="module")
+def changes(table: pa.Table) -> Changes:
+    return decode_changes(table)
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    cols = {
+        name: (
+            table.column(name).cast(pa.int64())
+            if pa.types.is_timestamp(table.column(name).type)
+            else table.column(name)
+        ).to_pylist()
+        for name in table.column_names
+    }
+    return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+
+
+def test_layout_and_counts(day: Day, table: pa.Table) -> None:
+    (partition,) = list_partitions(day.root)
+    assert (partition.venue, partition.date, partition.symbol) == ("gemini", PARAMS.date, "BTCUSD")
+    parts = list_parts(day.root, partition)
+    assert len(parts) == day.parts > 1
+    assert {p.run_id for p in parts} == {PARAMS.run_id}
+    assert PARAMS.run_id.startswith("bench-")
+    assert table.num_rows == day.rows
+    assert day.changes >= PARAMS.changes
+    assert day.connections == PARAMS.reconnects + 1
+    assert day.rest_snapshots == PARAMS.span_s // 60 - 1
+
+
+def test_messages_are_gemini_v1(table: pa.Table) -> None:
+    kinds: dict[str, int] = {}
+    per_msg = []
+    for row in _rows(table):
+        if row["source"] != "ws":
+            continue
+        msg = json.loads(row["payload"])
+        assert msg["socket_sequence"] == row["venue_seq"]
+        kinds[msg["type"]] = kinds.get(msg["type"], 0) + 1
+        if msg["type"] == "heartbeat":
+            assert set(msg) == {"type", "socket_sequence"}
+            continue
+        assert msg["type"] == "update" and isinstance(msg["eventId"], int)
+        events = msg["events"]
+        initial = events[0].get("reason") == "initial"
+        if initial:
+            assert msg["socket_sequence"] == 0 and "timestampms" not in msg
+        else:
+            assert msg["timestampms"] * 1_000_000 == row["exch_ts"]
+            assert msg["timestamp"] == msg["timestampms"] // 1000
+            per_msg.append(sum(e["type"] == "change" for e in events))
+        for k, e in enumerate(events):
+            assert PRICE.match(e["price"])
+            if e["type"] == "trade":
+                assert SIZE.match(e["amount"]) and e["makerSide"] in ("bid", "ask")
+                nxt = events[k + 1]
+                assert nxt["reason"] == "trade" and nxt["price"] == e["price"]
+                assert nxt["side"] == e["makerSide"]
+            else:
+                assert e["type"] == "change" and e["side"] in ("bid", "ask")
+                assert SIZE.match(e["remaining"]) and SIZE.match(e["delta"])
+                assert e["reason"] in ("place", "cancel", "trade", "initial")
+    assert kinds["heartbeat"] > 0 and kinds["update"] > 0
+    assert 1 <= np.mean(per_msg) <= 4
+
+
+def test_sequences_restart_per_connection(table: pa.Table) -> None:
+    rows = _rows(table)
+    by_conn: dict[int, list[int]] = {}
+    events: list[tuple[int, str]] = []
+    for row in rows:
+        if row["source"] == "ws":
+            by_conn.setdefault(row["conn_id"], []).append(row["venue_seq"])
+        elif row["source"] == "event":
+            events.append((row["conn_id"], json.loads(row["payload"])["event"]))
+    assert sorted(by_conn) == list(range(1, PARAMS.reconnects + 2))
+    for seqs in by_conn.values():
+        assert seqs == list(range(len(seqs)))
+    for conn in by_conn:
+        assert (conn, "connect") in events
+        assert ((conn, "disconnect") in events) == (conn != max(by_conn))
+    seq = [r["seq"] for r in rows]
+    assert seq == sorted(seq) and len(set(seq)) == len(seq)
+
+
+def test_rest_snapshots_match_a_plain_rebuild(table: pa.Table) -> None:
+    rows = _rows(table)
+    rests = sorted((r["sent_ts"], json.loads(r["payload"])) for r in rows if r["source"] == "rest")
+    book: dict[str, dict[str, str]] = {"bid": {}, "ask": {}}
+    k = 0
+    checked = 0
+
+    def compare(reply: dict[str, Any]) -> None:
+        for side, key, high in (("bid", "bids", True), ("ask", "asks", False)):
+            levels = [(lv["price"], lv["amount"]) for lv in reply[key]]
+            assert len(levels) == 50
+            best = sorted(book[side].items(), key=lambda kv: float(kv[0]), reverse=high)
+            assert levels == best[:50]
+
+    for row in rows:
+        while k < len(rests) and row["recv_ts"] > rests[k][0]:
+            compare(rests[k][1])
+            k += 1
+            checked += 1
+        if row["source"] != "ws":
+            continue
+        msg = json.loads(row["payload"])
+        for e in msg.get("events", ()):
+            if e["type"] != "change":
+                continue
+            if e["remaining"] == "0":
+                book[e["side"]].pop(e["price"], None)
+            else:
+                book[e["side"]][e["price"]] = e["remaining"]
+    assert checked == len(rests) > 0
+
+
+def test_generation_is_deterministic(day: Day, tmp_path: Path) -> None:
+    again = make_day(PARAMS, cache=tmp_path)
+
+    def payloads(root: Path) -> list[tuple[str, str]]:
+        return [
+            (
+                f.name,
+                hashlib.sha256(
+                    "\n".join(pq.read_table(f)["payload"].to_pylist()).encode()
+                ).hexdigest(),
+            )
+            for f in sorted(root.glob("raw/**/*.parquet"))
+        ]
+
+    assert payloads(again.root) == payloads(day.root)
+
+
+@pytest.fixture(scope="module")
+def grid(table: pa.Table) -> Any:
+    recv = table.column("recv_ts").cast(pa.int64()).to_numpy()
+    return time_grid(int(recv[0]), int(recv.max()))
+
+
+def _job(mode: str, changes: Changes) -> Changes:
+    # The naive book sorts a whole side after every change: keep its BBO job short
+    # (the first 200 rows: the initial book and some updates).
+    return changes.prefix(200) if mode == "bbo" else changes
+
+
+@pytest.mark.parametrize("mode", peers.MODES)
+@pytest.mark.parametrize("name", ["naive", "order-book"])
+def test_peers_agree(name: str, mode: str, table: pa.Table, changes: Changes, grid: Any) -> None:
+    pytest.importorskip("sortedcontainers", reason="the reference peer needs sortedcontainers")
+    if name == "order-book":
+        pytest.importorskip(
+            "order_book", reason="order-book (pip install order-book) not installed"
+        )
+    job = _job(mode, changes)
+    (ref,) = peers.run_peer("sortedcontainers", job, mode, grid, 1)
+    naive_input = peers.NaiveInput.of(table, job) if name == "naive" else None
+    (res,) = peers.run_peer(name, job, mode, grid, 1, naive_input)
+    assert res.changes == ref.changes == job.n_changes > 0
+    assert res.check == ref.check
+
+
+@pytest.mark.parametrize("mode", peers.MODES)
+def test_tickrec_agrees_with_peers(
+    mode: str, table: pa.Table, changes: Changes, grid: Any, day: Day
+) -> None:
+    pytest.importorskip("sortedcontainers", reason="the reference peer needs sortedcontainers")
+    dec, timed = subject.decode(table, day.symbol)
+    assert timed.items == day.messages
+    (ref,) = peers.run_peer("sortedcontainers", changes, mode, grid, 1)
+    got = subject.rebuild_grid(dec, grid) if mode == "grid" else subject.rebuild_bbo(dec)
+    assert got.items == changes.n_changes
+    assert got.check == ref.check
