@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+# bench/ is a top-level directory, not an installed package: pytest's
+# pythonpath setting (pyproject.toml) puts the repository root on sys.path.
+from bench import peers, subject
+from bench.changes import Changes, decode_changes, time_grid
+from bench.synth import Day, DayParams, make_day
 from tickrec.contract import list_partitions, list_parts, read_partition
-
-# bench/ is a directory at the top of the repository, not an installed package.
-ROOT = str(Path(__file__).resolve().parents[1])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from bench import peers, subject  # noqa: E402
-from bench.changes import Changes, decode_changes, time_grid  # noqa: E402
-from bench.synth import Day, DayParams, make_day  # noqa: E402
 
 PARAMS = DayParams(changes=12_000, seed=7, span_s=900, reconnects=2, part_rows=4_000)
 PRICE = re.compile(r"^[0-9]+\.[0-9]{2}$")
