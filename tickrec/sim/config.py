@@ -8,9 +8,18 @@ from pathlib import Path
 
 from tickrec.errors import UsageError
 from tickrec.sim.faults import FaultConfig
-from tickrec.sim.market import DEFAULT_SYMBOLS, MIN_LEVELS, SymbolSpec, spec_for
+from tickrec.sim.market import (
+    DEFAULT_SYMBOLS,
+    FIRST_UPDATE_ID,
+    MIN_LEVELS,
+    SymbolSpec,
+    spec_for,
+)
 
 __all__ = ["SimConfig", "check_loopback"]
+
+# Update ids are int64 on the wire (gemini.md section 3.3); leave room for 2**40 events.
+_MAX_UPDATE_ID_BASE = 2**63 - 2**40
 
 
 def check_loopback(host: str) -> str:
@@ -43,6 +52,9 @@ class SimConfig:
     - ``heartbeat_s``: heartbeat interval (Gemini: 5 s);
     - ``warmup``: events applied before serving, so trade history exists;
     - ``tick_s``: how often the engine runs a batch of events;
+    - ``update_id_base``: first update id of each book in the current API
+      (``U``/``u``, gemini.md section 3.4); set it above 2**53 to check that
+      clients keep ids exact;
     - ``faults``: what to inject (none by default);
     - ``truth_dir``: where to write ground-truth JSONL, or None.
     """
@@ -56,6 +68,7 @@ class SimConfig:
     heartbeat_s: float = 5.0
     warmup: int = 200
     tick_s: float = 0.005
+    update_id_base: int = FIRST_UPDATE_ID
     faults: FaultConfig = field(default_factory=FaultConfig)
     truth_dir: Path | None = None
 
@@ -85,6 +98,8 @@ class SimConfig:
             raise UsageError("warmup: must not be negative")
         if not 0 < self.tick_s <= 1:
             raise UsageError("tick_s: must be in (0, 1] seconds")
+        if not 0 < self.update_id_base < _MAX_UPDATE_ID_BASE:
+            raise UsageError(f"update_id_base: must be in 1..{_MAX_UPDATE_ID_BASE - 1}")
         if self.truth_dir is not None:
             object.__setattr__(self, "truth_dir", Path(self.truth_dir))
 

@@ -37,6 +37,7 @@ from typing import Literal
 
 __all__ = [
     "DEFAULT_SYMBOLS",
+    "FIRST_UPDATE_ID",
     "MIN_LEVELS",
     "TRADE_HISTORY",
     "Book",
@@ -60,6 +61,8 @@ MIN_LEVELS = 10
 TRADE_HISTORY = 2000
 #: First engine event id; Gemini's ids are large and only ever increase (gemini.md section 1).
 FIRST_EVENT_ID = 9_100_000_000
+#: Default first update id of each symbol's book, as in gemini.md section 3.2's example.
+FIRST_UPDATE_ID = 88_000_000
 
 
 def format_fixed(units: int, decimals: int, strip: bool) -> str:
@@ -204,12 +207,15 @@ class Event:
 
     ``items`` holds the trades and changes in the order Gemini v1 lists them:
     each trade is followed by the change it caused (gemini.md section 1).
+    ``update_id`` numbers the events of one symbol's book without holes: the
+    current API's ``U``/``u`` (gemini.md section 3.4).
     """
 
     symbol: str
     event_id: int
     time_ns: int
     items: tuple[Change | Trade, ...]
+    update_id: int
 
     @property
     def changes(self) -> list[Change]:
@@ -279,9 +285,20 @@ class Market:
     symbol's start price; :attr:`genesis` holds those levels as one event per
     symbol with ``initial`` changes, stamped *now_ns*, so a listener can see
     every change ever applied.
+
+    Each symbol's events also get consecutive update ids from
+    *update_id_base* (the genesis event takes the base itself);
+    :attr:`update_ids` holds the last one of each symbol.
     """
 
-    def __init__(self, specs: Sequence[SymbolSpec], seed: int, depth: int, now_ns: int) -> None:
+    def __init__(
+        self,
+        specs: Sequence[SymbolSpec],
+        seed: int,
+        depth: int,
+        now_ns: int,
+        update_id_base: int = FIRST_UPDATE_ID,
+    ) -> None:
         if not specs:
             raise ValueError("specs: at least one symbol is needed")
         if depth < MIN_LEVELS:
@@ -296,6 +313,7 @@ class Market:
             s: deque(maxlen=TRADE_HISTORY) for s in self._symbols
         }
         self.last_event_id = 0
+        self.update_ids = {s: update_id_base - 1 for s in self._symbols}
         self.genesis = tuple(self._build(self.specs[s], now_ns) for s in self._symbols)
 
     def _new_id(self, count: int = 1) -> int:
@@ -303,6 +321,12 @@ class Market:
         self._next_id += count
         self.last_event_id = first + count - 1
         return first
+
+    def _event(
+        self, symbol: str, event_id: int, now_ns: int, items: tuple[Change | Trade, ...]
+    ) -> Event:
+        self.update_ids[symbol] += 1
+        return Event(symbol, event_id, now_ns, items, self.update_ids[symbol])
 
     def _size(self, spec: SymbolSpec) -> int:
         # Log-normal around the typical size: many small orders, a few large ones.
@@ -319,7 +343,7 @@ class Market:
                 size = self._size(spec)
                 book.set(side, price, size)
                 items.append(Change(side, price, size, size, "initial"))
-        return Event(spec.symbol, self._new_id(), now_ns, tuple(items))
+        return self._event(spec.symbol, self._new_id(), now_ns, tuple(items))
 
     def step(self, now_ns: int) -> Event:
         """Apply one random engine event at time *now_ns* and return it."""
@@ -353,7 +377,7 @@ class Market:
         size = self._size(spec)
         remaining = book.size(side, price) + size
         book.set(side, price, remaining)
-        return Event(
+        return self._event(
             spec.symbol, self._new_id(), now_ns, (Change(side, price, remaining, size, "place"),)
         )
 
@@ -372,7 +396,7 @@ class Market:
         else:
             cut = size
         book.set(side, price, size - cut)
-        return Event(
+        return self._event(
             spec.symbol, self._new_id(), now_ns, (Change(side, price, size - cut, -cut, "cancel"),)
         )
 
@@ -403,4 +427,4 @@ class Market:
             price = levels[-1][0]
             book.set(taker, price, rest)
             items.append(Change(taker, price, rest, rest, "place"))
-        return Event(spec.symbol, first_id, now_ns, tuple(items))
+        return self._event(spec.symbol, first_id, now_ns, tuple(items))

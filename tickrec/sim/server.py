@@ -42,7 +42,7 @@ from tickrec.errors import TickrecError
 from tickrec.sim.config import SimConfig
 from tickrec.sim.faults import FrameFaults, RestFaults
 from tickrec.sim.market import Market
-from tickrec.sim.protocols import rest, v1, v2
+from tickrec.sim.protocols import rest, v1, v2, ws
 from tickrec.sim.protocols.base import Close, Feed, Reject
 from tickrec.sim.truth import TruthLog
 
@@ -55,11 +55,11 @@ class _FeedFactory(Protocol):
     def __call__(self, market: Market, match: re.Match[str], query: Mapping[str, str]) -> Feed: ...
 
 
-#: Websocket routes: path pattern and the feed that serves it. The current
-#: Gemini API (gemini.md section 3) would be one more entry.
+#: Websocket routes: path pattern and the feed that serves it.
 WS_ROUTES: tuple[tuple[re.Pattern[str], _FeedFactory], ...] = (
     (v1.PATH, v1.V1Feed.from_path),
     (v2.PATH, v2.V2Feed.from_path),
+    (ws.PATH, ws.WsFeed.from_path),
 )
 
 # A client this far behind is cut off (close code 1008) rather than let the
@@ -152,7 +152,7 @@ class SimServer:
         now = time.time_ns()
         # The market starts a minute ago, so the warm-up trades have distinct past times.
         start = now - 60 * 1_000_000_000
-        self.market = Market(config.specs, config.seed, config.depth, start)
+        self.market = Market(config.specs, config.seed, config.depth, start, config.update_id_base)
         warmup = [
             self.market.step(start + i * 60 * 1_000_000_000 // max(config.warmup, 1))
             for i in range(config.warmup)
@@ -214,7 +214,8 @@ class SimServer:
             if self._truth is not None:
                 self._truth.book(market.specs, events)
             for conn in list(self._conns.values()):
-                frames = conn.feed.publish(events, now) if events else []
+                # Every tick, events or not: a conflating feed flushes on its own interval.
+                frames = conn.feed.publish(events, now)
                 if conn.feed.heartbeats and now >= conn.next_beat:
                     frames.append(conn.feed.beat(now))
                     conn.next_beat = now + beat_ns
@@ -442,7 +443,7 @@ class Simulator:
 
     @property
     def ws_url(self) -> str:
-        """``ws://HOST:PORT``; append ``/v1/marketdata/btcusd`` or ``/v2/marketdata``."""
+        """``ws://HOST:PORT``; append ``/v1/marketdata/btcusd``, ``/v2/marketdata`` or ``/``."""
         return f"ws://{self._authority}"
 
     @property

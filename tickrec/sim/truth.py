@@ -8,13 +8,14 @@ When a truth directory is given the simulator writes, one JSON object per line:
     with its query.
 ``connections.jsonl``
     ``{"conn", "path", "t_ns", "event"}`` with ``event`` ``open`` (plus
-    ``protocol``: ``gemini.v1`` or ``gemini.v2``), ``close``
+    ``protocol``: ``gemini.v1``, ``gemini.v2`` or ``gemini.ws``), ``close``
     (plus ``code`` and ``reason`` of the first close frame, from either side)
     or ``abort`` (the connection ended with no close frame).
 ``book.jsonl``
     every change applied to the true book: ``{"t_ns", "event_id", "symbol",
-    "side", "price", "size", "reason"}``, ``side`` ``bid``/``ask``, ``size``
-    the level's new absolute size as a decimal string (``"0"`` removes it).
+    "side", "price", "size", "reason", "update_id"}``, ``side`` ``bid``/``ask``, ``size``
+    the level's new absolute size as a decimal string (``"0"`` removes it),
+    ``update_id`` the symbol's update id of the event (gemini.md section 3.4).
     The first lines (``reason`` ``initial``) build each book. Replaying the
     lines with ``t_ns <= T`` gives the true book at time T.
 ``rest.jsonl``
@@ -85,6 +86,7 @@ class TruthLog:
                         "price": spec.price(item.price),
                         "size": spec.size(item.remaining),
                         "reason": item.reason,
+                        "update_id": event.update_id,
                     }
                     out.write(orjson.dumps(line).decode() + "\n")
 

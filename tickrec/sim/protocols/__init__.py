@@ -4,6 +4,7 @@
   protocol implements, the Gemini error reply, and JSON encoding;
 - :mod:`~tickrec.sim.protocols.v1`: market data v1 (gemini.md section 1);
 - :mod:`~tickrec.sim.protocols.v2`: market data v2 (gemini.md section 2);
+- :mod:`~tickrec.sim.protocols.ws`: the current WebSocket API (gemini.md section 3);
 - :mod:`~tickrec.sim.protocols.rest`: REST market data (gemini.md section 4).
 
 Another websocket protocol is one more module with a path pattern and a

@@ -55,7 +55,7 @@ class Feed(ABC):
     """One websocket connection's stream of frames.
 
     ``protocol`` names the wire protocol as the dataset contract does
-    (``gemini.v1``, ``gemini.v2``). ``heartbeats`` says whether the server
+    (``gemini.v1``, ``gemini.v2``, ``gemini.ws``). ``heartbeats`` says whether the server
     should ask :meth:`beat` for a heartbeat frame on its heartbeat interval.
     """
 
@@ -75,11 +75,15 @@ class Feed(ABC):
 
     @abstractmethod
     def publish(self, events: Sequence[Event], now_ns: int) -> list[str]:
-        """Frames for a batch of engine events, already applied to the market."""
+        """Frames for a batch of engine events, already applied to the market.
 
-    @abstractmethod
+        Called on every engine tick, with an empty batch too, so that a feed
+        that sends on its own interval (conflated diffs) can keep time.
+        """
+
     def beat(self, now_ns: int) -> str:
-        """One heartbeat frame."""
+        """One heartbeat frame; asked for only when :attr:`heartbeats` is true."""
+        raise NotImplementedError(f"{self.protocol} sends no heartbeats")
 
 
 def flag(query: Mapping[str, str], name: str, default: bool) -> bool:
