@@ -15,10 +15,12 @@ from tickrec.venues.gemini_v1 import PROTOCOL as GEMINI_V1
 from tickrec.venues.gemini_v1 import SequenceTracker
 from tickrec.venues.gemini_v2 import PROTOCOL as GEMINI_V2
 from tickrec.venues.gemini_v2 import subscribe_message
+from tickrec.venues.gemini_ws import PROTOCOL as GEMINI_WS
 
 __all__ = [
     "GEMINI_V1",
     "GEMINI_V2",
+    "GEMINI_WS",
     "Header",
     "SequenceTracker",
     "header_of",

@@ -25,6 +25,9 @@ class Header(NamedTuple):
     message belongs to the connection as a whole (ARCHITECTURE 2.1: it goes to
     every symbol partition the connection serves). ``problem`` is ``None`` for
     a well-formed, expected message, else a short description of what is wrong.
+    ``first_seq`` is the first sequence number a message covers when it
+    covers a range ending at ``venue_seq`` (the current API's ``U``); it is
+    read for gap checks and not stored.
     """
 
     kind: str
@@ -32,6 +35,7 @@ class Header(NamedTuple):
     venue_seq: int | None = None
     symbol: str | None = None
     problem: str | None = None
+    first_seq: int | None = None
 
 
 _CODECS: dict[str, Callable[[str | bytes], Header]] = {}

@@ -1,0 +1,192 @@
+"""The current Gemini WebSocket API (gemini.md section 3): many symbols on one connection.
+
+Stream frames are bare objects told apart by their keys (section 3.1):
+``e:"depthUpdate"`` (diffs, and the snapshot a ``snapshot=-1`` connection
+sends first), ``e:"trade"`` or ``t`` + ``m`` (trades), ``u`` + ``b`` + ``a``
+without ``e`` (bookTicker), ``lastUpdateId`` (partial depth, which names no
+symbol). Replies to our requests carry ``id`` and ``status`` and belong to
+the whole connection.
+
+Numbers: ``U``, ``u`` and ``E`` can exceed 2**53 (section 3.4); orjson reads
+JSON integers into exact Python ints (up to 2**64 - 1; anything larger
+becomes a float, which this codec refuses), so they are never doubles.
+``E`` is in nanoseconds per the spec, but Gemini's fixtures show
+milliseconds: the unit is inferred from the digit count (:func:`epoch_ns`).
+``s`` may come in either case (section 3.6); the header reports it upper case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import orjson
+
+from tickrec.venues._json import as_int, load_object
+from tickrec.venues.base import Header, register
+from tickrec.venues.gemini_v1 import Gap
+
+__all__ = [
+    "PROTOCOL",
+    "Reply",
+    "UpdateTracker",
+    "depth_stream",
+    "epoch_ns",
+    "header",
+    "parse_reply",
+    "request",
+    "stream_url",
+    "trade_stream",
+]
+
+PROTOCOL = "gemini.ws"
+
+# int64 columns hold venue_seq and exch_ts (ARCHITECTURE 2.2).
+_INT64_MAX = 2**63 - 1
+
+
+def stream_url(base: str) -> str:
+    """The connection URL: a full-book snapshot on every diff subscription (gemini.md section 3)."""
+    return f"{base.rstrip('/')}/?snapshot=-1"
+
+
+def depth_stream(symbol: str) -> str:
+    """``{symbol}@depth@100ms``: diffs conflated per 100 ms; names are lower case (section 3.6)."""
+    return f"{symbol.strip().lower()}@depth@100ms"
+
+
+def trade_stream(symbol: str) -> str:
+    """``{symbol}@trade`` (gemini.md section 3.3)."""
+    return f"{symbol.strip().lower()}@trade"
+
+
+def request(request_id: int, method: str, params: Sequence[str] | dict[str, Any]) -> str:
+    """A request as sent on the wire: ``{"id", "method", "params"}`` (gemini.md section 3.1)."""
+    body = {"id": request_id, "method": method, "params": params}
+    return orjson.dumps(body).decode()
+
+
+def epoch_ns(value: int) -> int:
+    """Nanoseconds since the epoch from an epoch time in s, ms, µs or ns, by its digit count.
+
+    Present-day times have 10 digits in seconds, 13 in ms, 16 in µs and 19 in
+    ns; the cut-offs sit between those, so any time from 2001 to 2286 is read
+    right (gemini.md section 3.4: "infer the unit from digit count").
+    """
+    digits = len(str(abs(value)))
+    if digits >= 18:
+        return value
+    if digits >= 15:
+        return value * 1_000
+    if digits >= 12:
+        return value * 1_000_000
+    return value * 1_000_000_000
+
+
+def _int64(obj: dict[str, Any], key: str) -> int | None:
+    value = as_int(obj.get(key))
+    return value if value is not None and 0 <= value <= _INT64_MAX else None
+
+
+def _time(obj: dict[str, Any]) -> int | None:
+    e = _int64(obj, "E")
+    if e is None:
+        return None
+    ns = epoch_ns(e)
+    return ns if ns <= _INT64_MAX else None
+
+
+def _kind(obj: dict[str, Any]) -> str:
+    e = obj.get("e")
+    if isinstance(e, str):
+        return e
+    if "id" in obj and "status" in obj:
+        return "reply"
+    if "t" in obj and "m" in obj:
+        return "trade"
+    if "lastUpdateId" in obj:
+        return "partialDepth"
+    if "u" in obj and "b" in obj and "a" in obj:
+        return "bookTicker"
+    return ""
+
+
+def header(payload: str | bytes) -> Header:
+    """Read kind, ``E`` (as ns), ``U``/``u`` and ``s`` of a frame of the current API."""
+    obj, problem = load_object(payload)
+    if obj is None:
+        return Header(kind="", problem=problem)
+    kind = _kind(obj)
+    if kind == "reply":
+        return Header(kind=kind)
+    if kind == "partialDepth":
+        # No symbol in the frame (gemini.md section 3.3): it belongs to the connection.
+        return Header(kind=kind, venue_seq=_int64(obj, "lastUpdateId"))
+    exch_ns = _time(obj)
+    s = obj.get("s")
+    symbol = s.upper() if isinstance(s, str) and s else None
+    if kind not in ("depthUpdate", "trade", "bookTicker"):
+        return Header(kind=kind, exch_ns=exch_ns, symbol=symbol, problem="unknown message")
+    if symbol is None:
+        return Header(kind=kind, exch_ns=exch_ns, problem=f"{kind} without a symbol")
+    if kind == "trade":
+        return Header(kind=kind, exch_ns=exch_ns, symbol=symbol)
+    last = _int64(obj, "u")
+    first = _int64(obj, "U") if kind == "depthUpdate" else last
+    if first is None or last is None or first > last:
+        return Header(
+            kind=kind, exch_ns=exch_ns, symbol=symbol, problem="no int64 update ids U <= u"
+        )
+    return Header(kind=kind, exch_ns=exch_ns, venue_seq=last, symbol=symbol, first_seq=first)
+
+
+register(PROTOCOL, header)
+
+
+class Reply(NamedTuple):
+    """A reply to a request: ``error`` is ``(code, msg)`` when the request was refused."""
+
+    id: Any
+    status: int | None
+    result: Any
+    error: tuple[int | None, str] | None
+
+
+def parse_reply(payload: str | bytes) -> Reply | None:
+    """The reply in *payload*, or ``None`` if it is not one (gemini.md section 3.1)."""
+    obj, _ = load_object(payload)
+    if obj is None or _kind(obj) != "reply":
+        return None
+    err = obj.get("error")
+    error = None
+    if isinstance(err, dict):
+        error = (as_int(err.get("code")), str(err.get("msg", "")))
+    status = as_int(obj.get("status"))
+    if error is None and status != 200:
+        error = (None, f"status {status}")
+    return Reply(obj.get("id"), status, obj.get("result"), error)
+
+
+class UpdateTracker:
+    """Checks ``U``/``u`` continuity of the diff stream of each symbol on one connection.
+
+    Recipe A of gemini.md section 3.4: the first ``depthUpdate`` of a symbol
+    (the snapshot of a ``snapshot=-1`` connection) sets ``last = u``; after
+    it a frame with ``u <= last`` is stale and ignored, one with
+    ``U > last + 1`` is a gap. Create a new tracker for every connection.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+
+    def check(self, symbol: str, first: int, last: int) -> Gap | None:
+        """Record a frame covering ``first..last``; return the gap if ids were skipped."""
+        prev = self.last.get(symbol)
+        if prev is not None and last <= prev:
+            return None
+        self.last[symbol] = last
+        if prev is not None and first > prev + 1:
+            return Gap(prev + 1, first)
+        return None
