@@ -69,13 +69,13 @@ def _times(ns: I64) -> pd.Series:
 
 def _exchange_times(table: Any) -> tuple[I64, I64]:
     """Raw receive and exchange times (ns) of the received messages that carry an exchange time."""
-    keep = np.asarray(
-        table.column("source").cast(pa.string()).to_numpy(zero_copy_only=False) == "ws"
-    ) & np.asarray(table.column("exch_ts").is_valid().to_numpy(zero_copy_only=False))
-    recv, exch = (
-        table.column(c).cast(pa.int64()).to_numpy(zero_copy_only=False)
-        for c in ("recv_ts", "exch_ts")
+    exch_col = table.column("exch_ts")
+    keep = (table.column("source").cast(pa.string()).to_numpy(zero_copy_only=False) == "ws") & (
+        exch_col.is_valid().to_numpy(zero_copy_only=False)
     )
+    recv = table.column("recv_ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    # Nulls filled before leaving Arrow: a nullable int64 column would become float64.
+    exch = exch_col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     return recv[keep].astype(np.int64), exch[keep].astype(np.int64)
 
 
