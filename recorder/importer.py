@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
+
 from tickrec import contract
-from tickrec.contract import Row
+from tickrec.contract import RUN_CONN_ID, Row
 from tickrec.errors import DatasetError, ProtocolError, UsageError
 from tickrec.venues import header_of
 
@@ -159,8 +161,6 @@ def _message_symbols(protocol: str, payload: str, conn: _Connection) -> tuple[st
 def _sent_symbols(payload: str, conn: _Connection) -> None:
     """Learn a v2 connection's symbols from its subscribe message."""
     try:
-        import orjson
-
         body = orjson.loads(payload)
         for sub in body.get("subscriptions", []):
             conn.symbols.update(s.upper() for s in sub.get("symbols", []) if isinstance(s, str))
@@ -212,11 +212,12 @@ def _parse_cryptofeed(
                 venue, protocol, symbol = _classify_url(m.group(1))
                 venues.add(venue)
                 ns, body = parse_epoch_ns(m.group(2)), m.group(3)
+                # REST replies belong to the run, not to a websocket (contract.RUN_CONN_ID)
                 if symbol is not None:
-                    records.append(_Record(ns, conn_id, protocol, "rest", body, (symbol,)))
+                    records.append(_Record(ns, RUN_CONN_ID, protocol, "rest", body, (symbol,)))
                 else:
                     payload = contract.event_payload("http", url=m.group(1), body=body)
-                    records.append(_Record(ns, conn_id, protocol, "event", payload, None))
+                    records.append(_Record(ns, RUN_CONN_ID, protocol, "event", payload, None))
             else:
                 bad(lineno, "not a cryptofeed raw log line")
         except ProtocolError as exc:
