@@ -22,7 +22,8 @@ ns and a human ``detail``:
     is not trusted inside it.
 ``snapshot_mismatch``
     A stored REST book disagreed with every valid book state in its
-    ``[sent_ts, recv_ts + REST_WS_LAG_NS]`` window. It lasts from
+    ``[sent_ts, recv_ts]`` window, extended by up to ``REST_WS_LAG_NS`` while
+    the same connection goes on. It lasts from
     ``sent_ts`` until the book is confirmed again: a later REST book that
     matches, a new snapshot, a loss of the connection, or the end of the
     data.
@@ -73,9 +74,10 @@ KINDS = ("disconnect", "sequence", "silence", "snapshot_mismatch", "crossed", "j
 #: delivering the state the reply shows. The two travel separately: a reply
 #: built after engine event E can arrive before the websocket frame of E
 #: (seen on loopback with sub-millisecond margins), so the window of book
-#: states a reply is compared with extends this far past ``recv_ts``. A book
-#: that is really wrong never reaches the reply's state, so this does not
-#: hide a mismatch.
+#: states a reply is compared with extends this far past ``recv_ts``, but
+#: not past the end of the connection (after a loss or reset the frames that
+#: would have shown that state are gone). A book that is really wrong never
+#: reaches the reply's state, so this does not hide a mismatch.
 REST_WS_LAG_NS = 1_000_000_000
 #: Gap kinds that make the book invalid strictly inside them (``crossed`` is
 #: applied per book state instead).
@@ -163,7 +165,15 @@ def _silence_gaps(dec: Decoded, silence_ns: int) -> list[Gap]:
     return gaps
 
 
-def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, last: int) -> list[Gap]:
+def _window_end(recv: int, conn_ends: I64) -> int:
+    """End of a REST reply's comparison window: ``REST_WS_LAG_NS`` on, or just before the
+    connection's end (a loss, or the first row of the next connection)."""
+    end = _first_after(conn_ends, recv, False)
+    lagged = recv + REST_WS_LAG_NS
+    return lagged if end is None else max(recv, min(lagged, end - 1))
+
+
+def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, conn_ends: I64, last: int) -> list[Gap]:
     if not dec.rest:
         return []
     order = sorted(range(len(dec.rest)), key=lambda k: (dec.rest[k].sent, k))
@@ -171,7 +181,7 @@ def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, last: int) -> list[Gap
     best, states = rest_min_diff(
         dec.ops,
         np.array([r.sent for r in rest], np.int64),
-        np.array([r.recv for r in rest], np.int64) + REST_WS_LAG_NS,
+        np.array([_window_end(r.recv, conn_ends) for r in rest], np.int64),
         [r.bid_px for r in rest],
         [r.bid_sz for r in rest],
         [r.ask_px for r in rest],
@@ -229,7 +239,7 @@ def analyze(dec: Decoded, timeline: Rows, silence_ns: int) -> list[Gap]:
             gaps.append(Gap("disconnect", m.ts, end, _lost_detail(m)))
     gaps += _sequence_gaps(dec, snaps, conn_ends, last)
     gaps += _silence_gaps(dec, silence_ns)
-    gaps += _mismatch_gaps(dec, snaps, losses, last)
+    gaps += _mismatch_gaps(dec, snaps, losses, conn_ends, last)
     gaps += _crossed_gaps(timeline, last, dec.price_scale)
     for m in dec.markers:
         if m.kind in LOSS_SPAN_EVENTS:

@@ -384,3 +384,15 @@ def test_rest_reply_that_overtakes_the_websocket_is_no_mismatch():
     f.change(2.101, "bid", "100.00", "2")
     f.heartbeat(3)
     assert gaps(f.day()) == []
+
+
+def test_rest_reply_during_a_disconnect_is_not_held_against_the_next_connection():
+    """The lag allowance stops at the connection's end: later connections show later states."""
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.event(2, "disconnect", code=None, reason=None, why="closed")
+    f.rest(2.5, 2.6, {"100.00": "7"}, {"101.00": "1"})
+    f.reconnect()
+    f.initial(3, {"100.00": "8"}, {"101.00": "1"})
+    f.heartbeat(4)
+    assert gaps(f.day()) == [("disconnect", at(2), at(3))]
