@@ -6,10 +6,9 @@ cryptofeed raw logs (SOURCES.md, "Line format"): ``<epoch>: <msg>`` received,
 Epoch seconds are parsed from their decimal text straight into integer ns,
 never through a float.
 
-Gemini v2 messages are split by ``symbol``; messages that belong to no single
-symbol (heartbeats, the subscribe, the connection) go to every subscribed
-symbol (ARCHITECTURE section 2.1). ``seq`` is the line's position in the file,
-the total order of receipt.
+:func:`read_cryptofeed` is the tests' own reader of the raw file, an oracle
+independent of :mod:`recorder.importer`, which brings the captures into a
+dataset the way a user would (``tickrec import``).
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from recorder.importer import import_cryptofeed, import_lines
 from tickrec import contract
-from tickrec.contract import Row
 
 __all__ = [
     "GEMINI_V1",
@@ -79,78 +78,33 @@ def read_cryptofeed(path: Path) -> Iterator[Line]:
                 yield Line("recv", "", epoch_to_ns(head), body)
 
 
-def _write(root: Path, symbol: str, run_id: str, rows: list[Row]) -> Path:
-    return contract.write_part(root, "gemini", symbol, run_id, 0, contract.rows_to_table(rows))
-
-
-def import_gemini_v2(
-    root: Path, path: Path = GEMINI_V2, run_id: str = "cryptofeed-v2", drop: Iterable[int] = ()
-) -> dict[str, list[Row]]:
-    """Write the v2 capture as one partition per symbol; return the rows by symbol.
-
-    *drop* lists record numbers (0-based, in :func:`read_cryptofeed` order) to
-    leave out, to simulate lost messages.
-    """
-    lines = list(read_cryptofeed(path))
-    symbols: list[str] = []
-    for line in lines:
-        if line.kind == "sent":
-            for sub in json.loads(line.text).get("subscriptions", []):
-                symbols += [s for s in sub.get("symbols", []) if s not in symbols]
-    skip = set(drop)
-    rows: dict[str, list[Row]] = {s: [] for s in symbols}
-    for seq, line in enumerate(lines):
-        if seq in skip or line.kind == "http":
-            continue
-        targets = symbols
-        if line.kind == "connect":
-            source, payload = "event", contract.event_payload("connect", url=line.url)
-        else:
-            source, payload = ("ws_sent" if line.kind == "sent" else "ws"), line.text
-            msg = json.loads(line.text)
-            if "symbol" in msg:
-                targets = [msg["symbol"]]
-        for sym in targets:
-            rows[sym].append(Row(line.recv_ns, seq, run_id, 1, "gemini.v2", source, payload))
-    for sym, sym_rows in rows.items():
-        _write(root, sym, run_id, sym_rows)
-    return rows
+def import_gemini_v2(root: Path, path: Path = GEMINI_V2) -> None:
+    """Import the v2 capture with ``tickrec import cryptofeed``: one partition per symbol."""
+    import_cryptofeed([path], root, strict=True)
 
 
 def import_gemini_v1(
     root: Path,
     path: Path = GEMINI_V1,
     symbol: str = "BTCUSD",
-    run_id: str = "jsonl-v1",
     latency_ns: int = 25_000_000,
     drop: Iterable[int] = (),
-) -> list[Row]:
-    """Write the v1 JSONL file as one partition; return its rows.
+) -> list[int]:
+    """Import the v1 JSONL file with ``tickrec import lines``; return the rows' recv_ns.
 
-    The file has no receive times, so each message's is its ``timestampms``
-    plus *latency_ns*. ``venue_seq`` is the message's ``socket_sequence``.
-    *drop* lists 0-based line numbers to leave out.
+    The file has no receive times, so each line is prefixed (Tardis style)
+    with its ``timestampms`` plus *latency_ns*. *drop* lists 0-based line
+    numbers to leave out, to simulate lost messages.
     """
     skip = set(drop)
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for seq, text in enumerate(fh):
-            if seq in skip or not text.strip():
+    stamped = root / f"{path.stem}.stamped.txt"
+    with open(path, encoding="utf-8") as src, open(stamped, "w", encoding="utf-8") as out:
+        for n, text in enumerate(src):
+            if n in skip or not text.strip():
                 continue
-            msg = json.loads(text)
-            recv = msg["timestampms"] * 1_000_000 + latency_ns
-            rows.append(
-                Row(
-                    recv,
-                    seq,
-                    run_id,
-                    1,
-                    "gemini.v1",
-                    "ws",
-                    text.rstrip("\n"),
-                    msg["timestampms"] * 1_000_000,
-                    msg["socket_sequence"],
-                )
-            )
-    _write(root, symbol, run_id, rows)
-    return rows
+            recv = json.loads(text)["timestampms"] * 1_000_000 + latency_ns
+            out.write(f"{recv // 10**9}.{recv % 10**9:09d} {text}")
+    import_lines([stamped], root, "gemini", "v1", symbol=symbol, strict=True)
+    date = contract.date_of_ns(recv)
+    table = contract.read_partition(root, "gemini", date, symbol, columns=["recv_ts"])
+    return table.column("recv_ts").cast("int64").to_pylist()
