@@ -33,7 +33,9 @@ __all__ = [
     "depth_stream",
     "epoch_ns",
     "header",
+    "kind_of",
     "parse_reply",
+    "ping",
     "request",
     "stream_url",
     "trade_stream",
@@ -60,10 +62,22 @@ def trade_stream(symbol: str) -> str:
     return f"{symbol.strip().lower()}@trade"
 
 
-def request(request_id: int, method: str, params: Sequence[str] | dict[str, Any]) -> str:
-    """A request as sent on the wire: ``{"id", "method", "params"}`` (gemini.md section 3.1)."""
-    body = {"id": request_id, "method": method, "params": params}
+def request(
+    request_id: int, method: str, params: Sequence[str] | dict[str, Any] | None = None
+) -> str:
+    """A request as sent on the wire: ``{"id", "method", "params"}`` (gemini.md section 3.1).
+
+    Methods that take no parameters (``ping``, ``time``) are sent without ``params``.
+    """
+    body: dict[str, Any] = {"id": request_id, "method": method}
+    if params is not None:
+        body["params"] = params
     return orjson.dumps(body).decode()
+
+
+def ping(request_id: int) -> str:
+    """The ``ping`` request, Gemini's SDK keepalive (gemini.md section 3.5)."""
+    return request(request_id, "ping")
 
 
 def epoch_ns(value: int) -> int:
@@ -96,7 +110,8 @@ def _time(obj: dict[str, Any]) -> int | None:
     return ns if ns <= _INT64_MAX else None
 
 
-def _kind(obj: dict[str, Any]) -> str:
+def kind_of(obj: dict[str, Any]) -> str:
+    """The kind of a parsed frame by its keys (gemini.md section 3.1); ``""`` if none fits."""
     e = obj.get("e")
     if isinstance(e, str):
         return e
@@ -116,7 +131,7 @@ def header(payload: str | bytes) -> Header:
     obj, problem = load_object(payload)
     if obj is None:
         return Header(kind="", problem=problem)
-    kind = _kind(obj)
+    kind = kind_of(obj)
     if kind == "reply":
         return Header(kind=kind)
     if kind == "partialDepth":
@@ -132,7 +147,10 @@ def header(payload: str | bytes) -> Header:
     if kind == "trade":
         return Header(kind=kind, exch_ns=exch_ns, symbol=symbol)
     last = _int64(obj, "u")
-    first = _int64(obj, "U") if kind == "depthUpdate" else last
+    if kind == "bookTicker":
+        # Its u is the book's update id at that moment; tickers skip ids, so no range.
+        return Header(kind=kind, exch_ns=exch_ns, venue_seq=last, symbol=symbol)
+    first = _int64(obj, "U")
     if first is None or last is None or first > last:
         return Header(
             kind=kind, exch_ns=exch_ns, symbol=symbol, problem="no int64 update ids U <= u"
@@ -155,7 +173,7 @@ class Reply(NamedTuple):
 def parse_reply(payload: str | bytes) -> Reply | None:
     """The reply in *payload*, or ``None`` if it is not one (gemini.md section 3.1)."""
     obj, _ = load_object(payload)
-    if obj is None or _kind(obj) != "reply":
+    if obj is None or kind_of(obj) != "reply":
         return None
     err = obj.get("error")
     error = None
