@@ -15,14 +15,26 @@ Staying up:
 - a v1 ``socket_sequence`` break means lost messages: the connection records
   a ``gap`` event and reconnects for a fresh initial book (gemini.md
   section 1, "Sequencing and gaps"); v2 has no sequence (section 2);
+- on the current API a diff frame with ``U > last u + 1`` is a gap too: the
+  connection reconnects, and its ``snapshot=-1`` URL brings every symbol a
+  fresh snapshot (gemini.md section 3.4 allows resubscribing or
+  reconnecting; reconnecting needs no bookkeeping of in-flight frames);
+- an error reply to a request we sent (a refused subscription) is an
+  ``error`` event and sets :attr:`Connection.failure`; the connection does
+  not retry, and the run stops with that message: a refused stream name
+  will be refused again;
 - :meth:`Connection.check_stale`, called by the run's watchdog, drops a
-  connection that has been silent (heartbeats included) for too long;
+  connection that has been silent (heartbeats included) for too long; where
+  the server sends no heartbeats (the current API, gemini.md section 3.5)
+  it first sends a *ping* request after a third of that silence, so a quiet
+  market is not taken for a dead connection;
 - a frame that cannot be read is stored raw all the same and noted with a
   ``malformed`` event; it never stops the connection.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -35,8 +47,10 @@ from recorder.journal import Journal
 from recorder.status import Stats
 from tickrec.contract import event_payload
 from tickrec.errors import JournalError
-from tickrec.venues import GEMINI_V1, SequenceTracker, header_of
+from tickrec.venues import GEMINI_V1, GEMINI_WS, SequenceTracker, header_of
 from tickrec.venues.base import Header
+from tickrec.venues.gemini_v1 import Gap
+from tickrec.venues.gemini_ws import UpdateTracker, parse_reply
 
 __all__ = ["ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 
@@ -87,7 +101,12 @@ class ConnectLimiter:
 
 
 class Connection(threading.Thread):
-    """One websocket of the run (a v1 symbol, or the v2 connection for all symbols)."""
+    """One websocket of the run (a v1 symbol, or the v2 or current-API connection for all).
+
+    *send* holds the messages to send, in order, right after every connect
+    (subscriptions and requests); each is stored as a ``ws_sent`` row, as is
+    every keepalive request made by *ping* (given a fresh request number).
+    """
 
     def __init__(
         self,
@@ -100,14 +119,19 @@ class Connection(threading.Thread):
         next_conn_id: Callable[[], int],
         stop: threading.Event,
         settings: FeedSettings = FeedSettings(),
-        subscribe: str | None = None,
+        send: tuple[str, ...] = (),
+        ping: Callable[[int], str] | None = None,
     ) -> None:
         super().__init__(name=f"ws-{'-'.join(symbols)}", daemon=True)
         self.url, self.protocol, self.symbols = url, protocol, symbols
         self.journal, self.stats, self.limiter = journal, stats, limiter
         self._next_conn_id, self._halt, self.settings = next_conn_id, stop, settings
-        self.subscribe = subscribe
+        self.send, self.ping = send, ping
+        self._pings = itertools.count(1_000_000)
+        self._pinged = 0.0
         self.conn_id = 0
+        #: Why the run must stop, when the exchange refused one of our requests.
+        self.failure: str | None = None
         self._by_upper = {s.upper(): s for s in symbols}
         self._ws: websocket.WebSocket | None = None
         self._ws_lock = threading.Lock()
@@ -140,12 +164,28 @@ class Connection(threading.Thread):
     def check_stale(self, now: float) -> None:
         """Drop the connection if nothing has arrived for ``stale_after`` seconds."""
         silent = now - self.last_recv
+        quiet = self.settings.stale_after / 3
+        if self.ping is not None and silent >= quiet and now - self._pinged >= quiet:
+            self._pinged = now
+            self._send_ping(self.ping(next(self._pings)))
         with self._ws_lock:
             if self._ws is None or self._why is not None or silent < self.settings.stale_after:
                 return
             self._why = f"stale: nothing received for {silent:.1f} s"
         self._event("stale", silent_s=round(silent, 3))
         self.abort()
+
+    def _send_ping(self, message: str) -> None:
+        with self._ws_lock:
+            ws = self._ws if self._why is None else None
+        if ws is None:
+            return
+        sent_ns = time.time_ns()
+        try:
+            ws.send(message)
+        except (websocket.WebSocketException, OSError):
+            return  # the reader sees the broken connection and reports it
+        self.journal.append(sent_ns, self.conn_id, self.protocol, "ws_sent", message, self.symbols)
 
     def abort(self) -> None:
         """Cut the connection now (no close handshake)."""
@@ -186,6 +226,8 @@ class Connection(threading.Thread):
                 self._event("reconnect", attempt=failures + 1, waited_s=round(delay, 3))
                 self.stats.count(self.symbols, "reconnects")
             received = self._session()
+            if self.failure is not None:
+                return
             failures = 0 if received else failures + 1
             s = self.settings
             delay = backoff_delay(failures, s.backoff_base, s.backoff_cap, rng.random())
@@ -216,11 +258,11 @@ class Connection(threading.Thread):
         self._event("connect", url=self.url)
         received = False
         try:
-            if self.subscribe is not None:
+            for message in self.send:
                 sent_ns = time.time_ns()
-                ws.send(self.subscribe)
+                ws.send(message)
                 self.journal.append(
-                    sent_ns, self.conn_id, self.protocol, "ws_sent", self.subscribe, self.symbols
+                    sent_ns, self.conn_id, self.protocol, "ws_sent", message, self.symbols
                 )
             if self._halt.is_set():
                 self.close("shutdown")
@@ -234,8 +276,35 @@ class Connection(threading.Thread):
             ws.shutdown()
         return received
 
+    def _refused(self, text: str) -> None:
+        """Note an error reply to one of our requests, and end the connection for good."""
+        reply = parse_reply(text)
+        if reply is None or reply.error is None or self.failure is not None:
+            return
+        code, msg = reply.error
+        self._event("error", request_id=reply.id, status=reply.status, code=code, msg=msg)
+        self.failure = (
+            f"the exchange refused request {reply.id!r} (status {reply.status}, code {code}): {msg}"
+        )
+        self.close("request refused")
+
+    def _gap(
+        self, header: Header, v1: SequenceTracker | None, ws: UpdateTracker | None
+    ) -> Gap | None:
+        if v1 is not None and header.venue_seq is not None:
+            return v1.check(header.venue_seq)
+        if (
+            ws is not None
+            and header.first_seq is not None
+            and header.venue_seq is not None
+            and header.symbol is not None
+        ):
+            return ws.check(header.symbol, header.first_seq, header.venue_seq)
+        return None
+
     def _read(self, ws: websocket.WebSocket) -> bool:
-        tracker = SequenceTracker() if self.protocol == GEMINI_V1 else None
+        v1 = SequenceTracker() if self.protocol == GEMINI_V1 else None
+        updates = UpdateTracker() if self.protocol == GEMINI_WS else None
         received = False
         while True:
             opcode, data = ws.recv_data()
@@ -273,10 +342,12 @@ class Connection(threading.Thread):
             if problem is not None:
                 self._event("malformed", seq=seq, problem=problem)
                 self.stats.count(symbols, "malformed")
-            if tracker is not None and header.venue_seq is not None:
-                gap = tracker.check(header.venue_seq)
-                if gap is not None and self._why is None:
-                    self._event("gap", expected=gap.expected, got=gap.got)
-                    self.stats.count(symbols, "gaps")
-                    self.close("sequence gap")
-                    ws.settimeout(self.settings.close_timeout)
+            if header.kind == "reply":
+                self._refused(text)
+            gap = self._gap(header, v1, updates)
+            if gap is not None and self._why is None:
+                where = {"symbol": header.symbol} if header.symbol is not None else {}
+                self._event("gap", expected=gap.expected, got=gap.got, **where)
+                self.stats.count(symbols, "gaps")
+                self.close("sequence gap")
+                ws.settimeout(self.settings.close_timeout)

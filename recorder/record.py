@@ -37,15 +37,33 @@ from recorder.rest import SnapshotPoller
 from recorder.status import Stats
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
-from tickrec.errors import UsageError
-from tickrec.venues import gemini_v1, gemini_v2
+from tickrec.errors import ProtocolError, UsageError
+from tickrec.venues import gemini_v1, gemini_v2, gemini_ws
 
-__all__ = ["PROTOCOLS", "RecordConfig", "RecordResult", "new_run_id", "record", "stop_time_ns"]
+__all__ = [
+    "DEFAULT_URLS",
+    "PROTOCOLS",
+    "RecordConfig",
+    "RecordResult",
+    "new_run_id",
+    "record",
+    "stop_time_ns",
+]
 
 log = logging.getLogger("tickrec.recorder")
 
-#: ``--protocol`` values and the wire protocol each records.
-PROTOCOLS = {"v1": gemini_v1.PROTOCOL, "v2": gemini_v2.PROTOCOL}
+#: ``--protocol`` values and the wire protocol each records. ``ws``, the
+#: current WebSocket API, is the default: Gemini marks v1 and v2 archived and
+#: says new integrations should use it (gemini.md section 0).
+PROTOCOLS = {"ws": gemini_ws.PROTOCOL, "v1": gemini_v1.PROTOCOL, "v2": gemini_v2.PROTOCOL}
+#: Default websocket base URL of each ``--protocol``.
+DEFAULT_URLS = {
+    "ws": "wss://ws.gemini.com",
+    "v1": "wss://api.gemini.com",
+    "v2": "wss://api.gemini.com",
+}
+#: Levels a side asked of the current API's ``depth`` request (its maximum, gemini.md 3.2).
+WS_DEPTH_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -54,14 +72,15 @@ class RecordConfig:
 
     ``snapshot_every`` 0 turns REST snapshots off; ``snapshot_depth`` 0 asks
     for the whole book. ``until`` is a UTC wall-clock time: the run stops at
-    its next occurrence.
+    its next occurrence. ``url`` defaults to the protocol's endpoint
+    (:data:`DEFAULT_URLS`).
     """
 
     symbols: tuple[str, ...]
     venue: str = "gemini"
-    protocol: str = "v1"
+    protocol: str = "ws"
     data: str | None = None
-    url: str = "wss://api.gemini.com"
+    url: str = ""
     rest_url: str = "https://api.gemini.com"
     snapshot_every: float = 60.0
     snapshot_depth: int = 0
@@ -85,6 +104,8 @@ class RecordConfig:
             raise UsageError(f"venue {self.venue!r}: only 'gemini' is supported")
         if self.protocol not in PROTOCOLS:
             raise UsageError(f"protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        if not self.url:
+            object.__setattr__(self, "url", DEFAULT_URLS[self.protocol])
         symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
         if not symbols:
             raise UsageError("symbols: give at least one symbol, e.g. BTCUSD")
@@ -183,19 +204,55 @@ def _connections(
             Connection(gemini_v1.stream_url(config.url, s), protocol, (s,), *common)
             for s in config.symbols
         ]
+    if config.protocol == "v2":
+        return [
+            Connection(
+                gemini_v2.stream_url(config.url),
+                protocol,
+                config.symbols,
+                *common,
+                send=(gemini_v2.subscribe_message(config.symbols),),
+            )
+        ]
     return [
         Connection(
-            gemini_v2.stream_url(config.url),
+            gemini_ws.stream_url(config.url),
             protocol,
             config.symbols,
             *common,
-            subscribe=gemini_v2.subscribe_message(config.symbols),
+            send=_ws_requests(config.symbols),
+            ping=gemini_ws.ping,
         )
     ]
 
 
+def _ws_requests(symbols: tuple[str, ...]) -> tuple[str, ...]:
+    """One subscribe per symbol (diffs and trades), then a ``depth`` request per symbol.
+
+    The ``depth`` reply is a snapshot tied to the diffs by ``lastUpdateId``
+    (gemini.md section 3.4, recipe B); the replayer uses it when the
+    connection's own snapshot is missing.
+    """
+    n = len(symbols)
+    subscribes = [
+        gemini_ws.request(
+            i + 1, "subscribe", [gemini_ws.depth_stream(s), gemini_ws.trade_stream(s)]
+        )
+        for i, s in enumerate(symbols)
+    ]
+    depths = [
+        gemini_ws.request(n + i + 1, "depth", {"symbol": s.lower(), "limit": WS_DEPTH_LIMIT})
+        for i, s in enumerate(symbols)
+    ]
+    return (*subscribes, *depths)
+
+
 def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordResult:
-    """Record until the configured end, *stop*, or SIGINT/SIGTERM; see the module docstring."""
+    """Record until the configured end, *stop*, or SIGINT/SIGTERM; see the module docstring.
+
+    Raises :class:`~tickrec.errors.ProtocolError` after a clean stop if the
+    exchange refused a subscription (what was recorded is kept).
+    """
     stop = stop or threading.Event()
     root = resolve_root(config.data)
     recovered = recover(root)
@@ -263,6 +320,9 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             if journal.fatal is not None:
                 why.append("journal failure")
                 break
+            if any(c.failure is not None for c in conns):
+                why.append("request refused")
+                break
             if end_ns is not None and time.time_ns() >= end_ns:
                 why.append("duration" if config.duration is not None else "until")
                 break
@@ -280,6 +340,9 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         log.info("%s", line)
     if journal.fatal is not None:
         raise journal.fatal
+    for c in conns:
+        if c.failure is not None:
+            raise ProtocolError(c.failure)
     return result
 
 

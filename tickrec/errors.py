@@ -9,7 +9,8 @@ caller (and the CLI) can catch them all in one place::
      │    ├── CorruptFileError   a file that is not a readable Parquet part
      │    └── NotFoundError      no data for the requested partition
      ├── JournalError        a recorder journal cannot be written or read
-     └── ProtocolError       a venue message or reply that cannot be understood
+     └── ProtocolError       a venue message or reply that cannot be understood,
+                             or a venue refusing a request (a subscription)
 """
 
 __all__ = [
@@ -48,4 +49,4 @@ class JournalError(TickrecError):
 
 
 class ProtocolError(TickrecError):
-    """A venue message or reply that cannot be understood."""
+    """A venue message or reply that cannot be understood, or a refused request."""
