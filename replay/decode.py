@@ -5,9 +5,10 @@ each by its ``source``:
 
 - ``ws`` rows go to the venue stream of their connection (chosen by the
   row's ``protocol``; :data:`replay.venues.STREAMS`);
-- ``ws_sent`` rows (subscribes) go to the same stream;
+- ``ws_sent`` rows (subscribes and other requests) go to the same stream;
 - ``rest`` rows with protocol ``gemini.rest`` become :class:`RestBook`
-  snapshots;
+  snapshots, unless the partition's stream is conflated
+  (:data:`replay.venues.CONFLATED`);
 - ``event`` rows (recorder events, JSON ``{"event": kind, ...}``) become
   markers; unknown kinds are kept as markers and otherwise ignored.
 
@@ -52,7 +53,7 @@ from replay.events import (
     Trades,
 )
 from replay.ticks import StringTable
-from replay.venues import STREAMS, VenueStream
+from replay.venues import CONFLATED, STREAMS, VenueStream
 from replay.venues.gemini_rest import parse_book
 from tickrec.errors import DatasetError
 
@@ -294,6 +295,8 @@ def decode(table: pa.Table, symbol: str) -> Decoded:
         kind = stream.on_message(sink, msg, venue_seqs[i])
         counts[kind] = counts.get(kind, 0) + 1
     counts["messages"] = len(msg_ts)
+    if ws_protocols & CONFLATED:
+        rest.clear()
 
     return _finish(sink, markers, rest, msg_ts, msg_conn, tuple(sorted(ws_protocols)), recv, counts)
 

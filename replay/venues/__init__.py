@@ -6,7 +6,8 @@ section 5), with two methods called by :mod:`replay.decode` in replay order:
 
 - ``on_message(out, msg, venue_seq)`` for a received message, already parsed
   from JSON, returning a kind name for the summary counts;
-- ``on_sent(out, msg)`` for a message the recorder sent (a subscribe).
+- ``on_sent(out, msg)`` for a message the recorder sent (a subscribe or
+  another request).
 
 They write to an :class:`~replay.decode.EventSink`. They never read files,
 clocks or sockets.
@@ -16,12 +17,19 @@ from __future__ import annotations
 
 from replay.venues.gemini_v1 import GeminiV1Stream
 from replay.venues.gemini_v2 import GeminiV2Stream
+from replay.venues.gemini_ws import GeminiWsStream
 from replay.venues.sink import EventSink, VenueStream
 
-__all__ = ["STREAMS", "EventSink", "VenueStream"]
+__all__ = ["CONFLATED", "STREAMS", "EventSink", "VenueStream"]
 
 #: Stream class by the ``protocol`` column value of websocket rows.
 STREAMS: dict[str, type[VenueStream]] = {
     "gemini.v1": GeminiV1Stream,
     "gemini.v2": GeminiV2Stream,
+    "gemini.ws": GeminiWsStream,
 }
+
+#: Protocols whose diffs are conflated per interval (the current API, gemini.md
+#: section 3.3): the rebuilt book skips the states between two frames, so a REST
+#: reply taken in between matches none of them and is not compared.
+CONFLATED = frozenset({"gemini.ws"})

@@ -1,0 +1,144 @@
+"""The current Gemini WebSocket API (``wss://ws.gemini.com``), gemini.md section 3.
+
+Book sync by update ids, recipe A of section 3.4, per connection:
+
+- the recorder connects with ``snapshot=-1``, so the first ``depthUpdate``
+  of the symbol on a connection is the snapshot: the book is cleared, loaded
+  from ``b``/``a`` and valid after it, with ``last = u``. So is the first one
+  after a later successful ``subscribe`` naming the symbol's diff stream (a
+  resubscription);
+- after that a frame with ``u <= last`` is stale and dropped; one with
+  ``U > last + 1`` is a sequence break: the book is invalid until the next
+  snapshot; otherwise each level is set to its ``qty`` (``"0"`` removes it)
+  and ``last = u``.
+
+A ``depth`` reply (``{lastUpdateId, bids, asks}``) to a request for this
+symbol is lined up with the diffs by ``lastUpdateId`` (recipe B): when the
+book is not in sync, or is older than ``lastUpdateId``, the reply becomes the
+book and ``last = lastUpdateId``, so later frames follow the same stale and
+gap rules. A reply no newer than the book is not needed and is skipped.
+
+Trades come from ``@trade``: ``m`` true means the buyer was the maker, so
+the taker sold (gemini.md section 5). ``E`` is read with its unit inferred
+from its digit count, ``s`` in any case (sections 3.4, 3.6). Frames of other
+symbols, bookTicker and partial depth frames do not move this book.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
+from replay.venues.sink import EventSink
+from tickrec.venues.gemini_ws import epoch_ns, kind_of
+
+__all__ = ["GeminiWsStream"]
+
+
+def _request_id(msg: dict[str, Any]) -> int | str | None:
+    rid = msg.get("id")
+    return rid if isinstance(rid, int | str) and not isinstance(rid, bool) else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class GeminiWsStream:
+    """Decoder state of one current-API connection, for one symbol's partition."""
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol.upper()
+        self._diff_streams = (f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms")
+        self._expect_snapshot = True
+        self._last: int | None = None  # u of the book; None while not in sync
+        self._prev_ts = 0
+        self._subscribes: set[int | str] = set()
+        self._depths: set[int | str] = set()
+
+    def on_sent(self, out: EventSink, msg: Any) -> None:
+        """Remember our subscribe and ``depth`` requests that concern this symbol."""
+        if not isinstance(msg, dict) or (rid := _request_id(msg)) is None:
+            return
+        method, params = str(msg.get("method", "")).lower(), msg.get("params")
+        if method == "subscribe" and isinstance(params, list):
+            if any(str(p).lower() in self._diff_streams for p in params):
+                self._subscribes.add(rid)
+        elif (
+            method == "depth"
+            and isinstance(params, dict)
+            and str(params.get("symbol", "")).upper() == self.symbol
+        ):
+            self._depths.add(rid)
+
+    def on_message(self, out: EventSink, msg: Any, venue_seq: int | None) -> str:
+        """Decode one frame: diffs, trades and replies move state; the rest is counted."""
+        if not isinstance(msg, dict):
+            return "other"
+        kind = kind_of(msg)
+        if kind == "reply":
+            return self._reply(out, msg)
+        if str(msg.get("s", "")).upper() != self.symbol:
+            return "other"
+        if kind == "depthUpdate":
+            return self._diff(out, msg)
+        if kind == "trade":
+            e, t = _int(msg.get("E")), _int(msg.get("t"))
+            # m: the buyer was the maker, so the seller took (gemini.md section 3.3).
+            side = -1 if msg.get("m") is True else 1
+            out.trade(msg["p"], msg["q"], side, t, None if e is None else epoch_ns(e), False)
+            return "trade"
+        return kind or "other"
+
+    def _load(self, out: EventSink, bids: Any, asks: Any, exch: int | None, snapshot: bool) -> None:
+        for side, levels in ((BID, bids), (ASK, asks)):
+            for price, size in levels or ():
+                out.change(side, price, size, exch, snapshot)
+
+    def _snapshot(self, out: EventSink, bids: Any, asks: Any, exch: int | None, last: int) -> None:
+        out.control(OP_CLEAR)
+        self._load(out, bids, asks, exch, True)
+        out.control(OP_VALID)
+        self._expect_snapshot = False
+        self._last, self._prev_ts = last, out.ts
+
+    def _diff(self, out: EventSink, msg: dict[str, Any]) -> str:
+        first, last, e = _int(msg.get("U")), _int(msg.get("u")), _int(msg.get("E"))
+        if first is None or last is None:
+            return "other"
+        exch = None if e is None else epoch_ns(e)
+        if self._expect_snapshot:
+            self._snapshot(out, msg.get("b"), msg.get("a"), exch, last)
+            return "snapshot"
+        if self._last is None:
+            return "unsynced"
+        if last <= self._last:
+            return "stale"
+        if first > self._last + 1:
+            out.seq_break(self._prev_ts, self._last + 1, first)
+            out.control(OP_INVALID)
+            self._last = None
+            return "depthUpdate"
+        self._load(out, msg.get("b"), msg.get("a"), exch, False)
+        self._last, self._prev_ts = last, out.ts
+        return "depthUpdate"
+
+    def _reply(self, out: EventSink, msg: dict[str, Any]) -> str:
+        rid = _request_id(msg)
+        if rid in self._subscribes:
+            self._subscribes.discard(rid)
+            if msg.get("status") != 200:
+                return "refused"
+            # The next diff frame of the symbol is the subscription's snapshot.
+            self._expect_snapshot = True
+            return "reply"
+        if rid in self._depths:
+            self._depths.discard(rid)
+            result = msg.get("result")
+            if not isinstance(result, dict) or (last := _int(result.get("lastUpdateId"))) is None:
+                return "refused" if msg.get("status") != 200 else "other"
+            if self._last is not None and last <= self._last:
+                return "depth"
+            self._snapshot(out, result.get("bids"), result.get("asks"), None, last)
+            return "depth"
+        return "reply"
