@@ -241,7 +241,10 @@ def record_cmd(
     venue: Annotated[str | None, typer.Option(help="Venue (gemini).")] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="v1: a connection per symbol; v2: one connection for all (default v1)."),
+        typer.Option(
+            help="ws: the current API, one connection for all (default); "
+            "v1: a connection per symbol; v2: one connection for all (v1, v2 archived)."
+        ),
     ] = None,
     snapshot_every: Annotated[
         str | None, typer.Option(help="REST book snapshot interval; 0 = off (default 60s).")
@@ -255,7 +258,10 @@ def record_cmd(
     ] = None,
     data: DataOpt = None,
     url: Annotated[
-        str | None, typer.Option(help="Websocket base URL (default wss://api.gemini.com).")
+        str | None,
+        typer.Option(
+            help="Websocket base URL (default wss://ws.gemini.com; v1/v2 wss://api.gemini.com)."
+        ),
     ] = None,
     rest_url: Annotated[
         str | None, typer.Option(help="REST base URL (default https://api.gemini.com).")
@@ -488,7 +494,7 @@ def import_lines_cmd(
 @app.command("demo")
 def demo_cmd(
     duration: Annotated[str, typer.Option(help="How long to record.")] = "20s",
-    protocol: Annotated[str, typer.Option(help="Gemini protocol to record: v1 or v2.")] = "v1",
+    protocol: Annotated[str, typer.Option(help="Gemini protocol to record: v1, v2 or ws.")] = "v1",
     symbols: Annotated[str, typer.Option(help="Comma-separated symbols.")] = "BTCUSD,ETHUSD",
     faults: Annotated[
         bool, typer.Option("--faults/--no-faults", help="Inject faults so gaps show up.")
@@ -502,8 +508,8 @@ def demo_cmd(
 
     from tickrec.demo import DemoConfig, run_demo
 
-    if protocol not in ("v1", "v2"):
-        raise UsageError(f"--protocol: use v1 or v2, not {protocol!r}")
+    if protocol not in ("v1", "v2", "ws"):
+        raise UsageError(f"--protocol: use v1, v2 or ws, not {protocol!r}")
     config = DemoConfig(
         data=Path(data),
         duration=parse_duration(duration, "--duration"),

@@ -39,10 +39,10 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
     from tickrec.sim import FaultConfig, SimConfig, Simulator
 
     # Faults that show each kind of gap in a short run: an abrupt close, and on
-    # v1 a few dropped frames (socket_sequence breaks) and one stall.
+    # v1 and ws a few dropped frames (sequence breaks) and one stall.
     faults = (
         FaultConfig(
-            drop=0.002 if config.protocol == "v1" else 0.0,
+            drop=0.002 if config.protocol in ("v1", "ws") else 0.0,
             close_every=config.duration * 0.45,
             abrupt=True,
             stall_for=3.0,
