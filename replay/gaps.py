@@ -22,8 +22,9 @@ ns and a human ``detail``:
     is not trusted inside it.
 ``snapshot_mismatch``
     A stored REST book disagreed with every valid book state in its
-    ``[sent_ts, recv_ts]`` window, extended by up to ``REST_WS_LAG_NS`` while
-    the same connection goes on. It lasts from
+    ``[sent_ts, recv_ts + REST_WS_LAG_NS]`` window, the book being valid at
+    ``sent_ts`` and its connection lasting the whole window (see
+    :data:`REST_WS_LAG_NS`). It lasts from
     ``sent_ts`` until the book is confirmed again: a later REST book that
     matches, a new snapshot, a loss of the connection, or the end of the
     data.
@@ -74,10 +75,14 @@ KINDS = ("disconnect", "sequence", "silence", "snapshot_mismatch", "crossed", "j
 #: delivering the state the reply shows. The two travel separately: a reply
 #: built after engine event E can arrive before the websocket frame of E
 #: (seen on loopback with sub-millisecond margins), so the window of book
-#: states a reply is compared with extends this far past ``recv_ts``, but
-#: not past the end of the connection (after a loss or reset the frames that
-#: would have shown that state are gone). A book that is really wrong never
-#: reaches the reply's state, so this does not hide a mismatch.
+#: states a reply is compared with extends this far past ``recv_ts``. When
+#: the connection ends sooner (a loss or reset), the frames that would have
+#: shown that state may be gone with it; when the book was not yet valid at
+#: ``sent_ts``, the reply may show a state from before the stream's snapshot.
+#: A disagreement is then inconclusive and is not reported (an agreement
+#: still confirms the book). A book that is really wrong never reaches the
+#: reply's state, so the allowance does not hide a mismatch on a connection
+#: that stays up.
 REST_WS_LAG_NS = 1_000_000_000
 #: Gap kinds that make the book invalid strictly inside them (``crossed`` is
 #: applied per book state instead).
@@ -173,15 +178,18 @@ def _window_end(recv: int, conn_ends: I64) -> int:
     return lagged if end is None else max(recv, min(lagged, end - 1))
 
 
-def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, conn_ends: I64, last: int) -> list[Gap]:
+def _mismatch_gaps(
+    dec: Decoded, timeline: Rows, snaps: I64, losses: I64, conn_ends: I64, last: int
+) -> list[Gap]:
     if not dec.rest:
         return []
     order = sorted(range(len(dec.rest)), key=lambda k: (dec.rest[k].sent, k))
     rest = [dec.rest[k] for k in order]
+    ends = np.array([_window_end(r.recv, conn_ends) for r in rest], np.int64)
     best, states = rest_min_diff(
         dec.ops,
         np.array([r.sent for r in rest], np.int64),
-        np.array([_window_end(r.recv, conn_ends) for r in rest], np.int64),
+        ends,
         [r.bid_px for r in rest],
         [r.bid_sz for r in rest],
         [r.ask_px for r in rest],
@@ -189,8 +197,10 @@ def _mismatch_gaps(dec: Decoded, snaps: I64, losses: I64, conn_ends: I64, last: 
     )
     matches = np.array(sorted(r.sent for r, b in zip(rest, best, strict=True) if b == 0), np.int64)
     gaps = []
-    for r, b, n in zip(rest, best, states, strict=True):
-        if b <= 0:
+    at_sent = np.searchsorted(timeline.ts, [r.sent for r in rest], "right") - 1
+    for r, b, n, w_end, k in zip(rest, best, states, ends.tolist(), at_sent, strict=True):
+        conclusive = k >= 0 and timeline.valid[k] and w_end >= r.recv + REST_WS_LAG_NS
+        if b <= 0 or not conclusive:
             continue
         end = _earliest(
             _first_after(matches, r.sent),
@@ -239,7 +249,7 @@ def analyze(dec: Decoded, timeline: Rows, silence_ns: int) -> list[Gap]:
             gaps.append(Gap("disconnect", m.ts, end, _lost_detail(m)))
     gaps += _sequence_gaps(dec, snaps, conn_ends, last)
     gaps += _silence_gaps(dec, silence_ns)
-    gaps += _mismatch_gaps(dec, snaps, losses, conn_ends, last)
+    gaps += _mismatch_gaps(dec, timeline, snaps, losses, conn_ends, last)
     gaps += _crossed_gaps(timeline, last, dec.price_scale)
     for m in dec.markers:
         if m.kind in LOSS_SPAN_EVENTS:

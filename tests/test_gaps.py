@@ -396,3 +396,23 @@ def test_rest_reply_during_a_disconnect_is_not_held_against_the_next_connection(
     f.initial(3, {"100.00": "8"}, {"101.00": "1"})
     f.heartbeat(4)
     assert gaps(f.day()) == [("disconnect", at(2), at(3))]
+
+
+def test_rest_reply_just_before_the_connection_ends_is_inconclusive():
+    """When the feed ends within the lag allowance, the frames that would confirm are gone."""
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.rest(2.0, 2.1, {"100.00": "2"}, {"101.00": "1"})  # its frame never arrives
+    f.event(2.5, "disconnect", code=1000, reason="", why="closed by server")
+    f.reconnect()
+    f.heartbeat(3)
+    assert gaps(f.day()) == [("disconnect", at(2.5), at(3))]
+
+
+def test_rest_reply_taken_before_the_stream_snapshot_is_inconclusive():
+    """A reply sent while the book was still unknown may show a state the stream never will."""
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.rest(0.9, 1.2, {"100.00": "3"}, {"101.00": "1"})  # taken before the snapshot's state
+    f.heartbeat(3)
+    assert gaps(f.day()) == []
