@@ -52,6 +52,7 @@ def sim_day(tmp_path_factory: pytest.TempPathFactory) -> Day:
         record(
             RecordConfig(
                 symbols=("BTCUSD",),
+                protocol="v1",
                 url=sim.ws_url,
                 rest_url=sim.rest_url,
                 data=str(root),
