@@ -449,9 +449,7 @@ class Journal:
         self._disk_timeout_ns = int(disk_timeout * 1e9)
         self._lock = threading.Lock()
         self._next_seq = 0
-        self._last_written_seq = -1
-        self.durable_seq = -1
-        self._backlog: deque[tuple[int, bytes]] = deque()
+        self._backlog: deque[bytes] = deque()
         self._trouble: _DiskTrouble | None = None
         self.fatal: JournalError | None = None
         self._closed = False
@@ -489,11 +487,6 @@ class Journal:
         return seg
 
     # -- appending
-
-    @property
-    def next_seq(self) -> int:
-        """The ``seq`` the next appended row will get."""
-        return self._next_seq
 
     def append(
         self,
@@ -535,14 +528,14 @@ class Journal:
             ):
                 rotated = self._rotate_locked(recv_ns)
             self._next_seq = seq + 1
-            self._write_locked(seq, data)
+            self._write_locked(data)
         if rotated is not None:
             self._finish(rotated)
         return seq
 
-    def _write_locked(self, seq: int, data: bytes) -> None:
+    def _write_locked(self, data: bytes) -> None:
         if self._backlog:
-            self._hold_locked(seq, data)
+            self._hold_locked(data)
             return
         try:
             self._seg.write(data)
@@ -553,13 +546,12 @@ class Journal:
                 errno.errorcode.get(exc.errno or 0, "?"),
                 exc,
             )
-            self._hold_locked(seq, data)
+            self._hold_locked(data)
             return
         self._seg.records += 1
-        self._last_written_seq = seq
 
-    def _hold_locked(self, seq: int, data: bytes) -> None:
-        self._backlog.append((seq, data))
+    def _hold_locked(self, data: bytes) -> None:
+        self._backlog.append(data)
         trouble = self._trouble
         assert trouble is not None
         trouble.records += 1
@@ -583,9 +575,8 @@ class Journal:
         if trouble is None:
             return None
         while self._backlog:
-            seq, data = self._backlog[0]
             try:
-                self._seg.write(data)
+                self._seg.write(self._backlog[0])
             except OSError as exc:
                 trouble.error = exc
                 if self._clock() - trouble.since_ns > self._disk_timeout_ns:
@@ -593,7 +584,6 @@ class Journal:
                 return None
             self._backlog.popleft()
             self._seg.records += 1
-            self._last_written_seq = seq
         self._trouble = None
         now = self._clock()
         log.warning(
@@ -652,10 +642,8 @@ class Journal:
             if not self._backlog and now >= self._rotate_at:
                 rotated = self._rotate_locked(now)
             fd = os.dup(self._seg.fd)
-            upto = self._last_written_seq
         try:
             os.fsync(fd)
-            self.durable_seq = upto
         except OSError as exc:
             log.error("journal fsync failed: %s", exc)
         finally:
