@@ -131,9 +131,11 @@ def convert_segment(
 class Converter:
     """A background thread that converts closed segments of a live run, in order.
 
-    A conversion that fails (the disk is full, say) is retried with backoff;
-    the segment stays on disk meanwhile, so nothing is lost if the process
-    dies: recovery converts it later.
+    A conversion that fails with an OS error (the disk is full, say) is
+    retried with backoff; the segment stays on disk meanwhile, so nothing is
+    lost if the process dies: recovery converts it later. A segment that fails
+    any other way would fail again: it is left in the journal, listed in
+    :attr:`failed`, and the thread goes on with the next one.
     """
 
     def __init__(
@@ -168,9 +170,13 @@ class Converter:
                 )
                 return True
             result = convert_segment(self.root, scan)
-        except (OSError, JournalError) as exc:
+        except OSError as exc:  # the disk may take it later
             log.error("writing Parquet from %s failed: %s", segment, exc)
             return False
+        except Exception as exc:  # would fail the same way again; the thread must go on
+            self.failed.append((segment, f"{type(exc).__name__}: {exc}"))
+            log.exception("cannot write Parquet from %s; left for recovery", segment)
+            return True
         if self._on_done is not None:
             self._on_done(result)
         return True

@@ -20,7 +20,7 @@ from recorder.journal import (
 )
 from recorder.recovery import recover
 from recorder.rotation import NS_PER_DAY, next_rotation_ns
-from recorder.writer import convert_segment
+from recorder.writer import Converter, convert_segment
 from tickrec import contract
 
 SYMS = ("BTCUSD", "ETHUSD")
@@ -252,3 +252,21 @@ def test_size_rotation_and_empty_segments(tmp_path: Path) -> None:
 def test_journal_refuses_bad_names(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="invalid run id"):
         RunMeta("../x", "gemini", "gemini.v1", SYMS)
+
+
+def test_converter_survives_a_segment_it_cannot_write(tmp_path: Path) -> None:
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed)
+    j.append(T0 + MIN, 1, "gemini.v2", "bogus", "{}", ("BTCUSD",))  # not a contract source
+    j.rotate()
+    sent = _append_sample(j, 6)
+    j.close()
+    converter = Converter(tmp_path, retry_base=0.01)
+    for p in closed:
+        converter.submit(p)
+    failed = converter.close(retry_for=5.0)
+    assert [(p, "unknown source" in why) for p, why in failed] == [(closed[0], True)]
+    assert closed[0].exists() and not closed[1].exists()  # the bad one is left for recovery
+    assert [r["payload"] for r in _rows(tmp_path, "ETHUSD")] == [
+        p for _, p, s in sent if "ETHUSD" in s
+    ]
