@@ -1,4 +1,4 @@
-"""``python -m bench``: every measurement of issue 8 in one run, as a table of medians.
+"""``python -m bench``: every measurement of the suite in one run, as a table of medians.
 
 Usage::
 
@@ -42,7 +42,7 @@ from tickrec.contract import read_partition
 
 GIB = 1 << 30
 
-# Targets (issue 8).
+# Targets.
 DECODE_MSGS = 1.5e6
 REBUILD_CHANGES = 20e6
 PEER_FACTOR = 5.0
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if row.skipped:
                     break
 
-    naive = _PeerRow("naive (seed lesson)")
+    naive = _PeerRow("naive (dict + sorted)")
     rows.append(naive)
     if "naive" in skip:
         naive.skipped = "skipped by --skip"

@@ -9,7 +9,7 @@ Each peer does the same two jobs on :class:`~bench.changes.Changes`:
 
 The peers:
 
-- ``naive``: the seed lesson's approach. It reads the raw payloads itself
+- ``naive``: the simplest book one would write. It reads the raw payloads itself
   (``json.loads`` per message), keeps a ``dict`` per side keyed by the price
   string, and calls ``sorted()`` to read the top. Its timing includes that
   decoding. It is slow, so the harness runs it on a prefix of the day.
@@ -237,7 +237,7 @@ def _ob_bbo(c: _Flat) -> _Sums:
     return bp, bs, ap, as_
 
 
-# --- naive (the seed lesson) -------------------------------------------------------------
+# --- naive --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ class NaiveInput:
 
 
 def _naive_top(book: dict[str, str], n: int, best_high: bool) -> list[tuple[str, str]]:
-    """The lesson's way to read the top: sort the whole side."""
+    """The naive way to read the top: sort the whole side."""
     return sorted(book.items(), key=lambda kv: float(kv[0]), reverse=best_high)[:n]
 
 

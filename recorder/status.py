@@ -3,10 +3,9 @@
 Per symbol: messages per second since the last line, age of the last message
 (heartbeats count: silence is what matters), reconnects, sequence gaps, and
 the latency of the last REST snapshot. Over the run: exchange-to-local
-latency percentiles, ``recv_ts - exch_ts``, which the seed lesson measured by
-comparing the exchange timestamp with the local clock. Gemini's exchange
-times are in milliseconds (gemini.md sections 1 and 2), so the figures are
-good to about a millisecond.
+latency percentiles, ``recv_ts - exch_ts``: the exchange timestamp compared
+with the local clock. Gemini's exchange times come in milliseconds or finer
+(gemini.md sections 1 to 3), so the figures are good to about a millisecond.
 """
 
 from __future__ import annotations
