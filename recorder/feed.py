@@ -165,14 +165,17 @@ class Connection(threading.Thread):
         """Drop the connection if nothing has arrived for ``stale_after`` seconds."""
         silent = now - self.last_recv
         quiet = self.settings.stale_after / 3
-        if self.ping is not None and silent >= quiet and now - self._pinged >= quiet:
-            self._pinged = now
-            self._send_ping(self.ping(next(self._pings)))
-        with self._ws_lock:
-            if self._ws is None or self._why is not None or silent < self.settings.stale_after:
-                return
-            self._why = f"stale: nothing received for {silent:.1f} s"
-        self._event("stale", silent_s=round(silent, 3))
+        try:
+            if self.ping is not None and silent >= quiet and now - self._pinged >= quiet:
+                self._pinged = now
+                self._send_ping(self.ping(next(self._pings)))
+            with self._ws_lock:
+                if self._ws is None or self._why is not None or silent < self.settings.stale_after:
+                    return
+                self._why = f"stale: nothing received for {silent:.1f} s"
+            self._event("stale", silent_s=round(silent, 3))
+        except JournalError:
+            return  # the journal gave up; the run's supervisor (our caller) reports it and stops
         self.abort()
 
     def _send_ping(self, message: str) -> None:

@@ -17,6 +17,7 @@ the journal for ``tickrec recover``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
@@ -37,7 +38,7 @@ from recorder.rest import SnapshotPoller
 from recorder.status import Stats
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
-from tickrec.errors import ProtocolError, UsageError
+from tickrec.errors import JournalError, ProtocolError, UsageError
 from tickrec.venues import gemini_v1, gemini_v2, gemini_ws
 
 __all__ = [
@@ -307,35 +308,40 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     )
     end_ns = stop_time_ns(start_ns, config.duration, config.until)
     why: list[str] = []
-    with _signals_set(stop, why):
-        for c in conns:
-            c.start()
-        if poller is not None:
-            poller.start()
-        next_status = time.monotonic() + config.status_every
-        while not stop.wait(0.1):
-            now = time.monotonic()
+    try:
+        with _signals_set(stop, why):
             for c in conns:
-                c.check_stale(now)
-            if journal.fatal is not None:
-                why.append("journal failure")
-                break
-            if any(c.failure is not None for c in conns):
-                why.append("request refused")
-                break
-            if end_ns is not None and time.time_ns() >= end_ns:
-                why.append("duration" if config.duration is not None else "until")
-                break
-            if config.status_every and now >= next_status:
-                next_status = now + config.status_every
-                for line in stats.lines(time.time_ns()):
-                    log.info("%s", line)
+                c.start()
+            if poller is not None:
+                poller.start()
+            next_status = time.monotonic() + config.status_every
+            while not stop.wait(0.1):
+                now = time.monotonic()
+                for c in conns:
+                    c.check_stale(now)
+                if journal.fatal is not None:
+                    why.append("journal failure")
+                    break
+                if any(c.failure is not None for c in conns):
+                    why.append("request refused")
+                    break
+                if end_ns is not None and time.time_ns() >= end_ns:
+                    why.append("duration" if config.duration is not None else "until")
+                    break
+                if config.status_every and now >= next_status:
+                    next_status = now + config.status_every
+                    for line in stats.lines(time.time_ns()):
+                        log.info("%s", line)
+            stop.set()
+            result.stopped_by = why[0] if why else "stop requested"
+            _shut_down(conns, poller, journal, result.stopped_by)
+    finally:
+        # Even after an unexpected error: close the last segment, convert what
+        # can be, and drop the lock, so the journal is not held until exit.
         stop.set()
-        result.stopped_by = why[0] if why else "stop requested"
-        _shut_down(conns, poller, journal, result.stopped_by)
-    journal.close()
-    result.unconverted = converter.close()
-    journal.release()
+        journal.close()
+        result.unconverted = converter.close()
+        journal.release()
     for line in stats.lines(time.time_ns()):
         log.info("%s", line)
     if journal.fatal is not None:
@@ -349,7 +355,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
 def _shut_down(
     conns: list[Connection], poller: SnapshotPoller | None, journal: Journal, why: str
 ) -> None:
-    if journal.fatal is None:
+    with contextlib.suppress(JournalError):  # the journal gave up: the caller reports it
         journal.append(
             time.time_ns(),
             RUN_CONN_ID,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +13,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from recorder.feed import Connection, ConnectLimiter
+from recorder.journal import Journal, RunMeta
 from recorder.record import RecordConfig, RecordResult, record
+from recorder.status import Stats
 from tickrec import contract
+from tickrec.errors import JournalError
 from tickrec.sim import Simulator
+from tickrec.venues import gemini_ws
 
 SYMS = ("BTCUSD", "ETHUSD")
 Rows = list[dict[str, Any]]
@@ -240,3 +248,38 @@ def test_table_matches_the_contract(sim_factory: Callable[..., Simulator], tmp_p
     table = ds.dataset(tmp_path / "data" / "raw", partitioning="hive").to_table()
     assert set(table.column("source").to_pylist()) == {"ws", "ws_sent", "rest", "event"}
     assert table.schema.field("recv_ts").type == pa.timestamp("ns", tz="UTC")
+
+
+def test_watchdog_after_the_journal_gave_up_leaves_the_stop_to_the_run(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The run's loop calls check_stale before it looks at journal.fatal; a keepalive
+    # ping or stale event written then must not raise past it (the run would end
+    # without closing its journal or converter).
+    journal = Journal(tmp_path, RunMeta("run-fatal", "gemini", gemini_ws.PROTOCOL, ("BTCUSD",)))
+    stop = threading.Event()
+    conn = Connection(
+        gemini_ws.stream_url(sim.ws_url),
+        gemini_ws.PROTOCOL,
+        ("BTCUSD",),
+        journal,
+        Stats(("BTCUSD",)),
+        ConnectLimiter(),
+        itertools.count(1).__next__,
+        stop,
+        ping=gemini_ws.ping,
+    )
+    conn.start()
+    try:
+        deadline = time.monotonic() + 10
+        while conn._ws is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert conn._ws is not None
+        journal.fatal = JournalError("cannot write the journal")
+        conn.check_stale(time.monotonic() + 60)  # silent long enough to ping and to be stale
+    finally:
+        stop.set()
+        conn.abort()
+        conn.join(5)
+        journal.close()
+        journal.release()
