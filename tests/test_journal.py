@@ -22,6 +22,7 @@ from recorder.recovery import recover
 from recorder.rotation import NS_PER_DAY, next_rotation_ns
 from recorder.writer import Converter, convert_segment
 from tickrec import contract
+from tickrec.errors import UsageError
 
 SYMS = ("BTCUSD", "ETHUSD")
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
@@ -245,12 +246,13 @@ def test_size_rotation_and_empty_segments(tmp_path: Path) -> None:
     j.rotate()  # an empty segment is deleted, not handed over
     j.close()
     assert len(closed) > 3
-    total = sum(len(scan_segment(p).records) for p in closed)
-    assert total == 60
+    counts = [len(scan_segment(p).records) for p in closed]
+    assert sum(counts) == 60 and 0 not in counts
+    assert [p for _, p in list_segments(j.dir)] == closed  # the empty one is gone from disk too
 
 
 def test_journal_refuses_bad_names(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="invalid run id"):
+    with pytest.raises(UsageError, match="invalid run id"):
         RunMeta("../x", "gemini", "gemini.v1", SYMS)
 
 
