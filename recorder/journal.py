@@ -457,6 +457,7 @@ class Journal:
         try:
             self._seg = self._open_segment(1, self._clock())
         except OSError as exc:
+            os.close(self._lock_fd)  # the empty run directory is left for recovery to remove
             raise JournalError(f"cannot create journal segment in {self.dir}: {exc}") from exc
         self._stop = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="journal-flush", daemon=True)
