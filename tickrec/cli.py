@@ -141,8 +141,9 @@ def sim_cmd(
 ) -> None:
     """Serve a local Gemini-compatible exchange on loopback until Ctrl-C.
 
-    Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata and REST
-    at /v1/book, /v1/trades, /v1/symbols, from one seeded order flow.
+    The current WebSocket API at /, market data v1 at /v1/marketdata/{symbol},
+    v2 at /v2/marketdata and REST at /v1/book, /v1/trades, /v1/symbols, from
+    one seeded order flow.
     """
     import logging
     from pathlib import Path
@@ -193,6 +194,7 @@ def sim_cmd(
 
     def ready(ws_url: str, rest_url: str) -> None:
         names = ", ".join(s.lower() for s in config.symbols)
+        typer.echo(f"current API:    {ws_url}/")
         typer.echo(f"market data v1: {ws_url}/v1/marketdata/{{symbol}}  ({names})")
         typer.echo(f"market data v2: {ws_url}/v2/marketdata")
         typer.echo(
