@@ -59,9 +59,12 @@ _FIELDS = {f.name for f in dataclasses.fields(RecordConfig)} - {"extra"}
 def parse_until(text: str) -> dt.time:
     """A UTC wall-clock time ``HH:MM`` (or ``HH:MM:SS``)."""
     try:
-        return dt.time.fromisoformat(text.strip())
+        at = dt.time.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"until: cannot read {text!r} as a UTC time HH:MM") from None
+    if at.tzinfo is not None:
+        raise UsageError(f"until: {text!r} has a UTC offset; give the time in UTC, as HH:MM")
+    return at
 
 
 def _value(name: str, value: Any, where: str) -> Any:

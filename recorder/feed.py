@@ -35,6 +35,7 @@ Staying up:
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import time
@@ -53,6 +54,8 @@ from tickrec.venues.gemini_v1 import Gap
 from tickrec.venues.gemini_ws import UpdateTracker, parse_reply
 
 __all__ = ["ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
+
+log = logging.getLogger("tickrec.recorder")
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,11 @@ class Connection(threading.Thread):
             if self._halt.is_set():
                 self.close("shutdown")
             received = self._read(ws)
-        except (websocket.WebSocketException, OSError) as exc:
+        except JournalError:
+            raise
+        except Exception as exc:  # anything ends this connection, never the capture
+            if not isinstance(exc, (websocket.WebSocketException, OSError)):
+                log.exception("connection %d to %s failed unexpectedly", self.conn_id, self.url)
             why = self._why or f"{type(exc).__name__}: {exc}"
             self._event("disconnect", code=None, reason=None, why=why)
         finally:

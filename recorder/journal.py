@@ -646,7 +646,16 @@ class Journal:
         try:
             os.fsync(fd)
         except OSError as exc:
-            log.error("journal fsync failed: %s", exc)
+            # After a failed fsync Linux may drop the dirty pages and report
+            # success next time, so records already acknowledged could vanish
+            # unseen: stop the run rather than trust the journal any further.
+            with self._lock:
+                if self.fatal is None:
+                    self.fatal = JournalError(
+                        f"cannot fsync the journal in {self.dir}: {exc}; records since the "
+                        "last good fsync may be lost: check the disk, then run `tickrec recover`"
+                    )
+                    log.error("%s", self.fatal)
         finally:
             os.close(fd)
         if rotated is not None:

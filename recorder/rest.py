@@ -14,6 +14,7 @@ refused, 4xx, 5xx) is a ``rest_error`` event row, and streaming goes on.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -26,6 +27,8 @@ from tickrec.errors import JournalError
 from tickrec.venues.gemini_rest import PROTOCOL, book_url, retry_after_seconds
 
 __all__ = ["SnapshotPoller"]
+
+log = logging.getLogger("tickrec.recorder")
 
 _DEFAULT_RETRY_AFTER = 5.0
 _MAX_ERROR_BODY = 2000
@@ -65,7 +68,14 @@ class SnapshotPoller(threading.Thread):
             for symbol in self.symbols:
                 if self._halt.wait(max(0.0, next_request - time.monotonic())):
                     return
-                pause = self._fetch(session, symbol)
+                try:
+                    pause = self._fetch(session, symbol)
+                except JournalError:
+                    raise
+                except Exception as exc:  # a surprise fails one snapshot, never the poller
+                    log.exception("REST snapshot of %s failed unexpectedly", symbol)
+                    self._error(symbol, time.time_ns(), error=f"{type(exc).__name__}: {exc}")
+                    pause = 0.0
                 next_request = time.monotonic() + max(self.min_gap, pause)
             next_round = max(next_round + self.every, time.monotonic())
             if self._halt.wait(max(0.0, next_round - time.monotonic())):

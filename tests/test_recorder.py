@@ -283,3 +283,40 @@ def test_watchdog_after_the_journal_gave_up_leaves_the_stop_to_the_run(
         conn.join(5)
         journal.close()
         journal.release()
+
+
+def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception (a codec bug, say) while reading or polling is recorded and
+    survived: the connection is replaced and REST polling goes on, instead of the thread dying
+    while the run keeps going and records nothing."""
+    import recorder.feed
+    import recorder.rest
+
+    real_header, real_url = recorder.feed.header_of, recorder.rest.book_url
+    calls = itertools.count()
+
+    def header_once_broken(protocol: str, text: str) -> Any:
+        if next(calls) == 20:
+            raise RuntimeError("codec bug")
+        return real_header(protocol, text)
+
+    urls = itertools.count()
+
+    def url_once_broken(base: str, symbol: str, depth: int) -> str:
+        if next(urls) == 0:
+            raise RuntimeError("url bug")
+        return real_url(base, symbol, depth)
+
+    monkeypatch.setattr(recorder.feed, "header_of", header_once_broken)
+    monkeypatch.setattr(recorder.rest, "book_url", url_once_broken)
+    sim = sim_factory(symbols=SYMS[:1])
+    _record(sim, tmp_path, symbols=SYMS[:1], protocol="v1", duration=2.0, snapshot_every=0.3)
+    rows = _rows(tmp_path, SYMS[0])
+    [broken] = [e for e in _events(rows, "disconnect") if "codec bug" in str(e.get("why"))]
+    later = [r for r in rows if r["source"] == "ws" and r["conn_id"] > broken["conn_id"]]
+    assert later, "capture went on on a new connection"
+    [rest_error] = [e for e in _events(rows, "rest_error") if "url bug" in str(e.get("error"))]
+    assert rest_error["symbol"] == SYMS[0]
+    assert [r for r in rows if r["source"] == "rest"], "REST polling went on"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.config import build_config
+from recorder.config import build_config, parse_until
 from recorder.feed import backoff_delay
 from recorder.record import RecordConfig, stop_time_ns
 from recorder.status import Stats, percentiles
@@ -63,6 +63,9 @@ def test_until_is_the_next_occurrence_in_utc() -> None:
     assert stop_time_ns(at_0930, None, dt.time(9, 0)) == T0 + 33 * 3600 * 10**9  # tomorrow
     assert stop_time_ns(at_0930, 60.0, dt.time(10, 0)) == at_0930 + 60 * 10**9
     assert stop_time_ns(at_0930, None, None) is None
+    assert parse_until("23:59") == dt.time(23, 59)
+    with pytest.raises(UsageError, match="UTC offset"):
+        parse_until("10:00+02:00")  # would otherwise stop two hours late
 
 
 def test_config_checks_values() -> None:
