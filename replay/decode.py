@@ -26,18 +26,31 @@ could step back; the time used for the book is the running maximum of
 ``recv_ts``, so "the book after every message with ``recv_ts <= T``" stays
 well defined and the result is still a pure function of the files.
 
-Prices and sizes are interned as strings while reading and converted once, at
-the end, at the partition's own scale (:mod:`replay.ticks`).
+Prices and sizes are kept as exact ``(mantissa, decimals)`` pairs while
+reading and brought to the partition's own scale once, at the end
+(:mod:`replay.ticks`).
+
+Streaming. :class:`PartitionDecoder` takes the rows one record batch at a
+time, so a day never has to sit in memory as text; :func:`decode` feeds it
+a whole table. Runs of received rows of one connection go to the stream's
+:meth:`~replay.venues.sink.RunDecoder.decode_run` when it has one (Gemini
+v1: a compiled scanner over the payload bytes), and row by row through
+``orjson`` and ``on_message`` otherwise, or for any message the run decoder
+declines. Both paths give the same events, so the output does not depend on
+which path a message took, nor on how the rows were split into batches.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from replay.events import (
     NO_ID,
@@ -52,12 +65,15 @@ from replay.events import (
     SeqBreak,
     Trades,
 )
-from replay.ticks import StringTable
+from replay.ticks import pair_of, rescale
 from replay.venues import CONFLATED, STREAMS, VenueStream
 from replay.venues.gemini_rest import parse_book
+from replay.venues.sink import OP_ROWS, TRADE_ROWS, Batch, RawRows, RunDecoder
 from tickrec.errors import DatasetError
 
-__all__ = ["LOSS_EVENTS", "LOSS_SPAN_EVENTS", "decode"]
+__all__ = ["LOSS_EVENTS", "LOSS_SPAN_EVENTS", "PartitionDecoder", "decode", "last_ws_rows"]
+
+I64 = npt.NDArray[np.int64]
 
 #: Recorder events that end a connection when no message follows them on it.
 LOSS_EVENTS = frozenset({"disconnect", "error", "stale", "shutdown"})
@@ -69,65 +85,98 @@ LOSS_SPAN_EVENTS = {
     "disk_error": ("since_ns", "resumed_ns"),
 }
 
+# Row sources as the decoder routes them; any other source is a received message.
+_RECEIVED, _SENT, _REST, _EVENT = 0, 1, 2, 3
+_SOURCES = {"ws_sent": _SENT, "rest": _REST, "event": _EVENT}
 
-def _i64(values: array[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    return np.frombuffer(values, dtype=np.int64).copy() if len(values) else np.zeros(0, np.int64)
+# array typecodes of the OP_ROWS and TRADE_ROWS columns: decimals fit int32
+# (replay.ticks.pair_of), flags and sides int8.
+_OP_CODES = ("q", "q", "b", "b", "q", "i", "q", "i", "q", "b")
+_TRADE_CODES = ("q", "q", "q", "q", "i", "q", "i", "b", "q", "b")
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "q": np.dtype(np.int64),
+    "i": np.dtype(np.int32),
+    "b": np.dtype(np.int8),
+}
+
+RestRaw = tuple[int, int, int, list[tuple[str, str]], list[tuple[str, str]]]
 
 
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+class _Columns:
+    """Append-only typed columns, filled row by row or in blocks, kept in chunks."""
+
+    def __init__(self, names: Sequence[str], codes: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self._codes = tuple(codes)
+        self._rows = [array(c) for c in self._codes]
+        self._chunks: list[list[npt.NDArray[Any]]] = [[] for _ in self._codes]
+
+    def append(self, *values: int) -> None:
+        for col, value in zip(self._rows, values, strict=True):
+            col.append(value)
+
+    def _flush(self) -> None:
+        for k, col in enumerate(self._rows):
+            if len(col):
+                self._chunks[k].append(np.frombuffer(col, _DTYPES[col.typecode]).copy())
+                self._rows[k] = array(col.typecode)
+
+    def extend(self, block: I64) -> None:
+        """Append a block with one row per column (in :attr:`names` order)."""
+        if block.shape[1] == 0:
+            return
+        self._flush()
+        for k, code in enumerate(self._codes):
+            self._chunks[k].append(block[k].astype(_DTYPES[code]))
+
+    def take(self) -> dict[str, npt.NDArray[Any]]:
+        """Each column as one array; the chunks are released column by column."""
+        self._flush()
+        out = {}
+        for k, name in enumerate(self.names):
+            chunks, self._chunks[k] = self._chunks[k], []
+            dtype = _DTYPES[self._codes[k]]
+            out[name] = np.concatenate(chunks) if chunks else np.zeros(0, dtype)
+        return out
 
 
 class _Sink:
-    """Collects decoded events in compact arrays (the concrete :class:`EventSink`)."""
+    """Collects decoded events in columns (the concrete :class:`~replay.venues.sink.RunSink`)."""
 
     def __init__(self) -> None:
-        self.prices = StringTable()
-        self.sizes = StringTable()
         self.cur_ts = 0
         self.cur_grp = 0
         self.cur_conn = -1
-        # book operations
-        self.o_ts = array("q")
-        self.o_grp = array("q")
-        self.o_op = array("b")
-        self.o_side = array("b")
-        self.o_px = array("q")
-        self.o_sz = array("q")
-        self.o_exch = array("q")
-        self.o_snap = array("b")
-        # trades
-        self.t_ts = array("q")
-        self.t_grp = array("q")
-        self.t_exch = array("q")
-        self.t_px = array("q")
-        self.t_sz = array("q")
-        self.t_side = array("b")
-        self.t_tid = array("q")
-        self.t_hist = array("b")
+        self.ops = _Columns(OP_ROWS, _OP_CODES)
+        self.trades = _Columns(TRADE_ROWS, _TRADE_CODES)
         self.breaks: list[SeqBreak] = []
-        self.zero_px = self.prices.index("0")
-        self.zero_sz = self.sizes.index("0")
+        self.counts: dict[str, int] = {}
+        self._pairs: dict[str, tuple[int, int]] = {}
 
     @property
     def ts(self) -> int:
         return self.cur_ts
 
-    def _op(self, op: int, side: int, px: int, sz: int, exch: int | None, snap: bool) -> None:
-        self.o_ts.append(self.cur_ts)
-        self.o_grp.append(self.cur_grp)
-        self.o_op.append(op)
-        self.o_side.append(side)
-        self.o_px.append(px)
-        self.o_sz.append(sz)
-        self.o_exch.append(NO_TS if exch is None else exch)
-        self.o_snap.append(snap)
+    def pair(self, text: str) -> tuple[int, int]:
+        """Exact ``(mantissa, decimals)`` of a decimal string; each distinct one is parsed once."""
+        got = self._pairs.get(text)
+        if got is None:
+            if not isinstance(text, str):
+                raise DatasetError(f"not a decimal string: {text!r}")
+            got = self._pairs[text] = pair_of(text)
+        return got
+
+    def count(self, kind: str, n: int = 1) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + n
 
     def change(self, side: int, price: str, size: str, exch: int | None, snapshot: bool) -> None:
-        self._op(OP_SET, side, self.prices.index(price), self.sizes.index(size), exch, snapshot)
+        pm, pd = self.pair(price)
+        sm, sd = self.pair(size)
+        exch_ts = NO_TS if exch is None else exch
+        self.ops.append(self.cur_ts, self.cur_grp, OP_SET, side, pm, pd, sm, sd, exch_ts, snapshot)
 
     def control(self, op: int) -> None:
-        self._op(op, 0, self.zero_px, self.zero_sz, None, False)
+        self.ops.append(self.cur_ts, self.cur_grp, op, 0, 0, 0, 0, 0, NO_TS, False)
 
     def trade(
         self,
@@ -138,240 +187,356 @@ class _Sink:
         exch: int | None,
         historical: bool,
     ) -> None:
-        self.t_ts.append(self.cur_ts)
-        self.t_grp.append(self.cur_grp)
-        self.t_exch.append(NO_TS if exch is None else exch)
-        self.t_px.append(self.prices.index(price))
-        self.t_sz.append(self.sizes.index(size))
-        self.t_side.append(side)
-        self.t_tid.append(NO_ID if tid is None else tid)
-        self.t_hist.append(historical)
+        pm, pd = self.pair(price)
+        sm, sd = self.pair(size)
+        self.trades.append(
+            self.cur_ts,
+            self.cur_grp,
+            NO_TS if exch is None else exch,
+            pm,
+            pd,
+            sm,
+            sd,
+            side,
+            NO_ID if tid is None else tid,
+            historical,
+        )
 
     def seq_break(self, prev_ts: int, expected: int, got: int) -> None:
         self.breaks.append(
             SeqBreak(prev_ts, self.cur_ts, self.cur_grp, self.cur_conn, expected, got)
         )
 
+    def extend(self, batch: Batch) -> None:
+        self.ops.extend(batch.ops)
+        self.trades.extend(batch.trades)
+        for prev_ts, ts, grp, expected, got in batch.breaks.T.tolist():
+            self.breaks.append(SeqBreak(prev_ts, ts, grp, self.cur_conn, expected, got))
+        for kind, n in batch.counts.items():
+            self.count(kind, n)
 
-def _column(table: pa.Table, name: str) -> list[Any]:
-    col = table.column(name)
-    if pa.types.is_timestamp(col.type):
-        col = col.cast(pa.int64())
-    elif pa.types.is_dictionary(col.type):
-        col = col.cast(pa.string())
-    return col.to_pylist()
 
-
-def _load(payload: str) -> Any:
+def _load(payload: str | None) -> Any:
     try:
-        return orjson.loads(payload)
+        return orjson.loads(payload) if payload is not None else None
     except orjson.JSONDecodeError:
         return None
 
 
-def decode(table: pa.Table, symbol: str) -> Decoded:
-    """Decode the rows of one partition (a contract table in contract order)."""
-    n = table.num_rows
-    recv_raw = table.column("recv_ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    recv = np.maximum.accumulate(recv_raw) if n else recv_raw
-    run_ids = _column(table, "run_id")
-    conn_ids = _column(table, "conn_id")
-    protocols = _column(table, "protocol")
-    sources = _column(table, "source")
-    payloads = _column(table, "payload")
-    venue_seqs = _column(table, "venue_seq")
-    sent = _column(table, "sent_ts")
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    conn_number: dict[tuple[str, int], int] = {}
-    last_ws: dict[tuple[str, int], int] = {}
-    for i in range(n):
-        if sources[i] == "ws":
-            last_ws[(run_ids[i], conn_ids[i])] = i
 
-    sink = _Sink()
-    markers: list[Marker] = []
-    rest: list[tuple[int, int, int, list[tuple[str, str]], list[tuple[str, str]]]] = []
-    counts: dict[str, int] = {}
-    msg_ts = array("q")
-    msg_conn = array("q")
-    ws_protocols: set[str] = set()
-    stream: VenueStream | None = None
-    cur: tuple[str, int] | None = None
-    live = False
-    last_row_ts = 0
+def _dictionary(col: pa.Array) -> tuple[npt.NDArray[Any], list[Any]]:
+    """``(codes, values)`` of a string column (dictionary-encoded or not)."""
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col)
+    return col.indices.to_numpy(zero_copy_only=False), col.dictionary.to_pylist()
 
-    def mark(
-        i: int, kind: str, detail: str = "", start: int | None = None, end: int | None = None
+
+def _payload_buffers(col: pa.Array) -> tuple[npt.NDArray[np.uint8], npt.NDArray[Any]]:
+    """The bytes and offsets of a string column, without copying."""
+    if pa.types.is_large_string(col.type):
+        off_type: Any = np.int64
+    elif pa.types.is_string(col.type):
+        off_type = np.int32
+    else:
+        raise DatasetError(f"payload column has type {col.type}, not string")
+    _, offsets, data = col.buffers()
+    offs = np.frombuffer(offsets, off_type)[col.offset : col.offset + len(col) + 1]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return raw, offs
+
+
+def last_ws_rows(batches: Iterable[pa.RecordBatch]) -> dict[tuple[str, int], int]:
+    """Partition row index of the last ``ws`` row of each connection ``(run_id, conn_id)``.
+
+    Needs only the ``source``, ``run_id`` and ``conn_id`` columns, so a
+    streaming caller can compute it in a cheap first pass.
+    """
+    out: dict[tuple[str, int], int] = {}
+    offset = 0
+    for batch in batches:
+        src, src_values = _dictionary(batch.column("source"))
+        is_ws = np.asarray([v == "ws" for v in src_values], bool)
+        rows = np.flatnonzero(is_ws[src]) if len(src_values) else np.zeros(0, np.int64)
+        if len(rows):
+            run, run_values = _dictionary(batch.column("run_id"))
+            conn = batch.column("conn_id").to_numpy(zero_copy_only=False).astype(np.int64)
+            run_ws, conn_ws = run[rows], conn[rows]
+            # The last row of each stretch of one connection; later stretches overwrite.
+            ends = np.append((run_ws[1:] != run_ws[:-1]) | (conn_ws[1:] != conn_ws[:-1]), True)
+            for r in rows[ends].tolist():
+                out[(run_values[run[r]], int(conn[r]))] = offset + r
+        offset += batch.num_rows
+    return out
+
+
+class PartitionDecoder:
+    """Decodes one partition's rows, fed in contract order one record batch at a time."""
+
+    def __init__(self, symbol: str, last_ws: dict[tuple[str, int], int]) -> None:
+        """*last_ws* is :func:`last_ws_rows` of the same rows."""
+        self.symbol = symbol
+        self._last_ws = last_ws
+        self._sink = _Sink()
+        self._markers: list[Marker] = []
+        self._rest: list[RestRaw] = []
+        self._msgs = _Columns(("ts", "conn"), ("q", "q"))
+        self._protocols: set[str] = set()
+        self._conn_number: dict[tuple[str, int], int] = {}
+        self._stream: VenueStream | None = None
+        self._cur: tuple[str, int] | None = None
+        self._live = False
+        self._last_row_ts = 0
+        self._rows = 0
+        self._first_ns = 0
+        self._max_ns = 0
+
+    def _mark(
+        self, i: int, ts: int, kind: str, detail: str = "", span: tuple[int, int] | None = None
     ) -> None:
-        ts = int(recv[i])
-        markers.append(
-            Marker(
-                ts,
-                i,
-                kind,
-                sink.cur_conn,
-                detail,
-                ts if start is None else start,
-                ts if end is None else end,
-            )
-        )
+        start, end = span if span is not None else (ts, ts)
+        self._markers.append(Marker(ts, i, kind, self._sink.cur_conn, detail, start, end))
 
-    for i in range(n):
-        src = sources[i]
-        ts = int(recv[i])
-        sink.cur_ts, sink.cur_grp = ts, i
-        if src == "rest":
-            if protocols[i] == "gemini.rest":
-                levels = parse_book(_load(payloads[i]))
-                if levels is not None:
-                    s = sent[i] if sent[i] is not None else ts
-                    rest.append((min(int(s), ts), ts, i, levels[0], levels[1]))
-            continue
-        key = (run_ids[i], conn_ids[i])
-        if src == "event":
-            obj = _load(payloads[i])
-            kind = str(obj.get("event", "unknown")) if isinstance(obj, dict) else "unknown"
-            if kind in LOSS_SPAN_EVENTS and isinstance(obj, dict):
-                lo_key, hi_key = LOSS_SPAN_EVENTS[kind]
-                start = _int_or_none(obj.get(lo_key)) or ts
-                end = _int_or_none(obj.get(hi_key)) or ts
-                mark(i, kind, payloads[i], min(start, end), max(start, end))
+    def feed(self, batch: pa.RecordBatch) -> None:
+        """Decode the next rows (a record batch with the contract's columns)."""
+        n = batch.num_rows
+        if n == 0:
+            return
+        recv = np.maximum.accumulate(
+            batch.column("recv_ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        )
+        if self._rows:
+            recv = np.maximum(recv, self._max_ns)
+        else:
+            self._first_ns = int(recv[0])
+        grp0, self._rows, self._max_ns = self._rows, self._rows + n, int(recv[-1])
+
+        src_codes, src_values = _dictionary(batch.column("source"))
+        src = np.asarray([_SOURCES.get(v, _RECEIVED) for v in src_values], np.int8)[src_codes]
+        run, run_values = _dictionary(batch.column("run_id"))
+        proto, proto_values = _dictionary(batch.column("protocol"))
+        conn = batch.column("conn_id").to_numpy(zero_copy_only=False)
+        vseq_col = batch.column("venue_seq")
+        vseq_ok = vseq_col.is_valid().to_numpy(zero_copy_only=False)
+        vseq = vseq_col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        sent = batch.column("sent_ts").cast(pa.int64())
+        payload = batch.column("payload")
+        data, offsets = _payload_buffers(payload)
+        rows = RawRows(data, offsets, recv, vseq, vseq_ok, grp0)
+
+        # A run starts at every row that is not a received message, and wherever
+        # the connection or protocol changes; only run starts go through Python.
+        received = src == _RECEIVED
+        head = np.ones(n, bool)
+        head[1:] = (
+            ~received[1:]
+            | ~received[:-1]
+            | (run[1:] != run[:-1])
+            | (conn[1:] != conn[:-1])
+            | (proto[1:] != proto[:-1])
+        )
+        heads = np.flatnonzero(head)
+        ends = np.append(heads[1:], n)
+        sink = self._sink
+        for h, e in zip(heads.tolist(), ends.tolist(), strict=True):
+            i = grp0 + h
+            ts = int(recv[h])
+            sink.cur_ts, sink.cur_grp = ts, i
+            code = src[h]
+            protocol = proto_values[proto[h]]
+            if code == _REST:
+                if protocol == "gemini.rest":
+                    levels = parse_book(_load(payload[h].as_py()))
+                    if levels is not None:
+                        s = sent[h].as_py()
+                        s = ts if s is None else s
+                        self._rest.append((min(s, ts), ts, i, levels[0], levels[1]))
+                continue
+            key = (run_values[run[h]], int(conn[h]))
+            if code == _EVENT:
+                self._event(i, ts, key, payload[h].as_py())
+                continue
+            if key != self._cur:
+                self._connect(i, ts, key, protocol)
+            stream = self._stream
+            assert stream is not None
+            if code == _SENT:
+                self._last_row_ts = ts
+                stream.on_sent(sink, _load(payload[h].as_py()))
+                continue
+            self._last_row_ts = int(recv[e - 1])
+            self._msgs.extend(np.vstack((recv[h:e], np.full(e - h, sink.cur_conn, np.int64))))
+            if isinstance(stream, RunDecoder):
+                r = h
+                while r < e:
+                    r = stream.decode_run(sink, rows, r, e)
+                    if r < e:
+                        self._received(stream, rows, r, payload[r].as_py())
+                        r += 1
             else:
-                mark(i, kind, payloads[i])
-            # Run-level events (conn_id 0, e.g. shutdown) concern the run's open connection.
-            if (
-                kind in LOSS_EVENTS
-                and cur is not None
-                and live
-                and (key == cur or (conn_ids[i] == 0 and run_ids[i] == cur[0]))
-                and i > last_ws.get(cur, -1)
-            ):
-                sink.control(OP_CLEAR)
-                mark(i, "lost", kind)
-                live = False
-            continue
-        if key != cur:
-            if cur is not None and live:
-                # The old connection ended without an event (a crash): lost at its last row.
-                markers.append(
-                    Marker(
-                        last_row_ts,
-                        i,
-                        "lost",
-                        sink.cur_conn,
-                        "no disconnect event",
-                        last_row_ts,
-                        last_row_ts,
-                    )
-                )
-            sink.cur_conn = conn_number.setdefault(key, len(conn_number))
-            stream_cls = STREAMS.get(protocols[i])
-            if stream_cls is None:
-                raise DatasetError(
-                    f"row {i}: protocol {protocols[i]!r} is not supported by replay "
-                    f"(supported: {', '.join(sorted(STREAMS))})"
-                )
-            ws_protocols.add(protocols[i])
-            stream = stream_cls(symbol)
-            cur, live = key, True
-            sink.control(OP_CLEAR)
-            mark(i, "reset", f"run {key[0]} conn {key[1]}")
-        assert stream is not None
-        last_row_ts = ts
-        msg = _load(payloads[i])
-        if src == "ws_sent":
-            stream.on_sent(sink, msg)
-            continue
-        msg_ts.append(ts)
-        msg_conn.append(sink.cur_conn)
+                for r, text in enumerate(payload.slice(h, e - h).to_pylist(), h):
+                    self._received(stream, rows, r, text)
+
+    def _received(self, stream: VenueStream, rows: RawRows, r: int, text: str | None) -> None:
+        """Decode received row *r* on the general path."""
+        sink = self._sink
+        ts = int(rows.recv[r])
+        sink.cur_ts, sink.cur_grp = ts, rows.grp0 + r
+        msg = _load(text)
         if msg is None:
             # A message we cannot read may have changed the book: stop trusting it.
             # The connection's stream keeps its state: a fresh one would take
             # the next v2 l2_updates for a snapshot (gemini.md section 2).
-            counts["undecodable"] = counts.get("undecodable", 0) + 1
+            sink.count("undecodable")
             sink.control(OP_INVALID)
-            sink.breaks.append(SeqBreak(ts, ts, i, sink.cur_conn, -1, -1))
-            continue
-        kind = stream.on_message(sink, msg, venue_seqs[i])
-        counts[kind] = counts.get(kind, 0) + 1
-    counts["messages"] = len(msg_ts)
-    if ws_protocols & CONFLATED:
-        rest.clear()
+            sink.breaks.append(SeqBreak(ts, ts, sink.cur_grp, sink.cur_conn, -1, -1))
+            return
+        vseq = int(rows.venue_seq[r]) if rows.venue_seq_ok[r] else None
+        sink.count(stream.on_message(sink, msg, vseq))
 
-    return _finish(sink, markers, rest, msg_ts, msg_conn, tuple(sorted(ws_protocols)), recv, counts)
+    def _event(self, i: int, ts: int, key: tuple[str, int], text: str | None) -> None:
+        obj = _load(text)
+        detail = text or ""
+        kind = str(obj.get("event", "unknown")) if isinstance(obj, dict) else "unknown"
+        if kind in LOSS_SPAN_EVENTS and isinstance(obj, dict):
+            lo_key, hi_key = LOSS_SPAN_EVENTS[kind]
+            start = _int_or_none(obj.get(lo_key)) or ts
+            end = _int_or_none(obj.get(hi_key)) or ts
+            self._mark(i, ts, kind, detail, (min(start, end), max(start, end)))
+        else:
+            self._mark(i, ts, kind, detail)
+        cur = self._cur
+        # Run-level events (conn_id 0, e.g. shutdown) concern the run's open connection.
+        if (
+            kind in LOSS_EVENTS
+            and cur is not None
+            and self._live
+            and (key == cur or (key[1] == 0 and key[0] == cur[0]))
+            and i > self._last_ws.get(cur, -1)
+        ):
+            self._sink.control(OP_CLEAR)
+            self._mark(i, ts, "lost", kind)
+            self._live = False
 
-
-def _finish(
-    sink: _Sink,
-    markers: list[Marker],
-    rest_raw: list[tuple[int, int, int, list[tuple[str, str]], list[tuple[str, str]]]],
-    msg_ts: array[int],
-    msg_conn: array[int],
-    protocols: tuple[str, ...],
-    recv: np.ndarray[Any, np.dtype[np.int64]],
-    counts: dict[str, int],
-) -> Decoded:
-    rest_px = [sink.prices.index(p) for r in rest_raw for side in (r[3], r[4]) for p, _ in side]
-    rest_sz = [sink.sizes.index(s) for r in rest_raw for side in (r[3], r[4]) for _, s in side]
-    px_ids = np.concatenate([_i64(sink.o_px), _i64(sink.t_px), np.asarray(rest_px, np.int64)])
-    sz_ids = np.concatenate([_i64(sink.o_sz), _i64(sink.t_sz), np.asarray(rest_sz, np.int64)])
-    price_scale = sink.prices.scale(px_ids)
-    size_scale = sink.sizes.scale(sz_ids)
-    px = sink.prices.units(px_ids, price_scale)
-    sz = sink.sizes.units(sz_ids, size_scale)
-    n_ops, n_tr = len(sink.o_ts), len(sink.t_ts)
-    if (sz < 0).any():
-        raise DatasetError("negative size in the data")
-
-    ops = BookOps(
-        ts=_i64(sink.o_ts),
-        grp=_i64(sink.o_grp),
-        op=np.frombuffer(sink.o_op, dtype=np.int8).copy(),
-        side=np.frombuffer(sink.o_side, dtype=np.int8).copy(),
-        price=px[:n_ops],
-        size=sz[:n_ops],
-        exch=_i64(sink.o_exch),
-        snapshot=np.frombuffer(sink.o_snap, dtype=np.int8).astype(bool),
-    )
-    trades = Trades(
-        ts=_i64(sink.t_ts),
-        grp=_i64(sink.t_grp),
-        exch=_i64(sink.t_exch),
-        price=px[n_ops : n_ops + n_tr],
-        size=sz[n_ops : n_ops + n_tr],
-        side=np.frombuffer(sink.t_side, dtype=np.int8).copy(),
-        tid=_i64(sink.t_tid),
-        historical=np.frombuffer(sink.t_hist, dtype=np.int8).astype(bool),
-    )
-    rest: list[RestBook] = []
-    k = n_ops + n_tr
-    for sent, rts, grp, bids, asks in rest_raw:
-        nb, na = len(bids), len(asks)
-        rest.append(
-            RestBook(
-                sent,
-                rts,
-                grp,
-                px[k : k + nb],
-                sz[k : k + nb],
-                px[k + nb : k + nb + na],
-                sz[k + nb : k + nb + na],
+    def _connect(self, i: int, ts: int, key: tuple[str, int], protocol: str) -> None:
+        sink = self._sink
+        if self._cur is not None and self._live:
+            # The old connection ended without an event (a crash): lost at its last row.
+            last = self._last_row_ts
+            self._markers.append(
+                Marker(last, i, "lost", sink.cur_conn, "no disconnect event", last, last)
             )
+        sink.cur_conn = self._conn_number.setdefault(key, len(self._conn_number))
+        stream_cls = STREAMS.get(protocol)
+        if stream_cls is None:
+            raise DatasetError(
+                f"row {i}: protocol {protocol!r} is not supported by replay "
+                f"(supported: {', '.join(sorted(STREAMS))})"
+            )
+        self._protocols.add(protocol)
+        self._stream = stream_cls(self.symbol)
+        self._cur, self._live = key, True
+        sink.control(OP_CLEAR)
+        self._mark(i, ts, "reset", f"run {key[0]} conn {key[1]}")
+
+    def finish(self) -> Decoded:
+        """Everything decoded, at the partition's scales (:mod:`replay.ticks`)."""
+        sink = self._sink
+        msgs = self._msgs.take()
+        sink.counts["messages"] = len(msgs["ts"])
+        if self._protocols & CONFLATED:
+            self._rest.clear()
+        ops = sink.ops.take()
+        tr = sink.trades.take()
+        rest_px = [sink.pair(p) for r in self._rest for side in (r[3], r[4]) for p, _ in side]
+        rest_sz = [sink.pair(s) for r in self._rest for side in (r[3], r[4]) for _, s in side]
+        px_m, px_d = _join(ops["px"], ops["px_dec"], tr["px"], tr["px_dec"], rest_px)
+        sz_m, sz_d = _join(ops["sz"], ops["sz_dec"], tr["sz"], tr["sz_dec"], rest_sz)
+        for cols in (ops, tr):
+            for name in ("px", "px_dec", "sz", "sz_dec"):
+                del cols[name]
+        price_scale = int(px_d.max(initial=0))
+        size_scale = int(sz_d.max(initial=0))
+        px = rescale(px_m, px_d, price_scale)
+        del px_m, px_d
+        sz = rescale(sz_m, sz_d, size_scale)
+        del sz_m, sz_d
+        if (sz < 0).any():
+            raise DatasetError("negative size in the data")
+        n_ops, n_tr = len(ops["ts"]), len(tr["ts"])
+        book_ops = BookOps(
+            ts=ops["ts"],
+            grp=ops["grp"],
+            op=ops["op"],
+            side=ops["side"],
+            price=px[:n_ops],
+            size=sz[:n_ops],
+            exch=ops["exch"],
+            snapshot=ops["snap"].astype(bool),
         )
-        k += nb + na
-    return Decoded(
-        ops=ops,
-        trades=trades,
-        rest=rest,
-        markers=markers,
-        breaks=sink.breaks,
-        msg_ts=_i64(msg_ts),
-        msg_conn=_i64(msg_conn),
-        price_scale=price_scale,
-        size_scale=size_scale,
-        protocols=protocols,
-        rows=len(recv),
-        first_ns=int(recv[0]) if len(recv) else 0,
-        last_ns=int(recv[-1]) if len(recv) else 0,
-        counts=counts,
-    )
+        trades = Trades(
+            ts=tr["ts"],
+            grp=tr["grp"],
+            exch=tr["exch"],
+            price=px[n_ops : n_ops + n_tr],
+            size=sz[n_ops : n_ops + n_tr],
+            side=tr["side"],
+            tid=tr["tid"],
+            historical=tr["hist"].astype(bool),
+        )
+        rest: list[RestBook] = []
+        k = n_ops + n_tr
+        for sent, rts, grp, bids, asks in self._rest:
+            nb, na = len(bids), len(asks)
+            rest.append(
+                RestBook(
+                    sent,
+                    rts,
+                    grp,
+                    px[k : k + nb],
+                    sz[k : k + nb],
+                    px[k + nb : k + nb + na],
+                    sz[k + nb : k + nb + na],
+                )
+            )
+            k += nb + na
+        return Decoded(
+            ops=book_ops,
+            trades=trades,
+            rest=rest,
+            markers=self._markers,
+            breaks=sink.breaks,
+            msg_ts=msgs["ts"],
+            msg_conn=msgs["conn"],
+            price_scale=price_scale,
+            size_scale=size_scale,
+            protocols=tuple(sorted(self._protocols)),
+            rows=self._rows,
+            first_ns=self._first_ns,
+            last_ns=self._max_ns,
+            counts=dict(sorted(sink.counts.items())),
+        )
+
+
+def _join(
+    ops_m: I64,
+    ops_d: npt.NDArray[np.int32],
+    tr_m: I64,
+    tr_d: npt.NDArray[np.int32],
+    rest: list[tuple[int, int]],
+) -> tuple[I64, npt.NDArray[np.int32]]:
+    """Mantissas and decimals of operations, then trades, then REST levels, in one array each."""
+    rest_m = np.asarray([m for m, _ in rest], np.int64)
+    rest_d = np.asarray([d for _, d in rest], np.int32)
+    return np.concatenate([ops_m, tr_m, rest_m]), np.concatenate([ops_d, tr_d, rest_d])
+
+
+def decode(table: pa.Table, symbol: str) -> Decoded:
+    """Decode the rows of one partition (a contract table in contract order)."""
+    batches = table.to_batches()
+    decoder = PartitionDecoder(symbol, last_ws_rows(batches))
+    for batch in batches:
+        decoder.feed(batch)
+    return decoder.finish()

@@ -290,7 +290,10 @@ def valid_ns(timeline: Rows, gaps: Sequence[Gap], first: int, last: int) -> int:
         return 0
     starts, ends = _merged(gaps)
     own = timeline.valid & ~crossed(timeline)
-    points = np.unique(np.concatenate([timeline.ts, starts, ends, [first, last]]))
+    # Sort and drop repeats by hand: np.unique hashes, which is many times
+    # slower on millions of mostly sorted times.
+    points = np.sort(np.concatenate([timeline.ts, starts, ends, [first, last]]))
+    points = points[np.append(True, points[1:] != points[:-1])]
     points = points[(points >= first) & (points <= last)]
     k = np.searchsorted(timeline.ts, points, "right") - 1
     state = np.where(k >= 0, own[np.maximum(k, 0)], False)

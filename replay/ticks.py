@@ -14,6 +14,11 @@ the scale is read from the data, never from symbol details.
 A value that does not fit ``int64`` at that scale raises
 :class:`~tickrec.errors.DatasetError` naming the value, instead of wrapping
 around.
+
+Decoders keep each value as an exact ``(mantissa, decimals)`` pair
+(:func:`pair_of`, or the compiled v1 scanner) until the whole partition is
+read; :func:`rescale` then brings every pair to the partition's scale at
+once, with the same checks as :func:`to_units`.
 """
 
 from __future__ import annotations
@@ -21,13 +26,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from tickrec.errors import DatasetError
 
-__all__ = ["INT64_MAX", "StringTable", "decimals_of", "format_units", "scale_of", "to_units"]
+__all__ = [
+    "INT64_MAX",
+    "decimals_of",
+    "format_units",
+    "pair_of",
+    "rescale",
+    "scale_of",
+    "to_units",
+]
 
 INT64_MAX = 2**63 - 1
 
@@ -53,6 +67,19 @@ def _canonical(text: str) -> tuple[int, int]:
     if exponent >= 0:
         return mantissa * 10**exponent, 0
     return mantissa, -exponent
+
+
+def pair_of(text: str) -> tuple[int, int]:
+    """``(mantissa, decimals)`` of a decimal string: ``"101.50"`` → ``(1015, 1)``.
+
+    Raises :class:`DatasetError` if it is not a decimal or the mantissa does
+    not fit ``int64`` (then no scale could hold it); decimals are kept as
+    ``int32``.
+    """
+    mantissa, decimals = _canonical(text)
+    if not -INT64_MAX <= mantissa <= INT64_MAX or decimals >= 2**31:
+        raise DatasetError(f"{text!r} does not fit a 64-bit integer at any scale")
+    return mantissa, decimals
 
 
 def decimals_of(text: str) -> int:
@@ -94,38 +121,34 @@ def format_units(value: int, scale: int) -> str:
     return sign + text
 
 
-class StringTable:
-    """Interns decimal strings: each distinct string is parsed once.
+_POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
+_BLOCK = 1 << 20  # rescale this many values at a time, to bound temporaries
 
-    Decoders store the small integer :meth:`index` of each price or size
-    string; after the whole partition is read, :meth:`units` converts every
-    distinct string once at the partition's scale. Books repeat the same few
-    prices near the touch, so this is both faster and smaller than parsing
-    every occurrence.
+
+def rescale(
+    mantissa: npt.NDArray[np.int64], decimals: npt.NDArray[Any], scale: int
+) -> npt.NDArray[np.int64]:
+    """Exact ``int64`` counts of ``10**-scale`` of the pairs ``mantissa / 10**decimals``.
+
+    Works in place: *mantissa* is overwritten with the result and returned.
+    Every decimal count must be at most *scale* (the partition's scale is
+    their maximum). Raises :class:`DatasetError` naming the first value that
+    does not fit ``int64`` at *scale*, like :func:`to_units`.
     """
-
-    def __init__(self) -> None:
-        self._index: dict[str, int] = {}
-        self.strings: list[str] = []
-
-    def index(self, text: str) -> int:
-        """The id of *text*, adding it if new."""
-        i = self._index.get(text)
-        if i is None:
-            i = self._index[text] = len(self.strings)
-            self.strings.append(text)
-        return i
-
-    def scale(self, ids: npt.NDArray[np.int64]) -> int:
-        """The scale needed by the strings whose ids occur in *ids*."""
-        used = np.unique(ids)
-        return max((decimals_of(self.strings[int(i)]) for i in used), default=0)
-
-    def units(self, ids: npt.NDArray[np.int64], scale: int) -> npt.NDArray[np.int64]:
-        """The values of the strings *ids* at *scale* (see :func:`to_units`)."""
-        if len(ids) == 0:
-            return np.zeros(0, dtype=np.int64)
-        used = np.unique(ids)
-        table = np.zeros(len(self.strings), dtype=np.int64)
-        table[used] = to_units([self.strings[int(i)] for i in used], scale)
-        return table[ids]
+    for lo in range(0, len(mantissa), _BLOCK):
+        m = mantissa[lo : lo + _BLOCK]
+        shift = scale - decimals[lo : lo + _BLOCK].astype(np.int64)
+        if shift.min() < 0:
+            raise ValueError("rescale: a value has more decimals than the scale")
+        wide = shift > 18  # 10**19 does not fit int64: only a zero mantissa survives
+        factor = _POW10[np.minimum(shift, 18)]
+        bad = (np.abs(m) > INT64_MAX // factor) | (wide & (m != 0))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            text = format_units(int(m[k]), int(decimals[lo + k]))
+            raise DatasetError(
+                f"{text!r} does not fit a 64-bit integer at scale 10^-{scale}; "
+                "the partition mixes values too large and too precise for fixed point"
+            )
+        m *= factor
+    return mantissa

@@ -15,20 +15,30 @@
   not a break; its book is simply never valid without ``initial``).
 - ``timestampms`` (when present; the initial update may lack it) is the
   exchange time of the whole message.
+
+Runs of messages are decoded by the compiled scanner of
+:mod:`replay.venues.gemini_v1_scan` (:meth:`GeminiV1Stream.decode_run`),
+which shares this stream's sequence state and hands back any message it
+does not fully recognise to :meth:`GeminiV1Stream.on_message`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
-from replay.venues.sink import EventSink
+from replay.venues.gemini_v1_scan import scan
+from replay.venues.sink import Batch, EventSink, RawRows, RunSink
 
 __all__ = ["GeminiV1Stream"]
 
 _SIDES = {"bid": BID, "ask": ASK}
 # Taker side is opposite the maker side (gemini.md section 5).
 _TAKER = {"bid": -1, "ask": 1}
+# Message kinds in the order of the scanner's counts.
+_SCAN_KINDS = ("update", "heartbeat", "other")
 
 
 class GeminiV1Stream:
@@ -41,6 +51,31 @@ class GeminiV1Stream:
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
         """v1 has no client messages (gemini.md section 1); nothing to note."""
+
+    def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
+        """Decode received rows ``start:stop`` with the compiled scanner, until one it declines."""
+        state = np.array([self._prev_seq is not None, self._prev_seq or 0, self._prev_ts], np.int64)
+        row = start
+        while row < stop:
+            got = scan(
+                rows.data,
+                rows.offsets,
+                row,
+                stop,
+                rows.recv,
+                rows.venue_seq,
+                rows.venue_seq_ok,
+                rows.grp0,
+                state,
+            )
+            counts = {k: n for k, n in zip(_SCAN_KINDS, got.counts.tolist(), strict=True) if n}
+            out.extend(Batch(got.ops, got.trades, got.breaks, counts))
+            row = got.row
+            if got.declined:
+                break
+        if state[0]:
+            self._prev_seq, self._prev_ts = int(state[1]), int(state[2])
+        return row
 
     def _check_sequence(self, out: EventSink, msg: Any, venue_seq: int | None) -> None:
         seq = venue_seq if venue_seq is not None else msg.get("socket_sequence")
