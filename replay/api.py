@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 
 from replay.book import BookEngine, Rows
+from replay.cache import decode_partition
 from replay.decode import decode
 from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, Decoded
 from replay.gaps import KINDS, Gap, analyze, crossed, valid_mask, valid_ns
@@ -90,7 +91,9 @@ class Day:
     """One partition replayed: the book, trades, quotes and gaps of a (venue, date, symbol).
 
     Build it with :func:`open`, or from a contract table with
-    ``Day(table, date=..., symbol=...)`` (tests and tools).
+    ``Day(table, date=..., symbol=...)`` (tests and tools). *table* may also
+    be an already decoded partition (:class:`~replay.events.Decoded`); then
+    *raw* reads the partition's contract rows when :meth:`latency` needs them.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Day:
         venue: str = "gemini",
         silence: str | float | dt.timedelta = "10s",
         chunk_size: int = 1 << 20,
+        raw: Callable[[list[str]], Any] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise UsageError("chunk_size must be >= 1")
@@ -110,13 +114,27 @@ class Day:
         self.venue = venue
         self.silence_ns = parse_interval_ns(silence, "silence")
         self.chunk_size = chunk_size
-        self.decoded: Decoded = decode(table, symbol)
-        self._exch_times = _exchange_times(table)
+        if isinstance(table, Decoded):
+            if raw is None:
+                raise UsageError("raw: a decoded partition needs a reader of its rows")
+            self.decoded = table
+            self._raw = raw
+        else:
+            self.decoded = decode(table, symbol)
+            self._raw = table.select
+        self._exch: tuple[I64, I64] | None = None
         self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
         self._timeline: Rows | None = None
         self._gaps: list[Gap] | None = None
 
     # --- basic facts --------------------------------------------------------------
+
+    @property
+    def _exch_times(self) -> tuple[I64, I64]:
+        """Read on first use: only :meth:`latency` needs them, and they take memory."""
+        if self._exch is None:
+            self._exch = _exchange_times(self._raw(["recv_ts", "exch_ts", "source"]))
+        return self._exch
 
     @property
     def price_scale(self) -> int:
@@ -474,14 +492,30 @@ def open(
     *,
     silence: str | float | dt.timedelta = "10s",
     chunk_size: int = 1 << 20,
+    cache: bool = True,
 ) -> Day:
     """Replay one day of one symbol from the dataset under *data*.
 
-    *data* defaults to ``$TICKREC_DATA``, else ``data``.
+    *data* defaults to ``$TICKREC_DATA``, else ``data``. The partition is
+    decoded from the normalized cache when it is current, else from the raw
+    files, streamed, and the cache is written (:mod:`replay.cache`);
+    ``cache=False`` neither reads nor writes it. Outputs are the same either way.
 
     Raises :class:`~tickrec.errors.NotFoundError` (listing what exists) when
     there is no such partition.
     """
     root = contract.resolve_root(data)
-    table = contract.read_partition(root, venue, date, symbol)
-    return Day(table, date=date, symbol=symbol, venue=venue, silence=silence, chunk_size=chunk_size)
+    decoded = decode_partition(root, venue, date, symbol, cache=cache)
+
+    def raw(columns: list[str]) -> Any:
+        return contract.read_partition(root, venue, date, symbol, columns)
+
+    return Day(
+        decoded,
+        date=date,
+        symbol=symbol,
+        venue=venue,
+        silence=silence,
+        chunk_size=chunk_size,
+        raw=raw,
+    )

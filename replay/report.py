@@ -18,6 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +32,8 @@ from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
 
 __all__ = [
+    "ReplayJob",
+    "Replayed",
     "check_options",
     "format_gaps",
     "format_summary",
@@ -65,12 +68,50 @@ def open_days(
     symbols: list[str],
     silence: str = "10s",
     progress: Callable[[str], None] | None = None,
+    cache: bool = True,
 ) -> Iterable[Day]:
     """Open each symbol's day in turn (lazily, one in memory at a time)."""
     for k, sym in enumerate(symbols, 1):
         if progress is not None:
             progress(f"replay {venue} {date} {sym} ({k}/{len(symbols)})")
-        yield open(date, sym, venue=venue, data=root, silence=silence)
+        yield open(date, sym, venue=venue, data=root, silence=silence, cache=cache)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What ``tickrec replay`` keeps of one symbol's day."""
+
+    symbol: str
+    summary: dict[str, Any]
+    gaps: list[Gap]
+    snapshots: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class ReplayJob:
+    """Replay one symbol of a day for ``tickrec replay`` (picklable, for worker processes)."""
+
+    root: Path
+    venue: str
+    date: str
+    silence: str = "10s"
+    cache: bool = True
+    depth: int = 10
+    every: str = "1s"
+    snapshots: bool = False
+    """Whether to compute the snapshot frame (only when it will be written)."""
+
+    def __call__(self, symbol: str) -> Replayed:
+        day = open(
+            self.date,
+            symbol,
+            venue=self.venue,
+            data=self.root,
+            silence=self.silence,
+            cache=self.cache,
+        )
+        frame = day.book_snapshots(depth=self.depth, every=self.every) if self.snapshots else None
+        return Replayed(symbol, day.summary(), day.gap_list(), frame)
 
 
 def terminal_progress(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:

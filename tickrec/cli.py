@@ -343,6 +343,12 @@ VenueOpt = Annotated[str, typer.Option(help="Venue.")]
 SilenceOpt = Annotated[
     str, typer.Option("--silence", help="Report no message for longer than this as a gap.")
 ]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache", help="Decode from the raw files; neither read nor write {data}/normalized."
+    ),
+]
 
 
 @app.command("replay")
@@ -359,22 +365,31 @@ def replay_cmd(
         typer.Option(help="Write snapshots (all symbols, with a symbol column): .parquet or .csv."),
     ] = None,
     silence: SilenceOpt = "10s",
+    workers: Annotated[
+        int, typer.Option(min=1, help="Replay symbols in this many processes (same output).")
+    ] = 1,
+    no_cache: NoCacheOpt = False,
     data: DataOpt = None,
 ) -> None:
     """Rebuild books for a day, write snapshots, print a summary and the gaps."""
-    from replay import report
+    from replay import parallel, report
     from tickrec import contract
 
     report.check_options(out, every, silence)
     root = contract.resolve_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol)
     progress = report.terminal_progress()
+    job = report.ReplayJob(
+        root, venue, date, silence, not no_cache, depth, every, snapshots=out is not None
+    )
     frames, summaries, gap_lists = {}, [], []
-    for day in report.open_days(root, venue, date, symbols, silence, progress):
-        if out is not None:
-            frames[day.symbol] = day.book_snapshots(depth=depth, every=every)
-        summaries.append(day.summary())
-        gap_lists.append((day.symbol, day.gap_list()))
+    for k, done in enumerate(parallel.map_partitions(job, symbols, workers), 1):
+        if progress is not None:
+            progress(f"replay {venue} {date}: {k}/{len(symbols)} done ({done.symbol})")
+        if done.snapshots is not None:
+            frames[done.symbol] = done.snapshots
+        summaries.append(done.summary)
+        gap_lists.append((done.symbol, done.gaps))
     if progress is not None:
         progress("")
         typer.echo("", err=True)
@@ -394,6 +409,7 @@ def gaps_cmd(
     symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
     venue: VenueOpt = "gemini",
     silence: SilenceOpt = "10s",
+    no_cache: NoCacheOpt = False,
     data: DataOpt = None,
 ) -> None:
     """Print the gap report of a day: disconnects, sequence breaks, silences, mismatches."""
@@ -404,7 +420,7 @@ def gaps_cmd(
     root = contract.resolve_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol)
     progress = report.terminal_progress()
-    for day in report.open_days(root, venue, date, symbols, silence, progress):
+    for day in report.open_days(root, venue, date, symbols, silence, progress, not no_cache):
         if progress is not None:
             progress("")
         typer.echo(report.format_gaps(day.symbol, day.gap_list()))

@@ -22,7 +22,7 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -47,11 +47,13 @@ __all__ = [
     "check_name",
     "date_of_ns",
     "event_payload",
+    "iter_parts",
     "list_partitions",
     "list_parts",
     "parse_part_name",
     "part_name",
     "partition_dir",
+    "partition_parts",
     "read_footer",
     "read_partition",
     "read_parts",
@@ -497,14 +499,33 @@ def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) 
     return table
 
 
-def read_partition(
-    root: str | os.PathLike[str],
-    venue: str,
-    date: str,
-    symbol: str,
-    columns: Iterable[str] | None = None,
-) -> pa.Table:
-    """All rows of one partition in contract order.
+def iter_parts(
+    parts: Sequence[PartFile], columns: Iterable[str] | None = None, batch_rows: int = 1 << 18
+) -> Iterator[pa.RecordBatch]:
+    """The rows of :func:`read_parts`, as record batches of at most *batch_rows*, in the same order.
+
+    Parts are read one batch at a time, so a partition never has to fit in
+    memory at once, except when runs overlap and rows must be merged (then
+    the whole table is read first).
+    """
+    cols = list(columns) if columns is not None else None
+    if _runs_overlap(parts):
+        yield from read_parts(parts, cols).to_batches(batch_rows)
+        return
+    schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
+    for p in parts:
+        try:
+            batches = pq.ParquetFile(p.path).iter_batches(batch_size=batch_rows, columns=cols)
+            for batch in batches:
+                yield batch.replace_schema_metadata(None).cast(schema)
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
+
+
+def partition_parts(
+    root: str | os.PathLike[str], venue: str, date: str, symbol: str
+) -> list[PartFile]:
+    """The part files of one partition in contract order (:func:`list_parts`).
 
     Raises :class:`NotFoundError`, listing what exists, when there is no such partition.
     """
@@ -520,5 +541,18 @@ def read_partition(
             else f"dates for {venue}: {', '.join(dates) or 'none'}"
         )
         raise NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
-    return read_parts(parts, columns)
+    return parts
 
+
+def read_partition(
+    root: str | os.PathLike[str],
+    venue: str,
+    date: str,
+    symbol: str,
+    columns: Iterable[str] | None = None,
+) -> pa.Table:
+    """All rows of one partition in contract order.
+
+    Raises :class:`NotFoundError`, listing what exists, when there is no such partition.
+    """
+    return read_parts(partition_parts(root, venue, date, symbol), columns)

@@ -1,0 +1,273 @@
+"""The normalized cache: decoded partitions on disk, so a second replay skips JSON decoding.
+
+Layout (ARCHITECTURE section 2.1)::
+
+    {root}/normalized/venue={venue}/date={date}/symbol={symbol}/
+        ops.parquet      book operations (replay.events.BookOps), ticks and units
+        trades.parquet   trades (replay.events.Trades)
+        msgs.parquet     receive time and connection of every received message
+        rest.parquet     REST book levels, one row per level
+        manifest.json    the key, scales, counts, markers, sequence breaks and
+                         REST headers; written last
+
+The cache is derived data, never a second source of truth. An entry is used
+only if its manifest's key equals the key of the raw files as they are now:
+a hash of every part's name, size, modification time and footer (run id,
+first and last ``seq`` and ``recv_ts``, rows), of the cache format, and of
+the decoder's own source code, so a changed file, an added part or a new
+decoder version all rebuild it. Deleting it changes no output.
+
+Every file is written under a temporary name, fsynced and renamed into
+place (as :func:`tickrec.contract.write_part` does); the manifest goes
+first out and last in, so a torn rebuild leaves no usable entry. An entry
+that cannot be read for any reason is logged, ignored and rebuilt; a cache
+that cannot be written is logged and skipped. Neither is an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from replay.decode import PartitionDecoder, last_ws_rows
+from replay.events import BookOps, Decoded, Marker, RestBook, SeqBreak, Trades
+from tickrec import contract
+from tickrec.contract import PartFile
+
+__all__ = ["CACHE_DIR", "cache_dir", "decode_partition", "decode_parts", "key_of", "load", "store"]
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "normalized"
+#: Bumped whenever the stored layout changes.
+FORMAT = "1"
+_MANIFEST = "manifest.json"
+_TABLES = ("ops", "trades", "msgs", "rest")
+# Modules whose code decides what a partition decodes to.
+_DECODER_SOURCES = ("decode.py", "events.py", "ticks.py", "venues")
+
+
+def cache_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:
+    """The cache entry directory of one partition."""
+    return Path(root) / CACHE_DIR / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
+
+
+@functools.cache
+def _decoder_hash() -> str:
+    base = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in _DECODER_SOURCES:
+        path = base / name
+        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def key_of(parts: Sequence[PartFile]) -> str:
+    """The key of a partition's raw files as they are now (see the module docstring)."""
+    files = []
+    for p in parts:
+        st = p.path.stat()
+        files.append(
+            [
+                p.path.name,
+                st.st_size,
+                st.st_mtime_ns,
+                p.run_id,
+                p.first_seq,
+                p.last_seq,
+                p.first_recv_ns,
+                p.last_recv_ns,
+                p.rows,
+            ]
+        )
+    text = json.dumps({"format": FORMAT, "decoder": _decoder_hash(), "files": files})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def decode_parts(parts: Sequence[PartFile], symbol: str) -> Decoded:
+    """Decode a partition from its part files, one record batch at a time."""
+    last_ws = last_ws_rows(contract.iter_parts(parts, ["source", "run_id", "conn_id"]))
+    decoder = PartitionDecoder(symbol, last_ws)
+    for batch in contract.iter_parts(parts):
+        decoder.feed(batch)
+    return decoder.finish()
+
+
+def decode_partition(
+    root: str | os.PathLike[str], venue: str, date: str, symbol: str, cache: bool = True
+) -> Decoded:
+    """One partition decoded: from the cache when it is current, else from raw (then stored).
+
+    With ``cache=False`` the cache is neither read nor written.
+    """
+    parts = contract.partition_parts(root, venue, date, symbol)
+    if not cache:
+        return decode_parts(parts, symbol)
+    key = key_of(parts)
+    directory = cache_dir(root, venue, date, symbol)
+    decoded = load(directory, key)
+    if decoded is None:
+        decoded = decode_parts(parts, symbol)
+        try:
+            store(directory, key, decoded)
+        except OSError as exc:
+            log.warning("normalized cache not written to %s (%s)", directory, exc)
+    return decoded
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """Write *path* through ``write(file)`` under a temporary name, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _tables(dec: Decoded) -> dict[str, pa.Table]:
+    ops, tr = dec.ops, dec.trades
+    rest_side, rest_px, rest_sz = [], [], []
+    for r in dec.rest:
+        for side, (px, sz) in enumerate(((r.bid_px, r.bid_sz), (r.ask_px, r.ask_sz))):
+            rest_side.append(np.full(len(px), side, np.int8))
+            rest_px.append(px)
+            rest_sz.append(sz)
+
+    def cat(arrays: list[Any], dtype: Any) -> Any:
+        return np.concatenate(arrays) if arrays else np.zeros(0, dtype)
+
+    return {
+        "ops": pa.table({f: getattr(ops, f) for f in BookOps.__dataclass_fields__}),
+        "trades": pa.table({f: getattr(tr, f) for f in Trades.__dataclass_fields__}),
+        "msgs": pa.table({"ts": dec.msg_ts, "conn": dec.msg_conn}),
+        "rest": pa.table(
+            {
+                "side": cat(rest_side, np.int8),
+                "price": cat(rest_px, np.int64),
+                "size": cat(rest_sz, np.int64),
+            }
+        ),
+    }
+
+
+def store(directory: Path, key: str, dec: Decoded) -> None:
+    """Write *dec* as the cache entry *directory* for *key* (replacing any other)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / _MANIFEST).unlink(missing_ok=True)
+    files = {}
+    for name, table in _tables(dec).items():
+        path = directory / f"{name}.parquet"
+        _atomic(path, lambda fh, t=table: pq.write_table(t, fh, compression="zstd"))
+        files[name] = table.num_rows
+    manifest = {
+        "key": key,
+        "files": files,
+        "price_scale": dec.price_scale,
+        "size_scale": dec.size_scale,
+        "protocols": list(dec.protocols),
+        "rows": dec.rows,
+        "first_ns": dec.first_ns,
+        "last_ns": dec.last_ns,
+        "counts": dec.counts,
+        "markers": [list(m) for m in dec.markers],
+        "breaks": [list(b) for b in dec.breaks],
+        "rest": [[r.sent, r.recv, r.grp, len(r.bid_px), len(r.ask_px)] for r in dec.rest],
+    }
+    text = json.dumps(manifest, separators=(",", ":")).encode()
+    _atomic(directory / _MANIFEST, lambda fh: fh.write(text))
+    _fsync_dir(directory)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _columns(path: Path, rows: int) -> dict[str, Any]:
+    """Every column of a cache table as a numpy array (one column in Arrow form at a time)."""
+    f = pq.ParquetFile(path)
+    if f.metadata.num_rows != rows:
+        raise ValueError(f"{path.name} has {f.metadata.num_rows} rows, the manifest says {rows}")
+    out = {}
+    for name in f.schema_arrow.names:
+        col = f.read(columns=[name]).column(0)
+        arr = col.to_numpy() if len(col) else np.zeros(0, col.type.to_pandas_dtype())
+        # Zero-copy views of Arrow memory are read-only; decoded arrays never are.
+        out[name] = arr if arr.flags.writeable else arr.copy()
+    return out
+
+
+def load(directory: Path, key: str) -> Decoded | None:
+    """The cache entry in *directory* if it exists, is intact and was made for *key*; else None."""
+    manifest_path = directory / _MANIFEST
+    if not manifest_path.exists():
+        return None
+    try:
+        m = json.loads(manifest_path.read_bytes())
+        if m.get("key") != key:
+            log.info("normalized cache %s is out of date; rebuilding", directory)
+            return None
+        cols = {name: _columns(directory / f"{name}.parquet", m["files"][name]) for name in _TABLES}
+        rest: list[RestBook] = []
+        rc = cols["rest"]
+        k = 0
+        for sent, recv, grp, nb, na in m["rest"]:
+            rest.append(
+                RestBook(
+                    sent,
+                    recv,
+                    grp,
+                    rc["price"][k : k + nb],
+                    rc["size"][k : k + nb],
+                    rc["price"][k + nb : k + nb + na],
+                    rc["size"][k + nb : k + nb + na],
+                )
+            )
+            k += nb + na
+        if k != len(rc["price"]):
+            raise ValueError("REST levels do not match the manifest")
+        return Decoded(
+            ops=BookOps(**cols["ops"]),
+            trades=Trades(**cols["trades"]),
+            rest=rest,
+            markers=[Marker(*x) for x in m["markers"]],
+            breaks=[SeqBreak(*x) for x in m["breaks"]],
+            msg_ts=cols["msgs"]["ts"],
+            msg_conn=cols["msgs"]["conn"],
+            price_scale=int(m["price_scale"]),
+            size_scale=int(m["size_scale"]),
+            protocols=tuple(m["protocols"]),
+            rows=int(m["rows"]),
+            first_ns=int(m["first_ns"]),
+            last_ns=int(m["last_ns"]),
+            counts={str(k): int(v) for k, v in m["counts"].items()},
+        )
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+        log.warning("normalized cache %s is unreadable (%s); rebuilding", directory, exc)
+        return None
