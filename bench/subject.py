@@ -2,6 +2,8 @@
 
 - :func:`decode`: raw rows to normalized book operations
   (:func:`replay.decode.decode`), timed as messages per second;
+- :func:`load_cache`: the same operations read back from the normalized
+  cache (:mod:`replay.cache`), which the rebuilds then start from;
 - :func:`rebuild_grid`: the compiled book kernel (:class:`replay.book.BookEngine`)
   over already decoded operations, emitting the top 10 levels on a 1 s grid;
 - :func:`rebuild_bbo`: the same kernel reading the best bid and ask after
@@ -17,6 +19,7 @@ tickrec's data-derived fixed point to the bench's 0.01 / 1e-8 grid.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,11 +27,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from bench.changes import BBO_MOD, DEPTH, PRICE_SCALE, SIZE_SCALE, bbo_check, grid_check
+from replay import cache
 from replay.book import BookEngine
 from replay.decode import decode as replay_decode
 from replay.events import BID, OP_SET, BookOps, Decoded
+from tickrec import contract
 
-__all__ = ["Timed", "decode", "rebuild_bbo", "rebuild_grid", "warm_up"]
+__all__ = ["Timed", "decode", "load_cache", "rebuild_bbo", "rebuild_grid", "warm_up"]
 
 I64 = npt.NDArray[np.int64]
 _CHUNK = 1 << 20
@@ -57,6 +62,18 @@ def decode(table: pa.Table, symbol: str) -> tuple[Decoded, Timed]:
     dec = replay_decode(table, symbol)
     seconds = time.perf_counter() - t0
     return dec, Timed(dec.counts.get("messages", 0), seconds, "")
+
+
+def load_cache(root: Path, venue: str, date: str, symbol: str) -> tuple[Decoded, Timed]:
+    """Decode once into the normalized cache, then time reading it back (counts changes)."""
+    cache.decode_partition(root, venue, date, symbol)
+    parts = contract.partition_parts(root, venue, date, symbol)
+    t0 = time.perf_counter()
+    dec = cache.load(cache.cache_dir(root, venue, date, symbol), cache.key_of(parts))
+    seconds = time.perf_counter() - t0
+    if dec is None:
+        raise RuntimeError("the normalized cache was not written")
+    return dec, Timed(_n_changes(dec.ops), seconds, "")
 
 
 def _n_changes(ops: BookOps) -> int:
