@@ -22,6 +22,7 @@ from pathlib import Path
 
 from recorder.journal import SegmentScan, list_segments, scan_segment, try_lock
 from recorder.writer import convert_segment
+from tickrec.contract import parse_part_name, read_footer
 from tickrec.errors import JournalError
 
 __all__ = ["RunRecovery", "recover", "recover_run"]
@@ -54,11 +55,25 @@ def _next_seq(segments: list[tuple[int, Path]]) -> tuple[int, SegmentScan | None
     return 0, None
 
 
+def _next_seq_in_parts(root: str | os.PathLike[str], venue: str, run_id: str) -> int:
+    """One past the highest ``seq`` in the run's Parquet parts (0 if none).
+
+    A recovery that crashed after converting a damaged segment has already
+    written that segment's loss row; a rerun must not hand its seq out again.
+    """
+    pattern = f"date=*/symbol=*/part-*-{run_id}-*.parquet"
+    parts = (Path(root) / "raw" / f"venue={venue}").glob(pattern)
+    ours = [p for p in parts if (parse_part_name(p.name) or (0, "", 0))[1] == run_id]
+    return max((read_footer(p).last_seq + 1 for p in ours), default=0)
+
+
 def recover_run(root: str | os.PathLike[str], run_dir: Path) -> RunRecovery:
     """Convert every segment of one dead run (the caller holds its lock)."""
     result = RunRecovery(run_dir.name)
     segments = list_segments(run_dir)
     next_seq, last = _next_seq(segments)
+    if last is not None:
+        next_seq = max(next_seq, _next_seq_in_parts(root, last.meta.run.venue, run_dir.name))
     for _, path in segments:
         try:
             scan = last if last is not None and last.path == path else scan_segment(path)

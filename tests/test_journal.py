@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -272,3 +273,42 @@ def test_converter_survives_a_segment_it_cannot_write(tmp_path: Path) -> None:
     assert [r["payload"] for r in _rows(tmp_path, "ETHUSD")] == [
         p for _, p, s in sent if "ETHUSD" in s
     ]
+
+
+def test_rerun_after_a_crash_mid_recovery_never_reuses_a_seq(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two damaged segments, and recovery dies after converting the first: the rerun's loss
+    row must not take the seq the first loss row already has."""
+    import recorder.recovery
+
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed)
+    _append_sample(j, 20)
+    j.rotate()
+    _append_sample(j, 20)
+    j.close()
+    j._lock_fd, fd = -1, j._lock_fd
+    os.close(fd)
+    for seg in closed:
+        with open(seg, "r+b") as fh:
+            fh.truncate(seg.stat().st_size - 5)
+    real = recorder.recovery.convert_segment
+    calls = itertools.count()
+
+    def dies_on_the_second(*args: object, **kwargs: object) -> object:
+        if next(calls) == 1:
+            raise KeyboardInterrupt  # the process is killed mid-recovery
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recorder.recovery, "convert_segment", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        recover(tmp_path)
+    monkeypatch.setattr(recorder.recovery, "convert_segment", real)
+    recover(tmp_path)
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        losses = [r for r in rows if '"journal_loss"' in str(r["payload"])]
+        assert len(losses) == 2
+        seqs = [r["seq"] for r in rows]
+        assert len(seqs) == len(set(seqs)), "a seq was handed out twice"
