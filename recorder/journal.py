@@ -51,6 +51,7 @@ import orjson
 
 from recorder.rotation import next_rotation_ns
 from tickrec.contract import RUN_CONN_ID, Row, check_name, event_payload
+from tickrec.durable import fsync_dir, make_dirs
 from tickrec.errors import JournalError
 
 __all__ = [
@@ -168,14 +169,6 @@ def try_lock(path: Path) -> int | None:
             return None
         raise
     return fd
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- encoding ---------------------------------------------------------------------
@@ -369,7 +362,7 @@ class _Segment:
             os.write(fd, header)
             os.fsync(fd)
             os.rename(tmp, final)
-            _fsync_dir(run_dir)
+            fsync_dir(run_dir)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -470,12 +463,13 @@ class Journal:
         parent = self.dir.parent
         tmp = parent / f".{self.meta.run_id}.tmp"
         try:
-            tmp.mkdir(parents=True)
+            make_dirs(parent)
+            tmp.mkdir()
             fd = try_lock(tmp / _LOCK_NAME)
             if fd is None:
                 raise JournalError(f"{tmp}: locked by another process")
             os.rename(tmp, self.dir)
-            _fsync_dir(parent)
+            fsync_dir(parent)
         except FileExistsError:
             raise JournalError(f"journal {self.dir} already exists (run id reused?)") from None
         except OSError as exc:

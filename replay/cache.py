@@ -43,6 +43,7 @@ from replay.decode import PartitionDecoder, last_ws_rows
 from replay.events import BookOps, Decoded, Marker, RestBook, SeqBreak, Trades
 from tickrec import contract
 from tickrec.contract import PartFile
+from tickrec.durable import make_dirs, write_atomic
 
 __all__ = ["CACHE_DIR", "cache_dir", "decode_partition", "decode_parts", "key_of", "load", "store"]
 
@@ -130,28 +131,6 @@ def decode_partition(
 # --- writing ---------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write *path* through ``write(file)`` under a temporary name, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _tables(dec: Decoded) -> dict[str, pa.Table]:
     ops, tr = dec.ops, dec.trades
     rest_side, rest_px, rest_sz = [], [], []
@@ -180,12 +159,12 @@ def _tables(dec: Decoded) -> dict[str, pa.Table]:
 
 def store(directory: Path, key: str, dec: Decoded) -> None:
     """Write *dec* as the cache entry *directory* for *key* (replacing any other)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     (directory / _MANIFEST).unlink(missing_ok=True)
     files = {}
     for name, table in _tables(dec).items():
         path = directory / f"{name}.parquet"
-        _atomic(path, lambda fh, t=table: pq.write_table(t, fh, compression="zstd"))
+        write_atomic(path, functools.partial(pq.write_table, table, compression="zstd"))
         files[name] = table.num_rows
     manifest = {
         "key": key,
@@ -202,8 +181,7 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
         "rest": [[r.sent, r.recv, r.grp, len(r.bid_px), len(r.ask_px)] for r in dec.rest],
     }
     text = json.dumps(manifest, separators=(",", ":")).encode()
-    _atomic(directory / _MANIFEST, lambda fh: fh.write(text))
-    _fsync_dir(directory)
+    write_atomic(directory / _MANIFEST, lambda fh: fh.write(text))
 
 
 # --- reading ---------------------------------------------------------------------------

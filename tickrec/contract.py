@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tickrec import __version__
+from tickrec.durable import make_dirs, write_atomic
 from tickrec.errors import CorruptFileError, DatasetError, NotFoundError, UsageError
 
 __all__ = [
@@ -323,14 +324,6 @@ def _validate_table(table: pa.Table, date: str) -> None:
         raise DatasetError(f"unknown source values {sorted(sources - set(SOURCES))}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_part(
     root: str | os.PathLike[str],
     venue: str,
@@ -354,22 +347,15 @@ def write_part(
     directory = partition_dir(root, venue, date, symbol)
     name = part_name(first_ns, run_id, n)
     _validate_table(table, date)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     final = directory / name
-    if final.exists():
-        raise DatasetError(f"{final}: part already exists; parts are never rewritten")
-    tmp = directory / f".{name}.tmp"
     table = table.replace_schema_metadata(_footer_meta(venue, symbol, run_id, table, extra))
     try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
+        write_atomic(
+            final, lambda fh: pq.write_table(table, fh, compression="zstd"), replace=False
+        )
+    except FileExistsError:
+        raise DatasetError(f"{final}: part already exists; parts are never rewritten") from None
     return final
 
 

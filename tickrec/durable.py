@@ -1,0 +1,68 @@
+"""Durable file-system steps: what must be on disk before tickrec says a file exists.
+
+A file is durable when its bytes are fsynced and the directory entry that
+names it is fsynced too; a new directory is durable when its parent is. The
+dataset's parts, the recorder's journal and the replay cache all go through
+these few functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["fsync_dir", "make_dirs", "write_atomic"]
+
+
+def fsync_dir(path: Path) -> None:
+    """Fsync a directory, making the entries created or renamed in it durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create *path* and its missing parents, fsyncing the parent of each one created.
+
+    Without that, a power loss could take back a new ``date=`` directory, and
+    the parts inside it, after the journal they came from was deleted.
+    """
+    missing = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:
+            continue  # made by someone else meanwhile; its parent fsync is theirs too
+        fsync_dir(d.parent)
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object], replace: bool = True) -> None:
+    """Write *path* through ``write(file)``: temporary name, fsync, rename, fsync the directory.
+
+    Readers see the old file or the whole new one, never a part. With
+    ``replace=False`` an existing *path* raises :class:`FileExistsError`
+    instead of being replaced.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path exists, unlike rename
+            os.unlink(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
