@@ -47,9 +47,10 @@ OUT_FORMATS = (".parquet", ".csv")
 
 
 def resolve_symbols(root: Path, venue: str, date: str, symbol: str | None) -> list[str]:
-    """The symbols to replay: *symbol*, or every symbol stored for *date*."""
+    """The symbols to replay: *symbol* (any case), or every symbol stored for *date*."""
+    contract.check_date(date)
     if symbol is not None:
-        return [contract.check_name("symbol", symbol)]
+        return [contract.check_name("symbol", symbol.upper())]
     contract.check_name("venue", venue)
     found = sorted({p.symbol for p in contract.list_partitions(root, venue=venue, date=date)})
     if not found:

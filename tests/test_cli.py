@@ -37,11 +37,17 @@ def test_ls_lists_partitions_and_files_from_footers(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "gemini 2026-11-24 BTCUSD: 2 files, 5 rows, 01:00:00.000..01:01:41.000 UTC"
     assert lines[1].startswith(f"  part-{DAY + 3600 * SEC}-run-a-0.parquet  rows=3  seq=0..2")
-    assert lines[3] == "gemini 2026-11-24 ETHUSD: 1 files, 1 rows, 02:00:00.005..02:00:00.005 UTC"
-    only = tickrec("ls", "--data", str(tmp_path), "--symbol", "ETHUSD")
+    assert lines[3] == "gemini 2026-11-24 ETHUSD: 1 file, 1 row, 02:00:00.005..02:00:00.005 UTC"
+    only = tickrec("ls", "--data", str(tmp_path), "--symbol", "ethusd")
     assert only.stdout.splitlines()[0].startswith("gemini 2026-11-24 ETHUSD")
     none = tickrec("ls", "--data", str(tmp_path), "--date", "2026-11-25")
-    assert none.returncode == 0 and none.stdout.startswith("no data under")
+    assert none.returncode == 0
+    assert none.stdout.startswith("no partitions for date 2026-11-25 under ")
+    assert none.stdout.rstrip().endswith("it holds gemini 2026-11-24")
+    bad_date = tickrec("ls", "--data", str(tmp_path), "--date", "2026-13-45")
+    assert bad_date.returncode == 2 and "invalid date" in bad_date.stderr
+    empty = tickrec("ls", "--data", str(tmp_path / "nowhere"))
+    assert empty.returncode == 1 and empty.stderr.startswith("error: no dataset under")
 
 
 def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
@@ -58,6 +64,10 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
 
     debug = tickrec("--debug", "ls", "--data", str(tmp_path))
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+    for command in ("replay", "gaps"):
+        not_a_date = tickrec(command, "--date", "yesterday", "--data", str(tmp_path))
+        assert not_a_date.returncode == 2 and "invalid date 'yesterday'" in not_a_date.stderr
 
     unknown = tickrec("ls", "--bogus")
     assert unknown.returncode == 2 and "No such option" in unknown.stderr

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tickrec.durations import parse_duration
-from tickrec.errors import TickrecError, UsageError
+from tickrec.errors import DatasetError, NotFoundError, TickrecError, UsageError
 
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
@@ -51,6 +51,10 @@ def _split(value: str | None) -> list[str]:
     return [s.strip() for s in (value or "").split(",") if s.strip()]
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 # --- ls --------------------------------------------------------------------------
 
 
@@ -65,12 +69,25 @@ def ls_cmd(
     from tickrec import contract
 
     root = contract.resolve_root(data)
+    if symbol is not None:
+        symbol = symbol.upper()
     for kind, value in (("venue", venue), ("symbol", symbol)):
         if value is not None:
             contract.check_name(kind, value)
+    if date is not None:
+        contract.check_date(date)
+    if not (root / "raw").is_dir():
+        raise NotFoundError(f"no dataset under {root} (no {root / 'raw'} directory)")
     partitions = contract.list_partitions(root, venue=venue, date=date, symbol=symbol)
     if not partitions:
-        typer.echo(f"no data under {root / 'raw'}")
+        wanted = ", ".join(
+            f"{k} {v}" for k, v in (("venue", venue), ("date", date), ("symbol", symbol)) if v
+        )
+        have = contract.list_partitions(root)
+        typer.echo(
+            f"no partitions for {wanted} under {root / 'raw'}; it holds "
+            + (", ".join(sorted({f"{p.venue} {p.date}" for p in have})) or "nothing")
+        )
         return
 
     def fmt(ns: int) -> str:
@@ -82,7 +99,8 @@ def ls_cmd(
         rows = sum(f.rows for f in files)
         span = f"{fmt(files[0].first_recv_ns)}..{fmt(max(f.last_recv_ns for f in files))}"
         typer.echo(
-            f"{part.venue} {part.date} {part.symbol}: {len(files)} files, {rows} rows, {span} UTC"
+            f"{part.venue} {part.date} {part.symbol}: {_plural(len(files), 'file')}, "
+            f"{_plural(rows, 'row')}, {span} UTC"
         )
         for f in files:
             typer.echo(
@@ -330,11 +348,17 @@ def recover_cmd(data: DataOpt = None) -> None:
     for r in results:
         lost = sum(s.lost_bytes for s in r.losses)
         typer.echo(
-            f"run {r.run_id}: {r.segments} segments, {r.rows} rows into {len(r.parts)} files"
+            f"run {r.run_id}: {_plural(r.segments, 'segment')}, {_plural(r.rows, 'row')} "
+            f"into {_plural(len(r.parts), 'file')}"
             + (f", {lost} damaged bytes at the tail recorded as journal_loss" if r.losses else "")
         )
         for path, why in r.left:
             typer.echo(f"  left in place: {path}: {why}", err=True)
+    left = sum(len(r.left) for r in results)
+    if left:
+        raise DatasetError(
+            f"{_plural(left, 'journal segment')} could not be recovered and were left in place"
+        )
 
 
 # --- replay, gaps (replay) -------------------------------------------------------
@@ -445,8 +469,9 @@ def _report_import(result: ImportResult) -> None:
         typer.echo(f"{result.source}: already imported (run {result.run_id}); nothing added")
     else:
         typer.echo(
-            f"{result.source}: {result.rows} rows in {len(result.parts)} files "
-            f"(run {result.run_id}), {len(result.skipped)} lines skipped"
+            f"{result.source}: {_plural(result.rows, 'row')} in "
+            f"{_plural(len(result.parts), 'file')} (run {result.run_id}), "
+            f"{_plural(len(result.skipped), 'line')} skipped"
         )
 
 

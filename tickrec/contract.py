@@ -45,6 +45,7 @@ __all__ = [
     "PartFile",
     "Partition",
     "Row",
+    "check_date",
     "check_name",
     "date_of_ns",
     "event_payload",
@@ -202,7 +203,8 @@ def date_of_ns(ns: int) -> str:
     return (dt.date(1970, 1, 1) + dt.timedelta(days=days)).isoformat()
 
 
-def _check_date(date: str) -> str:
+def check_date(date: str) -> str:
+    """Return *date* if it is a ``YYYY-MM-DD`` date, else raise :class:`UsageError`."""
     try:
         parsed = dt.date.fromisoformat(date)
     except (TypeError, ValueError):
@@ -216,7 +218,7 @@ def partition_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: s
     """Directory of one (venue, date, symbol) partition, after validating every part."""
     check_name("venue", venue)
     check_name("symbol", symbol)
-    _check_date(date)
+    check_date(date)
     return Path(root) / "raw" / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
 
 
@@ -515,7 +517,7 @@ def partition_parts(
 
     Raises :class:`NotFoundError`, listing what exists, when there is no such partition.
     """
-    partition = Partition(venue, _check_date(date), symbol)
+    partition = Partition(venue, check_date(date), symbol)
     parts = list_parts(root, partition)
     if not parts:
         have = list_partitions(root, venue=venue)
