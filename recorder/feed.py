@@ -29,7 +29,16 @@ Staying up:
   it first sends a *ping* request after a third of that silence, so a quiet
   market is not taken for a dead connection;
 - a frame that cannot be read is stored raw all the same and noted with a
-  ``malformed`` event; it never stops the connection.
+  ``malformed`` event. On v2 a frame that cannot be decoded at all (not
+  JSON, or no ``type``) may have been a book update, and with no sequence
+  numbers nothing later could tell (gemini.md section 2, "Sequencing"): the
+  connection reconnects for a fresh snapshot, as after a v1 gap. On v1 the
+  next ``socket_sequence`` tells (section 1), and on the current API the
+  next ``U`` of each symbol (section 3.4), so those connections go on;
+- every failed connect and every disconnect is logged at WARNING as it
+  happens, with the close code and reason or why, so the terminal shows
+  why a feed keeps reconnecting (the connect limiter bounds how often); a
+  disconnect we asked for at shutdown is logged at INFO.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from recorder.journal import Journal
 from recorder.status import Stats
 from tickrec.contract import event_payload
 from tickrec.errors import JournalError
-from tickrec.venues import GEMINI_V1, GEMINI_WS, SequenceTracker, header_of
+from tickrec.venues import GEMINI_V1, GEMINI_V2, GEMINI_WS, SequenceTracker, header_of
 from tickrec.venues.base import Header
 from tickrec.venues.gemini_v1 import Gap
 from tickrec.venues.gemini_ws import UpdateTracker, parse_reply
@@ -249,12 +258,11 @@ class Connection(threading.Thread):
                 skip_utf8_validation=True,  # checked here, so a bad frame is stored, not fatal
                 enable_multithread=True,
             )
-        except (websocket.WebSocketException, OSError) as exc:
+        except Exception as exc:  # a URL the client refuses too: retried, never a dead thread
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("connection %d to %s failed: %s", self.conn_id, self.url, error)
             self._event(
-                "error",
-                url=self.url,
-                error=f"{type(exc).__name__}: {exc}",
-                status=getattr(exc, "status_code", None),
+                "error", url=self.url, error=error, status=getattr(exc, "status_code", None)
             )
             return False
         ws.settimeout(None)  # silence is the watchdog's business
@@ -278,13 +286,31 @@ class Connection(threading.Thread):
         except Exception as exc:  # anything ends this connection, never the capture
             if not isinstance(exc, (websocket.WebSocketException, OSError)):
                 log.exception("connection %d to %s failed unexpectedly", self.conn_id, self.url)
-            why = self._why or f"{type(exc).__name__}: {exc}"
-            self._event("disconnect", code=None, reason=None, why=why)
+            self._disconnected(None, None, self._why or f"{type(exc).__name__}: {exc}")
         finally:
             with self._ws_lock:
                 self._ws = None
             ws.shutdown()
         return received
+
+    def _disconnected(self, code: int | None, reason: str | None, why: str) -> None:
+        """Note the end of the current connection: an event row and a log line."""
+        level = logging.INFO if why == "shutdown" else logging.WARNING
+        log.log(
+            level,
+            "connection %d to %s closed (code %s, reason %r): %s",
+            self.conn_id,
+            self.url,
+            code,
+            reason,
+            why,
+        )
+        self._event("disconnect", code=code, reason=reason, why=why)
+
+    def _resync(self, ws: websocket.WebSocket, why: str) -> None:
+        """End the connection cleanly so the next one starts from a fresh snapshot."""
+        self.close(why)
+        ws.settimeout(self.settings.close_timeout)
 
     def _refused(self, text: str) -> None:
         """Note an error reply to one of our requests, and end the connection for good."""
@@ -323,8 +349,7 @@ class Connection(threading.Thread):
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
                 reason = data[2:].decode("utf-8", "backslashreplace")
-                why = self._why or "closed by server"
-                self._event("disconnect", code=code, reason=reason, why=why)
+                self._disconnected(code, reason, self._why or "closed by server")
                 return received
             received = True
             problem = None
@@ -354,10 +379,14 @@ class Connection(threading.Thread):
                 self.stats.count(symbols, "malformed")
             if header.kind == "reply":
                 self._refused(text)
+            if self._why is not None:
+                continue  # already closing: the next connection starts afresh anyway
             gap = self._gap(header, v1, updates)
-            if gap is not None and self._why is None:
+            if gap is not None:
                 where = {"symbol": header.symbol} if header.symbol is not None else {}
                 self._event("gap", expected=gap.expected, got=gap.got, **where)
                 self.stats.count(symbols, "gaps")
-                self.close("sequence gap")
-                ws.settimeout(self.settings.close_timeout)
+                self._resync(ws, "sequence gap")
+            elif self.protocol == GEMINI_V2 and not header.kind:
+                # An undecodable v2 frame: nothing later can show what it changed.
+                self._resync(ws, "undecodable frame")

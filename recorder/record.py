@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
 import itertools
 import logging
 import secrets
 import signal
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -34,7 +36,7 @@ from types import FrameType
 from recorder.feed import Connection, ConnectLimiter, FeedSettings
 from recorder.journal import Journal, RunMeta
 from recorder.recovery import recover
-from recorder.rest import SnapshotPoller
+from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
 from recorder.status import Stats
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
@@ -107,6 +109,8 @@ class RecordConfig:
             raise UsageError(f"protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
         if not self.url:
             object.__setattr__(self, "url", DEFAULT_URLS[self.protocol])
+        _check_url("--url", self.url, ("ws", "wss"))
+        _check_url("--rest-url", self.rest_url, ("http", "https"))
         symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
         if not symbols:
             raise UsageError("symbols: give at least one symbol, e.g. BTCUSD")
@@ -125,6 +129,28 @@ class RecordConfig:
             raise UsageError("duration: must be positive")
         if self.run_id is not None:
             check_name("run id", self.run_id)
+
+    @property
+    def rest_timeouts(self) -> tuple[float, float]:
+        """``(connect, read)`` timeouts of every REST request of the run."""
+        return (min(5.0, self.rest_timeout), self.rest_timeout)
+
+
+def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:
+    """Refuse *url* unless it has one of *schemes*, a host and a numeric port if any.
+
+    Checked up front because a URL the websocket or HTTP client cannot use
+    would otherwise fail inside a capture thread, again on every retry,
+    while the run records nothing.
+    """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError:
+        raise UsageError(f"{option}: {url!r} has a port that is not a number") from None
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        forms = " or ".join(f"{s}://HOST[:PORT]" for s in schemes)
+        raise UsageError(f"{option}: {url!r} is not a URL of the form {forms}")
 
 
 @dataclass
@@ -248,13 +274,40 @@ def _ws_requests(symbols: tuple[str, ...]) -> tuple[str, ...]:
     return (*subscribes, *depths)
 
 
+def _check_listed(config: RecordConfig, pacer: RequestPacer, stop: threading.Event) -> None:
+    """Refuse symbols the exchange's ``/v1/symbols`` does not list (gemini.md section 4).
+
+    Without this, an unknown symbol is a websocket the exchange closes on
+    every connect (v1, v2) or a refused subscription (the current API), found
+    only in the data. Symbols are compared case-insensitively (gemini.md
+    section 3.6; the list itself is lower case). When the list cannot be had,
+    the run goes on unchecked: REST never stands in the way of a capture.
+    """
+    listed = listed_symbols(config.rest_url, pacer, stop, config.rest_timeouts)
+    if listed is None:
+        return
+    known = sorted({s.upper() for s in listed})
+    unknown = [s for s in config.symbols if s not in known]
+    if not unknown:
+        return
+    like = difflib.get_close_matches(unknown[0], known, n=5) or known[:5]
+    raise UsageError(
+        f"--symbols: the exchange does not list {', '.join(unknown)} "
+        f"({len(known)} symbols at {config.rest_url}, e.g. {', '.join(like)})"
+    )
+
+
 def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordResult:
     """Record until the configured end, *stop*, or SIGINT/SIGTERM; see the module docstring.
 
-    Raises :class:`~tickrec.errors.ProtocolError` after a clean stop if the
-    exchange refused a subscription (what was recorded is kept).
+    Raises :class:`~tickrec.errors.UsageError` before recording anything if
+    the exchange does not list one of the symbols, and
+    :class:`~tickrec.errors.ProtocolError` after a clean stop if the exchange
+    refused a subscription (what was recorded is kept).
     """
     stop = stop or threading.Event()
+    pacer = RequestPacer(config.rest_min_gap)
+    _check_listed(config, pacer, stop)
     root = resolve_root(config.data)
     recovered = recover(root)
     for r in recovered:
@@ -300,8 +353,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             stop,
             every=config.snapshot_every,
             depth=config.snapshot_depth,
-            min_gap=config.rest_min_gap,
-            timeout=(min(5.0, config.rest_timeout), config.rest_timeout),
+            pacer=pacer,
+            timeout=config.rest_timeouts,
         )
         if config.snapshot_every > 0
         else None

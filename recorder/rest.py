@@ -1,4 +1,10 @@
-"""Periodic REST order book snapshots (gemini.md section 4), stored raw.
+"""REST requests of a run (gemini.md section 4): the symbol list at start, then book snapshots.
+
+:func:`listed_symbols` asks ``GET /v1/symbols`` once, before capture starts,
+so a symbol the exchange does not serve is refused up front instead of
+being retried forever by a websocket the exchange keeps closing. It never
+stands in the way of a capture: any failure is a warning and the answer
+"unknown".
 
 One thread takes ``GET /v1/book/{symbol}`` for every symbol each
 ``snapshot_every`` seconds, through one requests Session with timeouts. Each
@@ -6,9 +12,10 @@ reply body is a ``rest`` row stamped with the time the request was sent
 (``sent_ts``) and the time the reply was complete (``recv_ts``): the book it
 shows was taken somewhere in between, which is how the replayer compares it.
 
-Requests are spaced at least ``min_gap`` apart across all symbols (Gemini asks
-for no more than 1 request/s on public endpoints, gemini.md section 4, "Rate
-limits"); a 429 waits as ``Retry-After`` says. A failure of any kind (timeout,
+All of a run's requests go through one :class:`RequestPacer`: at least
+``min_gap`` apart (Gemini asks for no more than 1 request/s on public
+endpoints, gemini.md section 4, "Rate limits"), longer after a 429 as its
+``Retry-After`` says. A failure of any kind (timeout,
 refused, 4xx, 5xx) is a ``rest_error`` event row, and streaming goes on.
 """
 
@@ -24,14 +31,73 @@ from recorder.journal import Journal
 from recorder.status import Stats
 from tickrec.contract import RUN_CONN_ID, event_payload
 from tickrec.errors import JournalError
-from tickrec.venues.gemini_rest import PROTOCOL, book_url, retry_after_seconds
+from tickrec.venues.gemini_rest import (
+    PROTOCOL,
+    book_url,
+    parse_symbols,
+    retry_after_seconds,
+    symbols_url,
+)
 
-__all__ = ["SnapshotPoller"]
+__all__ = ["RequestPacer", "SnapshotPoller", "listed_symbols"]
 
 log = logging.getLogger("tickrec.recorder")
 
 _DEFAULT_RETRY_AFTER = 5.0
 _MAX_ERROR_BODY = 2000
+
+
+class RequestPacer:
+    """When the run's next REST request may go: *min_gap* after the last, or later if asked.
+
+    Used by one thread at a time (the run's start, then the poller).
+    """
+
+    def __init__(self, min_gap: float) -> None:
+        self.min_gap = min_gap
+        self._next = time.monotonic()
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Wait for the next request's turn; False if *stop* is set first."""
+        return not stop.wait(max(0.0, self._next - time.monotonic()))
+
+    def done(self, pause: float = 0.0) -> None:
+        """A request just ended; *pause* is how long the server asked us to wait (a 429)."""
+        self._next = time.monotonic() + max(self.min_gap, pause)
+
+
+def _wait_asked(reply: requests.Response) -> float:
+    """Seconds a 429 reply asks us to wait (its ``Retry-After``); 0 for any other reply."""
+    if reply.status_code != 429:
+        return 0.0
+    return retry_after_seconds(reply.headers.get("Retry-After"), _DEFAULT_RETRY_AFTER)
+
+
+def listed_symbols(
+    base_url: str, pacer: RequestPacer, stop: threading.Event, timeout: tuple[float, float]
+) -> list[str] | None:
+    """The symbols ``GET /v1/symbols`` lists; None (and a warning) if it did not say."""
+    url = symbols_url(base_url)
+    if not pacer.wait(stop):
+        return None
+    try:
+        with requests.Session() as session:
+            reply = session.get(url, timeout=timeout)
+            body = reply.content
+    except requests.RequestException as exc:
+        pacer.done()
+        log.warning("cannot check the symbols (GET %s: %s); recording anyway", url, exc)
+        return None
+    pacer.done(_wait_asked(reply))
+    listed = parse_symbols(body) if reply.status_code == 200 else None
+    if listed is None:
+        log.warning(
+            "cannot check the symbols (GET %s: status %d, %r); recording anyway",
+            url,
+            reply.status_code,
+            body[:200].decode("utf-8", "backslashreplace"),
+        )
+    return listed
 
 
 class SnapshotPoller(threading.Thread):
@@ -46,13 +112,14 @@ class SnapshotPoller(threading.Thread):
         stop: threading.Event,
         every: float = 60.0,
         depth: int = 0,
-        min_gap: float = 1.0,
+        pacer: RequestPacer | None = None,
         timeout: tuple[float, float] = (5.0, 10.0),
     ) -> None:
         super().__init__(name="rest-snapshots", daemon=True)
         self.base_url, self.symbols = base_url, symbols
         self.journal, self.stats, self._halt = journal, stats, stop
-        self.every, self.depth, self.min_gap, self.timeout = every, depth, min_gap, timeout
+        self.every, self.depth, self.timeout = every, depth, timeout
+        self.pacer = pacer or RequestPacer(1.0)
 
     def run(self) -> None:
         try:
@@ -63,10 +130,9 @@ class SnapshotPoller(threading.Thread):
 
     def _loop(self, session: requests.Session) -> None:
         next_round = time.monotonic()
-        next_request = next_round
         while not self._halt.is_set():
             for symbol in self.symbols:
-                if self._halt.wait(max(0.0, next_request - time.monotonic())):
+                if not self.pacer.wait(self._halt):
                     return
                 try:
                     pause = self._fetch(session, symbol)
@@ -76,7 +142,7 @@ class SnapshotPoller(threading.Thread):
                     log.exception("REST snapshot of %s failed unexpectedly", symbol)
                     self._error(symbol, time.time_ns(), error=f"{type(exc).__name__}: {exc}")
                     pause = 0.0
-                next_request = time.monotonic() + max(self.min_gap, pause)
+                self.pacer.done(pause)
             next_round = max(next_round + self.every, time.monotonic())
             if self._halt.wait(max(0.0, next_round - time.monotonic())):
                 return
@@ -110,9 +176,7 @@ class SnapshotPoller(threading.Thread):
             )
             self.stats.snapshot(symbol, recv_ns - sent_ns)
             return 0.0
-        wait = 0.0
-        if reply.status_code == 429:
-            wait = retry_after_seconds(reply.headers.get("Retry-After"), _DEFAULT_RETRY_AFTER)
+        wait = _wait_asked(reply)
         self._error(
             symbol,
             sent_ns,

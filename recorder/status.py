@@ -89,12 +89,12 @@ class Stats:
                 new = st.messages - st.shown_messages
                 st.shown_messages = st.messages
                 rate = f"{new / elapsed:.1f}/s" if elapsed > 0 else "-"
-                age = f"{(now_ns - st.last_recv_ns) / 1e9:.1f}s" if st.last_recv_ns else "never"
+                age = f"{(now_ns - st.last_recv_ns) / 1e9:.1f}s ago" if st.last_recv_ns else "never"
                 rest = (
                     f"{st.rest_latency_ns / 1e6:.0f}ms" if st.rest_latency_ns is not None else "-"
                 )
                 out.append(
-                    f"{name}: {rate} msgs={st.messages} last={age} ago "
+                    f"{name}: {rate} msgs={st.messages} last={age} "
                     f"reconnects={st.reconnects} gaps={st.gaps} malformed={st.malformed} "
                     f"snapshots={st.snapshots} rest_errors={st.rest_errors} rest_latency={rest}"
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,11 +15,11 @@ import pyarrow as pa
 import pytest
 
 from recorder.feed import Connection, ConnectLimiter
-from recorder.journal import Journal, RunMeta
+from recorder.journal import Journal, RunMeta, journal_dir, list_segments, scan_segment
 from recorder.record import RecordConfig, RecordResult, record
 from recorder.status import Stats
 from tickrec import contract
-from tickrec.errors import JournalError
+from tickrec.errors import JournalError, UsageError
 from tickrec.sim import Simulator
 from tickrec.venues import gemini_ws
 
@@ -132,7 +133,8 @@ def test_rest_snapshots_errors_and_retry_after(
         rest_min_gap=0.05,
         snapshot_depth=5,
     )
-    replies = _truth(tmp_path, read_jsonl, "rest")
+    # the run's first request checks the symbols (GET /v1/symbols); the rest are books
+    replies = [r for r in _truth(tmp_path, read_jsonl, "rest") if "/v1/book/" in r["path"]]
     ok = [r for r in replies if r["status"] == 200]
     assert ok and len(ok) < len(replies)
     stored: Rows = []
@@ -212,10 +214,12 @@ def test_stall_trips_the_watchdog(sim_factory: Callable[..., Simulator], tmp_pat
 def test_malformed_frames_are_stored_raw_and_noted(
     sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
 ) -> None:
-    sim = sim_factory(symbols=SYMS, malformed=0.05, truth_dir=tmp_path / "truth")
+    """On v2 the recorder also reconnects at once: only a new snapshot can be trusted
+    (no sequence numbers, gemini.md section 2)."""
+    sim = sim_factory(symbols=SYMS, malformed=0.02, truth_dir=tmp_path / "truth")
     _record(sim, tmp_path, protocol="v2")
-    (msgs,) = _by_conn(_truth(tmp_path, read_jsonl)).values()
-    bad = {m["msg"] for m in msgs if not _is_json(m["msg"])}
+    truth = _truth(tmp_path, read_jsonl)
+    bad = {m["msg"] for m in truth if not _is_json(m["msg"])}
     assert bad
     seen: set[str] = set()
     for symbol in SYMS:
@@ -226,6 +230,12 @@ def test_malformed_frames_are_stored_raw_and_noted(
             assert row["source"] == "ws" and not _is_json(row["payload"])
             seen.add(row["payload"])
     assert seen == bad
+    rows = _rows(tmp_path, SYMS[0])
+    ends = {e["conn_id"]: e["why"] for e in _events(rows, "disconnect")}
+    first_bad = {e["conn_id"] for e in _events(rows, "malformed")}
+    assert len(first_bad) >= 2, "every connection with a bad frame was replaced"
+    assert all(ends[c] in ("undecodable frame", "shutdown") for c in first_bad)
+    assert sum(ends[c] == "undecodable frame" for c in first_bad) >= len(first_bad) - 1
 
 
 def _is_json(text: str) -> bool:
@@ -320,3 +330,71 @@ def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
     [rest_error] = [e for e in _events(rows, "rest_error") if "url bug" in str(e.get("error"))]
     assert rest_error["symbol"] == SYMS[0]
     assert [r for r in rows if r["source"] == "rest"], "REST polling went on"
+
+
+def test_a_url_the_client_refuses_is_a_failed_connect_not_a_dead_thread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """websocket-client raises ValueError for a URL it cannot use: each attempt is an
+    ``error`` event and a warning, and the connection keeps retrying with backoff."""
+    from recorder.feed import FeedSettings
+
+    journal = Journal(tmp_path, RunMeta("run-badurl", "gemini", "gemini.v2", ("BTCUSD",)))
+    stop = threading.Event()
+    conn = Connection(
+        "http://127.0.0.1:9/v2/marketdata",
+        "gemini.v2",
+        ("BTCUSD",),
+        journal,
+        Stats(("BTCUSD",)),
+        ConnectLimiter(600.0),
+        itertools.count(1).__next__,
+        stop,
+        FeedSettings(backoff_base=0.01, backoff_cap=0.05),
+    )
+    with caplog.at_level(logging.WARNING, "tickrec.recorder"):
+        conn.start()
+        try:
+            time.sleep(0.5)
+            assert conn.is_alive()
+        finally:
+            stop.set()
+            conn.join(5)
+            journal.close()
+    failed = [r for r in caplog.records if "failed: ValueError" in r.getMessage()]
+    assert len(failed) >= 2 and all(r.levelno == logging.WARNING for r in failed)
+    (_, segment), *_ = list_segments(journal_dir(tmp_path, "run-badurl"))
+    events = [json.loads(r.row.payload) for r in scan_segment(segment).records]
+    errors = [e for e in events if e["event"] == "error"]
+    assert len(errors) >= 2 and all(e["error"].startswith("ValueError") for e in errors)
+    assert len([e for e in events if e["event"] == "reconnect"]) == len(errors) - 1
+    journal.release()
+
+
+def test_unknown_symbols_are_refused_before_recording(
+    sim_factory: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    """The simulator lists BTCUSD and ETHUSD; ``/v1/symbols`` says so (lower case)."""
+    sim = sim_factory(symbols=SYMS)
+    with pytest.raises(UsageError, match=r"^--symbols: .*not list XRPUSD .*e\.g\. BTCUSD, ETHUSD"):
+        _record(sim, tmp_path, symbols=("btcusd", "XRPUSD"), protocol="v2", duration=5.0)
+    assert not (tmp_path / "data" / "raw").exists()
+
+
+def test_symbols_go_unchecked_when_rest_cannot_tell_and_every_close_is_logged(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """REST failing never stops a capture; the exchange closing on an unknown symbol shows
+    in the log, with its code and reason, every time (not only in the event rows)."""
+    sim = sim_factory(symbols=SYMS, rest_500=1.0)
+    with caplog.at_level(logging.INFO, "tickrec.recorder"):
+        _record(sim, tmp_path, symbols=("BTCUSD", "XRPUSD"), protocol="v2", duration=1.0)
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any(
+        level == logging.WARNING and "cannot check the symbols" in m and "status 500" in m
+        for level, m in messages
+    )
+    closes = [(level, m) for level, m in messages if "code 1008" in m and "xrpusd" in m.lower()]
+    assert len(closes) >= 2 and all(level == logging.WARNING for level, _ in closes)
+    rows = _rows(tmp_path, "XRPUSD")
+    assert len(_events(rows, "disconnect")) >= len(closes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,44 @@ def test_config_checks_values() -> None:
         RecordConfig(symbols=("BTCUSD",), venue="kraken")
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("url", "http://127.0.0.1:8765"),
+        ("url", "127.0.0.1:8765"),
+        ("url", "ws://"),
+        ("url", "ws://127.0.0.1:port"),
+        ("rest_url", "ws://127.0.0.1:8765"),
+        ("rest_url", "api.gemini.com"),
+    ],
+)
+def test_urls_are_checked_before_any_thread_uses_them(option: str, value: str) -> None:
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(UsageError, match=f"^{flag}: '{value}'"):
+        RecordConfig(symbols=("BTCUSD",), **{option: value})
+
+
+def test_good_urls_pass() -> None:
+    cfg = RecordConfig(symbols=("BTCUSD",), url="WSS://[::1]:8765/x", rest_url="http://h:80")
+    assert cfg.url == "WSS://[::1]:8765/x"
+    assert RecordConfig(symbols=("BTCUSD",), protocol="v1").url == "wss://api.gemini.com"
+
+
+def test_a_bad_url_is_one_line_and_exit_2_at_the_cli(tmp_path: Path) -> None:
+    """It used to kill the websocket thread while the run went on, recorded nothing, exited 0."""
+    args = ["record", "--symbols", "BTCUSD", "--url", "127.0.0.1:8765", "--duration", "2s"]
+    done = subprocess.run(
+        [sys.executable, "-m", "tickrec", *args, "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--url: '127.0.0.1:8765'" in done.stderr
+    assert not (tmp_path / "raw").exists()
+
+
 def test_backoff_doubles_caps_and_jitters() -> None:
     rng = random.Random(1)
     delays = [backoff_delay(n, 0.5, 30.0, rng.random()) for n in range(12)]
@@ -94,5 +134,5 @@ def test_status_lines_and_latency_percentiles() -> None:
     lines = stats.lines(T0 + 2 * 10**9)
     assert lines[0].startswith("BTCUSD: 50.0/s msgs=100 last=1.0s ago reconnects=1 gaps=0")
     assert "rest_latency=42ms" in lines[0]
-    assert lines[1].startswith("ETHUSD: 0.0/s msgs=0 last=never")
+    assert lines[1].startswith("ETHUSD: 0.0/s msgs=0 last=never reconnects=0")
     assert lines[2].startswith("exchange-to-local latency p50/p90/p99: 5.1/9.0/9.9 ms")

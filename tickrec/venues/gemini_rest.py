@@ -1,15 +1,33 @@
-"""Gemini REST market data (gemini.md section 4): the order book snapshot request.
+"""Gemini REST market data (gemini.md section 4): the symbol list and order book snapshots.
 
-The reply carries no sequence number and its per-level ``timestamp`` is a
+A book reply carries no sequence number and its per-level ``timestamp`` is a
 dummy ("DO NOT USE"), so a stored snapshot has neither ``exch_ts`` nor
 ``venue_seq``; its time is bracketed by the request's sent and received times.
 """
 
 from __future__ import annotations
 
-__all__ = ["PROTOCOL", "book_url", "retry_after_seconds"]
+import orjson
+
+__all__ = ["PROTOCOL", "book_url", "parse_symbols", "retry_after_seconds", "symbols_url"]
 
 PROTOCOL = "gemini.rest"
+
+
+def symbols_url(base: str) -> str:
+    """``GET /v1/symbols``: every symbol the exchange serves, as a JSON list of strings."""
+    return f"{base.rstrip('/')}/v1/symbols"
+
+
+def parse_symbols(body: bytes | str) -> list[str] | None:
+    """The symbols of a ``/v1/symbols`` reply, or None if it is not a non-empty list of strings."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        return None
+    return value
 
 
 def book_url(base: str, symbol: str, depth: int) -> str:
