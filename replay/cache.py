@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "normalized"
 #: Bumped whenever the stored layout changes.
-FORMAT = "1"
+FORMAT = "2"
 _MANIFEST = "manifest.json"
 _TABLES = ("ops", "trades", "msgs", "rest")
 # Modules whose code decides what a partition decodes to.

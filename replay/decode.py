@@ -202,16 +202,18 @@ class _Sink:
             historical,
         )
 
-    def seq_break(self, prev_ts: int, expected: int, got: int) -> None:
-        self.breaks.append(
-            SeqBreak(prev_ts, self.cur_ts, self.cur_grp, self.cur_conn, expected, got)
-        )
+    def seq_break(self, prev_ts: int, expected: int, got: int, sequence: str) -> None:
+        self._break(prev_ts, self.cur_ts, self.cur_grp, expected, got, sequence)
+
+    def _break(self, prev_ts: int, ts: int, grp: int, expected: int, got: int, seq: str) -> None:
+        detail = f"{seq} expected {expected}, got {got}"
+        self.breaks.append(SeqBreak(prev_ts, ts, grp, self.cur_conn, expected, got, detail))
 
     def extend(self, batch: Batch) -> None:
         self.ops.extend(batch.ops)
         self.trades.extend(batch.trades)
         for prev_ts, ts, grp, expected, got in batch.breaks.T.tolist():
-            self.breaks.append(SeqBreak(prev_ts, ts, grp, self.cur_conn, expected, got))
+            self._break(prev_ts, ts, grp, expected, got, batch.sequence)
         for kind, n in batch.counts.items():
             self.count(kind, n)
 
@@ -387,11 +389,13 @@ class PartitionDecoder:
         msg = _load(text)
         if msg is None:
             # A message we cannot read may have changed the book: stop trusting it.
-            # The connection's stream keeps its state: a fresh one would take
-            # the next v2 l2_updates for a snapshot (gemini.md section 2).
+            # The connection's stream keeps its state (a fresh one would take
+            # the next v2 l2_updates for a snapshot, gemini.md section 2) and
+            # says when the book can be trusted again.
+            detail = stream.on_undecodable()
             sink.count("undecodable")
             sink.control(OP_INVALID)
-            sink.breaks.append(SeqBreak(ts, ts, sink.cur_grp, sink.cur_conn, -1, -1))
+            sink.breaks.append(SeqBreak(ts, ts, sink.cur_grp, sink.cur_conn, -1, -1, detail))
             return
         vseq = int(rows.venue_seq[r]) if rows.venue_seq_ok[r] else None
         sink.count(stream.on_message(sink, msg, vseq))

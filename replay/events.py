@@ -7,7 +7,8 @@ A decoder turns a partition's raw rows into four things:
   a few are control operations: ``OP_CLEAR`` (forget the book: new
   connection, lost connection, start of a snapshot), ``OP_INVALID`` (the book
   can no longer be trusted: sequence break) and ``OP_VALID`` (a snapshot is
-  complete). The book kernel (:mod:`replay.book`) consumes exactly this.
+  complete, or a current-API stream proved continuous again after an
+  undecodable message). The book kernel (:mod:`replay.book`) consumes exactly this.
 - :class:`Trades`.
 - :class:`RestBook` snapshots (Gemini ``/v1/book`` replies with their
   ``[sent_ts, recv_ts]`` window).
@@ -147,7 +148,12 @@ class Marker(NamedTuple):
 
 
 class SeqBreak(NamedTuple):
-    """A venue sequence break: the message at ``ts`` was not ``expected``."""
+    """A venue sequence break: the message at ``ts`` was not ``expected``.
+
+    ``expected`` and ``got`` are -1 for a message that could not be decoded.
+    ``detail`` says what happened in the venue's own terms (which number
+    broke, or how the book comes back after an undecodable message).
+    """
 
     prev_ts: int
     ts: int
@@ -155,6 +161,7 @@ class SeqBreak(NamedTuple):
     conn: int
     expected: int
     got: int
+    detail: str
 
 
 @dataclass(frozen=True)

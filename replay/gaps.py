@@ -8,11 +8,14 @@ ns and a human ``detail``:
     ``stale``/``shutdown`` event, or its last row when it just stopped) to
     the next complete snapshot, or the end of the data.
 ``sequence``
-    A venue sequence break (v1 ``socket_sequence``; gemini.md section 1) or
-    an undecodable message. It starts at the last message known good (the
-    lost message arrived after it) and lasts until the next snapshot, the
-    loss of the connection (a ``disconnect`` gap takes over) or a new
-    connection. Overlapping breaks merge into one gap.
+    A venue sequence break (v1 ``socket_sequence``, gemini.md section 1;
+    current-API ``U``/``u``, section 3.4) or an undecodable message. It
+    starts at the last message known good (the lost message arrived after
+    it) and lasts until the book is valid again (a snapshot, or on the
+    current API the next diff that continues the update ids), the loss of
+    the connection (a ``disconnect`` gap takes over) or a new connection.
+    Overlapping breaks merge into one gap; the detail of the first says
+    what happened.
 ``silence``
     No received message at all, heartbeats included, for longer than the
     threshold, within one connection, including the silence from its last
@@ -129,11 +132,7 @@ def _sequence_gaps(dec: Decoded, snaps: I64, ends: I64, last: int) -> list[Gap]:
     merged: list[tuple[int, int, str, int]] = []  # start, end, first break, breaks
     for b in dec.breaks:
         end = _earliest(_first_after(snaps, b.ts), _first_after(ends, b.ts, False), default=last)
-        what = (
-            "undecodable message"
-            if b.expected < 0
-            else f"socket_sequence expected {b.expected}, got {b.got}"
-        )
+        what = b.detail
         if merged and b.prev_ts < merged[-1][1]:
             start, prev_end, first, count = merged[-1]
             merged[-1] = (start, max(prev_end, end), first, count + 1)

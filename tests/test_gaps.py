@@ -276,7 +276,7 @@ def test_undecodable_message_breaks_the_book():
     )
     day = f.day()
     assert [(g.kind, g.start, g.end, g.detail) for g in day.gap_list()] == [
-        ("sequence", at(2), at(3), "undecodable message")
+        ("sequence", at(2), at(3), "undecodable message; the book waits for the next initial book")
     ]
     assert valid_at(day, 1, 2, 3) == [True, False, False]
 
@@ -359,6 +359,7 @@ def test_v2_undecodable_message_keeps_the_book_invalid_until_a_snapshot():
     f.heartbeat(4)
     day = f.day()
     assert gaps(day) == [("sequence", at(2), at(4))]
+    assert "v2 has no sequence numbers" in day.gap_list()[0].detail
     assert valid_at(day, 1, 3, 4) == [True, False, False]
 
 

@@ -363,11 +363,102 @@ def test_drops_are_sequence_gaps_and_the_recorder_reconnects(
     assert len({r["conn_id"] for r in rows if r["source"] == "ws"}) >= found
 
 
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def test_after_an_undecodable_frame_update_ids_bring_the_book_back(
+    sim_factory: SimFactory, tmp_path: Path, read_jsonl: ReadJsonl
+) -> None:
+    """A frame cut short stops the book being trusted; the symbol's next diff with
+    ``U == last u + 1`` proves nothing of it was lost (gemini.md section 3.4), so the
+    book is valid again there, on the same connection, and equals the true book."""
+    sim = sim_factory(
+        symbols=SYMS, update_id_base=BIG, malformed=0.03, truth_dir=tmp_path / "truth"
+    )
+    _record(sim, tmp_path, duration=3.0)
+    book_lines = read_jsonl(tmp_path / "truth" / "book.jsonl")
+    resumed = 0
+    for symbol in SYMS:
+        rows = _rows(tmp_path, symbol)
+        day = replay.Day(
+            contract.read_partition(tmp_path / "data", "gemini", _date(rows), symbol),
+            date=_date(rows),
+            symbol=symbol,
+        )
+        seq_gaps = [g for g in day.gap_list() if g.kind == "sequence"]
+        true = TrueBook(book_lines, symbol)
+        last_u: dict[int, int] = {}  # u of the symbol's last readable diff, per connection
+        unread: tuple[int, int] | None = None  # connection and time of the first unread frame
+        ts = 0
+        for r in rows:
+            ts = max(ts, r["recv_ts"].value)  # replay time is the running maximum
+            if r["source"] != "ws":
+                continue
+            conn, frame = r["conn_id"], _json_or_none(r["payload"])
+            if frame is None:
+                unread = unread if unread is not None and unread[0] == conn else (conn, ts)
+                continue
+            if frame.get("e") != "depthUpdate" or frame["s"].upper() != symbol:
+                continue
+            if unread is not None and unread[0] == conn and frame["U"] == last_u.get(conn, -2) + 1:
+                (g,) = [g for g in seq_gaps if g.start == unread[1]]
+                assert g.end == ts and "U follows the last u" in g.detail
+                view = day.book_at(ts, depth=20)
+                assert view.valid
+                got = _as_decimal(
+                    [
+                        *zip(view.bid_px, view.bid_sz, strict=True),
+                        *zip(view.ask_px, view.ask_sz, strict=True),
+                    ],
+                    day.price_scale,
+                    day.size_scale,
+                )
+                assert got == true.top(frame["u"], 20)
+                resumed += 1
+            unread = None if unread is None or unread[0] == conn else unread
+            last_u[conn] = frame["u"]
+        assert day.decoded.counts["undecodable"] > 0
+    assert resumed > 0
+
+
+def test_replay_resyncs_on_update_ids_after_an_undecodable_frame() -> None:
+    u = BIG
+    day = _day(
+        [
+            ("ws_sent", {"id": 1, "method": "subscribe", "params": ["btcusd@depth@100ms"]}),
+            ("ws", {"id": 1, "status": 200}),
+            ("ws", _diff("btcusd", u, u, [["100.00", "1"]], [["101.00", "2"]])),
+            ("ws", _diff("btcusd", u + 1, u + 2, [["100.00", "3"]], [])),
+            ("ws", '{"e":"trade","E":17638596'),  # cut short: could have been anything
+            ("ws", _diff("btcusd", u + 3, u + 4, [["100.00", "4"]], [])),  # follows: resync
+            ("ws", '{"e":"depthUpdate","E":176'),  # this one was a diff of ours
+            ("ws", _diff("btcusd", u + 7, u + 8, [["100.00", "5"]], [])),  # U skips u + 5, u + 6
+            ("ws", _diff("btcusd", u + 9, u + 9, [["100.00", "6"]], [])),  # not in sync
+        ]
+    )  # fmt: skip
+    valid = [day.book_at(T0 + i * 10**8).valid for i in range(2, 9)]
+    assert valid == [True, True, False, True, False, False, False]
+    assert day.book_at(T0 + 5 * 10**8).bids.tolist() == [[100.0, 4.0]]
+    first, second = [g for g in day.gap_list() if g.kind == "sequence"]
+    assert (first.start, first.end) == (T0 + 4 * 10**8, T0 + 5 * 10**8)
+    assert (
+        first.detail.startswith("undecodable message;") and "U follows the last u" in first.detail
+    )
+    assert second.start == T0 + 6 * 10**8 and second.end == day.decoded.last_ns
+    details = [b.detail for b in day.decoded.breaks]
+    assert details[2] == f"U expected {u + 5}, got {u + 7}"  # names the current API's ids
+
+
 def test_refused_subscription_stops_the_run_with_a_clear_error(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
-    # The simulator lists BTCUSD only, so the ETHUSD subscription is refused.
-    sim = sim_factory(symbols=("BTCUSD",))
+    # The simulator lists BTCUSD only, so the ETHUSD subscription is refused. Its REST
+    # answers 500, so the recorder's check of /v1/symbols cannot refuse ETHUSD first.
+    sim = sim_factory(symbols=("BTCUSD",), rest_500=1.0)
     started = time.monotonic()
     with pytest.raises(ProtocolError, match=r"refused request 2 .*ethusd"):
         _record(sim, tmp_path, duration=10.0)
@@ -425,7 +516,9 @@ def test_replay_sync_rules_and_symbol_case(spelled: str) -> None:
     assert not day.book_at(T0 + 6 * 10**8).valid
     (br,) = day.decoded.breaks
     assert (br.expected, br.got) == (u + 4, u + 6)  # exact above 2**53
-    assert [g.kind for g in day.gap_list()][:1] == ["sequence"]
+    assert [(g.kind, g.detail) for g in day.gap_list()][:1] == [
+        ("sequence", f"U expected {u + 4}, got {u + 6}")
+    ]
     assert day.decoded.counts["stale"] == 1
     trade = day.trades(exact=True).iloc[0]
     assert trade["side"] == "sell" and trade["tid"] == 5  # m: the seller took

@@ -25,6 +25,7 @@ else is compared exactly, from the recorded rows.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -507,10 +508,12 @@ def test_malformed_frames_are_stored_raw_and_break_the_book(
 
     The replay cannot know what the frame said, so the book is not trusted
     from that message on until a snapshot. On v1 the recorder sees the
-    ``socket_sequence`` skip at the next frame and reconnects: the gap ends
-    at the loss and a ``disconnect`` gap runs to the next initial book. On v2
-    nothing tells the recorder to reconnect, so the gap lasts to the end of
-    the connection (here the shutdown).
+    ``socket_sequence`` skip at the next frame and reconnects; on v2, with no
+    sequence to tell later, it reconnects at the unreadable frame itself
+    (gemini.md section 2). Either way the gap ends exactly where that
+    connection was lost, and a ``disconnect`` gap runs on to the next
+    snapshot, so one bad frame costs about a reconnect, not the rest of
+    the connection.
     """
     sim = start_sim(sim_factory, tmp_path, malformed=0.002)
     run = record_run(sim, tmp_path, protocol, duration=3.0)
@@ -530,10 +533,23 @@ def test_malformed_frames_are_stored_raw_and_break_the_book(
         firsts: dict[int, int] = {}
         for t, row in bad:
             firsts.setdefault(row["conn_id"], t)
+        ends = part.conn_ends
         for t in firsts.values():
             (g,) = [g for g in gaps if g.kind == "sequence" and g.start == t]
-            if protocol == "v2":
-                assert g.end == part.final_loss_ts
+            assert g.end == ends[bisect.bisect_left(ends, t)]
+        if protocol == "v2":
+            events = [
+                (r["conn_id"], json.loads(r["payload"]))
+                for r in part.rows
+                if r["source"] == "event"
+            ]
+            closed = {c: e["why"] for c, e in events if e["event"] == "disconnect"}
+            for c, t in firsts.items():
+                # the recorder closed that connection itself, unless the shutdown came first
+                if t < part.shutdown_ts - DELIVERY_TOL_NS:
+                    assert closed[c] == "undecodable frame"
+                else:
+                    assert closed[c] in ("undecodable frame", "shutdown")
         assert_every_fault_reported(run, symbol, {"malformed": {"sequence", "disconnect"}}, gaps)
         assert_valid_rows_are_true(run, symbol)
     assert any(run.faults(s, "malformed") for s in SYMBOLS)

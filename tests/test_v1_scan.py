@@ -41,6 +41,9 @@ class GeneralV1:
     def on_message(self, out: EventSink, msg: Any, venue_seq: int | None) -> str:
         return self._stream.on_message(out, msg, venue_seq)
 
+    def on_undecodable(self) -> str:
+        return self._stream.on_undecodable()
+
 
 def outcome(table: pa.Table, monkeypatch: pytest.MonkeyPatch, general: bool) -> Any:
     with monkeypatch.context() as m:

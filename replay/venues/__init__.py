@@ -2,12 +2,16 @@
 
 Each protocol module provides a *stream* class, instantiated once per
 connection (sequence and snapshot state are per connection; gemini.md
-section 5), with two methods called by :mod:`replay.decode` in replay order:
+section 5), with three methods called by :mod:`replay.decode` in replay order:
 
 - ``on_message(out, msg, venue_seq)`` for a received message, already parsed
   from JSON, returning a kind name for the summary counts;
 - ``on_sent(out, msg)`` for a message the recorder sent (a subscribe or
-  another request).
+  another request);
+- ``on_undecodable()`` for a received message that is not JSON: the book is
+  marked invalid there, and the stream decides when to trust it again (a
+  snapshot, or on the current API the next diff whose ids follow on),
+  returning the gap detail that says so.
 
 They write to an :class:`~replay.decode.EventSink`. They never read files,
 clocks or sockets.

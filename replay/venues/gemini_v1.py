@@ -37,6 +37,7 @@ __all__ = ["GeminiV1Stream"]
 _SIDES = {"bid": BID, "ask": ASK}
 # Taker side is opposite the maker side (gemini.md section 5).
 _TAKER = {"bid": -1, "ask": 1}
+_SEQUENCE = "socket_sequence"
 # Message kinds in the order of the scanner's counts.
 _SCAN_KINDS = ("update", "heartbeat", "other")
 
@@ -51,6 +52,14 @@ class GeminiV1Stream:
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
         """v1 has no client messages (gemini.md section 1); nothing to note."""
+
+    def on_undecodable(self) -> str:
+        """The book waits for a new initial book; the next ``socket_sequence`` shows a loss too.
+
+        The lost message's number is skipped, so the next message is a break
+        of its own, and the recorder reconnects on it (gemini.md section 1).
+        """
+        return "undecodable message; the book waits for the next initial book"
 
     def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
         """Decode received rows ``start:stop`` with the compiled scanner, until one it declines."""
@@ -69,7 +78,7 @@ class GeminiV1Stream:
                 state,
             )
             counts = {k: n for k, n in zip(_SCAN_KINDS, got.counts.tolist(), strict=True) if n}
-            out.extend(Batch(got.ops, got.trades, got.breaks, counts))
+            out.extend(Batch(got.ops, got.trades, got.breaks, counts, _SEQUENCE))
             row = got.row
             if got.declined:
                 break
@@ -82,7 +91,7 @@ class GeminiV1Stream:
         if not isinstance(seq, int):
             return
         if self._prev_seq is not None and seq != self._prev_seq + 1:
-            out.seq_break(self._prev_ts, self._prev_seq + 1, seq)
+            out.seq_break(self._prev_ts, self._prev_seq + 1, seq, _SEQUENCE)
             out.control(OP_INVALID)
         self._prev_seq = seq
         self._prev_ts = out.ts

@@ -59,6 +59,13 @@ class GeminiV2Stream:
             if sub.get("name") == "l2" and self.symbol in {str(s).upper() for s in symbols}:
                 self._expect_snapshot = True
 
+    def on_undecodable(self) -> str:
+        """The book waits for a new snapshot: v2 has no numbers to prove nothing changed.
+
+        The recorder reconnects on such a frame for that snapshot (gemini.md section 2).
+        """
+        return "undecodable message; v2 has no sequence numbers, so the book waits for a snapshot"
+
     def _mine(self, msg: dict[str, Any]) -> bool:
         return str(msg.get("symbol", "")).upper() == self.symbol
 

@@ -12,6 +12,14 @@ Book sync by update ids, recipe A of section 3.4, per connection:
   snapshot; otherwise each level is set to its ``qty`` (``"0"`` removes it)
   and ``last = u``.
 
+An undecodable message (the partition decoder marks the book invalid
+there) may have been a diff of this symbol, or anything else. The update
+ids tell which: the symbol's next diff with ``U == last + 1`` proves nothing
+of its book was lost, so the book is valid again after it; one with
+``U > last + 1`` is the sequence break above (the lost message was a diff).
+So one unreadable trade, or a frame of another symbol, costs no more than
+the time to the next diff, and the recorder need not reconnect for it.
+
 A ``depth`` reply (``{lastUpdateId, bids, asks}``) to a request for this
 symbol is lined up with the diffs by ``lastUpdateId`` (recipe B): when the
 book is not in sync, or is older than ``lastUpdateId``, the reply becomes the
@@ -52,6 +60,7 @@ class GeminiWsStream:
         self._diff_streams = (f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms")
         self._expect_snapshot = True
         self._last: int | None = None  # u of the book; None while not in sync
+        self._unsure = False  # an undecodable message since the last applied frame
         self._prev_ts = 0
         self._subscribes: set[int | str] = set()
         self._depths: set[int | str] = set()
@@ -90,6 +99,11 @@ class GeminiWsStream:
             return "trade"
         return kind or "other"
 
+    def on_undecodable(self) -> str:
+        """Wait for the next diff: its ``U`` shows whether the lost message was one."""
+        self._unsure = self._last is not None
+        return "undecodable message; the book waits for a depthUpdate whose U follows the last u"
+
     def _load(self, out: EventSink, bids: Any, asks: Any, exch: int | None, snapshot: bool) -> None:
         for side, levels in ((BID, bids), (ASK, asks)):
             for price, size in levels or ():
@@ -99,7 +113,7 @@ class GeminiWsStream:
         out.control(OP_CLEAR)
         self._load(out, bids, asks, exch, True)
         out.control(OP_VALID)
-        self._expect_snapshot = False
+        self._expect_snapshot = self._unsure = False
         self._last, self._prev_ts = last, out.ts
 
     def _diff(self, out: EventSink, msg: dict[str, Any]) -> str:
@@ -115,12 +129,16 @@ class GeminiWsStream:
         if last <= self._last:
             return "stale"
         if first > self._last + 1:
-            out.seq_break(self._prev_ts, self._last + 1, first)
+            out.seq_break(self._prev_ts, self._last + 1, first, "U")
             out.control(OP_INVALID)
-            self._last = None
+            self._last, self._unsure = None, False
             return "depthUpdate"
         self._load(out, msg.get("b"), msg.get("a"), exch, False)
         self._last, self._prev_ts = last, out.ts
+        if self._unsure:
+            # U follows the last u: nothing of this book was lost (see the module docstring).
+            out.control(OP_VALID)
+            self._unsure = False
         return "depthUpdate"
 
     def _reply(self, out: EventSink, msg: dict[str, Any]) -> str:

@@ -61,8 +61,11 @@ class EventSink(Protocol):
     ) -> None:
         """A trade; *side* is the taker side (+1 buy, -1 sell, 0 unknown)."""
 
-    def seq_break(self, prev_ts: int, expected: int, got: int) -> None:
-        """The current message breaks the venue's sequence (it was not *expected*)."""
+    def seq_break(self, prev_ts: int, expected: int, got: int, sequence: str) -> None:
+        """The current message breaks the venue's sequence (it was not *expected*).
+
+        *sequence* names the venue's number that broke (``socket_sequence``, ``U``).
+        """
 
     @property
     def ts(self) -> int:
@@ -81,6 +84,15 @@ class VenueStream(Protocol):
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
         """Note a message the recorder sent on this connection."""
+        ...
+
+    def on_undecodable(self) -> str:
+        """Note a received message that could not be parsed.
+
+        The partition decoder marks the book invalid there; the stream
+        decides when it may be trusted again. Returns the gap detail saying
+        so in the venue's terms.
+        """
         ...
 
 
@@ -107,6 +119,8 @@ class Batch(NamedTuple):
     breaks: I64
     counts: dict[str, int]
     """Messages by kind, as :meth:`VenueStream.on_message` would have returned them."""
+    sequence: str
+    """The venue's number that ``breaks`` are breaks of (as in :meth:`EventSink.seq_break`)."""
 
 
 class RunSink(EventSink, Protocol):
