@@ -297,6 +297,36 @@ def _run_id(digest: str) -> str:
     return f"import-{digest[:20]}"
 
 
+#: What parsing one input file gives: venue, records, extra footer metadata.
+_Parsed = tuple[str, list[_Record], dict[str, str]]
+
+
+def _import(
+    paths: Iterable[str | os.PathLike[str]],
+    root: str | os.PathLike[str],
+    parse: Callable[[Path, ImportResult], _Parsed],
+    on_file: Callable[[ImportResult], None] | None,
+) -> list[ImportResult]:
+    """Import each file as one run named by its content hash, unless it is already in."""
+    results = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        digest = _file_hash(path)
+        result = ImportResult(path, _run_id(digest))
+        venue, records, extra = parse(path, result)
+        if _already_imported(Path(root), venue, result.run_id):
+            result.already_imported = True
+        else:
+            extra = {"source_sha256": digest, **extra}
+            _write(Path(root), venue, result.run_id, records, extra, result)
+        results.append(result)
+        if on_file is not None:
+            on_file(result)
+    return results
+
+
 def import_cryptofeed(
     paths: Iterable[str | os.PathLike[str]],
     root: str | os.PathLike[str],
@@ -304,23 +334,12 @@ def import_cryptofeed(
     on_file: Callable[[ImportResult], None] | None = None,
 ) -> list[ImportResult]:
     """Import cryptofeed raw logs; one run per file. See the module docstring."""
-    results = []
-    for p in paths:
-        path = Path(p)
-        digest = _file_hash(path) if path.is_file() else ""
-        if not digest:
-            raise UsageError(f"{path}: no such file")
-        result = ImportResult(path, _run_id(digest))
+
+    def parse(path: Path, result: ImportResult) -> _Parsed:
         venue, records = _parse_cryptofeed(path, _read_lines(path), strict, result.skipped)
-        if _already_imported(Path(root), venue, result.run_id):
-            result.already_imported = True
-        else:
-            extra = {"source_sha256": digest, "source_format": "cryptofeed"}
-            _write(Path(root), venue, result.run_id, records, extra, result)
-        results.append(result)
-        if on_file is not None:
-            on_file(result)
-    return results
+        return venue, records, {"source_format": "cryptofeed"}
+
+    return _import(paths, root, parse, on_file)
 
 
 def import_lines(
@@ -349,29 +368,15 @@ def import_lines(
     wire = _PROTOCOLS[protocol]
     if wire == "gemini.v1" and not symbol:
         raise UsageError("--symbol is required for v1: its messages do not name their symbol")
-    results = []
-    for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
-        digest = _file_hash(path)
-        result = ImportResult(path, _run_id(digest))
+
+    def parse(path: Path, result: ImportResult) -> _Parsed:
         records, synthetic = _parse_lines(
             path, _read_lines(path), wire, symbol, start_ns, step_ns, strict, result.skipped
         )
-        if _already_imported(Path(root), venue, result.run_id):
-            result.already_imported = True
-        else:
-            extra = {
-                "source_sha256": digest,
-                "source_format": "lines",
-                "synthetic_recv_ts": "true" if synthetic else "false",
-            }
-            _write(Path(root), venue, result.run_id, records, extra, result)
-        results.append(result)
-        if on_file is not None:
-            on_file(result)
-    return results
+        extra = {"source_format": "lines", "synthetic_recv_ts": str(synthetic).lower()}
+        return venue, records, extra
+
+    return _import(paths, root, parse, on_file)
 
 
 def _parse_lines(

@@ -23,7 +23,7 @@ from tickrec.errors import DatasetError, NotFoundError, TickrecError, UsageError
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
 
-__all__ = ["app", "main", "parse_duration"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     help="Record exchange market data losslessly; replay order books deterministically.",
