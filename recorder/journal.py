@@ -56,6 +56,7 @@ from tickrec.errors import JournalError
 
 __all__ = [
     "FORMAT_VERSION",
+    "LOCK_NAME",
     "MAGIC",
     "Journal",
     "JournalRecord",
@@ -82,7 +83,8 @@ _REC = struct.Struct("<II")
 _BODY = struct.Struct("<qqiBqqqBBH")
 _EXCH, _VSEQ, _SENT = 1, 2, 4
 _SEG_PREFIX, _SEG_SUFFIX = "seg-", ".tj"
-_LOCK_NAME = "lock"
+#: Name of the lock file in a run's journal directory (held by the live recorder).
+LOCK_NAME = "lock"
 
 log = logging.getLogger("tickrec.recorder")
 
@@ -465,7 +467,7 @@ class Journal:
         try:
             make_dirs(parent)
             tmp.mkdir()
-            fd = try_lock(tmp / _LOCK_NAME)
+            fd = try_lock(tmp / LOCK_NAME)
             if fd is None:
                 raise JournalError(f"{tmp}: locked by another process")
             os.rename(tmp, self.dir)
@@ -698,7 +700,7 @@ class Journal:
         if self._lock_fd < 0:
             return
         if not list_segments(self.dir):
-            (self.dir / _LOCK_NAME).unlink(missing_ok=True)
+            (self.dir / LOCK_NAME).unlink(missing_ok=True)
             # A stray file may be left; recovery removes the directory later.
             with contextlib.suppress(OSError):
                 self.dir.rmdir()

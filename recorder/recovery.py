@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.journal import SegmentScan, list_segments, scan_segment, try_lock
+from recorder.journal import LOCK_NAME, SegmentScan, list_segments, scan_segment, try_lock
 from recorder.writer import convert_segment
 from tickrec.contract import parse_part_name, read_footer
 from tickrec.errors import JournalError
@@ -29,7 +29,6 @@ __all__ = ["RunRecovery", "recover", "recover_run"]
 
 log = logging.getLogger("tickrec.recorder")
 
-_LOCK_NAME = "lock"
 
 
 @dataclass
@@ -104,7 +103,7 @@ def _remove_if_empty(run_dir: Path) -> None:
     if list_segments(run_dir):
         return
     for p in run_dir.iterdir():
-        if p.name != _LOCK_NAME and not p.name.endswith(".tmp"):
+        if p.name != LOCK_NAME and not p.name.endswith(".tmp"):
             return
     shutil.rmtree(run_dir, ignore_errors=True)
 
@@ -117,7 +116,7 @@ def recover(root: str | os.PathLike[str]) -> list[RunRecovery]:
         return results
     for run_dir in sorted(p for p in journal.iterdir() if p.is_dir()):
         try:
-            fd = try_lock(run_dir / _LOCK_NAME)
+            fd = try_lock(run_dir / LOCK_NAME)
         except FileNotFoundError:
             continue  # removed by its own recorder meanwhile
         if fd is None:
