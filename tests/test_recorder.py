@@ -398,3 +398,30 @@ def test_symbols_go_unchecked_when_rest_cannot_tell_and_every_close_is_logged(
     assert len(closes) >= 2 and all(level == logging.WARNING for level, _ in closes)
     rows = _rows(tmp_path, "XRPUSD")
     assert len(_events(rows, "disconnect")) >= len(closes)
+
+
+def test_slow_rest_replies_time_out_as_events_and_streaming_goes_on(
+    sim_factory: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    """A REST reply slower than the timeout is a `rest_error` event; one within it is stored
+    with its true latency (`recv_ts - sent_ts`); the websocket stream never waits for REST."""
+    sim = sim_factory(symbols=SYMS[:1], rest_slow=0.5, rest_slow_for=0.8)
+    _record(
+        sim,
+        tmp_path,
+        symbols=SYMS[:1],
+        protocol="v1",
+        duration=4.0,
+        snapshot_every=0.2,
+        rest_min_gap=0.05,
+        rest_timeout=0.4,
+    )
+    rows = _rows(tmp_path, SYMS[0])
+    timeouts = [e for e in _events(rows, "rest_error") if "Timeout" in str(e.get("error"))]
+    stored = [r for r in rows if r["source"] == "rest"]
+    assert timeouts and stored
+    for r in stored:  # only the fast replies got through, each with its own latency
+        assert 0 < (r["recv_ts"] - r["sent_ts"]).total_seconds() < 0.4
+    ws = [r for r in rows if r["source"] == "ws"]
+    gaps = [(b["recv_ts"] - a["recv_ts"]).total_seconds() for a, b in itertools.pairwise(ws)]
+    assert max(gaps) < 0.4, "the stream stalled while REST was slow"
