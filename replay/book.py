@@ -127,6 +127,29 @@ def _emit(
                 out_sz[r, s, i] = 0
 
 
+@numba.njit(cache=True, inline="always")
+def _apply(
+    keys: Any, sizes: Any, n: Any, valid: int, o: int, s: int, price: int, size: int
+) -> tuple[Any, Any, int]:
+    """Apply one operation (module docstring); ``(keys, sizes, valid)`` after it.
+
+    The arrays are returned because a full side makes them grow (new arrays).
+    """
+    if o == OP_SET:
+        if n[0] == keys.shape[1] or n[1] == keys.shape[1]:
+            keys, sizes = _grow(keys, sizes)
+        _set(keys, sizes, n, s, price if s == BID else -price, size)
+    elif o == OP_CLEAR:
+        n[0] = 0
+        n[1] = 0
+        valid = 0
+    elif o == OP_INVALID:
+        valid = 0
+    else:
+        valid = 1
+    return keys, sizes, valid
+
+
 @numba.njit(cache=True)
 def _run(
     keys: Any,
@@ -168,20 +191,7 @@ def _run(
                 )
                 rows += 1
                 gi += 1
-        o = op[i]
-        if o == OP_SET:
-            if n[0] == keys.shape[1] or n[1] == keys.shape[1]:
-                keys, sizes = _grow(keys, sizes)
-            s = side[i]
-            _set(keys, sizes, n, s, px[i] if s == BID else -px[i], sz[i])
-        elif o == OP_CLEAR:
-            n[0] = 0
-            n[1] = 0
-            valid = 0
-        elif o == OP_INVALID:
-            valid = 0
-        else:
-            valid = 1
+        keys, sizes, valid = _apply(keys, sizes, n, valid, op[i], side[i], px[i], sz[i])
         pending = 1
         pgrp = grp[i]
         pts = t
@@ -392,20 +402,7 @@ def _rest_min_diff(
             break
         g = grp[i]
         while i < m and grp[i] == g:
-            o = op[i]
-            if o == OP_SET:
-                if n[0] == keys.shape[1] or n[1] == keys.shape[1]:
-                    keys, sizes = _grow(keys, sizes)
-                s = side[i]
-                _set(keys, sizes, n, s, px[i] if s == BID else -px[i], sz[i])
-            elif o == OP_CLEAR:
-                n[0] = 0
-                n[1] = 0
-                valid = 0
-            elif o == OP_INVALID:
-                valid = 0
-            else:
-                valid = 1
+            keys, sizes, valid = _apply(keys, sizes, n, valid, op[i], side[i], px[i], sz[i])
             i += 1
         while lo < started and w_recv[lo] < t:
             lo += 1
