@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bench [--changes N] [--reps 3] [--quick] [--skip e2e,recorder,node,naive]
+    python -m bench [--changes N] [--reps 3] [--quick] [--skip e2e,workers,recorder,node,naive]
 
 Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
 ``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):
@@ -15,11 +15,13 @@ Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
    checked against tickrec's result; the naive baseline runs on a prefix of
    the day and its rate is extrapolated from it;
 4. ``tickrec replay --date`` end to end, from raw and again (wall time, peak RSS);
+   then over the day stored under two symbols, with ``--workers 1`` and ``2``;
 5. the recorder against the loopback simulator (messages/s with zero loss,
    CPU per 1,000 messages).
 
 Every figure is the median of ``--reps`` runs, except the end-to-end and
-recorder runs, which are single runs. A check mismatch exits with status 1.
+recorder runs, which are single runs. A check mismatch, or snapshots that
+differ between worker counts, exits with status 1.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ E2E_CACHE_S = 3.0
 PEAK_BYTES = 2 * GIB
 TARGET_CHANGES = 10_000_000  # the day size the end-to-end targets are set for
 
-_SKIPPABLE = ("e2e", "recorder", "node", "naive", "order-book", "sortedcontainers")
+_SKIPPABLE = ("e2e", "workers", "recorder", "node", "naive", "order-book", "sortedcontainers")
 
 
 def _rate(n: float) -> str:
@@ -246,6 +248,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             e2e = processes.replay_day(day)
         except processes.Unavailable as exc:
             e2e = f"not available: {exc}"
+    workers: processes.Workers | str
+    if "workers" in skip:
+        workers = "skipped by --skip"
+    else:
+        _log("tickrec replay: two symbols, --workers 1 and 2")
+        try:
+            workers = processes.replay_workers(day)
+        except processes.Unavailable as exc:
+            workers = f"not available: {exc}"
     recs: list[processes.RecordResult] = []
     rec_note = ""
     if "recorder" in skip:
@@ -316,13 +327,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _status(cached and again.seconds < E2E_CACHE_S * scale),
             )
         )
-        peak = max(raw.peak_bytes, again.peak_bytes)
+        for name, child in (("from raw", raw), ("second run", again)):
+            results.append(
+                (
+                    f"tickrec replay peak memory, {name}",
+                    f"{child.peak_bytes / GIB:.2f} GiB",
+                    "< 2 GiB",
+                    _status(child.peak_bytes < PEAK_BYTES),
+                )
+            )
+    if isinstance(workers, str):
+        results.append(("tickrec replay --workers", workers, "", ""))
+    else:
+        for source, by_count in (("from raw", workers.raw), ("from cache", workers.cached)):
+            for n, child in sorted(by_count.items()):
+                results.append(
+                    (
+                        f"tickrec replay, 2 symbols, --workers {n}, {source}",
+                        f"{child.seconds:.2f} s, all processes {child.tree_bytes / GIB:.2f} GiB",
+                        "",
+                        "",
+                    )
+                )
         results.append(
             (
-                "tickrec replay peak memory",
-                f"{peak / GIB:.2f} GiB",
-                "< 2 GiB",
-                _status(peak < PEAK_BYTES),
+                "tickrec replay --workers 1 vs 2 output",
+                "identical" if workers.identical else "DIFFERENT",
+                "identical",
+                _status(workers.identical),
             )
         )
     if recs:
@@ -383,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if naive.rates.get(mode):
             f = tk.rates[mode] / naive.rates[mode]
             print(f"  {mode}: {f:,.0f}x naive; >= {NAIVE_FACTOR:g}x: {_status(f >= NAIVE_FACTOR)}")
-    return 1 if any(r.mismatch for r in rows) else 0
+    differs = not isinstance(workers, str) and not workers.identical
+    return 1 if differs or any(r.mismatch for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Whole-program measurements, each in a child process: ``tickrec replay`` and the recorder.
 
-A child's wall time is measured around it, and its peak resident memory and
-CPU time come from ``wait4`` on that one child (``ru_maxrss`` in KiB on
-Linux), so other children of the harness never blur them.
+Each child runs under :mod:`bench.launcher`, a small standard-library
+process, so its peak resident memory is its own: a process forked straight
+from the harness would start its ``ru_maxrss`` at the harness's peak.
 
 - :func:`replay_day`: ``python -m tickrec replay --date D`` over a synthetic
   day, first with any ``{root}/normalized`` cache removed (from raw), then
   again with whatever cache the first run left (ARCHITECTURE section 2.1).
+- :func:`replay_workers`: ``tickrec replay --date D`` over a dataset holding
+  the day under two symbols, with ``--workers 1`` and ``--workers 2``, from
+  raw (``--no-cache``) and from the normalized cache; the snapshot files of
+  the two worker counts must be byte-identical;
 - :func:`record_sim`: the loopback simulator (:mod:`tickrec.sim`) in this
   process at a given event rate, and ``python -m tickrec record`` capturing
   it for a fixed time. Loss is every break in the stored v1
@@ -18,25 +22,35 @@ Linux), so other children of the harness never blur them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from bench.synth import Day
-from tickrec.contract import list_partitions, read_partition
+from tickrec.contract import list_partitions, list_parts, read_partition, write_part
 
-__all__ = ["Child", "RecordResult", "Unavailable", "record_sim", "replay_day"]
+__all__ = [
+    "Child",
+    "RecordResult",
+    "Unavailable",
+    "Workers",
+    "record_sim",
+    "replay_day",
+    "replay_workers",
+]
 
-_POLL_S = 0.002
+_LAUNCHER = Path(__file__).with_name("launcher.py")
 
 
 class Unavailable(Exception):
@@ -49,6 +63,9 @@ class Child:
 
     seconds: float
     peak_bytes: int
+    """Peak resident memory of the largest single process."""
+    tree_bytes: int
+    """Peak of the summed resident memory of the whole process tree (sampled)."""
     cpu_seconds: float
     returncode: int
     stderr_tail: str
@@ -59,29 +76,26 @@ def _tickrec(*args: str) -> list[str]:
 
 
 def run_child(argv: list[str], timeout: float) -> Child:
-    """Run *argv*; its wall time, peak RSS and CPU time (from ``wait4``)."""
+    """Run *argv* through :mod:`bench.launcher`; its wall time, peak memory and CPU time."""
     with tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = t0 + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(_POLL_S)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", str(_LAUNCHER), str(timeout), *argv],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            check=False,
+        )
         err.seek(0)
         lines = err.read().strip().splitlines()
+    if proc.returncode != 0:
+        raise Unavailable(f"the launcher failed: {lines[-1] if lines else proc.returncode}")
+    report = json.loads(proc.stdout)
     return Child(
-        seconds=seconds,
-        peak_bytes=usage.ru_maxrss * 1024,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        returncode=proc.returncode,
+        seconds=report["seconds"],
+        peak_bytes=report["peak_bytes"],
+        tree_bytes=report["tree_bytes"],
+        cpu_seconds=report["cpu_seconds"],
+        returncode=report["returncode"],
         stderr_tail=lines[-1] if lines else "",
     )
 
@@ -129,6 +143,82 @@ def replay_day(day: Day, timeout: float = 1800.0) -> tuple[Child, Child, bool]:
             if k == 0:
                 cached = cache.exists()
     return runs[0], runs[1], cached
+
+
+#: The second symbol of the two-symbol dataset (a copy of the day's rows).
+SECOND_SYMBOL = "ETHUSD"
+
+
+def _two_symbols(day: Day) -> Path:
+    """A dataset root with the day's raw parts under its own symbol and :data:`SECOND_SYMBOL`.
+
+    Made once next to the day (the first symbol's parts are hard links, the
+    second's are rewritten with their own footer); ``done`` is written last.
+    """
+    root = day.root.with_name(day.root.name + "-2sym")
+    if (root / "done").is_file():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    for part in list_parts(day.root, next(iter(list_partitions(day.root)))):
+        link = root / part.path.relative_to(day.root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.link(part.path, link)
+        table = pq.read_table(part.path).replace_schema_metadata(None)
+        write_part(root, day.venue, SECOND_SYMBOL, part.run_id, part.n, table, part.extra)
+    (root / "done").write_text("")
+    return root
+
+
+@dataclass(frozen=True)
+class Workers:
+    """``tickrec replay`` of two symbols with one and with two worker processes."""
+
+    raw: dict[int, Child]
+    """From raw (``--no-cache``), by worker count."""
+    cached: dict[int, Child]
+    """From the normalized cache, by worker count."""
+    identical: bool
+    """Whether every run wrote the same snapshot bytes."""
+
+
+def replay_workers(day: Day, timeout: float = 1800.0) -> Workers:
+    """Replay *day* and a copy under a second symbol with ``--workers`` 1 and 2 (see module)."""
+    why = _has_command("replay")
+    if why:
+        raise Unavailable(why)
+    root = _two_symbols(day)
+    shutil.rmtree(root / "normalized", ignore_errors=True)
+    runs: dict[tuple[bool, int], Child] = {}
+    outputs = set()
+    with tempfile.TemporaryDirectory(prefix="tickrec-bench-out-") as out:
+        # The first cached run writes the cache; the timed cached runs come after it.
+        for cache, workers in ((False, 1), (False, 2), (True, 1), (True, 1), (True, 2)):
+            path = Path(out) / "snapshots.parquet"
+            argv = _tickrec(
+                "replay",
+                "--date",
+                day.date,
+                "--venue",
+                day.venue,
+                "--data",
+                str(root),
+                "--out",
+                str(path),
+                "--workers",
+                str(workers),
+                *(() if cache else ("--no-cache",)),
+            )
+            child = run_child(argv, timeout)
+            if child.returncode != 0:
+                raise Unavailable(f"tickrec replay --workers {workers} failed: {child.stderr_tail}")
+            runs[(cache, workers)] = child
+            outputs.add(hashlib.sha256(path.read_bytes()).hexdigest())
+            path.unlink()
+    return Workers(
+        raw={w: c for (cache, w), c in runs.items() if not cache},
+        cached={w: c for (cache, w), c in runs.items() if cache},
+        identical=len(outputs) == 1,
+    )
 
 
 @dataclass(frozen=True)
