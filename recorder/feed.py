@@ -1,9 +1,11 @@
 """Websocket capture: one thread per connection, every frame to the journal.
 
 A :class:`Connection` keeps one websocket alive for as long as the run lasts.
-It stamps each frame with ``time.time_ns()`` the moment the frame is read,
-before any parsing, reads its header with the pure venue codec, and appends
-it to the journal with the symbols it belongs to. Everything that happens to
+It reads the socket in chunks and stamps every frame of a chunk with
+``time.time_ns()`` taken the moment the chunk is read, before any parsing;
+:class:`~recorder.frames.FrameReader` splits the chunks into messages. Each
+message's header is read with the pure venue codec, and the message is
+appended to the journal with the symbols it belongs to. Everything that happens to
 the connection is an event row too (see :data:`tickrec.contract.EVENTS`).
 
 Staying up:
@@ -53,6 +55,7 @@ from dataclasses import dataclass
 
 import websocket
 
+from recorder.frames import FrameReader
 from recorder.journal import Journal
 from recorder.status import Stats
 from tickrec.contract import event_payload
@@ -65,6 +68,9 @@ from tickrec.venues.gemini_ws import UpdateTracker, parse_reply
 __all__ = ["ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 
 log = logging.getLogger("tickrec.recorder")
+
+#: Bytes asked of the socket per read: a small frame or many in one call.
+READ_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -341,52 +347,83 @@ class Connection(threading.Thread):
     def _read(self, ws: websocket.WebSocket) -> bool:
         v1 = SequenceTracker() if self.protocol == GEMINI_V1 else None
         updates = UpdateTracker() if self.protocol == GEMINI_WS else None
+        frames = FrameReader()
         received = False
+        sock = ws.sock
+        if sock is None:
+            raise websocket.WebSocketConnectionClosedException("Connection is closed")
         while True:
-            opcode, data = ws.recv_data()
+            chunk = sock.recv(READ_CHUNK)
+            # Every frame of a chunk arrived with it, before any parsing: one time for all.
             recv_ns = time.time_ns()
             self.last_recv = time.monotonic()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                reason = data[2:].decode("utf-8", "backslashreplace")
-                self._disconnected(code, reason, self._why or "closed by server")
-                return received
-            received = True
-            problem = None
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                text = data.decode("utf-8", "backslashreplace")
-                problem = "invalid UTF-8; stored with backslash escapes"
-            if opcode == websocket.ABNF.OPCODE_BINARY:
-                problem = "binary frame; stored as text with backslash escapes"
-            header = header_of(self.protocol, text)
-            symbols, route_problem = self._route(header)
-            seq = self.journal.append(
-                recv_ns,
-                self.conn_id,
-                self.protocol,
-                "ws",
-                text,
-                symbols,
-                header.exch_ns,
-                header.venue_seq,
-            )
-            self.stats.message(symbols, recv_ns, header.exch_ns)
-            problem = problem or header.problem or route_problem
-            if problem is not None:
-                self._event("malformed", seq=seq, problem=problem)
-                self.stats.count(symbols, "malformed")
-            if header.kind == "reply":
-                self._refused(text)
-            if self._why is not None:
-                continue  # already closing: the next connection starts afresh anyway
-            gap = self._gap(header, v1, updates)
-            if gap is not None:
-                where = {"symbol": header.symbol} if header.symbol is not None else {}
-                self._event("gap", expected=gap.expected, got=gap.got, **where)
-                self.stats.count(symbols, "gaps")
-                self._resync(ws, "sequence gap")
-            elif self.protocol == GEMINI_V2 and not header.kind:
-                # An undecodable v2 frame: nothing later can show what it changed.
-                self._resync(ws, "undecodable frame")
+            if not chunk:
+                raise websocket.WebSocketConnectionClosedException(
+                    "Connection to remote host was lost."
+                )
+            for opcode, data in frames.feed(chunk):
+                if self._message(ws, opcode, data, recv_ns, v1, updates):
+                    received = True
+                elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                    return received
+
+    def _message(
+        self,
+        ws: websocket.WebSocket,
+        opcode: int,
+        data: bytes,
+        recv_ns: int,
+        v1: SequenceTracker | None,
+        updates: UpdateTracker | None,
+    ) -> bool:
+        """Handle one message; True if it was data (stored), False for a control frame."""
+        if opcode == websocket.ABNF.OPCODE_PING:
+            ws.pong(data)  # RFC 6455 section 5.5.2
+            return False
+        if opcode == websocket.ABNF.OPCODE_PONG:
+            return False
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            ws.send_close()  # section 5.5.1: answer with a close frame
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            reason = data[2:].decode("utf-8", "backslashreplace")
+            self._disconnected(code, reason, self._why or "closed by server")
+            return False
+        problem = None
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            text = data.decode("utf-8", "backslashreplace")
+            problem = "invalid UTF-8; stored with backslash escapes"
+        if opcode == websocket.ABNF.OPCODE_BINARY:
+            problem = "binary frame; stored as text with backslash escapes"
+        header = header_of(self.protocol, text)
+        symbols, route_problem = self._route(header)
+        seq = self.journal.append(
+            recv_ns,
+            self.conn_id,
+            self.protocol,
+            "ws",
+            text,
+            symbols,
+            header.exch_ns,
+            header.venue_seq,
+        )
+        self.stats.message(symbols, recv_ns, header.exch_ns)
+        problem = problem or header.problem or route_problem
+        if problem is not None:
+            self._event("malformed", seq=seq, problem=problem)
+            self.stats.count(symbols, "malformed")
+        if header.kind == "reply":
+            self._refused(text)
+        if self._why is not None:
+            return True  # already closing: the next connection starts afresh anyway
+        gap = self._gap(header, v1, updates)
+        if gap is not None:
+            where = {"symbol": header.symbol} if header.symbol is not None else {}
+            self._event("gap", expected=gap.expected, got=gap.got, **where)
+            self.stats.count(symbols, "gaps")
+            self._resync(ws, "sequence gap")
+        elif self.protocol == GEMINI_V2 and not header.kind:
+            # An undecodable v2 frame: nothing later can show what it changed.
+            self._resync(ws, "undecodable frame")
+        return True
