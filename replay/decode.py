@@ -42,7 +42,6 @@ which path a message took, nor on how the rows were split into batches.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -67,7 +66,7 @@ from replay.events import (
 )
 from replay.ticks import pair_of, rescale
 from replay.venues import CONFLATED, STREAMS, VenueStream
-from replay.venues.gemini_rest import parse_book
+from replay.venues.gemini_rest import BookPairs, Levels, parse_book, scan_book
 from replay.venues.sink import OP_ROWS, TRADE_ROWS, Batch, RawRows, RunDecoder
 from tickrec.errors import DatasetError
 
@@ -89,7 +88,7 @@ LOSS_SPAN_EVENTS = {
 _RECEIVED, _SENT, _REST, _EVENT = 0, 1, 2, 3
 _SOURCES = {"ws_sent": _SENT, "rest": _REST, "event": _EVENT}
 
-# array typecodes of the OP_ROWS and TRADE_ROWS columns: decimals fit int32
+# Typecodes of the OP_ROWS and TRADE_ROWS columns: decimals fit int32
 # (replay.ticks.pair_of), flags and sides int8.
 _OP_CODES = ("q", "q", "b", "b", "q", "i", "q", "i", "q", "b")
 _TRADE_CODES = ("q", "q", "q", "q", "i", "q", "i", "b", "q", "b")
@@ -99,44 +98,58 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "b": np.dtype(np.int8),
 }
 
-RestRaw = tuple[int, int, int, list[tuple[str, str]], list[tuple[str, str]]]
+# A REST book as read: (sent, recv, row, levels), the levels as scanned pairs, or
+# as strings from the general path (turned into pairs at the end, as the rest).
+RestRaw = tuple[int, int, int, BookPairs | Levels]
 
 
 class _Columns:
-    """Append-only typed columns, filled row by row or in blocks, kept in chunks."""
+    """Append-only typed columns, filled row by row or in blocks.
+
+    Each column is one array that grows in place (``ndarray.resize``: a
+    ``realloc``, which for large arrays remaps pages instead of copying), so
+    the columns never have to be joined from chunks; :meth:`take` trims them.
+    """
+
+    _FIRST = 1 << 16
 
     def __init__(self, names: Sequence[str], codes: Sequence[str]) -> None:
         self.names = tuple(names)
-        self._codes = tuple(codes)
-        self._rows = [array(c) for c in self._codes]
-        self._chunks: list[list[npt.NDArray[Any]]] = [[] for _ in self._codes]
+        self._cols = [np.zeros(self._FIRST, _DTYPES[c]) for c in codes]
+        self._n = 0
+
+    def _reserve(self, m: int) -> None:
+        need = self._n + m
+        cap = len(self._cols[0])
+        if need > cap:
+            cap = max(need, cap + cap // 2)
+            for col in self._cols:
+                col.resize(cap, refcheck=False)
 
     def append(self, *values: int) -> None:
-        for col, value in zip(self._rows, values, strict=True):
-            col.append(value)
+        self._reserve(1)
+        n = self._n
+        for col, value in zip(self._cols, values, strict=True):
+            col[n] = value
+        self._n = n + 1
 
-    def _flush(self) -> None:
-        for k, col in enumerate(self._rows):
-            if len(col):
-                self._chunks[k].append(np.frombuffer(col, _DTYPES[col.typecode]).copy())
-                self._rows[k] = array(col.typecode)
-
-    def extend(self, block: I64) -> None:
+    def extend(self, block: npt.NDArray[Any]) -> None:
         """Append a block with one row per column (in :attr:`names` order)."""
-        if block.shape[1] == 0:
-            return
-        self._flush()
-        for k, code in enumerate(self._codes):
-            self._chunks[k].append(block[k].astype(_DTYPES[code]))
+        m = block.shape[1]
+        self._reserve(m)
+        n = self._n
+        for col, row in zip(self._cols, block, strict=True):
+            col[n : n + m] = row
+        self._n = n + m
 
     def take(self) -> dict[str, npt.NDArray[Any]]:
-        """Each column as one array; the chunks are released column by column."""
-        self._flush()
+        """Each column as one array, trimmed to its length; the columns start over."""
         out = {}
-        for k, name in enumerate(self.names):
-            chunks, self._chunks[k] = self._chunks[k], []
-            dtype = _DTYPES[self._codes[k]]
-            out[name] = np.concatenate(chunks) if chunks else np.zeros(0, dtype)
+        for name, col in zip(self.names, self._cols, strict=True):
+            col.resize(self._n, refcheck=False)
+            out[name] = col
+        self._cols = [np.zeros(self._FIRST, col.dtype) for col in self._cols]
+        self._n = 0
         return out
 
 
@@ -350,11 +363,15 @@ class PartitionDecoder:
             protocol = proto_values[proto[h]]
             if code == _REST:
                 if protocol == "gemini.rest":
-                    levels = parse_book(_load(payload[h].as_py()))
+                    levels: BookPairs | Levels | None = scan_book(
+                        data, int(offsets[h]), int(offsets[h + 1])
+                    )
+                    if levels is None:
+                        levels = parse_book(_load(payload[h].as_py()))
                     if levels is not None:
                         s = sent[h].as_py()
                         s = ts if s is None else s
-                        self._rest.append((min(s, ts), ts, i, levels[0], levels[1]))
+                        self._rest.append((min(s, ts), ts, i, levels))
                 continue
             key = (run_values[run[h]], int(conn[h]))
             if code == _EVENT:
@@ -445,6 +462,14 @@ class PartitionDecoder:
         sink.control(OP_CLEAR)
         self._mark(i, ts, "reset", f"run {key[0]} conn {key[1]}")
 
+    def _pairs(self, levels: BookPairs | Levels) -> BookPairs:
+        """REST levels as exact pairs (those read on the general path are strings)."""
+        if isinstance(levels, BookPairs):
+            return levels
+        pairs = [self._sink.pair(text) for side in levels for level in side for text in level]
+        flat = np.asarray(pairs, np.int64).reshape(-1, 4).T
+        return BookPairs(flat[0], flat[1], flat[2], flat[3], len(levels[0]))
+
     def finish(self) -> Decoded:
         """Everything decoded, at the partition's scales (:mod:`replay.ticks`)."""
         sink = self._sink
@@ -454,55 +479,57 @@ class PartitionDecoder:
             self._rest.clear()
         ops = sink.ops.take()
         tr = sink.trades.take()
-        rest_px = [sink.pair(p) for r in self._rest for side in (r[3], r[4]) for p, _ in side]
-        rest_sz = [sink.pair(s) for r in self._rest for side in (r[3], r[4]) for _, s in side]
-        px_m, px_d = _join(ops["px"], ops["px_dec"], tr["px"], tr["px_dec"], rest_px)
-        sz_m, sz_d = _join(ops["sz"], ops["sz_dec"], tr["sz"], tr["sz_dec"], rest_sz)
+        books = [self._pairs(levels) for *_, levels in self._rest]
+        rest_px_m, rest_px_d, rest_sz_m, rest_sz_d = (
+            np.concatenate([b[k] for b in books]) if books else np.zeros(0, np.int64)
+            for k in range(4)
+        )
+        # One scale per quantity for the whole partition: operations, trades and REST levels.
+        price_scale = max(int(d.max(initial=0)) for d in (ops["px_dec"], tr["px_dec"], rest_px_d))
+        size_scale = max(int(d.max(initial=0)) for d in (ops["sz_dec"], tr["sz_dec"], rest_sz_d))
+        # Prices first, then sizes, each in the order operations, trades, REST levels,
+        # so the first value that does not fit is always the one reported.
         for cols in (ops, tr):
-            for name in ("px", "px_dec", "sz", "sz_dec"):
-                del cols[name]
-        price_scale = int(px_d.max(initial=0))
-        size_scale = int(sz_d.max(initial=0))
-        px = rescale(px_m, px_d, price_scale)
-        del px_m, px_d
-        sz = rescale(sz_m, sz_d, size_scale)
-        del sz_m, sz_d
-        if (sz < 0).any():
+            cols["price"] = rescale(cols.pop("px"), cols.pop("px_dec"), price_scale)
+        rest_px_u = rescale(rest_px_m, rest_px_d, price_scale)
+        for cols in (ops, tr):
+            cols["size"] = rescale(cols.pop("sz"), cols.pop("sz_dec"), size_scale)
+        rest_sz_u = rescale(rest_sz_m, rest_sz_d, size_scale)
+        if any((sz < 0).any() for sz in (ops["size"], tr["size"], rest_sz_u)):
             raise DatasetError("negative size in the data")
-        n_ops, n_tr = len(ops["ts"]), len(tr["ts"])
         book_ops = BookOps(
             ts=ops["ts"],
             grp=ops["grp"],
             op=ops["op"],
             side=ops["side"],
-            price=px[:n_ops],
-            size=sz[:n_ops],
+            price=ops["price"],
+            size=ops["size"],
             exch=ops["exch"],
-            snapshot=ops["snap"].astype(bool),
+            snapshot=ops["snap"].view(np.bool_),
         )
         trades = Trades(
             ts=tr["ts"],
             grp=tr["grp"],
             exch=tr["exch"],
-            price=px[n_ops : n_ops + n_tr],
-            size=sz[n_ops : n_ops + n_tr],
+            price=tr["price"],
+            size=tr["size"],
             side=tr["side"],
             tid=tr["tid"],
-            historical=tr["hist"].astype(bool),
+            historical=tr["hist"].view(np.bool_),
         )
         rest: list[RestBook] = []
-        k = n_ops + n_tr
-        for sent, rts, grp, bids, asks in self._rest:
-            nb, na = len(bids), len(asks)
+        k = 0
+        for (sent, rts, grp, _), book in zip(self._rest, books, strict=True):
+            nb, na = book.n_bids, len(book.px) - book.n_bids
             rest.append(
                 RestBook(
                     sent,
                     rts,
                     grp,
-                    px[k : k + nb],
-                    sz[k : k + nb],
-                    px[k + nb : k + nb + na],
-                    sz[k + nb : k + nb + na],
+                    rest_px_u[k : k + nb],
+                    rest_sz_u[k : k + nb],
+                    rest_px_u[k + nb : k + nb + na],
+                    rest_sz_u[k + nb : k + nb + na],
                 )
             )
             k += nb + na
@@ -522,19 +549,6 @@ class PartitionDecoder:
             last_ns=self._max_ns,
             counts=dict(sorted(sink.counts.items())),
         )
-
-
-def _join(
-    ops_m: I64,
-    ops_d: npt.NDArray[np.int32],
-    tr_m: I64,
-    tr_d: npt.NDArray[np.int32],
-    rest: list[tuple[int, int]],
-) -> tuple[I64, npt.NDArray[np.int32]]:
-    """Mantissas and decimals of operations, then trades, then REST levels, in one array each."""
-    rest_m = np.asarray([m for m, _ in rest], np.int64)
-    rest_d = np.asarray([d for _, d in rest], np.int32)
-    return np.concatenate([ops_m, tr_m, rest_m]), np.concatenate([ops_d, tr_d, rest_d])
 
 
 def decode(table: pa.Table, symbol: str) -> Decoded:

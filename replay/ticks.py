@@ -122,6 +122,9 @@ def format_units(value: int, scale: int) -> str:
 
 
 _POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
+# The largest mantissa that still fits int64 after a shift by k decimals; past 18
+# (10**19 does not fit int64) only a zero mantissa survives.
+_LIMIT = np.array([INT64_MAX // 10**k for k in range(19)] + [0], dtype=np.int64)
 _BLOCK = 1 << 20  # rescale this many values at a time, to bound temporaries
 
 
@@ -140,9 +143,8 @@ def rescale(
         shift = scale - decimals[lo : lo + _BLOCK].astype(np.int64)
         if shift.min() < 0:
             raise ValueError("rescale: a value has more decimals than the scale")
-        wide = shift > 18  # 10**19 does not fit int64: only a zero mantissa survives
-        factor = _POW10[np.minimum(shift, 18)]
-        bad = (np.abs(m) > INT64_MAX // factor) | (wide & (m != 0))
+        np.minimum(shift, 19, out=shift)
+        bad = np.abs(m) > _LIMIT[shift]
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             text = format_units(int(m[k]), int(decimals[lo + k]))
@@ -150,5 +152,5 @@ def rescale(
                 f"{text!r} does not fit a 64-bit integer at scale 10^-{scale}; "
                 "the partition mixes values too large and too precise for fixed point"
             )
-        m *= factor
+        m *= _POW10[np.minimum(shift, 18)]
     return mantissa

@@ -24,15 +24,21 @@ does not fully recognise to :meth:`GeminiV1Stream.on_message`.
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
-from replay.venues.gemini_v1_scan import scan
+from replay.venues.gemini_v1_scan import Scan, scan
 from replay.venues.sink import Batch, EventSink, RawRows, RunSink
 
 __all__ = ["GeminiV1Stream"]
+
+# Runs of at least this many rows are scanned in two halves at once.
+_SPLIT_ROWS = 256
 
 _SIDES = {"bid": BID, "ask": ASK}
 # Taker side is opposite the maker side (gemini.md section 5).
@@ -40,6 +46,38 @@ _TAKER = {"bid": -1, "ask": 1}
 _SEQUENCE = "socket_sequence"
 # Message kinds in the order of the scanner's counts.
 _SCAN_KINDS = ("update", "heartbeat", "other")
+
+
+@functools.cache
+def _helper() -> ThreadPoolExecutor:
+    """The one extra thread that scans second halves of long runs."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="v1-scan")
+
+
+def _scan_run(rows: RawRows, start: int, stop: int, state: npt.NDArray[np.int64]) -> list[Scan]:
+    """Scan rows ``start:stop`` (``start < stop``) until the end or a declined row.
+
+    *state* is the scanner's sequence state, updated in place.
+    """
+    scans = []
+    row = start
+    while row < stop:
+        got = scan(
+            rows.data,
+            rows.offsets,
+            row,
+            stop,
+            rows.recv,
+            rows.venue_seq,
+            rows.venue_seq_ok,
+            rows.grp0,
+            state,
+        )
+        scans.append(got)
+        row = got.row
+        if got.declined:
+            break
+    return scans
 
 
 class GeminiV1Stream:
@@ -62,29 +100,38 @@ class GeminiV1Stream:
         return "undecodable message; the book waits for the next initial book"
 
     def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
-        """Decode received rows ``start:stop`` with the compiled scanner, until one it declines."""
+        """Decode received rows ``start:stop`` with the compiled scanner, until one it declines.
+
+        A long run is scanned as two halves at once, on two threads (the
+        scanner releases the GIL). The scanner's only state across messages
+        is the sequence check, and after a message with a stored
+        ``venue_seq`` that state is known without scanning what came before:
+        that number and the row's time. So when the last row of the first
+        half has one, the second half starts from it; its result is kept
+        only if the first half was decoded to its end, else it is dropped
+        and the caller goes on from the declined row as usual. Either way
+        the events are exactly those of one scan from start to stop.
+        """
+        if start >= stop:
+            return start
         state = np.array([self._prev_seq is not None, self._prev_seq or 0, self._prev_ts], np.int64)
-        row = start
-        while row < stop:
-            got = scan(
-                rows.data,
-                rows.offsets,
-                row,
-                stop,
-                rows.recv,
-                rows.venue_seq,
-                rows.venue_seq_ok,
-                rows.grp0,
-                state,
-            )
+        mid = (start + stop) // 2
+        if stop - start >= _SPLIT_ROWS and rows.venue_seq_ok[mid - 1]:
+            later = np.array([1, rows.venue_seq[mid - 1], rows.recv[mid - 1]], np.int64)
+            second = _helper().submit(_scan_run, rows, mid, stop, later)
+            scans = _scan_run(rows, start, mid, state)
+            rest = second.result()
+            if not scans[-1].declined:
+                scans += rest
+                state = later
+        else:
+            scans = _scan_run(rows, start, stop, state)
+        for got in scans:
             counts = {k: n for k, n in zip(_SCAN_KINDS, got.counts.tolist(), strict=True) if n}
             out.extend(Batch(got.ops, got.trades, got.breaks, counts, _SEQUENCE))
-            row = got.row
-            if got.declined:
-                break
         if state[0]:
             self._prev_seq, self._prev_ts = int(state[1]), int(state[2])
-        return row
+        return scans[-1].row
 
     def _check_sequence(self, out: EventSink, msg: Any, venue_seq: int | None) -> None:
         seq = venue_seq if venue_seq is not None else msg.get("socket_sequence")
