@@ -126,6 +126,7 @@ class Day:
         self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
         self._timeline: Rows | None = None
         self._gaps: list[Gap] | None = None
+        self._valid_ns: int | None = None
 
     # --- basic facts --------------------------------------------------------------
 
@@ -159,14 +160,7 @@ class Day:
     # --- the kernel ---------------------------------------------------------------
 
     def _rows(self, depth: int, grid: I64 | None) -> Rows:
-        engine = BookEngine(depth=depth, grid=grid)
-        ops = self.decoded.ops
-        parts = []
-        n = len(ops)
-        for start in range(0, max(n, 1), self.chunk_size):
-            stop = min(start + self.chunk_size, n)
-            parts.append(engine.feed(ops.slice(start, stop), final=stop >= n))
-        return Rows.concat(parts, depth)
+        return BookEngine(depth=depth, grid=grid).feed_all(self.decoded.ops, self.chunk_size)
 
     @property
     def timeline(self) -> Rows:
@@ -396,7 +390,9 @@ class Day:
     @property
     def valid_ns(self) -> int:
         """Nanoseconds during which the book was valid."""
-        return valid_ns(self.timeline, self.gap_list(), *self.span)
+        if self._valid_ns is None:
+            self._valid_ns = valid_ns(self.timeline, self.gap_list(), *self.span)
+        return self._valid_ns
 
     @property
     def coverage(self) -> float:

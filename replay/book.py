@@ -286,16 +286,19 @@ class BookEngine:
             return 0
         return max(int(np.searchsorted(self.grid, ops.ts[-1], "left")) - gi, 0)
 
-    def feed(self, ops: BookOps, final: bool = False) -> Rows:
-        """Apply *ops*; return the rows completed by them (all remaining rows if *final*)."""
+    def _buffers(self, m: int) -> Rows:
+        depth = max(self.depth, 1)
+        return Rows(
+            np.zeros(m, np.int64),
+            np.zeros(m, np.bool_),
+            np.zeros((m, 2, depth), np.int64),
+            np.zeros((m, 2, depth), np.int64),
+        )
+
+    def _feed_into(self, ops: BookOps, final: bool, out: Rows) -> int:
+        """Apply *ops*, writing the completed rows from the start of *out*; how many."""
         if self._done:
             raise RuntimeError("BookEngine already finished")
-        m = self._bound(ops, final)
-        depth = max(self.depth, 1)
-        out_ts = np.zeros(m, np.int64)
-        out_valid = np.zeros(m, np.bool_)
-        out_px = np.zeros((m, 2, depth), np.int64)
-        out_sz = np.zeros((m, 2, depth), np.int64)
         emits = self.depth > 0
         self._keys, self._sizes, rows = _run(
             self._keys,
@@ -312,14 +315,36 @@ class BookEngine:
             self.depth,
             self.per_message and emits,
             final,
-            out_ts,
-            out_valid,
-            out_px,
-            out_sz,
+            out.ts,
+            out.valid,
+            out.px,
+            out.sz,
         )
         self._done = final
+        return int(rows)
+
+    def _trim(self, out: Rows, rows: int) -> Rows:
         d = self.depth
-        return Rows(out_ts[:rows], out_valid[:rows], out_px[:rows, :, :d], out_sz[:rows, :, :d])
+        return Rows(out.ts[:rows], out.valid[:rows], out.px[:rows, :, :d], out.sz[:rows, :, :d])
+
+    def feed(self, ops: BookOps, final: bool = False) -> Rows:
+        """Apply *ops*; return the rows completed by them (all remaining rows if *final*)."""
+        out = self._buffers(self._bound(ops, final))
+        return self._trim(out, self._feed_into(ops, final, out))
+
+    def feed_all(self, ops: BookOps, chunk_size: int) -> Rows:
+        """Apply *ops* to the end, *chunk_size* at a time; every remaining row, in one array each.
+
+        The same rows as :meth:`feed` over the chunks, without joining them afterwards.
+        """
+        out = self._buffers(self._bound(ops, True))
+        done = 0
+        n = len(ops)
+        for start in range(0, max(n, 1), chunk_size):
+            stop = min(start + chunk_size, n)
+            rest = Rows(out.ts[done:], out.valid[done:], out.px[done:], out.sz[done:])
+            done += self._feed_into(ops.slice(start, stop), stop >= n, rest)
+        return self._trim(out, done)
 
     def levels(self, side: int) -> tuple[I64, I64]:
         """``(prices, sizes)`` of every level of *side*, best first (copies)."""
