@@ -1,11 +1,11 @@
 """Websocket capture: one thread per connection, every frame to the journal.
 
 A :class:`Connection` keeps one websocket alive for as long as the run lasts.
-It reads the socket in chunks and stamps every frame of a chunk with
-``time.time_ns()`` taken the moment the chunk is read, before any parsing;
-:class:`~recorder.frames.FrameReader` splits the chunks into messages. Each
-message's header is read with the pure venue codec, and the message is
-appended to the journal with the symbols it belongs to. Everything that happens to
+It reads the socket in chunks, which :class:`~recorder.frames.FrameReader`
+splits into messages, and stamps each message with ``time.time_ns()`` as it
+comes out, before its payload is parsed. Each message's header is read with
+the pure venue codec, and the message is appended to the journal with the
+symbols it belongs to. Everything that happens to
 the connection is an event row too (see :data:`tickrec.contract.EVENTS`).
 
 Staying up:
@@ -354,14 +354,15 @@ class Connection(threading.Thread):
             raise websocket.WebSocketConnectionClosedException("Connection is closed")
         while True:
             chunk = sock.recv(READ_CHUNK)
-            # Every frame of a chunk arrived with it, before any parsing: one time for all.
-            recv_ns = time.time_ns()
             self.last_recv = time.monotonic()
             if not chunk:
                 raise websocket.WebSocketConnectionClosedException(
                     "Connection to remote host was lost."
                 )
             for opcode, data in frames.feed(chunk):
+                # Each frame its own time, taken as it comes out of the chunk and before
+                # its payload is read: frames of one chunk stay apart in replay time.
+                recv_ns = time.time_ns()
                 if self._message(ws, opcode, data, recv_ns, v1, updates):
                     received = True
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
