@@ -23,7 +23,16 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from replay.venues.json_bytes import OK, decimal_value, eq, lit, scalar, skip_ws, string
+from replay.venues.json_bytes import (
+    OK,
+    decimal_value,
+    eq,
+    lit,
+    next_item,
+    scalar,
+    skip_ws,
+    string,
+)
 
 __all__ = ["BookPairs", "Levels", "parse_book", "scan_book"]
 
@@ -113,24 +122,19 @@ def _levels(data: Any, p: int, end: int, out: Any, n: int) -> tuple[int, int]:
                 seen |= bit
             if p < 0:
                 return -1, 0
-            p = skip_ws(data, p, end)
-            if p < end and data[p] == 44:
-                p = skip_ws(data, p + 1, end)
-            elif p < end and data[p] == 125:
-                p += 1
-                break
-            else:
+            p, more = next_item(data, p, end, 125)
+            if p < 0:
                 return -1, 0
+            if not more:
+                break
         if seen != 3:
             return -1, 0
         k += 1
-        p = skip_ws(data, p, end)
-        if p < end and data[p] == 44:
-            p = skip_ws(data, p + 1, end)
-        elif p < end and data[p] == 93:
-            return p + 1, k - n
-        else:
+        p, more = next_item(data, p, end, 93)
+        if p < 0:
             return -1, 0
+        if not more:
+            return p, k - n
 
 
 @numba.njit(cache=True)
@@ -169,14 +173,11 @@ def _scan_book(data: Any, p: int, end: int, out: Any) -> tuple[int, int, bool]:
             p = scalar(data, p, end)
         if p < 0:
             return -1, -1, False
-        p = skip_ws(data, p, end)
-        if p < end and data[p] == 44:
-            p = skip_ws(data, p + 1, end)
-        elif p < end and data[p] == 125:
-            p += 1
-            break
-        else:
+        p, more = next_item(data, p, end, 125)
+        if p < 0:
             return -1, -1, False
+        if not more:
+            break
     if bids < 0 or asks < 0 or skip_ws(data, p, end) != end:
         return -1, -1, False
     return bids, asks, bids_first

@@ -40,6 +40,7 @@ from replay.venues.json_bytes import (
     eq,
     integer,
     lit,
+    next_item,
     scalar,
     skip_ws,
     string,
@@ -263,14 +264,9 @@ def _scan(
                                 ops[_SZ, j] = rem_m
                                 ops[_SZD, j] = rem_d
                                 n_ch += 1
-                                p = skip_ws(data, q, end)
-                                if p < end and data[p] == 44:
-                                    p = skip_ws(data, p + 1, end)
+                                p, more = next_item(data, q, end, 93)
+                                if more:
                                     continue
-                                if p < end and data[p] == 93:
-                                    p += 1
-                                else:
-                                    p = -1
                                 break
                             p = skip_ws(data, p + 1, end)
                             etype = 0
@@ -343,14 +339,8 @@ def _scan(
                                     if p < 0:
                                         break
                                     eseen |= bit
-                                    p = skip_ws(data, p, end)
-                                    if p < end and data[p] == 44:
-                                        p = skip_ws(data, p + 1, end)
-                                    elif p < end and data[p] == 125:
-                                        p += 1
-                                        break
-                                    else:
-                                        p = -1
+                                    p, more = next_item(data, p, end, 125)
+                                    if not more:
                                         break
                             if p < 0:
                                 break
@@ -379,28 +369,19 @@ def _scan(
                                 trades[_TSIDE, j] = taker
                                 trades[_TTID, j] = tid
                                 n_new_tr += 1
-                            p = skip_ws(data, p, end)
-                            if p < end and data[p] == 44:
-                                p = skip_ws(data, p + 1, end)
-                            elif p < end and data[p] == 93:
-                                p += 1
-                                break
-                            else:
-                                p = -1
+                            p, more = next_item(data, p, end, 93)
+                            if not more:
                                 break
                 else:
                     p = scalar(data, p, end)
                 if p < 0:
                     ok = False
                     break
-                p = skip_ws(data, p, end)
-                if p < end and data[p] == 44:
-                    p = skip_ws(data, p + 1, end)
-                elif p < end and data[p] == 125:
-                    p += 1
-                    break
-                else:
+                p, more = next_item(data, p, end, 125)
+                if p < 0:
                     ok = False
+                elif not more:
+                    break
         if not ok or skip_ws(data, p, end) != end:
             return r, n_ops, n_tr, n_br, DECLINED
 

@@ -29,6 +29,7 @@ __all__ = [
     "eq",
     "integer",
     "lit",
+    "next_item",
     "number",
     "scalar",
     "skip_ws",
@@ -219,3 +220,18 @@ def decimal_value(data: Any, p: int, end: int) -> tuple[int, int, int, int]:
         return 0, 0, BAD, -1
     m, d, st = decimal(data, p + 1, e)
     return m, d, st, q
+
+
+@numba.njit(cache=True, inline="always")
+def next_item(data: Any, p: int, end: int, close: int) -> tuple[int, bool]:
+    """After a value inside an array or object whose closing byte is *close*.
+
+    ``(p, True)``: a comma, *p* at the next item; ``(p, False)``: the
+    container closed, *p* just past it; ``(-1, False)``: anything else.
+    """
+    p = skip_ws(data, p, end)
+    if p < end and data[p] == 44:
+        return skip_ws(data, p + 1, end), True
+    if p < end and data[p] == close:
+        return p + 1, False
+    return -1, False
