@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from recorder.record import RecordConfig, RecordResult, record
 from tickrec.sim import FaultConfig, SimConfig, Simulator
 
 SimFactory = Callable[..., Simulator]
@@ -59,3 +60,30 @@ def read_jsonl() -> Callable[[Path], list[dict[str, Any]]]:
             return [json.loads(line) for line in fh if line.strip()]
 
     return read
+
+
+def record_sim(sim: Simulator, tmp_path: Path, **overrides: Any) -> RecordResult:
+    """Record from *sim* into ``tmp_path/data`` with fast test settings, then stop *sim*.
+
+    Stopping flushes the simulator's truth files. Overrides are
+    :class:`~recorder.record.RecordConfig` fields. A clean run leaves no journal.
+    """
+    settings: dict[str, Any] = {
+        "symbols": ("BTCUSD", "ETHUSD"),
+        "url": sim.ws_url,
+        "rest_url": sim.rest_url,
+        "data": str(tmp_path / "data"),
+        "duration": 1.5,
+        "snapshot_every": 0.0,
+        "status_every": 0.0,
+        "fsync_interval": 0.02,
+        "connects_per_minute": 600.0,
+        "backoff_base": 0.05,
+        **overrides,
+    }
+    try:
+        result = record(RecordConfig(**settings))
+    finally:
+        sim.stop()
+    assert not (tmp_path / "data" / "journal" / result.run_id).exists()
+    return result

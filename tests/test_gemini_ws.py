@@ -18,11 +18,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import SimFactory
+from conftest import SimFactory, record_sim
 from websockets.sync.client import ClientConnection, connect
 
 import replay
-from recorder.record import RecordConfig, RecordResult, record
 from tickrec import contract
 from tickrec.contract import Row, rows_to_table
 from tickrec.errors import ProtocolError
@@ -216,26 +215,6 @@ def test_reply_errors_and_tracker() -> None:
 # --- recorder and replay against the simulator's truth ------------------------------------
 
 
-def _record(sim: Simulator, tmp_path: Path, **kw: Any) -> RecordResult:
-    settings: dict[str, Any] = {
-        "symbols": SYMS,
-        "url": sim.ws_url,
-        "rest_url": sim.rest_url,
-        "data": str(tmp_path / "data"),
-        "duration": 2.0,
-        "snapshot_every": 0.0,
-        "status_every": 0.0,
-        "fsync_interval": 0.02,
-        "connects_per_minute": 600.0,
-        "backoff_base": 0.05,
-        **kw,
-    }
-    try:
-        return record(RecordConfig(**settings))
-    finally:
-        sim.stop()  # flushes the truth files
-
-
 def _rows(tmp_path: Path, symbol: str) -> Rows:
     root = tmp_path / "data"
     (part,) = [p for p in contract.list_partitions(root) if p.symbol == symbol]
@@ -279,7 +258,7 @@ def test_capture_byte_for_byte_and_replay_equals_truth(
     sim_factory: SimFactory, tmp_path: Path, read_jsonl: ReadJsonl
 ) -> None:
     sim = sim_factory(symbols=SYMS, update_id_base=BIG, truth_dir=tmp_path / "truth")
-    _record(sim, tmp_path, snapshot_every=0.5, rest_min_gap=0.05)
+    record_sim(sim, tmp_path, duration=2.0, snapshot_every=0.5, rest_min_gap=0.05)
     truth = read_jsonl(tmp_path / "truth" / "messages.jsonl")
     book_lines = read_jsonl(tmp_path / "truth" / "book.jsonl")
     for symbol in SYMS:
@@ -340,7 +319,7 @@ def test_drops_are_sequence_gaps_and_the_recorder_reconnects(
     sim_factory: SimFactory, tmp_path: Path
 ) -> None:
     sim = sim_factory(symbols=SYMS, drop=0.1, seed=4, update_id_base=BIG)
-    _record(sim, tmp_path, duration=3.0)
+    record_sim(sim, tmp_path, duration=3.0)
     found = 0
     for symbol in SYMS:
         rows = _rows(tmp_path, symbol)
@@ -379,7 +358,7 @@ def test_after_an_undecodable_frame_update_ids_bring_the_book_back(
     sim = sim_factory(
         symbols=SYMS, update_id_base=BIG, malformed=0.03, truth_dir=tmp_path / "truth"
     )
-    _record(sim, tmp_path, duration=3.0)
+    record_sim(sim, tmp_path, duration=3.0)
     book_lines = read_jsonl(tmp_path / "truth" / "book.jsonl")
     resumed = 0
     for symbol in SYMS:
@@ -461,7 +440,7 @@ def test_refused_subscription_stops_the_run_with_a_clear_error(
     sim = sim_factory(symbols=("BTCUSD",), rest_500=1.0)
     started = time.monotonic()
     with pytest.raises(ProtocolError, match=r"refused request 2 .*ethusd"):
-        _record(sim, tmp_path, duration=10.0)
+        record_sim(sim, tmp_path, duration=10.0)
     assert time.monotonic() - started < 5.0
     rows = _rows(tmp_path, "ETHUSD")
     (error,) = _events(rows, "error")

@@ -13,10 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from conftest import record_sim
 
 from recorder.feed import Connection, ConnectLimiter
 from recorder.journal import Journal, RunMeta, journal_dir, list_segments, scan_segment
-from recorder.record import RecordConfig, RecordResult, record
 from recorder.status import Stats
 from tickrec import contract
 from tickrec.errors import JournalError, UsageError
@@ -25,26 +25,6 @@ from tickrec.venues import gemini_ws
 
 SYMS = ("BTCUSD", "ETHUSD")
 Rows = list[dict[str, Any]]
-
-
-def _record(sim: Simulator, tmp_path: Path, **kw: Any) -> RecordResult:
-    settings: dict[str, Any] = {
-        "symbols": SYMS,
-        "url": sim.ws_url,
-        "rest_url": sim.rest_url,
-        "data": str(tmp_path / "data"),
-        "duration": 1.5,
-        "snapshot_every": 0.0,
-        "status_every": 0.0,
-        "fsync_interval": 0.02,
-        "connects_per_minute": 600.0,
-        "backoff_base": 0.05,
-        **kw,
-    }
-    result = record(RecordConfig(**settings))
-    sim.stop()  # flushes the truth files
-    assert not (tmp_path / "data" / "journal" / result.run_id).exists()
-    return result
 
 
 def _rows(tmp_path: Path, symbol: str) -> Rows:
@@ -78,7 +58,7 @@ def test_v1_stores_every_frame_byte_for_byte(
     sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
 ) -> None:
     sim = sim_factory(symbols=SYMS, truth_dir=tmp_path / "truth")
-    _record(sim, tmp_path, protocol="v1")
+    record_sim(sim, tmp_path, protocol="v1")
     truth = _by_conn(_truth(tmp_path, read_jsonl))
     assert len(truth) == 2
     for msgs in truth.values():
@@ -102,7 +82,7 @@ def test_v2_one_connection_split_by_symbol(
     sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
 ) -> None:
     sim = sim_factory(symbols=SYMS, truth_dir=tmp_path / "truth")
-    _record(sim, tmp_path, protocol="v2")
+    record_sim(sim, tmp_path, protocol="v2")
     (msgs,) = _by_conn(_truth(tmp_path, read_jsonl)).values()
     for symbol in SYMS:
         rows = _rows(tmp_path, symbol)
@@ -124,7 +104,7 @@ def test_rest_snapshots_errors_and_retry_after(
     sim = sim_factory(
         symbols=SYMS, truth_dir=tmp_path / "truth", rest_429=0.25, rest_500=0.25, retry_after=1
     )
-    _record(
+    record_sim(
         sim,
         tmp_path,
         protocol="v1",
@@ -167,7 +147,7 @@ def test_v1_sequence_gap_records_and_reconnects(
     sim_factory: Callable[..., Simulator], tmp_path: Path
 ) -> None:
     sim = sim_factory(symbols=("BTCUSD",), drop=0.02)
-    _record(sim, tmp_path, symbols=("BTCUSD",), protocol="v1", duration=2.0)
+    record_sim(sim, tmp_path, symbols=("BTCUSD",), protocol="v1", duration=2.0)
     rows = _rows(tmp_path, "BTCUSD")
     gaps = _events(rows, "gap")
     assert gaps and all(g["got"] > g["expected"] for g in gaps)
@@ -186,7 +166,7 @@ def test_server_close_reconnects_with_next_conn_id(
     sim_factory: Callable[..., Simulator], tmp_path: Path, abrupt: bool
 ) -> None:
     sim = sim_factory(symbols=("BTCUSD",), close_every=0.4, abrupt=abrupt)
-    _record(sim, tmp_path, symbols=("BTCUSD",), protocol="v2", duration=1.6)
+    record_sim(sim, tmp_path, symbols=("BTCUSD",), protocol="v2", duration=1.6)
     rows = _rows(tmp_path, "BTCUSD")
     drops = [e for e in _events(rows, "disconnect") if e["why"] != "shutdown"]
     assert len(drops) >= 2
@@ -203,7 +183,7 @@ def test_server_close_reconnects_with_next_conn_id(
 
 def test_stall_trips_the_watchdog(sim_factory: Callable[..., Simulator], tmp_path: Path) -> None:
     sim = sim_factory(symbols=("BTCUSD",), stall_every=0.3, stall_for=5.0)
-    _record(sim, tmp_path, symbols=("BTCUSD",), protocol="v1", duration=2.0, stale_after=0.4)
+    record_sim(sim, tmp_path, symbols=("BTCUSD",), protocol="v1", duration=2.0, stale_after=0.4)
     rows = _rows(tmp_path, "BTCUSD")
     stale = _events(rows, "stale")
     assert stale and all(e["silent_s"] >= 0.4 for e in stale)
@@ -217,7 +197,7 @@ def test_malformed_frames_are_stored_raw_and_noted(
     """On v2 the recorder also reconnects at once: only a new snapshot can be trusted
     (no sequence numbers, gemini.md section 2)."""
     sim = sim_factory(symbols=SYMS, malformed=0.02, truth_dir=tmp_path / "truth")
-    _record(sim, tmp_path, protocol="v2")
+    record_sim(sim, tmp_path, protocol="v2")
     truth = _truth(tmp_path, read_jsonl)
     bad = {m["msg"] for m in truth if not _is_json(m["msg"])}
     assert bad
@@ -248,7 +228,7 @@ def _is_json(text: str) -> bool:
 
 def test_table_matches_the_contract(sim_factory: Callable[..., Simulator], tmp_path: Path) -> None:
     sim = sim_factory(symbols=SYMS)
-    result = _record(sim, tmp_path, protocol="v2", duration=1.0, snapshot_every=0.3)
+    result = record_sim(sim, tmp_path, protocol="v2", duration=1.0, snapshot_every=0.3)
     assert result.parts and result.stopped_by == "duration"
     for p in result.parts:
         footer = contract.read_footer(p)
@@ -322,7 +302,7 @@ def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
     monkeypatch.setattr(recorder.feed, "header_of", header_once_broken)
     monkeypatch.setattr(recorder.rest, "book_url", url_once_broken)
     sim = sim_factory(symbols=SYMS[:1])
-    _record(sim, tmp_path, symbols=SYMS[:1], protocol="v1", duration=2.0, snapshot_every=0.3)
+    record_sim(sim, tmp_path, symbols=SYMS[:1], protocol="v1", duration=2.0, snapshot_every=0.3)
     rows = _rows(tmp_path, SYMS[0])
     [broken] = [e for e in _events(rows, "disconnect") if "codec bug" in str(e.get("why"))]
     later = [r for r in rows if r["source"] == "ws" and r["conn_id"] > broken["conn_id"]]
@@ -377,7 +357,7 @@ def test_unknown_symbols_are_refused_before_recording(
     """The simulator lists BTCUSD and ETHUSD; ``/v1/symbols`` says so (lower case)."""
     sim = sim_factory(symbols=SYMS)
     with pytest.raises(UsageError, match=r"^--symbols: .*not list XRPUSD .*e\.g\. BTCUSD, ETHUSD"):
-        _record(sim, tmp_path, symbols=("btcusd", "XRPUSD"), protocol="v2", duration=5.0)
+        record_sim(sim, tmp_path, symbols=("btcusd", "XRPUSD"), protocol="v2", duration=5.0)
     assert not (tmp_path / "data" / "raw").exists()
 
 
@@ -388,7 +368,7 @@ def test_symbols_go_unchecked_when_rest_cannot_tell_and_every_close_is_logged(
     in the log, with its code and reason, every time (not only in the event rows)."""
     sim = sim_factory(symbols=SYMS, rest_500=1.0)
     with caplog.at_level(logging.INFO, "tickrec.recorder"):
-        _record(sim, tmp_path, symbols=("BTCUSD", "XRPUSD"), protocol="v2", duration=1.0)
+        record_sim(sim, tmp_path, symbols=("BTCUSD", "XRPUSD"), protocol="v2", duration=1.0)
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert any(
         level == logging.WARNING and "cannot check the symbols" in m and "status 500" in m
@@ -406,7 +386,7 @@ def test_slow_rest_replies_time_out_as_events_and_streaming_goes_on(
     """A REST reply slower than the timeout is a `rest_error` event; one within it is stored
     with its true latency (`recv_ts - sent_ts`); the websocket stream never waits for REST."""
     sim = sim_factory(symbols=SYMS[:1], rest_slow=0.5, rest_slow_for=0.8)
-    _record(
+    record_sim(
         sim,
         tmp_path,
         symbols=SYMS[:1],
