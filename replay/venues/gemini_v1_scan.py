@@ -141,6 +141,18 @@ def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int
     return q + 1, side, px_m, px_d, sz_m, sz_d, initial
 
 
+@numba.njit(cache=True, inline="always")
+def _put_change(
+    ops: Any, j: int, side: int, px_m: int, px_d: int, rem_m: int, rem_d: int
+) -> None:
+    """Store change *j*: its side and exact (mantissa, decimals) price and remaining size."""
+    ops[_SIDE, j] = side
+    ops[_PX, j] = px_m
+    ops[_PXD, j] = px_d
+    ops[_SZ, j] = rem_m
+    ops[_SZD, j] = rem_d
+
+
 @numba.njit(cache=True, nogil=True)
 def _scan(
     data: Any,
@@ -257,12 +269,7 @@ def _scan(
                             )
                             if q >= 0:
                                 initial = initial or reason_initial
-                                j = base + n_ch
-                                ops[_SIDE, j] = side
-                                ops[_PX, j] = px_m
-                                ops[_PXD, j] = px_d
-                                ops[_SZ, j] = rem_m
-                                ops[_SZD, j] = rem_d
+                                _put_change(ops, base + n_ch, side, px_m, px_d, rem_m, rem_d)
                                 n_ch += 1
                                 p, more = next_item(data, q, end, 93)
                                 if more:
@@ -350,12 +357,7 @@ def _scan(
                                     if px_st != OK or rem_st != OK:
                                         p = -1
                                         break
-                                    j = base + n_ch
-                                    ops[_SIDE, j] = side
-                                    ops[_PX, j] = px_m
-                                    ops[_PXD, j] = px_d
-                                    ops[_SZ, j] = rem_m
-                                    ops[_SZD, j] = rem_d
+                                    _put_change(ops, base + n_ch, side, px_m, px_d, rem_m, rem_d)
                                     n_ch += 1
                             elif etype == 2:
                                 if px_st != OK or amt_st != OK:
