@@ -35,7 +35,7 @@ from replay.book import BookEngine, Rows
 from replay.cache import decode_partition
 from replay.decode import decode
 from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, Decoded
-from replay.gaps import KINDS, Gap, analyze, crossed, valid_mask, valid_ns
+from replay.gaps import KINDS, Gap, RestCheck, analyze, crossed, rest_check, valid_mask, valid_ns
 from replay.view import BookView, Event
 from tickrec import contract
 from tickrec.durations import parse_duration_ns
@@ -87,6 +87,19 @@ def _floats(values: I64, scale: int, present: npt.NDArray[np.bool_] | None = Non
     return out
 
 
+def _read_only(dec: Decoded) -> None:
+    """Make the decoded arrays read-only, as they are when mapped from the cache.
+
+    Nothing writes into them; one flag for both sources also means one
+    compiled variant of the book kernel instead of two.
+    """
+    for table in (dec.ops, dec.trades):
+        for name in table.__dataclass_fields__:
+            getattr(table, name).setflags(write=False)
+    dec.msg_ts.setflags(write=False)
+    dec.msg_conn.setflags(write=False)
+
+
 class Day:
     """One partition replayed: the book, trades, quotes and gaps of a (venue, date, symbol).
 
@@ -122,9 +135,11 @@ class Day:
         else:
             self.decoded = decode(table, symbol)
             self._raw = table.select
+        _read_only(self.decoded)
         self._exch: tuple[I64, I64] | None = None
         self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
         self._timeline: Rows | None = None
+        self._rest: tuple[RestCheck, tuple[I64, I64]] | None = None
         self._gaps: list[Gap] | None = None
         self._valid_ns: int | None = None
 
@@ -160,19 +175,31 @@ class Day:
     # --- the kernel ---------------------------------------------------------------
 
     def _rows(self, depth: int, grid: I64 | None) -> Rows:
-        return BookEngine(depth=depth, grid=grid).feed_all(self.decoded.ops, self.chunk_size)
+        """Kernel rows (:class:`~replay.book.BookEngine`); the first pass also makes the
+        timeline and compares the REST books, so every operation is applied once for all."""
+        if self._timeline is not None:
+            return BookEngine(depth=depth, grid=grid).feed_all(self.decoded.ops, self.chunk_size)
+        check = rest_check(self.decoded)
+        engine = BookEngine(depth=depth, grid=grid, timeline=True, windows=check.windows)
+        rows = engine.feed_all(self.decoded.ops, self.chunk_size)
+        self._timeline = engine.timeline
+        self._rest = check, engine.rest_diff
+        return rows
 
     @property
     def timeline(self) -> Rows:
         """Top of book after every book-changing message (kernel output, ticks)."""
         if self._timeline is None:
-            self._timeline = self._rows(1, None)
+            self._rows(0, None)
+        assert self._timeline is not None
         return self._timeline
 
     def gap_list(self) -> list[Gap]:
         """The gaps as :class:`~replay.gaps.Gap` tuples (ns), sorted by start."""
         if self._gaps is None:
-            self._gaps = analyze(self.decoded, self.timeline, self.silence_ns)
+            timeline = self.timeline
+            assert self._rest is not None
+            self._gaps = analyze(self.decoded, timeline, *self._rest, self.silence_ns)
         return self._gaps
 
     def _valid(self, rows: Rows) -> npt.NDArray[np.bool_]:

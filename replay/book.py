@@ -24,11 +24,17 @@ book between two changes of one message never existed at the venue. Both
 rules look only at the operations themselves, so feeding the stream in any
 chunks gives the same rows.
 
+One pass. Besides its rows, the same pass can record the timeline (the top
+level of each side after every message) and compare the book with stored
+REST book replies (:class:`Windows`), so a replay applies each operation
+once for all three.
+
 Rows hold ticks and units; levels beyond the book's depth have size 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +44,12 @@ import numpy.typing as npt
 
 from replay.events import BID, OP_CLEAR, OP_INVALID, OP_SET, BookOps
 
-__all__ = ["BookEngine", "Rows", "rest_min_diff"]
+__all__ = ["BookEngine", "Rows", "Windows", "rest_min_diff"]
 
 I64 = npt.NDArray[np.int64]
 
 # Slots of the small int64 state vector that carries a stream across chunks.
-_VALID, _GRID_I, _PENDING, _PENDING_GRP, _PENDING_TS = range(5)
+_VALID, _GRID_I, _PENDING, _PENDING_GRP, _PENDING_TS, _STARTED, _LO = range(7)
 _PROBE = 8  # linear probe from the touch before binary search
 
 
@@ -100,19 +106,9 @@ def _set(keys: Any, sizes: Any, n: Any, s: int, key: int, size: int) -> None:
 
 
 @numba.njit(cache=True, inline="always")
-def _emit(
-    keys: Any,
-    sizes: Any,
-    n: Any,
-    valid: int,
-    t: int,
-    r: int,
-    depth: int,
-    out_ts: Any,
-    out_valid: Any,
-    out_px: Any,
-    out_sz: Any,
-) -> None:
+def _emit(keys: Any, sizes: Any, n: Any, valid: int, t: int, r: int, depth: int, out: Any) -> None:
+    """Write row *r* of *out* ``(ts, valid, px, sz)``: the top *depth* levels at time *t*."""
+    out_ts, out_valid, out_px, out_sz = out
     out_ts[r] = t
     out_valid[r] = valid
     for s in range(2):
@@ -150,218 +146,7 @@ def _apply(
     return keys, sizes, valid
 
 
-@numba.njit(cache=True)
-def _run(
-    keys: Any,
-    sizes: Any,
-    n: Any,
-    st: Any,
-    ts: Any,
-    grp: Any,
-    op: Any,
-    side: Any,
-    px: Any,
-    sz: Any,
-    grid: Any,
-    depth: int,
-    per_message: bool,
-    final: bool,
-    out_ts: Any,
-    out_valid: Any,
-    out_px: Any,
-    out_sz: Any,
-) -> tuple[Any, Any, int]:
-    valid = st[_VALID]
-    gi = st[_GRID_I]
-    pending = st[_PENDING]
-    pgrp = st[_PENDING_GRP]
-    pts = st[_PENDING_TS]
-    ngrid = grid.shape[0]
-    rows = 0
-    for i in range(ts.shape[0]):
-        t = ts[i]
-        if per_message:
-            if pending and grp[i] != pgrp:
-                _emit(keys, sizes, n, valid, pts, rows, depth, out_ts, out_valid, out_px, out_sz)
-                rows += 1
-        else:
-            while gi < ngrid and grid[gi] < t:
-                _emit(
-                    keys, sizes, n, valid, grid[gi], rows, depth, out_ts, out_valid, out_px, out_sz
-                )
-                rows += 1
-                gi += 1
-        keys, sizes, valid = _apply(keys, sizes, n, valid, op[i], side[i], px[i], sz[i])
-        pending = 1
-        pgrp = grp[i]
-        pts = t
-    if final:
-        if per_message:
-            if pending:
-                _emit(keys, sizes, n, valid, pts, rows, depth, out_ts, out_valid, out_px, out_sz)
-                rows += 1
-                pending = 0
-        else:
-            while gi < ngrid:
-                _emit(
-                    keys, sizes, n, valid, grid[gi], rows, depth, out_ts, out_valid, out_px, out_sz
-                )
-                rows += 1
-                gi += 1
-    st[_VALID] = valid
-    st[_GRID_I] = gi
-    st[_PENDING] = pending
-    st[_PENDING_GRP] = pgrp
-    st[_PENDING_TS] = pts
-    return keys, sizes, rows
-
-
-@dataclass(frozen=True)
-class Rows:
-    """Book rows from the kernel: ``px``/``sz`` have shape ``(rows, 2, depth)``.
-
-    Index 1 is the side (``BID`` = 0, ``ASK`` = 1), index 2 the level, best
-    first. Prices are ticks, sizes units; an absent level has size 0 (and
-    price 0). ``valid`` is the book's own validity flag (snapshot seen and no
-    break since); crossing and gap intervals are applied by the caller.
-    """
-
-    ts: I64
-    valid: npt.NDArray[np.bool_]
-    px: I64
-    sz: I64
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-    @staticmethod
-    def concat(parts: list[Rows], depth: int) -> Rows:
-        """Rows of several chunks, in order."""
-        if not parts:
-            e = np.zeros((0, 2, depth), np.int64)
-            return Rows(np.zeros(0, np.int64), np.zeros(0, bool), e, e.copy())
-        return Rows(
-            np.concatenate([p.ts for p in parts]),
-            np.concatenate([p.valid for p in parts]),
-            np.concatenate([p.px for p in parts]),
-            np.concatenate([p.sz for p in parts]),
-        )
-
-
-class BookEngine:
-    """A book fed with :class:`BookOps` in chunks, emitting top-``depth`` rows.
-
-    ``grid`` (sorted ns times) selects grid emission; ``grid=None`` gives one
-    row per message. ``depth=0`` emits nothing (use :meth:`levels`).
-    """
-
-    def __init__(self, depth: int = 10, grid: I64 | None = None, capacity: int = 256) -> None:
-        if depth < 0:
-            raise ValueError("depth must be >= 0")
-        self.depth = depth
-        self.grid = np.ascontiguousarray(grid if grid is not None else np.zeros(0), np.int64)
-        self.per_message = grid is None
-        self._keys = np.zeros((2, max(capacity, 1)), np.int64)
-        self._sizes = np.zeros((2, max(capacity, 1)), np.int64)
-        self._n = np.zeros(2, np.int64)
-        self._st = np.zeros(5, np.int64)
-        self._done = False
-
-    @property
-    def valid(self) -> bool:
-        """The book's own validity flag after everything fed so far."""
-        return bool(self._st[_VALID])
-
-    def _bound(self, ops: BookOps, final: bool) -> int:
-        if self.depth == 0:
-            return 0
-        if self.per_message:
-            if len(ops) == 0:
-                return 1
-            return int(np.count_nonzero(ops.grp[1:] != ops.grp[:-1])) + 2
-        gi = int(self._st[_GRID_I])
-        if final:
-            return len(self.grid) - gi
-        if len(ops) == 0:
-            return 0
-        return max(int(np.searchsorted(self.grid, ops.ts[-1], "left")) - gi, 0)
-
-    def _buffers(self, m: int) -> Rows:
-        depth = max(self.depth, 1)
-        return Rows(
-            np.zeros(m, np.int64),
-            np.zeros(m, np.bool_),
-            np.zeros((m, 2, depth), np.int64),
-            np.zeros((m, 2, depth), np.int64),
-        )
-
-    def _feed_into(self, ops: BookOps, final: bool, out: Rows) -> int:
-        """Apply *ops*, writing the completed rows from the start of *out*; how many."""
-        if self._done:
-            raise RuntimeError("BookEngine already finished")
-        emits = self.depth > 0
-        self._keys, self._sizes, rows = _run(
-            self._keys,
-            self._sizes,
-            self._n,
-            self._st,
-            ops.ts,
-            ops.grp,
-            ops.op,
-            ops.side,
-            ops.price,
-            ops.size,
-            self.grid if emits else self.grid[:0],
-            self.depth,
-            self.per_message and emits,
-            final,
-            out.ts,
-            out.valid,
-            out.px,
-            out.sz,
-        )
-        self._done = final
-        return int(rows)
-
-    def _trim(self, out: Rows, rows: int) -> Rows:
-        d = self.depth
-        return Rows(out.ts[:rows], out.valid[:rows], out.px[:rows, :, :d], out.sz[:rows, :, :d])
-
-    def feed(self, ops: BookOps, final: bool = False) -> Rows:
-        """Apply *ops*; return the rows completed by them (all remaining rows if *final*)."""
-        out = self._buffers(self._bound(ops, final))
-        return self._trim(out, self._feed_into(ops, final, out))
-
-    def feed_all(self, ops: BookOps, chunk_size: int) -> Rows:
-        """Apply *ops* to the end, *chunk_size* at a time; every remaining row, in one array each.
-
-        The same rows as :meth:`feed` over the chunks, without joining them afterwards.
-        """
-        out = self._buffers(self._bound(ops, True))
-        done = 0
-        n = len(ops)
-        for start in range(0, max(n, 1), chunk_size):
-            stop = min(start + chunk_size, n)
-            rest = Rows(out.ts[done:], out.valid[done:], out.px[done:], out.sz[done:])
-            done += self._feed_into(ops.slice(start, stop), stop >= n, rest)
-        return self._trim(out, done)
-
-    def levels(self, side: int) -> tuple[I64, I64]:
-        """``(prices, sizes)`` of every level of *side*, best first (copies)."""
-        cnt = int(self._n[side])
-        keys = self._keys[side, :cnt][::-1]
-        sizes = self._sizes[side, :cnt][::-1].copy()
-        return (keys.copy() if side == BID else -keys), sizes
-
-    def top(self, side: int, depth: int) -> tuple[I64, I64]:
-        """``(prices, sizes)`` of the best *depth* levels of *side*, best first."""
-        cnt = int(self._n[side])
-        lo = max(cnt - depth, 0)
-        keys = self._keys[side, lo:cnt][::-1]
-        return (keys.copy() if side == BID else -keys), self._sizes[side, lo:cnt][::-1].copy()
-
-
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _diff(keys: Any, sizes: Any, n: Any, s: int, rk: Any, rz: Any, a: int, b: int) -> int:
     """Levels of side *s* that differ from REST levels ``rk[a:b]`` (keys best first)."""
     lo_key = rk[b - 1] if b > a else -(2**63) + 1
@@ -387,105 +172,389 @@ def _diff(keys: Any, sizes: Any, n: Any, s: int, rk: Any, rz: Any, a: int, b: in
     return d
 
 
-@numba.njit(cache=True)
-def _rest_min_diff(
-    ts: Any,
-    grp: Any,
-    op: Any,
-    side: Any,
-    px: Any,
-    sz: Any,
-    w_sent: Any,
-    w_recv: Any,
-    off: Any,
-    rk: Any,
-    rz: Any,
-) -> tuple[Any, Any]:
-    nw = w_sent.shape[0]
-    best = np.full(nw, -1, np.int64)
-    states = np.zeros(nw, np.int64)
-    keys = np.zeros((2, 256), np.int64)
-    sizes = np.zeros((2, 256), np.int64)
-    n = np.zeros(2, np.int64)
-    valid = 0
-    started = 0  # windows [0, started) have been started, in order of sent time
-    lo = 0  # windows [0, lo) are finished (a later message is past their recv time)
-    m = ts.shape[0]
-    i = 0
-    while True:
-        t = ts[i] if i < m else np.iinfo(np.int64).max
-        # The state now is the book after every message with ts <= sent of
-        # windows whose sent time lies before this message.
-        while started < nw and w_sent[started] < t:
-            if valid:
-                d = _diff(keys, sizes, n, 0, rk, rz, off[started, 0], off[started, 1])
-                d += _diff(keys, sizes, n, 1, rk, rz, off[started, 1], off[started, 2])
-                best[started] = d
-                states[started] = 1
-            started += 1
-        if i >= m:
-            break
-        g = grp[i]
-        while i < m and grp[i] == g:
-            keys, sizes, valid = _apply(keys, sizes, n, valid, op[i], side[i], px[i], sz[i])
-            i += 1
-        while lo < started and w_recv[lo] < t:
-            lo += 1
+@numba.njit(cache=True, inline="always")
+def _compare(keys: Any, sizes: Any, n: Any, win: Any, w: int) -> int:
+    """Levels of the book that differ from REST window *w* (both sides)."""
+    _, _, off, rk, rz = win
+    d = _diff(keys, sizes, n, 0, rk, rz, off[w, 0], off[w, 1])
+    return d + _diff(keys, sizes, n, 1, rk, rz, off[w, 1], off[w, 2])
+
+
+@numba.njit(cache=True, inline="always")
+def _start_windows(
+    keys: Any, sizes: Any, n: Any, valid: int, t: int, started: int, win: Any, res: Any
+) -> int:
+    """Start every window sent before *t*, comparing the book as it is; the new count."""
+    sent = win[0]
+    best, states = res
+    while started < sent.shape[0] and sent[started] < t:
         if valid:
-            for w in range(lo, started):
-                if w_recv[w] >= t:
-                    d = _diff(keys, sizes, n, 0, rk, rz, off[w, 0], off[w, 1])
-                    d += _diff(keys, sizes, n, 1, rk, rz, off[w, 1], off[w, 2])
-                    if best[w] < 0 or d < best[w]:
-                        best[w] = d
-                    states[w] += 1
-    return best, states
+            best[started] = _compare(keys, sizes, n, win, started)
+            states[started] = 1
+        started += 1
+    return started
 
 
-def rest_min_diff(
-    ops: BookOps,
-    sent: I64,
-    recv: I64,
-    bid_px: list[I64],
-    bid_sz: list[I64],
-    ask_px: list[I64],
-    ask_sz: list[I64],
-) -> tuple[I64, I64]:
-    """For each REST snapshot, the fewest levels that differ from any valid book state.
+@numba.njit(cache=True, inline="always")
+def _after_message(
+    keys: Any, sizes: Any, n: Any, valid: int, t: int, lo: int, started: int, win: Any, res: Any
+) -> int:
+    """Compare the book after a message at *t* with every open window; the new ``lo``."""
+    end = win[1]
+    best, states = res
+    while lo < started and end[lo] < t:
+        lo += 1
+    if valid:
+        for w in range(lo, started):
+            if end[w] >= t:
+                d = _compare(keys, sizes, n, win, w)
+                if best[w] < 0 or d < best[w]:
+                    best[w] = d
+                states[w] += 1
+    return lo
 
-    Window *w* (sorted by ``sent``) is compared with the book after every
-    message with ``ts <= sent[w]`` and after each message with ``ts`` in
-    ``(sent[w], recv[w]]`` (ARCHITECTURE section 3: the reply was taken at
-    an unknown moment in that window). Each side is compared over the price
-    range the reply covers (its best to its worst level; an empty side
-    covers the whole side). Returns ``(min_diff, states)`` per window;
-    ``min_diff`` is -1 when the book was never valid in the window.
+
+@numba.njit(cache=True)
+def _run(
+    keys: Any,
+    sizes: Any,
+    n: Any,
+    st: Any,
+    ops: Any,
+    grid: Any,
+    depth: int,
+    per_message: bool,
+    timeline: bool,
+    final: bool,
+    out: Any,
+    tl: Any,
+    win: Any,
+    res: Any,
+) -> tuple[Any, Any, int, int]:
+    """Apply *ops*, emitting rows into *out* and *tl* and comparing REST windows.
+
+    Returns ``(keys, sizes, rows written to out, rows written to tl)``.
     """
-    nw = len(sent)
-    off = np.zeros((nw, 3), np.int64)
-    rk_parts: list[I64] = []
-    rz_parts: list[I64] = []
-    pos = 0
-    for w in range(nw):
-        bo = np.argsort(-bid_px[w], kind="stable")
-        ao = np.argsort(ask_px[w], kind="stable")
-        rk_parts += [bid_px[w][bo], -ask_px[w][ao]]
-        rz_parts += [bid_sz[w][bo], ask_sz[w][ao]]
-        off[w] = (pos, pos + len(bo), pos + len(bo) + len(ao))
-        pos += len(bo) + len(ao)
-    rk = np.concatenate(rk_parts) if rk_parts else np.zeros(0, np.int64)
-    rz = np.concatenate(rz_parts) if rz_parts else np.zeros(0, np.int64)
-    best, states = _rest_min_diff(
-        ops.ts,
-        ops.grp,
-        ops.op,
-        ops.side,
-        ops.price,
-        ops.size,
-        np.ascontiguousarray(sent, np.int64),
-        np.ascontiguousarray(recv, np.int64),
-        off,
-        rk,
-        rz,
-    )
-    return best, states
+    ts, grp, op, side, px, sz = ops
+    valid = st[_VALID]
+    gi = st[_GRID_I]
+    pending = st[_PENDING]
+    pgrp = st[_PENDING_GRP]
+    pts = st[_PENDING_TS]
+    started = st[_STARTED]
+    lo = st[_LO]
+    ngrid = grid.shape[0]
+    rows = 0
+    tl_rows = 0
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        if pending and grp[i] != pgrp:
+            # The previous message is complete: the book as it left it existed.
+            if per_message:
+                _emit(keys, sizes, n, valid, pts, rows, depth, out)
+                rows += 1
+            if timeline:
+                _emit(keys, sizes, n, valid, pts, tl_rows, 1, tl)
+                tl_rows += 1
+            lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
+            pending = 0
+        if not pending:
+            started = _start_windows(keys, sizes, n, valid, t, started, win, res)
+        if not per_message:
+            while gi < ngrid and grid[gi] < t:
+                _emit(keys, sizes, n, valid, grid[gi], rows, depth, out)
+                rows += 1
+                gi += 1
+        keys, sizes, valid = _apply(keys, sizes, n, valid, op[i], side[i], px[i], sz[i])
+        pending = 1
+        pgrp = grp[i]
+        pts = t
+    if final:
+        if pending:
+            if per_message:
+                _emit(keys, sizes, n, valid, pts, rows, depth, out)
+                rows += 1
+            if timeline:
+                _emit(keys, sizes, n, valid, pts, tl_rows, 1, tl)
+                tl_rows += 1
+            lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
+            pending = 0
+        started = _start_windows(keys, sizes, n, valid, np.iinfo(np.int64).max, started, win, res)
+        if not per_message:
+            while gi < ngrid:
+                _emit(keys, sizes, n, valid, grid[gi], rows, depth, out)
+                rows += 1
+                gi += 1
+    st[_VALID] = valid
+    st[_GRID_I] = gi
+    st[_PENDING] = pending
+    st[_PENDING_GRP] = pgrp
+    st[_PENDING_TS] = pts
+    st[_STARTED] = started
+    st[_LO] = lo
+    return keys, sizes, rows, tl_rows
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Book rows from the kernel: ``px``/``sz`` have shape ``(rows, 2, depth)``.
+
+    Index 1 is the side (``BID`` = 0, ``ASK`` = 1), index 2 the level, best
+    first. Prices are ticks, sizes units; an absent level has size 0 (and
+    price 0). ``valid`` is the book's own validity flag (snapshot seen and no
+    break since); crossing and gap intervals are applied by the caller.
+    """
+
+    ts: I64
+    valid: npt.NDArray[np.bool_]
+    px: I64
+    sz: I64
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def head(self, rows: int, depth: int) -> Rows:
+        """The first *rows* rows, *depth* levels each (views)."""
+        return Rows(
+            self.ts[:rows], self.valid[:rows], self.px[:rows, :, :depth], self.sz[:rows, :, :depth]
+        )
+
+    def tail(self, start: int) -> Rows:
+        """The rows from *start* on (views)."""
+        return Rows(self.ts[start:], self.valid[start:], self.px[start:], self.sz[start:])
+
+    @staticmethod
+    def concat(parts: list[Rows], depth: int) -> Rows:
+        """Rows of several chunks, in order."""
+        if not parts:
+            e = np.zeros((0, 2, depth), np.int64)
+            return Rows(np.zeros(0, np.int64), np.zeros(0, bool), e, e.copy())
+        return Rows(
+            np.concatenate([p.ts for p in parts]),
+            np.concatenate([p.valid for p in parts]),
+            np.concatenate([p.px for p in parts]),
+            np.concatenate([p.sz for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class Windows:
+    """REST book replies to compare with the book, in order of sent time.
+
+    Window *w* is compared with the book after every message with
+    ``ts <= sent[w]`` and after each message with ``ts`` in
+    ``(sent[w], end[w]]``: the reply was taken at an unknown moment in that
+    window (ARCHITECTURE section 3; :mod:`replay.gaps` says how far ``end``
+    reaches). Each side is compared over the price range the reply covers
+    (its best to its worst level; an empty side covers the whole side).
+    ``off[w]`` delimits the window's bid keys, then ask keys, in ``keys``
+    (book keys: bid prices, negated ask prices; best first) and ``sizes``.
+    """
+
+    sent: I64
+    end: I64
+    off: I64
+    keys: I64
+    sizes: I64
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+    @staticmethod
+    def of(
+        sent: I64,
+        end: I64,
+        bid_px: Sequence[I64],
+        bid_sz: Sequence[I64],
+        ask_px: Sequence[I64],
+        ask_sz: Sequence[I64],
+    ) -> Windows:
+        """Windows of replies given by their times and levels (*sent* must be sorted)."""
+        if np.any(np.diff(sent) < 0):
+            raise ValueError("REST windows must be sorted by sent time")
+        nw = len(sent)
+        off = np.zeros((nw, 3), np.int64)
+        keys: list[I64] = []
+        sizes: list[I64] = []
+        pos = 0
+        for w in range(nw):
+            bo = np.argsort(-bid_px[w], kind="stable")
+            ao = np.argsort(ask_px[w], kind="stable")
+            keys += [bid_px[w][bo], -ask_px[w][ao]]
+            sizes += [bid_sz[w][bo], ask_sz[w][ao]]
+            off[w] = (pos, pos + len(bo), pos + len(bo) + len(ao))
+            pos += len(bo) + len(ao)
+        return Windows(
+            np.ascontiguousarray(sent, np.int64),
+            np.ascontiguousarray(end, np.int64),
+            off,
+            np.concatenate(keys) if keys else np.zeros(0, np.int64),
+            np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
+        )
+
+
+_NO_WINDOWS = Windows.of(np.zeros(0, np.int64), np.zeros(0, np.int64), [], [], [], [])
+
+
+class BookEngine:
+    """A book fed with :class:`BookOps` in chunks, emitting top-``depth`` rows.
+
+    ``grid`` (sorted ns times) selects grid emission; ``grid=None`` gives one
+    row per message. ``depth=0`` emits nothing (use :meth:`levels`).
+
+    In the same pass over the operations the engine can also record the
+    :attr:`timeline` (the top level of each side after every message) and
+    compare the book with REST *windows* (:attr:`rest_diff`), so that a
+    replay applies each operation once for all three.
+    """
+
+    def __init__(
+        self,
+        depth: int = 10,
+        grid: I64 | None = None,
+        capacity: int = 256,
+        *,
+        timeline: bool = False,
+        windows: Windows | None = None,
+    ) -> None:
+        if depth < 0:
+            raise ValueError("depth must be >= 0")
+        self.depth = depth
+        self.grid = np.ascontiguousarray(grid if grid is not None else np.zeros(0), np.int64)
+        self.per_message = grid is None
+        self.windows = windows if windows is not None else _NO_WINDOWS
+        self._timeline = timeline
+        self._timeline_parts: list[Rows] = []
+        self._best = np.full(len(self.windows), -1, np.int64)
+        self._states = np.zeros(len(self.windows), np.int64)
+        self._keys = np.zeros((2, max(capacity, 1)), np.int64)
+        self._sizes = np.zeros((2, max(capacity, 1)), np.int64)
+        self._n = np.zeros(2, np.int64)
+        self._st = np.zeros(7, np.int64)
+        self._done = False
+
+    @property
+    def valid(self) -> bool:
+        """The book's own validity flag after everything fed so far."""
+        return bool(self._st[_VALID])
+
+    @property
+    def timeline(self) -> Rows:
+        """Top of book (depth 1) after every message fed so far, if asked for."""
+        if not self._timeline:
+            raise RuntimeError("this engine was not asked for a timeline")
+        if len(self._timeline_parts) != 1:
+            self._timeline_parts = [Rows.concat(self._timeline_parts, 1)]
+        return self._timeline_parts[0]
+
+    @property
+    def rest_diff(self) -> tuple[I64, I64]:
+        """Per window: the fewest levels that differ from any valid book state in it
+        (-1 if the book was never valid there), and how many valid states it saw.
+
+        Complete once the engine is fed its final chunk.
+        """
+        return self._best, self._states
+
+    @staticmethod
+    def _messages(ops: BookOps) -> int:
+        """At most how many messages *ops* completes."""
+        if len(ops) == 0:
+            return 1
+        return int(np.count_nonzero(ops.grp[1:] != ops.grp[:-1])) + 2
+
+    def _bound(self, ops: BookOps, final: bool) -> int:
+        if self.depth == 0:
+            return 0
+        if self.per_message:
+            return self._messages(ops)
+        gi = int(self._st[_GRID_I])
+        if final:
+            return len(self.grid) - gi
+        if len(ops) == 0:
+            return 0
+        return max(int(np.searchsorted(self.grid, ops.ts[-1], "left")) - gi, 0)
+
+    @staticmethod
+    def _buffers(m: int, depth: int) -> Rows:
+        depth = max(depth, 1)
+        return Rows(
+            np.zeros(m, np.int64),
+            np.zeros(m, np.bool_),
+            np.zeros((m, 2, depth), np.int64),
+            np.zeros((m, 2, depth), np.int64),
+        )
+
+    def _feed_into(self, ops: BookOps, final: bool, out: Rows, tl: Rows) -> tuple[int, int]:
+        """Apply *ops*, writing completed rows from the start of *out* and *tl*; how many."""
+        if self._done:
+            raise RuntimeError("BookEngine already finished")
+        emits = self.depth > 0
+        w = self.windows
+        self._keys, self._sizes, rows, tl_rows = _run(
+            self._keys,
+            self._sizes,
+            self._n,
+            self._st,
+            (ops.ts, ops.grp, ops.op, ops.side, ops.price, ops.size),
+            self.grid if emits else self.grid[:0],
+            self.depth,
+            self.per_message and emits,
+            self._timeline,
+            final,
+            (out.ts, out.valid, out.px, out.sz),
+            (tl.ts, tl.valid, tl.px, tl.sz),
+            (w.sent, w.end, w.off, w.keys, w.sizes),
+            (self._best, self._states),
+        )
+        self._done = final
+        return int(rows), int(tl_rows)
+
+    def _run_chunks(self, ops: BookOps, chunks: Sequence[tuple[int, int]], final: bool) -> Rows:
+        out = self._buffers(self._bound(ops, final), self.depth)
+        tl = self._buffers(self._messages(ops) if self._timeline else 0, 1)
+        done = tl_done = 0
+        for start, stop in chunks:
+            last = final and stop >= len(ops)
+            rows, tl_rows = self._feed_into(
+                ops.slice(start, stop), last, out.tail(done), tl.tail(tl_done)
+            )
+            done += rows
+            tl_done += tl_rows
+        if self._timeline:
+            self._timeline_parts.append(tl.head(tl_done, 1))
+        return out.head(done, self.depth)
+
+    def feed(self, ops: BookOps, final: bool = False) -> Rows:
+        """Apply *ops*; return the rows completed by them (all remaining rows if *final*)."""
+        return self._run_chunks(ops, [(0, len(ops))], final)
+
+    def feed_all(self, ops: BookOps, chunk_size: int) -> Rows:
+        """Apply *ops* to the end, *chunk_size* at a time; every remaining row, in one array each.
+
+        The same rows as :meth:`feed` over the chunks, without joining them afterwards.
+        """
+        n = len(ops)
+        chunks = [(a, min(a + chunk_size, n)) for a in range(0, max(n, 1), chunk_size)]
+        return self._run_chunks(ops, chunks, True)
+
+    def levels(self, side: int) -> tuple[I64, I64]:
+        """``(prices, sizes)`` of every level of *side*, best first (copies)."""
+        cnt = int(self._n[side])
+        keys = self._keys[side, :cnt][::-1]
+        sizes = self._sizes[side, :cnt][::-1].copy()
+        return (keys.copy() if side == BID else -keys), sizes
+
+    def top(self, side: int, depth: int) -> tuple[I64, I64]:
+        """``(prices, sizes)`` of the best *depth* levels of *side*, best first."""
+        cnt = int(self._n[side])
+        lo = max(cnt - depth, 0)
+        keys = self._keys[side, lo:cnt][::-1]
+        return (keys.copy() if side == BID else -keys), self._sizes[side, lo:cnt][::-1].copy()
+
+
+def rest_min_diff(ops: BookOps, windows: Windows) -> tuple[I64, I64]:
+    """:attr:`BookEngine.rest_diff` of *windows* over all of *ops*."""
+    engine = BookEngine(depth=0, windows=windows)
+    engine.feed(ops, final=True)
+    return engine.rest_diff

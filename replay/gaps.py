@@ -54,9 +54,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from replay.book import Rows, rest_min_diff
+from replay.book import Rows, Windows
 from replay.decode import LOSS_SPAN_EVENTS
-from replay.events import ASK, BID, OP_VALID, Decoded, Marker
+from replay.events import ASK, BID, OP_VALID, Decoded, Marker, RestBook
 from replay.ticks import format_units
 
 __all__ = [
@@ -64,8 +64,10 @@ __all__ = [
     "MASKING_KINDS",
     "REST_WS_LAG_NS",
     "Gap",
+    "RestCheck",
     "analyze",
     "crossed",
+    "rest_check",
     "valid_mask",
     "valid_ns",
 ]
@@ -177,27 +179,50 @@ def _window_end(recv: int, conn_ends: I64) -> int:
     return lagged if end is None else max(recv, min(lagged, end - 1))
 
 
-def _mismatch_gaps(
-    dec: Decoded, timeline: Rows, snaps: I64, losses: I64, conn_ends: I64, last: int
-) -> list[Gap]:
-    if not dec.rest:
-        return []
+def _losses(dec: Decoded) -> I64:
+    return np.array(sorted(m.ts for m in dec.markers if m.kind == "lost"), np.int64)
+
+
+def _conn_ends(dec: Decoded) -> I64:
+    resets = np.array(sorted(m.ts for m in dec.markers if m.kind == "reset"), np.int64)
+    return np.union1d(_losses(dec), resets)
+
+
+class RestCheck(NamedTuple):
+    """The stored REST books of a partition, in order of sent time, and their windows."""
+
+    replies: list[RestBook]
+    windows: Windows
+
+
+def rest_check(dec: Decoded) -> RestCheck:
+    """What the book engine compares REST books with (:class:`~replay.book.Windows`)."""
     order = sorted(range(len(dec.rest)), key=lambda k: (dec.rest[k].sent, k))
     rest = [dec.rest[k] for k in order]
-    ends = np.array([_window_end(r.recv, conn_ends) for r in rest], np.int64)
-    best, states = rest_min_diff(
-        dec.ops,
+    conn_ends = _conn_ends(dec)
+    windows = Windows.of(
         np.array([r.sent for r in rest], np.int64),
-        ends,
+        np.array([_window_end(r.recv, conn_ends) for r in rest], np.int64),
         [r.bid_px for r in rest],
         [r.bid_sz for r in rest],
         [r.ask_px for r in rest],
         [r.ask_sz for r in rest],
     )
+    return RestCheck(rest, windows)
+
+
+def _mismatch_gaps(
+    check: RestCheck, diff: tuple[I64, I64], timeline: Rows, snaps: I64, losses: I64, last: int
+) -> list[Gap]:
+    rest = check.replies
+    if not rest:
+        return []
+    best, states = diff
     matches = np.array(sorted(r.sent for r, b in zip(rest, best, strict=True) if b == 0), np.int64)
     gaps = []
     at_sent = np.searchsorted(timeline.ts, [r.sent for r in rest], "right") - 1
-    for r, b, n, w_end, k in zip(rest, best, states, ends.tolist(), at_sent, strict=True):
+    ends = check.windows.end.tolist()
+    for r, b, n, w_end, k in zip(rest, best, states, ends, at_sent, strict=True):
         conclusive = k >= 0 and timeline.valid[k] and w_end >= r.recv + REST_WS_LAG_NS
         if b <= 0 or not conclusive:
             continue
@@ -230,25 +255,27 @@ def _crossed_gaps(timeline: Rows, last: int, scale: int) -> list[Gap]:
     return gaps
 
 
-def analyze(dec: Decoded, timeline: Rows, silence_ns: int) -> list[Gap]:
+def analyze(
+    dec: Decoded, timeline: Rows, check: RestCheck, diff: tuple[I64, I64], silence_ns: int
+) -> list[Gap]:
     """All gaps of a decoded partition, sorted by ``(start, kind, end)``.
 
-    *timeline* is the kernel's per-message top-1 output for ``dec.ops``.
+    *timeline* is the kernel's per-message top-1 output for ``dec.ops``, and
+    *diff* its :attr:`~replay.book.BookEngine.rest_diff` for ``check.windows``.
     """
     last = dec.last_ns
     snaps = dec.ops.ts[dec.ops.op == OP_VALID]
-    lost = [m for m in dec.markers if m.kind == "lost"]
-    losses = np.array(sorted(m.ts for m in lost), np.int64)
-    resets = np.array(sorted(m.ts for m in dec.markers if m.kind == "reset"), np.int64)
-    conn_ends = np.union1d(losses, resets)
+    losses = _losses(dec)
     gaps: list[Gap] = []
-    for m in lost:
+    for m in dec.markers:
+        if m.kind != "lost":
+            continue
         end = _earliest(_first_after(snaps, m.ts), default=last)
         if end > m.ts:
             gaps.append(Gap("disconnect", m.ts, end, _lost_detail(m)))
-    gaps += _sequence_gaps(dec, snaps, conn_ends, last)
+    gaps += _sequence_gaps(dec, snaps, _conn_ends(dec), last)
     gaps += _silence_gaps(dec, silence_ns)
-    gaps += _mismatch_gaps(dec, timeline, snaps, losses, conn_ends, last)
+    gaps += _mismatch_gaps(check, diff, timeline, snaps, losses, last)
     gaps += _crossed_gaps(timeline, last, dec.price_scale)
     for m in dec.markers:
         if m.kind in LOSS_SPAN_EVENTS:

@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay.book import BookEngine, Rows, rest_min_diff
+from replay.book import BookEngine, Rows, Windows, rest_min_diff
 from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_SET, OP_VALID, BookOps
 
 Op = tuple[int, int, int, int, int, int]  # ts, grp, op, side, price, size
@@ -271,22 +271,96 @@ def test_rest_compare_takes_best_state_in_window():
     one = [np.array([1], np.int64)]
     # bid size 2 existed only in [20, 30): a window covering it matches
     best, states = rest_min_diff(
-        to_ops(ops), np.array([15]), np.array([25]), b, [np.array([2], np.int64)], a, one
+        to_ops(ops),
+        Windows.of(np.array([15]), np.array([25]), b, [np.array([2], np.int64)], a, one),
     )
     assert best.tolist() == [0] and states.tolist() == [2]
     # a window entirely after it does not; one level differs
     best, _ = rest_min_diff(
-        to_ops(ops), np.array([31]), np.array([40]), b, [np.array([2], np.int64)], a, one
+        to_ops(ops),
+        Windows.of(np.array([31]), np.array([40]), b, [np.array([2], np.int64)], a, one),
     )
     assert best.tolist() == [1]
     # levels beyond the reply's worst price are not compared; a missing one counts
     best, _ = rest_min_diff(
         to_ops(ops),
-        np.array([31]),
-        np.array([40]),
-        [np.array([100, 99], np.int64)],
-        [np.array([3, 4], np.int64)],
-        a,
-        one,
+        Windows.of(
+            np.array([31]),
+            np.array([40]),
+            [np.array([100, 99], np.int64)],
+            [np.array([3, 4], np.int64)],
+            a,
+            one,
+        ),
     )
     assert best.tolist() == [1]
+
+
+def ref_rest_diff(
+    ops: Sequence[Op], sent: int, end: int, bids: dict, asks: dict
+) -> tuple[int, int]:
+    """Reference REST comparison of one window: ``(fewest differing levels or -1, states)``.
+
+    The states are the book after every message with ``ts <= sent``, then
+    after each message with ``ts`` in ``(sent, end]``; only valid ones count.
+    Each side is compared over the reply's price range (all of it if empty).
+    """
+    book = RefBook()
+    diffs: list[int] = []
+
+    def diff() -> int:
+        d = 0
+        for side, reply in ((BID, bids), (ASK, asks)):
+            have = book.sides[side]
+            if reply:
+                worst = min(reply) if side == BID else max(reply)
+                keep = (lambda p: p >= worst) if side == BID else (lambda p: p <= worst)  # noqa: B023
+                have = {p: z for p, z in have.items() if keep(p)}
+            d += sum(1 for p in set(have) | set(reply) if have.get(p) != reply.get(p))
+        return d
+
+    started = False
+    for k, (ts, grp, op, side, px, sz) in enumerate(ops):
+        if not started and ts > sent:
+            started = True
+            if book.valid:
+                diffs.append(diff())
+        book.apply(op, side, px, sz)
+        message_done = k + 1 == len(ops) or ops[k + 1][1] != grp
+        if message_done and started and ts <= end and book.valid:
+            diffs.append(diff())
+    if not started and book.valid:
+        diffs.append(diff())
+    return (min(diffs) if diffs else -1), len(diffs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(any_stream(), st.booleans(), st.data())
+def test_one_pass_gives_rows_timeline_and_rest_diff(
+    ops: list[Op], on_grid: bool, data: st.DataObject
+):
+    grid = np.arange(-1, 400, 5, dtype=np.int64) if on_grid else None
+    levels = st.dictionaries(st.integers(88, 112), st.sampled_from([1, 2, 5]), max_size=4)
+    replies = data.draw(
+        st.lists(st.tuples(st.integers(-1, 400), st.integers(0, 30), levels, levels), max_size=5)
+    )
+    replies.sort(key=lambda r: r[0])
+    windows = Windows.of(
+        np.array([r[0] for r in replies], np.int64),
+        np.array([r[0] + r[1] for r in replies], np.int64),
+        *(
+            [np.array(list(r[k].keys() if col == 0 else r[k].values()), np.int64) for r in replies]
+            for k, col in ((2, 0), (2, 1), (3, 0), (3, 1))
+        ),
+    )
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(ops)), max_size=5))))
+    engine = BookEngine(depth=3, grid=grid, capacity=2, timeline=True, windows=windows)
+    parts = [
+        engine.feed(to_ops(ops).slice(a, b), final=(i == len(cuts)))
+        for i, (a, b) in enumerate(itertools.pairwise([0, *cuts, len(ops)]))
+    ]
+    assert kernel_rows(Rows.concat(parts, 3)) == kernel_rows(run_kernel(to_ops(ops), 3, grid))
+    assert kernel_rows(engine.timeline) == ref_rows(ops, 1, None)
+    best, states = engine.rest_diff
+    want = [ref_rest_diff(ops, s, s + d, b, a) for s, d, b, a in replies]
+    assert list(zip(best.tolist(), states.tolist(), strict=True)) == want
