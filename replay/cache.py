@@ -198,9 +198,8 @@ def _columns(path: Path, rows: int) -> dict[str, Any]:
     out = {}
     for name in f.schema_arrow.names:
         col = f.read(columns=[name]).column(0)
-        arr = col.to_numpy() if len(col) else np.zeros(0, col.type.to_pandas_dtype())
-        # Zero-copy views of Arrow memory are read-only; decoded arrays never are.
-        out[name] = arr if arr.flags.writeable else arr.copy()
+        # Zero-copy views of Arrow memory (read-only: nothing writes into decoded arrays).
+        out[name] = col.to_numpy() if len(col) else np.zeros(0, col.type.to_pandas_dtype())
     return out
 
 
