@@ -314,17 +314,18 @@ def valid_ns(timeline: Rows, gaps: Sequence[Gap], first: int, last: int) -> int:
     """Total time in ``[first, last]`` during which the book was valid."""
     if last <= first or len(timeline) == 0:
         return 0
-    starts, ends = _merged(gaps)
+    # The book's own state holds from each timeline row to the next; V(x) is the
+    # time in [first, x] it was valid (and uncrossed), from a running sum.
+    t = np.clip(timeline.ts, first, last)
     own = timeline.valid & ~crossed(timeline)
-    # Sort and drop repeats by hand: np.unique hashes, which is many times
-    # slower on millions of mostly sorted times. The timeline's times are
-    # already in order, so a stable (merging) sort takes about linear time.
-    points = np.sort(np.concatenate([timeline.ts, starts, ends, [first, last]]), kind="stable")
-    points = points[np.append(True, points[1:] != points[:-1])]
-    points = points[(points >= first) & (points <= last)]
-    k = np.searchsorted(timeline.ts, points, "right") - 1
-    state = np.where(k >= 0, own[np.maximum(k, 0)], False)
-    g = np.searchsorted(starts, points, "right") - 1
-    inside = (g >= 0) & (points < np.where(g >= 0, ends[np.maximum(g, 0)] if len(ends) else 0, 0))
-    ok = (state & ~inside)[:-1]
-    return int(np.sum(np.diff(points)[ok]))
+    held = np.where(own, np.diff(t, append=last), 0)
+    before = np.concatenate([[0], np.cumsum(held)])
+
+    def valid_until(x: I64) -> I64:
+        k = np.searchsorted(t, x, "right") - 1
+        at = np.maximum(k, 0)
+        return np.where(k >= 0, before[at] + np.where(own[at], x - t[at], 0), 0)
+
+    starts, ends = _merged(gaps)
+    inside = valid_until(np.clip(ends, first, last)) - valid_until(np.clip(starts, first, last))
+    return int(valid_until(np.array([last]))[0] - inside.sum())
