@@ -167,7 +167,14 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
     files = {}
     for name, table in _tables(dec).items():
         path = directory / f"{name}.parquet"
-        write_atomic(path, functools.partial(pq.write_table, table, compression=_COMPRESSION))
+        # One row group: each column then reads back as one array, used without a copy.
+        write = functools.partial(
+            pq.write_table,
+            table,
+            compression=_COMPRESSION,
+            row_group_size=max(table.num_rows, 1),
+        )
+        write_atomic(path, write)
         files[name] = table.num_rows
     manifest = {
         "key": key,
@@ -198,7 +205,7 @@ def _columns(path: Path, rows: int) -> dict[str, Any]:
     out = {}
     for name in f.schema_arrow.names:
         col = f.read(columns=[name]).column(0)
-        # Zero-copy views of Arrow memory (read-only: nothing writes into decoded arrays).
+        # One chunk (one row group): a zero-copy, read-only view of Arrow memory.
         out[name] = col.to_numpy() if len(col) else np.zeros(0, col.type.to_pandas_dtype())
     return out
 
