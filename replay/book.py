@@ -44,7 +44,7 @@ import numpy.typing as npt
 
 from replay.events import BID, OP_CLEAR, OP_INVALID, OP_SET, BookOps
 
-__all__ = ["BookEngine", "Rows", "Windows", "rest_min_diff"]
+__all__ = ["BookEngine", "Rows", "Windows"]
 
 I64 = npt.NDArray[np.int64]
 
@@ -551,10 +551,3 @@ class BookEngine:
         lo = max(cnt - depth, 0)
         keys = self._keys[side, lo:cnt][::-1]
         return (keys.copy() if side == BID else -keys), self._sizes[side, lo:cnt][::-1].copy()
-
-
-def rest_min_diff(ops: BookOps, windows: Windows) -> tuple[I64, I64]:
-    """:attr:`BookEngine.rest_diff` of *windows* over all of *ops*."""
-    engine = BookEngine(depth=0, windows=windows)
-    engine.feed(ops, final=True)
-    return engine.rest_diff

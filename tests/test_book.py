@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay.book import BookEngine, Rows, Windows, rest_min_diff
+from replay.book import BookEngine, Rows, Windows
 from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_SET, OP_VALID, BookOps
 
 Op = tuple[int, int, int, int, int, int]  # ts, grp, op, side, price, size
@@ -256,6 +256,12 @@ def test_grid_row_at_t_includes_messages_at_t():
     rows = run_kernel(to_ops(ops), 1, np.array([9, 10, 19, 20, 21]))
     assert rows.px[:, BID, 0].tolist() == [0, 5, 5, 6, 6]
     assert rows.valid.tolist() == [False, True, True, True, True]
+
+
+def rest_min_diff(ops: BookOps, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    engine = BookEngine(depth=0, windows=windows)
+    engine.feed(ops, final=True)
+    return engine.rest_diff
 
 
 def test_rest_compare_takes_best_state_in_window():
