@@ -42,7 +42,7 @@ which path a message took, nor on how the rows were split into batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,15 @@ from replay.events import (
 from replay.ticks import pair_of, rescale
 from replay.venues import CONFLATED, STREAMS, VenueStream
 from replay.venues.gemini_rest import BookPairs, Levels, parse_book, scan_book
-from replay.venues.sink import OP_ROWS, TRADE_ROWS, Batch, RawRows, RunDecoder
+from replay.venues.sink import (
+    OP_COLUMNS,
+    OP_TYPES,
+    TRADE_COLUMNS,
+    TRADE_TYPES,
+    Columns,
+    RawRows,
+    RunDecoder,
+)
 from tickrec.errors import DatasetError
 
 __all__ = ["LOSS_EVENTS", "LOSS_SPAN_EVENTS", "PartitionDecoder", "decode", "last_ws_rows"]
@@ -88,69 +96,9 @@ LOSS_SPAN_EVENTS = {
 _RECEIVED, _SENT, _REST, _EVENT = 0, 1, 2, 3
 _SOURCES = {"ws_sent": _SENT, "rest": _REST, "event": _EVENT}
 
-# Typecodes of the OP_ROWS and TRADE_ROWS columns: decimals fit int32
-# (replay.ticks.pair_of), flags and sides int8.
-_OP_CODES = ("q", "q", "b", "b", "q", "i", "q", "i", "q", "b")
-_TRADE_CODES = ("q", "q", "q", "q", "i", "q", "i", "b", "q", "b")
-_DTYPES: dict[str, np.dtype[Any]] = {
-    "q": np.dtype(np.int64),
-    "i": np.dtype(np.int32),
-    "b": np.dtype(np.int8),
-}
-
 # A REST book as read: (sent, recv, row, levels), the levels as scanned pairs, or
 # as strings from the general path (turned into pairs at the end, as the rest).
 RestRaw = tuple[int, int, int, BookPairs | Levels]
-
-
-class _Columns:
-    """Append-only typed columns, filled row by row or in blocks.
-
-    Each column is one array that grows in place (``ndarray.resize``: a
-    ``realloc``, which for large arrays remaps pages instead of copying), so
-    the columns never have to be joined from chunks; :meth:`take` trims them.
-    """
-
-    _FIRST = 1 << 16
-
-    def __init__(self, names: Sequence[str], codes: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self._cols = [np.zeros(self._FIRST, _DTYPES[c]) for c in codes]
-        self._n = 0
-
-    def _reserve(self, m: int) -> None:
-        need = self._n + m
-        cap = len(self._cols[0])
-        if need > cap:
-            cap = max(need, cap + cap // 2)
-            for col in self._cols:
-                col.resize(cap, refcheck=False)
-
-    def append(self, *values: int) -> None:
-        self._reserve(1)
-        n = self._n
-        for col, value in zip(self._cols, values, strict=True):
-            col[n] = value
-        self._n = n + 1
-
-    def extend(self, block: npt.NDArray[Any]) -> None:
-        """Append a block with one row per column (in :attr:`names` order)."""
-        m = block.shape[1]
-        self._reserve(m)
-        n = self._n
-        for col, row in zip(self._cols, block, strict=True):
-            col[n : n + m] = row
-        self._n = n + m
-
-    def take(self) -> dict[str, npt.NDArray[Any]]:
-        """Each column as one array, trimmed to its length; the columns start over."""
-        out = {}
-        for name, col in zip(self.names, self._cols, strict=True):
-            col.resize(self._n, refcheck=False)
-            out[name] = col
-        self._cols = [np.zeros(self._FIRST, col.dtype) for col in self._cols]
-        self._n = 0
-        return out
 
 
 class _Sink:
@@ -160,8 +108,8 @@ class _Sink:
         self.cur_ts = 0
         self.cur_grp = 0
         self.cur_conn = -1
-        self.ops = _Columns(OP_ROWS, _OP_CODES)
-        self.trades = _Columns(TRADE_ROWS, _TRADE_CODES)
+        self.ops = Columns(OP_COLUMNS, OP_TYPES)
+        self.trades = Columns(TRADE_COLUMNS, TRADE_TYPES)
         self.breaks: list[SeqBreak] = []
         self.counts: dict[str, int] = {}
         self._pairs: dict[str, tuple[int, int]] = {}
@@ -222,12 +170,11 @@ class _Sink:
         detail = f"{seq} expected {expected}, got {got}"
         self.breaks.append(SeqBreak(prev_ts, ts, grp, self.cur_conn, expected, got, detail))
 
-    def extend(self, batch: Batch) -> None:
-        self.ops.extend(batch.ops)
-        self.trades.extend(batch.trades)
-        for prev_ts, ts, grp, expected, got in batch.breaks.T.tolist():
-            self._break(prev_ts, ts, grp, expected, got, batch.sequence)
-        for kind, n in batch.counts.items():
+    def add_run(self, breaks: Columns, counts: dict[str, int], sequence: str) -> None:
+        rows = zip(*(col[: breaks.n].tolist() for col in breaks.arrays), strict=True)
+        for prev_ts, ts, grp, expected, got in rows:
+            self._break(prev_ts, ts, grp, expected, got, sequence)
+        for kind, n in counts.items():
             self.count(kind, n)
 
 
@@ -290,14 +237,29 @@ def last_ws_rows(batches: Iterable[pa.RecordBatch]) -> dict[tuple[str, int], int
 class PartitionDecoder:
     """Decodes one partition's rows, fed in contract order one record batch at a time."""
 
-    def __init__(self, symbol: str, last_ws: dict[tuple[str, int], int]) -> None:
-        """*last_ws* is :func:`last_ws_rows` of the same rows."""
+    def __init__(
+        self,
+        symbol: str,
+        last_ws: dict[tuple[str, int], int],
+        size: tuple[int, int] | None = None,
+    ) -> None:
+        """*last_ws* is :func:`last_ws_rows` of the same rows.
+
+        *size*, if known, is ``(rows, payload bytes)`` of all the rows to be
+        fed. The output columns are then sized once, from the events per
+        payload byte of the first batches, instead of grown (a copy of
+        everything so far, into memory that is new and so slow to touch).
+        """
         self.symbol = symbol
         self._last_ws = last_ws
         self._sink = _Sink()
         self._markers: list[Marker] = []
         self._rest: list[RestRaw] = []
-        self._msgs = _Columns(("ts", "conn"), ("q", "q"))
+        self._msgs = Columns(("ts", "conn"), ("q", "q"))
+        self._size = size
+        self._bytes = 0
+        if size is not None:
+            self._msgs.set_capacity(size[0])
         self._protocols: set[str] = set()
         self._conn_number: dict[tuple[str, int], int] = {}
         self._stream: VenueStream | None = None
@@ -386,7 +348,7 @@ class PartitionDecoder:
                 stream.on_sent(sink, _load(payload[h].as_py()))
                 continue
             self._last_row_ts = int(recv[e - 1])
-            self._msgs.extend(np.vstack((recv[h:e], np.full(e - h, sink.cur_conn, np.int64))))
+            self._msgs.extend(e - h, recv[h:e], sink.cur_conn)
             if isinstance(stream, RunDecoder):
                 r = h
                 while r < e:
@@ -397,6 +359,19 @@ class PartitionDecoder:
             else:
                 for r, text in enumerate(payload.slice(h, e - h).to_pylist(), h):
                     self._received(stream, rows, r, text)
+        self._bytes += int(offsets[-1] - offsets[0])
+        if self._size is not None and 0 < self._bytes < self._size[1]:
+            self._size_columns(self._size[1] / self._bytes)
+
+    def _size_columns(self, factor: float) -> None:
+        """Make room for *factor* times the events so far, and a quarter more for safety.
+
+        Capacity that is never written costs no memory, so erring high is cheap.
+        """
+        for cols in (self._sink.ops, self._sink.trades):
+            want = int(cols.n * factor * 1.25) + (1 << 16)
+            if want > cols.capacity:
+                cols.set_capacity(want)
 
     def _received(self, stream: VenueStream, rows: RawRows, r: int, text: str | None) -> None:
         """Decode received row *r* on the general path."""
@@ -554,7 +529,12 @@ class PartitionDecoder:
 def decode(table: pa.Table, symbol: str) -> Decoded:
     """Decode the rows of one partition (a contract table in contract order)."""
     batches = table.to_batches()
-    decoder = PartitionDecoder(symbol, last_ws_rows(batches))
+    size = 0
+    for batch in batches:
+        if batch.num_rows:
+            offsets = _payload_buffers(batch.column("payload"))[1]
+            size += int(offsets[-1] - offsets[0])
+    decoder = PartitionDecoder(symbol, last_ws_rows(batches), (table.num_rows, size))
     for batch in batches:
         decoder.feed(batch)
     return decoder.finish()

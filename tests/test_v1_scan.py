@@ -20,10 +20,20 @@ import realdata
 
 from bench.synth import DayParams, make_day
 from replay import venues
-from replay.decode import decode
+from replay.decode import PartitionDecoder, _payload_buffers, decode, last_ws_rows
 from replay.events import Decoded
 from replay.venues.gemini_v1 import GeminiV1Stream
-from replay.venues.sink import EventSink
+from replay.venues.gemini_v1_scan import scan
+from replay.venues.sink import (
+    BREAK_COLUMNS,
+    OP_COLUMNS,
+    OP_TYPES,
+    TRADE_COLUMNS,
+    TRADE_TYPES,
+    Columns,
+    EventSink,
+    RawRows,
+)
 from tickrec.contract import Row, read_partition, rows_to_table
 
 T0 = 1_768_435_200_000_000_000
@@ -161,6 +171,26 @@ ODD = [
     '{"type":"status","socket_sequence":%d}',
     '{"socket_sequence":%d}',
     '{"type":"update","events":[' + CHANGE + "]}",
+    # near misses of Gemini's own layouts, read by the general parser instead
+    update(0, CHANGE.replace('"place"', '"initial"') + "," + CHANGE).replace(
+        '"socket_sequence":0', '"socket_sequence":%d'
+    ),
+    update(0, CHANGE.replace('"place"', '"initial"') + "," + TRADE + "," + CHANGE),
+    update(0, "").replace('"timestamp":1768435201', '"timestamp":"x"').replace(":0,", ":%d,", 1),
+    update(0, CHANGE).replace('"eventId":0', '"eventId":-1.5').replace(":0,", ":%d,", 1),
+    update(0, CHANGE, ',"x":[1]').replace('"socket_sequence":0', '"socket_sequence":%d'),
+    update(0, CHANGE).replace("]}", '],"x":1}').replace(":0,", ":%d,", 1),
+    update(0, CHANGE).replace("]}", '],"type":"heartbeat"}').replace(":0,", ":%d,", 1),
+    update(0, CHANGE.replace('"delta":"1.25"', '"delta":1.25')).replace(":0,", ":%d,", 1),
+    update(0, CHANGE.replace('"place"', '"pl\\u0061ce"')).replace(":0,", ":%d,", 1),
+    update(0, CHANGE.replace("}", ',"x":1}')).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace('"bid"', '"auction"')).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace("77", "-77")).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace("77", "7" * 19)).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace('"0.1"', '"1e-1"')).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace(",", ", ")).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace("}", ',"x":1}')).replace(":0,", ":%d,", 1),
+    update(0, TRADE.replace('"bid"', '"bid" ')).replace(":0,", ":%d,", 1),
 ]
 
 
@@ -201,3 +231,34 @@ def test_synthetic_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert int(got.ops.snapshot.sum()) > 0 and len(got.trades) > 0
     # Batch boundaries fall anywhere: the result is the same.
     assert_same(got, decode(pa.Table.from_batches(table.to_batches(max_chunksize=97)), "BTCUSD"))
+    # So does not knowing the size in advance (the columns then grow as they fill).
+    batches = table.to_batches(max_chunksize=1000)
+    decoder = PartitionDecoder("BTCUSD", last_ws_rows(batches))
+    for batch in batches:
+        decoder.feed(batch)
+    assert_same(got, decoder.finish())
+
+
+def test_gemini_layouts_are_scanned() -> None:
+    """Messages as Gemini lays them out are all decoded by the scanner, none declined."""
+    payloads = [
+        INITIAL,
+        update(1, CHANGE),
+        update(2, f"{TRADE},{CHANGE},{CHANGE.replace('bid', 'ask')}"),
+        '{"type":"heartbeat","socket_sequence":3}',
+        update(4, CHANGE.replace('"place"', '"initial"')),
+    ]
+    table = v1_table(payloads).slice(1)
+    data, offsets = _payload_buffers(table.column("payload").combine_chunks())
+    recv = table.column("recv_ts").cast(pa.int64()).to_numpy()
+    rows = RawRows(data, offsets, recv, np.zeros(len(recv), np.int64), np.zeros(len(recv), bool), 0)
+    ops = Columns(OP_COLUMNS, OP_TYPES)
+    trades = Columns(TRADE_COLUMNS, TRADE_TYPES)
+    breaks = Columns(BREAK_COLUMNS, "qqqqq")
+    counts = np.zeros(3, np.int64)
+    state = np.zeros(3, np.int64)
+    got = scan(rows, 0, len(payloads), state, ops, trades, breaks, counts)
+    assert got == (len(payloads), False)
+    assert counts.tolist() == [4, 1, 0] and trades.n == 1 and breaks.n == 0
+    # Two snapshot messages, each with a clear before and a valid after its changes.
+    assert ops.n == 4 + 1 + 2 + 3 and ops.arrays[OP_COLUMNS.index("snap")][: ops.n].sum() == 3

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from replay.venues.json_bytes import (
     OK,
+    address,
     decimal_value,
     eq,
     lit,
@@ -138,8 +139,9 @@ def _levels(data: Any, p: int, end: int, out: Any, n: int) -> tuple[int, int]:
 
 
 @numba.njit(cache=True)
-def _scan_book(data: Any, p: int, end: int, out: Any) -> tuple[int, int, bool]:
+def _scan_book(payload: Any, p: int, end: int, out: Any) -> tuple[int, int, bool]:
     """``(bids, asks, bids first)``: level counts in *out*, in reply order; -1 to decline."""
+    data = address(payload)
     p = skip_ws(data, p, end)
     if p >= end or data[p] != 123:
         return -1, -1, False

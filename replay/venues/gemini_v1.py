@@ -32,8 +32,18 @@ import numpy as np
 import numpy.typing as npt
 
 from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
-from replay.venues.gemini_v1_scan import Scan, scan
-from replay.venues.sink import Batch, EventSink, RawRows, RunSink
+from replay.venues.gemini_v1_scan import scan
+from replay.venues.sink import (
+    BREAK_COLUMNS,
+    OP_COLUMNS,
+    OP_TYPES,
+    TRADE_COLUMNS,
+    TRADE_TYPES,
+    Columns,
+    EventSink,
+    RawRows,
+    RunSink,
+)
 
 __all__ = ["GeminiV1Stream"]
 
@@ -54,30 +64,28 @@ def _helper() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="v1-scan")
 
 
-def _scan_run(rows: RawRows, start: int, stop: int, state: npt.NDArray[np.int64]) -> list[Scan]:
-    """Scan rows ``start:stop`` (``start < stop``) until the end or a declined row.
+class _Run:
+    """What scanning part of a run gave: events, message counts, and where it stopped."""
 
-    *state* is the scanner's sequence state, updated in place.
-    """
-    scans = []
-    row = start
-    while row < stop:
-        got = scan(
-            rows.data,
-            rows.offsets,
-            row,
-            stop,
-            rows.recv,
-            rows.venue_seq,
-            rows.venue_seq_ok,
-            rows.grp0,
-            state,
+    def __init__(self, ops: Columns, trades: Columns) -> None:
+        self.ops = ops
+        self.trades = trades
+        self.breaks = Columns(BREAK_COLUMNS, "qqqqq", 16)
+        self.counts = np.zeros(len(_SCAN_KINDS), np.int64)
+        self.row = 0
+        self.declined = False
+
+    def scan(self, rows: RawRows, start: int, stop: int, state: npt.NDArray[np.int64]) -> _Run:
+        """Scan rows ``start:stop``; *state* is the scanner's sequence state, updated in place."""
+        self.row, self.declined = scan(
+            rows, start, stop, state, self.ops, self.trades, self.breaks, self.counts
         )
-        scans.append(got)
-        row = got.row
-        if got.declined:
-            break
-    return scans
+        return self
+
+    def add_to(self, out: RunSink) -> None:
+        """Note the breaks and counts with *out* (the events are already in its columns)."""
+        counts = {k: n for k, n in zip(_SCAN_KINDS, self.counts.tolist(), strict=True) if n}
+        out.add_run(self.breaks, counts, _SEQUENCE)
 
 
 class GeminiV1Stream:
@@ -87,6 +95,8 @@ class GeminiV1Stream:
         self.symbol = symbol
         self._prev_seq: int | None = None
         self._prev_ts = 0
+        # Columns the second half of a long run is scanned into, reused run after run.
+        self._second: tuple[Columns, Columns] | None = None
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
         """v1 has no client messages (gemini.md section 1); nothing to note."""
@@ -103,14 +113,16 @@ class GeminiV1Stream:
         """Decode received rows ``start:stop`` with the compiled scanner, until one it declines.
 
         A long run is scanned as two halves at once, on two threads (the
-        scanner releases the GIL). The scanner's only state across messages
-        is the sequence check, and after a message with a stored
-        ``venue_seq`` that state is known without scanning what came before:
-        that number and the row's time. So when the last row of the first
-        half has one, the second half starts from it; its result is kept
-        only if the first half was decoded to its end, else it is dropped
-        and the caller goes on from the declined row as usual. Either way
-        the events are exactly those of one scan from start to stop.
+        scanner releases the GIL): the first half straight into *out*'s
+        columns, the second into columns of this stream's, copied after the
+        first. The scanner's only state across messages is the sequence
+        check, and after a message with a stored ``venue_seq`` that state is
+        known without scanning what came before: that number and the row's
+        time. So when the last row of the first half has one, the second
+        half starts from it; its result is kept only if the first half was
+        decoded to its end, else it is dropped and the caller goes on from
+        the declined row as usual. Either way the events are exactly those
+        of one scan from start to stop.
         """
         if start >= stop:
             return start
@@ -118,20 +130,27 @@ class GeminiV1Stream:
         mid = (start + stop) // 2
         if stop - start >= _SPLIT_ROWS and rows.venue_seq_ok[mid - 1]:
             later = np.array([1, rows.venue_seq[mid - 1], rows.recv[mid - 1]], np.int64)
-            second = _helper().submit(_scan_run, rows, mid, stop, later)
-            scans = _scan_run(rows, start, mid, state)
+            if self._second is None:
+                self._second = (Columns(OP_COLUMNS, OP_TYPES), Columns(TRADE_COLUMNS, TRADE_TYPES))
+            ops, trades = self._second
+            ops.n = trades.n = 0
+            second = _helper().submit(_Run(ops, trades).scan, rows, mid, stop, later)
+            first = _Run(out.ops, out.trades).scan(rows, start, mid, state)
             rest = second.result()
-            if not scans[-1].declined:
-                scans += rest
-                state = later
+            first.add_to(out)
+            if first.declined:
+                last = first
+            else:
+                out.ops.extend_from(rest.ops)
+                out.trades.extend_from(rest.trades)
+                rest.add_to(out)
+                last, state = rest, later
         else:
-            scans = _scan_run(rows, start, stop, state)
-        for got in scans:
-            counts = {k: n for k, n in zip(_SCAN_KINDS, got.counts.tolist(), strict=True) if n}
-            out.extend(Batch(got.ops, got.trades, got.breaks, counts, _SEQUENCE))
+            last = _Run(out.ops, out.trades).scan(rows, start, stop, state)
+            last.add_to(out)
         if state[0]:
             self._prev_seq, self._prev_ts = int(state[1]), int(state[2])
-        return scans[-1].row
+        return last.row
 
     def _check_sequence(self, out: EventSink, msg: Any, venue_seq: int | None) -> None:
         seq = venue_seq if venue_seq is not None else msg.get("socket_sequence")

@@ -24,7 +24,7 @@ scanner: it either agrees with the general path or declines.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numba
 import numpy as np
@@ -34,6 +34,7 @@ from replay.events import ASK, BID, NO_ID, NO_TS, OP_CLEAR, OP_INVALID, OP_SET, 
 from replay.venues.json_bytes import (
     ABSENT,
     OK,
+    address,
     at,
     decimal,
     decimal_value,
@@ -41,19 +42,16 @@ from replay.venues.json_bytes import (
     integer,
     lit,
     next_item,
+    number,
     scalar,
     skip_ws,
     string,
 )
-from replay.venues.sink import BREAK_ROWS, OP_ROWS, TRADE_ROWS
+from replay.venues.sink import Columns, RawRows
 
-__all__ = ["Scan", "scan"]
+__all__ = ["scan"]
 
 I64 = npt.NDArray[np.int64]
-
-# Indices into the block layouts of replay.venues.sink.
-_TS, _GRP, _OP, _SIDE, _PX, _PXD, _SZ, _SZD, _EXCH, _SNAP = range(10)
-_TTS, _TGRP, _TEXCH, _TPX, _TPXD, _TSZ, _TSZD, _TSIDE, _TTID, _THIST = range(10)
 
 # Scan outcomes.
 DONE, FULL, DECLINED = 0, 1, 2
@@ -79,15 +77,104 @@ _V_TRADE = lit(b"trade")
 _V_BID = lit(b"bid")
 _V_ASK = lit(b"ask")
 _V_INITIAL = lit(b"initial")
-# The layout Gemini sends a change event in (gemini.md section 1), tried first.
-_T_CHANGE = lit(b'{"type":"change","side":"')
-_T_PRICE = lit(b',"price":')
-_T_REMAINING = lit(b',"remaining":')
-_T_DELTA = lit(b',"delta":')
-_T_REASON = lit(b',"reason":')
+# The layouts Gemini sends updates, changes and trades in (gemini.md section 1),
+# tried first: keys in this order, no spaces.
+_L_UPDATE = lit(b'{"type":"update","eventId":')
+_L_TIMESTAMP = lit(b',"timestamp":')
+_L_MS = lit(b',"timestampms":')
+_L_SEQ = lit(b',"socket_sequence":')
+_L_EVENTS = lit(b',"events":[')
+_L_CHANGE = lit(b'{"type":"change","side":"')
+_L_TRADE = lit(b'{"type":"trade","tid":')
+_L_PRICE = lit(b'","price":')
+_L_TRADE_PRICE = lit(b',"price":')
+_L_REMAINING = lit(b',"remaining":')
+_L_DELTA = lit(b',"delta":')
+_L_REASON = lit(b',"reason":')
+_L_AMOUNT = lit(b',"amount":')
+_L_MAKER = lit(b',"makerSide":"')
+
+# Event kinds.
+_OTHER, _CHANGE, _TRADE = 0, 1, 2
 
 
 @numba.njit(cache=True, inline="always")
+def _update_layout(data: Any, p: int, end: int) -> tuple[int, int, int]:
+    """The keys of an update before its events, in Gemini's layout: ``(position, seq, ms)``.
+
+    The position is just inside the events array, or -1 if the message is
+    laid out in any other way (the general parser then reads it). The
+    ``eventId`` and ``timestamp`` values are skipped, as unknown keys are.
+    """
+    q = number(data, at(data, p, end, _L_UPDATE), end)
+    q = number(data, at(data, q, end, _L_TIMESTAMP), end)
+    ms, q = integer(data, at(data, q, end, _L_MS), end)
+    seq, q = integer(data, at(data, q, end, _L_SEQ), end)
+    q = at(data, q, end, _L_EVENTS)
+    if q < 0 or ms > _MAX_MS or ms < -_MAX_MS:
+        return -1, 0, 0
+    return q, seq, ms
+
+
+@numba.njit(cache=True, inline="always")
+def _side(data: Any, p: int, end: int) -> int:
+    """``BID`` or ``ASK`` for the bytes ``bid"`` or ``ask"`` at ``p``, else -1."""
+    if p < 0 or p + 4 > end or data[p + 3] != 34:
+        return -1
+    if eq(data, p, p + 3, _V_BID):
+        return BID
+    if eq(data, p, p + 3, _V_ASK):
+        return ASK
+    return -1
+
+
+@numba.njit(cache=True, inline="always")
+def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, bool]:
+    """A change event in Gemini's layout, the common case.
+
+    ``(position after, side, price mantissa, decimals, size mantissa,
+    decimals, initial)``; position -1 if the event is laid out in any other
+    way (the general event parser then reads it).
+    """
+    q = at(data, p, end, _L_CHANGE)
+    side = _side(data, q, end)
+    if side < 0:
+        return -1, 0, 0, 0, 0, 0, False
+    px_m, px_d, _, q = decimal_value(data, at(data, q + 3, end, _L_PRICE), end)
+    sz_m, sz_d, _, q = decimal_value(data, at(data, q, end, _L_REMAINING), end)
+    q = at(data, q, end, _L_DELTA)
+    if q < 0 or q >= end or data[q] != 34:
+        return -1, 0, 0, 0, 0, 0, False
+    q = at(data, string(data, q, end)[1], end, _L_REASON)
+    if q < 0 or q >= end or data[q] != 34:
+        return -1, 0, 0, 0, 0, 0, False
+    e, q = string(data, q, end)
+    if e < 0 or q >= end or data[q] != 125:
+        return -1, 0, 0, 0, 0, 0, False
+    initial = eq(data, e - 7, e, _V_INITIAL) and data[e - 8] == 34
+    return q + 1, side, px_m, px_d, sz_m, sz_d, initial
+
+
+@numba.njit(cache=True, inline="always")
+def _trade_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, int]:
+    """A trade event in Gemini's layout, with a ``bid`` or ``ask`` maker.
+
+    ``(position after, tid, price mantissa, decimals, amount mantissa,
+    decimals, taker side)``; position -1 if the event is laid out in any
+    other way (the general event parser then reads it).
+    """
+    tid, q = integer(data, at(data, p, end, _L_TRADE), end)
+    px_m, px_d, _, q = decimal_value(data, at(data, q, end, _L_TRADE_PRICE), end)
+    amt_m, amt_d, _, q = decimal_value(data, at(data, q, end, _L_AMOUNT), end)
+    q = at(data, q, end, _L_MAKER)
+    maker = _side(data, q, end)
+    if maker < 0 or q + 5 > end or data[q + 4] != 125:
+        return -1, 0, 0, 0, 0, 0, 0
+    # Taker is opposite the maker (gemini.md section 5).
+    return q + 5, tid, px_m, px_d, amt_m, amt_d, (1 if maker == ASK else -1)
+
+
+@numba.njit(cache=True)
 def _event_key(data: Any, s: int, e: int) -> int:
     """The bit of a known event key ``data[s:e]`` (0 for others), by first letter, then bytes."""
     c = data[s] if e > s else 0
@@ -106,56 +193,167 @@ def _event_key(data: Any, s: int, e: int) -> int:
     return 0
 
 
-@numba.njit(cache=True, inline="always")
-def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, bool]:
-    """A change event in Gemini's own key order and spacing, the common case.
+@numba.njit(cache=True)
+def _event(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, int, int, int, bool]:
+    """Any event object at ``p``, keys in any order.
 
-    ``(position after, side, price mantissa, decimals, size mantissa,
-    decimals, initial)``; position -1 if the event is laid out in any other
-    way (the general event parser then reads it).
+    ``(position after, kind, side, price mantissa, decimals, size mantissa,
+    decimals, taker side, tid, initial)``: for a change the size is
+    ``remaining`` and side -1 if it is neither ``bid`` nor ``ask`` (the
+    stream skips it); for a trade the size is ``amount``. Position -1 to
+    decline the message.
     """
-    q = at(data, p, end, _T_CHANGE)
-    if q < 0 or q + 4 > end or data[q + 3] != 34:
-        return -1, 0, 0, 0, 0, 0, False
-    if eq(data, q, q + 3, _V_BID):
-        side = BID
-    elif eq(data, q, q + 3, _V_ASK):
-        side = ASK
+    kind = _OTHER
+    side = -1
+    taker = 0
+    tid = NO_ID
+    initial = False
+    px_st = rem_st = amt_st = ABSENT
+    px_m = px_d = rem_m = rem_d = amt_m = amt_d = 0
+    seen = 0
+    p = skip_ws(data, p + 1, end)
+    if p < end and data[p] == 125:
+        p += 1
     else:
-        return -1, 0, 0, 0, 0, 0, False
-    px_m, px_d, px_st, q = decimal_value(data, at(data, q + 4, end, _T_PRICE), end)
-    sz_m, sz_d, sz_st, q = decimal_value(data, at(data, q, end, _T_REMAINING), end)
-    if px_st != OK or sz_st != OK:
-        return -1, 0, 0, 0, 0, 0, False
-    q = at(data, q, end, _T_DELTA)
-    if q < 0 or q >= end or data[q] != 34:
-        return -1, 0, 0, 0, 0, 0, False
-    q = string(data, q, end)[1]
-    q = at(data, q, end, _T_REASON) if q >= 0 else -1
-    if q < 0 or q >= end or data[q] != 34:
-        return -1, 0, 0, 0, 0, 0, False
-    e, q = string(data, q, end)
-    if e < 0 or q >= end or data[q] != 125:
-        return -1, 0, 0, 0, 0, 0, False
-    initial = eq(data, e - 7, e, _V_INITIAL) and data[e - 8] == 34
-    return q + 1, side, px_m, px_d, sz_m, sz_d, initial
+        while True:
+            if p >= end or data[p] != 34:
+                return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+            fs = p + 1
+            fe, p = string(data, p, end)
+            if fe < 0:
+                return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+            p = skip_ws(data, p, end)
+            if p >= end or data[p] != 58:
+                return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+            p = skip_ws(data, p + 1, end)
+            if p >= end:
+                return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+            bit = _event_key(data, fs, fe)
+            if bit == 0:
+                p = scalar(data, p, end)
+            elif seen & bit:
+                p = -1
+            elif bit == 64:
+                tid, p = integer(data, p, end)
+            elif data[p] != 34:
+                p = -1
+            else:
+                vs = p + 1
+                ve, p = string(data, p, end)
+                if ve < 0:
+                    p = -1
+                elif bit == 1:
+                    if eq(data, vs, ve, _V_CHANGE):
+                        kind = _CHANGE
+                    elif eq(data, vs, ve, _V_TRADE):
+                        kind = _TRADE
+                elif bit == 2:
+                    if eq(data, vs, ve, _V_BID):
+                        side = BID
+                    elif eq(data, vs, ve, _V_ASK):
+                        side = ASK
+                elif bit == 32:
+                    # Taker is opposite the maker (gemini.md section 5).
+                    if eq(data, vs, ve, _V_BID):
+                        taker = -1
+                    elif eq(data, vs, ve, _V_ASK):
+                        taker = 1
+                elif bit == 128:
+                    initial = eq(data, vs, ve, _V_INITIAL)
+                elif bit == 4:
+                    px_m, px_d, px_st = decimal(data, vs, ve)
+                elif bit == 8:
+                    rem_m, rem_d, rem_st = decimal(data, vs, ve)
+                else:
+                    amt_m, amt_d, amt_st = decimal(data, vs, ve)
+            seen |= bit
+            p, more = next_item(data, p, end, 125)
+            if p < 0:
+                return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+            if not more:
+                break
+    if kind == _CHANGE:
+        if side >= 0 and (px_st != OK or rem_st != OK):
+            return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+        return p, kind, side, px_m, px_d, rem_m, rem_d, 0, tid, initial
+    if kind == _TRADE:
+        if px_st != OK or amt_st != OK:
+            return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
+        return p, kind, -1, px_m, px_d, amt_m, amt_d, taker, tid, False
+    return p, kind, -1, 0, 0, 0, 0, 0, 0, False
 
 
-@numba.njit(cache=True, inline="always")
-def _put_change(
-    ops: Any, j: int, side: int, px_m: int, px_d: int, rem_m: int, rem_d: int
-) -> None:
-    """Store change *j*: its side and exact (mantissa, decimals) price and remaining size."""
-    ops[_SIDE, j] = side
-    ops[_PX, j] = px_m
-    ops[_PXD, j] = px_d
-    ops[_SZ, j] = rem_m
-    ops[_SZD, j] = rem_d
+@numba.njit(cache=True)
+def _events(
+    data: Any, p: int, end: int, ops: Any, n_ops: int, trades: Any, n_tr: int, ts: int, grp: int
+) -> tuple[int, int, int, bool]:
+    """The events array, ``p`` just inside it: ``(position after, changes, trades, initial)``.
+
+    Changes are stored as operations from *n_ops* on and trades from *n_tr*
+    on, with their time and row but not yet their exchange time (nor, for
+    changes, whether they are a snapshot). Position -1 to decline the message.
+    """
+    o_ts, o_grp, o_op, o_side, o_px, o_pxd, o_sz, o_szd, _, _ = ops
+    t_ts, t_grp, _, t_px, t_pxd, t_sz, t_szd, t_side, t_tid, t_hist = trades
+    n_ch = 0
+    n_new_tr = 0
+    initial = False
+    p = skip_ws(data, p, end)
+    if p < end and data[p] == 93:
+        return p + 1, 0, 0, False
+    while True:
+        if p >= end or data[p] != 123:
+            return -1, 0, 0, False
+        tid = NO_ID
+        taker = 0
+        q, side, px_m, px_d, sz_m, sz_d, reason_initial = _change_layout(data, p, end)
+        if q >= 0:
+            kind = _CHANGE
+        else:
+            q, tid, px_m, px_d, sz_m, sz_d, taker = _trade_layout(data, p, end)
+            if q >= 0:
+                kind = _TRADE
+            else:
+                q, kind, side, px_m, px_d, sz_m, sz_d, taker, tid, reason_initial = _event(
+                    data, p, end
+                )
+                if q < 0:
+                    return -1, 0, 0, False
+        if kind == _CHANGE:
+            initial = initial or reason_initial
+            if side >= 0:
+                j = n_ops + n_ch
+                o_ts[j] = ts
+                o_grp[j] = grp
+                o_op[j] = OP_SET
+                o_side[j] = side
+                o_px[j] = px_m
+                o_pxd[j] = px_d
+                o_sz[j] = sz_m
+                o_szd[j] = sz_d
+                n_ch += 1
+        elif kind == _TRADE:
+            j = n_tr + n_new_tr
+            t_ts[j] = ts
+            t_grp[j] = grp
+            t_px[j] = px_m
+            t_pxd[j] = px_d
+            t_sz[j] = sz_m
+            t_szd[j] = sz_d
+            t_side[j] = taker
+            t_tid[j] = tid
+            t_hist[j] = 0
+            n_new_tr += 1
+        p, more = next_item(data, q, end, 93)
+        if p < 0:
+            return -1, 0, 0, False
+        if not more:
+            return p, n_ch, n_new_tr, initial
 
 
 @numba.njit(cache=True, nogil=True)
 def _scan(
-    data: Any,
+    payload: Any,
     offsets: Any,
     start: int,
     stop: int,
@@ -165,25 +363,30 @@ def _scan(
     grp0: int,
     state: Any,
     ops: Any,
+    n_ops: int,
     trades: Any,
+    n_tr: int,
     breaks: Any,
+    n_br: int,
     counts: Any,
 ) -> tuple[int, int, int, int, int]:
     """Scan rows ``start:stop`` (see :func:`scan`): ``(row, ops, trades, breaks, status)``."""
-    cap_ops = ops.shape[1]
-    cap_tr = trades.shape[1]
-    cap_br = breaks.shape[1]
-    n_ops = 0
-    n_tr = 0
-    n_br = 0
+    data = address(payload)
+    o_ts, o_grp, o_op, o_side, o_px, o_pxd, o_sz, o_szd, o_exch, o_snap = ops
+    t_exch = trades[2]
+    cap_ops = len(o_ts)
+    cap_tr = len(trades[0])
+    cap_br = len(breaks[0])
     for r in range(start, stop):
         p = offsets[r]
         end = offsets[r + 1]
         # Every operation or trade takes well over 16 bytes of text.
         room = (end - p) // 16 + 3
-        if n_ops + room + 2 > cap_ops or n_tr + room > cap_tr or n_br >= cap_br:
+        if n_ops + room + 3 > cap_ops or n_tr + room > cap_tr or n_br >= cap_br:
             return r, n_ops, n_tr, n_br, FULL
-        base = n_ops + 2  # changes are parsed here, then moved behind any control ops
+        ts = recv[r]
+        grp = grp0 + r
+        # Changes are stored from n_ops on, moved up later if control operations precede them.
         n_ch = 0
         n_new_tr = 0
         initial = False
@@ -193,335 +396,207 @@ def _scan(
         seq = 0
         has_ms = False
         ms = 0
-        ok = True
         p = skip_ws(data, p, end)
         if p >= end or data[p] != 123:
             return r, n_ops, n_tr, n_br, DECLINED
-        p = skip_ws(data, p + 1, end)
-        if p < end and data[p] == 125:
-            p += 1
+        events, seq, ms = _update_layout(data, p, end)
+        if events >= 0:
+            mtype = 1
+            seen = 15
+            has_seq = has_ms = True
+            p, n_ch, n_new_tr, initial = _events(
+                data, events, end, ops, n_ops, trades, n_tr, ts, grp
+            )
+            p, more = next_item(data, p, end, 125)
         else:
-            while ok:
-                if p >= end or data[p] != 34:
-                    ok = False
+            p = skip_ws(data, p + 1, end)
+            more = p >= end or data[p] != 125
+            if not more:
+                p += 1
+        while more:
+            # One key of the message and its value.
+            if p >= end or data[p] != 34:
+                p = -1
+                break
+            ks = p + 1
+            ke, p = string(data, p, end)
+            if ke < 0:
+                break
+            p = skip_ws(data, p, end)
+            if p >= end or data[p] != 58:
+                p = -1
+                break
+            p = skip_ws(data, p + 1, end)
+            if p >= end:
+                p = -1
+                break
+            if eq(data, ks, ke, _K_TYPE):
+                if seen & 1 or data[p] != 34:
+                    p = -1
                     break
-                ks = p + 1
-                ke, p = string(data, p, end)
-                if ke < 0:
-                    ok = False
-                    break
-                p = skip_ws(data, p, end)
-                if p >= end or data[p] != 58:
-                    ok = False
-                    break
-                p = skip_ws(data, p + 1, end)
-                if p >= end:
-                    ok = False
-                    break
-                if eq(data, ks, ke, _K_TYPE):
-                    if seen & 1 or data[p] != 34:
-                        ok = False
-                        break
-                    seen |= 1
-                    vs = p + 1
-                    ve, p = string(data, p, end)
-                    if ve < 0:
-                        ok = False
-                        break
-                    if eq(data, vs, ve, _V_UPDATE):
-                        mtype = 1
-                    elif eq(data, vs, ve, _V_HEARTBEAT):
-                        mtype = 2
-                    else:
-                        mtype = 3
-                elif eq(data, ks, ke, _K_SEQ):
-                    if seen & 2:
-                        ok = False
-                        break
-                    seen |= 2
-                    seq, p = integer(data, p, end)
-                    has_seq = True
-                elif eq(data, ks, ke, _K_MS):
-                    if seen & 4:
-                        ok = False
-                        break
-                    seen |= 4
-                    ms, p = integer(data, p, end)
-                    has_ms = True
-                    if p >= 0 and (ms > _MAX_MS or ms < -_MAX_MS):
-                        p = -1
-                elif eq(data, ks, ke, _K_EVENTS):
-                    if seen & 8 or data[p] != 91:
-                        ok = False
-                        break
-                    seen |= 8
-                    p = skip_ws(data, p + 1, end)
-                    if p < end and data[p] == 93:
-                        p += 1
-                    else:
-                        while True:
-                            if p >= end or data[p] != 123:
-                                p = -1
-                                break
-                            # One event object.
-                            q, side, px_m, px_d, rem_m, rem_d, reason_initial = _change_layout(
-                                data, p, end
-                            )
-                            if q >= 0:
-                                initial = initial or reason_initial
-                                _put_change(ops, base + n_ch, side, px_m, px_d, rem_m, rem_d)
-                                n_ch += 1
-                                p, more = next_item(data, q, end, 93)
-                                if more:
-                                    continue
-                                break
-                            p = skip_ws(data, p + 1, end)
-                            etype = 0
-                            side = -1
-                            taker = 0
-                            tid = NO_ID
-                            reason_initial = False
-                            px_st = ABSENT
-                            rem_st = ABSENT
-                            amt_st = ABSENT
-                            px_m = px_d = rem_m = rem_d = amt_m = amt_d = 0
-                            eseen = 0
-                            if p < end and data[p] == 125:
-                                p += 1
-                            else:
-                                while True:
-                                    if p >= end or data[p] != 34:
-                                        p = -1
-                                        break
-                                    fs = p + 1
-                                    fe, p = string(data, p, end)
-                                    if fe < 0:
-                                        break
-                                    p = skip_ws(data, p, end)
-                                    if p >= end or data[p] != 58:
-                                        p = -1
-                                        break
-                                    p = skip_ws(data, p + 1, end)
-                                    if p >= end:
-                                        p = -1
-                                        break
-                                    bit = _event_key(data, fs, fe)
-                                    if bit == 0:
-                                        p = scalar(data, p, end)
-                                    elif eseen & bit:
-                                        p = -1
-                                    elif bit == 64:
-                                        tid, p = integer(data, p, end)
-                                    elif data[p] != 34:
-                                        p = -1
-                                    else:
-                                        vs = p + 1
-                                        ve, p = string(data, p, end)
-                                        if ve < 0:
-                                            p = -1
-                                        elif bit == 1:
-                                            if eq(data, vs, ve, _V_CHANGE):
-                                                etype = 1
-                                            elif eq(data, vs, ve, _V_TRADE):
-                                                etype = 2
-                                        elif bit == 2:
-                                            if eq(data, vs, ve, _V_BID):
-                                                side = BID
-                                            elif eq(data, vs, ve, _V_ASK):
-                                                side = ASK
-                                        elif bit == 32:
-                                            # Taker is opposite the maker (gemini.md section 5).
-                                            if eq(data, vs, ve, _V_BID):
-                                                taker = -1
-                                            elif eq(data, vs, ve, _V_ASK):
-                                                taker = 1
-                                        elif bit == 128:
-                                            reason_initial = eq(data, vs, ve, _V_INITIAL)
-                                        elif bit == 4:
-                                            px_m, px_d, px_st = decimal(data, vs, ve)
-                                        elif bit == 8:
-                                            rem_m, rem_d, rem_st = decimal(data, vs, ve)
-                                        else:
-                                            amt_m, amt_d, amt_st = decimal(data, vs, ve)
-                                    if p < 0:
-                                        break
-                                    eseen |= bit
-                                    p, more = next_item(data, p, end, 125)
-                                    if not more:
-                                        break
-                            if p < 0:
-                                break
-                            if etype == 1:
-                                initial = initial or reason_initial
-                                if side >= 0:
-                                    if px_st != OK or rem_st != OK:
-                                        p = -1
-                                        break
-                                    _put_change(ops, base + n_ch, side, px_m, px_d, rem_m, rem_d)
-                                    n_ch += 1
-                            elif etype == 2:
-                                if px_st != OK or amt_st != OK:
-                                    p = -1
-                                    break
-                                j = n_tr + n_new_tr
-                                trades[_TPX, j] = px_m
-                                trades[_TPXD, j] = px_d
-                                trades[_TSZ, j] = amt_m
-                                trades[_TSZD, j] = amt_d
-                                trades[_TSIDE, j] = taker
-                                trades[_TTID, j] = tid
-                                n_new_tr += 1
-                            p, more = next_item(data, p, end, 93)
-                            if not more:
-                                break
+                seen |= 1
+                vs = p + 1
+                ve, p = string(data, p, end)
+                if eq(data, vs, ve, _V_UPDATE):
+                    mtype = 1
+                elif eq(data, vs, ve, _V_HEARTBEAT):
+                    mtype = 2
                 else:
-                    p = scalar(data, p, end)
-                if p < 0:
-                    ok = False
+                    mtype = 3
+            elif eq(data, ks, ke, _K_SEQ):
+                if seen & 2:
+                    p = -1
                     break
-                p, more = next_item(data, p, end, 125)
-                if p < 0:
-                    ok = False
-                elif not more:
+                seen |= 2
+                seq, p = integer(data, p, end)
+                has_seq = True
+            elif eq(data, ks, ke, _K_MS):
+                if seen & 4:
+                    p = -1
                     break
-        if not ok or skip_ws(data, p, end) != end:
+                seen |= 4
+                ms, p = integer(data, p, end)
+                has_ms = True
+                if ms > _MAX_MS or ms < -_MAX_MS:
+                    p = -1
+            elif eq(data, ks, ke, _K_EVENTS):
+                if seen & 8 or data[p] != 91:
+                    p = -1
+                    break
+                seen |= 8
+                p, n_ch, n_new_tr, initial = _events(
+                    data, p + 1, end, ops, n_ops, trades, n_tr, ts, grp
+                )
+            else:
+                p = scalar(data, p, end)
+            p, more = next_item(data, p, end, 125)
+        if p < 0 or skip_ws(data, p, end) != end:
             return r, n_ops, n_tr, n_br, DECLINED
 
         # The message is understood: emit it as GeminiV1Stream.on_message would.
-        ts = recv[r]
-        grp = grp0 + r
         if vseq_ok[r]:
             has_seq = True
             seq = vseq[r]
-        j = n_ops
+        broken = False
         if has_seq:
             if state[0] and state[1] == _INT64_MAX:
                 return r, n_ops, n_tr, n_br, DECLINED
             if state[0] and seq != state[1] + 1:
-                breaks[0, n_br] = state[2]
-                breaks[1, n_br] = ts
-                breaks[2, n_br] = grp
-                breaks[3, n_br] = state[1] + 1
-                breaks[4, n_br] = seq
+                breaks[0][n_br] = state[2]
+                breaks[1][n_br] = ts
+                breaks[2][n_br] = grp
+                breaks[3][n_br] = state[1] + 1
+                breaks[4][n_br] = seq
                 n_br += 1
-                _control(ops, j, ts, grp, OP_INVALID)
-                j += 1
+                broken = True
             state[0] = 1
             state[1] = seq
             state[2] = ts
+        if mtype != 1:
+            n_ch = 0
+        lead = broken + (mtype == 1 and initial)
+        if lead and n_ch:
+            # Control operations come first: move the changes up to make room.
+            for k in range(n_ops + n_ch - 1, n_ops - 1, -1):
+                o_ts[k + lead] = ts
+                o_grp[k + lead] = grp
+                o_op[k + lead] = OP_SET
+                o_side[k + lead] = o_side[k]
+                o_px[k + lead] = o_px[k]
+                o_pxd[k + lead] = o_pxd[k]
+                o_sz[k + lead] = o_sz[k]
+                o_szd[k + lead] = o_szd[k]
+        if broken:
+            _control(ops, n_ops, ts, grp, OP_INVALID)
+            n_ops += 1
         if mtype == 1:
             exch = ms * 1_000_000 if has_ms else NO_TS
             if initial:
-                _control(ops, j, ts, grp, OP_CLEAR)
-                j += 1
-            for k in range(n_ch):
-                src = base + k
-                ops[_SIDE, j] = ops[_SIDE, src]
-                ops[_PX, j] = ops[_PX, src]
-                ops[_PXD, j] = ops[_PXD, src]
-                ops[_SZ, j] = ops[_SZ, src]
-                ops[_SZD, j] = ops[_SZD, src]
-                ops[_TS, j] = ts
-                ops[_GRP, j] = grp
-                ops[_OP, j] = OP_SET
-                ops[_EXCH, j] = exch
-                ops[_SNAP, j] = initial
-                j += 1
+                _control(ops, n_ops, ts, grp, OP_CLEAR)
+                n_ops += 1
+            for k in range(n_ops, n_ops + n_ch):
+                o_exch[k] = exch
+                o_snap[k] = initial
+            n_ops += n_ch
             if initial:
-                _control(ops, j, ts, grp, OP_VALID)
-                j += 1
+                _control(ops, n_ops, ts, grp, OP_VALID)
+                n_ops += 1
             for k in range(n_tr, n_tr + n_new_tr):
-                trades[_TTS, k] = ts
-                trades[_TGRP, k] = grp
-                trades[_TEXCH, k] = exch
-                trades[_THIST, k] = 0
+                t_exch[k] = exch
             n_tr += n_new_tr
             counts[0] += 1
         elif mtype == 2:
             counts[1] += 1
         else:
             counts[2] += 1
-        n_ops = j
     return stop, n_ops, n_tr, n_br, DONE
 
 
 @numba.njit(cache=True, inline="always")
 def _control(ops: Any, j: int, ts: int, grp: int, op: int) -> None:
-    ops[_TS, j] = ts
-    ops[_GRP, j] = grp
-    ops[_OP, j] = op
-    ops[_SIDE, j] = 0
-    ops[_PX, j] = 0
-    ops[_PXD, j] = 0
-    ops[_SZ, j] = 0
-    ops[_SZD, j] = 0
-    ops[_EXCH, j] = NO_TS
-    ops[_SNAP, j] = 0
-
-
-class Scan(NamedTuple):
-    """What one :func:`scan` call produced, and where it stopped."""
-
-    row: int
-    """First row not decoded (``stop`` when all were)."""
-    declined: bool
-    """True if the scan stopped at a message it declines (decode ``row`` on the general path)."""
-    ops: I64
-    """Operations, ``(len(OP_ROWS), n)``."""
-    trades: I64
-    """Trades, ``(len(TRADE_ROWS), n)``."""
-    breaks: I64
-    """Sequence breaks, ``(len(BREAK_ROWS), n)``."""
-    counts: I64
-    """Messages by kind: ``update``, ``heartbeat``, ``other``."""
+    """Store control operation *op* as operation *j*."""
+    o_ts, o_grp, o_op, o_side, o_px, o_pxd, o_sz, o_szd, o_exch, o_snap = ops
+    o_ts[j] = ts
+    o_grp[j] = grp
+    o_op[j] = op
+    o_side[j] = 0
+    o_px[j] = 0
+    o_pxd[j] = 0
+    o_sz[j] = 0
+    o_szd[j] = 0
+    o_exch[j] = NO_TS
+    o_snap[j] = 0
 
 
 def scan(
-    data: npt.NDArray[np.uint8],
-    offsets: npt.NDArray[Any],
+    rows: RawRows,
     start: int,
     stop: int,
-    recv: I64,
-    venue_seq: I64,
-    venue_seq_ok: npt.NDArray[np.bool_],
-    grp0: int,
     state: I64,
-    capacity: int = 1 << 18,
-) -> Scan:
+    ops: Columns,
+    trades: Columns,
+    breaks: Columns,
+    counts: I64,
+) -> tuple[int, bool]:
     """Decode received v1 messages ``start:stop`` of one connection until done or declined.
 
-    *data* and *offsets* are the payload column's buffers (a message is
-    ``data[offsets[r]:offsets[r + 1]]``), *recv* the rows' replay times,
-    *venue_seq* / *venue_seq_ok* the stored ``venue_seq`` (preferred to the
-    message's ``socket_sequence``, as in the stream), *grp0* the partition
-    row index of row 0. *state* is ``[has previous, previous sequence,
-    previous time]`` of the connection, updated in place. The output blocks
-    grow as needed; a call returns after at most about *capacity* operations,
-    so call again from ``row`` while ``row < stop`` and not ``declined``.
+    Appends the operations, trades and sequence breaks to *ops*, *trades*
+    and *breaks* (layouts :data:`~replay.venues.sink.OP_COLUMNS`,
+    :data:`~replay.venues.sink.TRADE_COLUMNS`,
+    :data:`~replay.venues.sink.BREAK_COLUMNS`), growing them as needed, and
+    adds the messages by kind (``update``, ``heartbeat``, ``other``) to
+    *counts*. *state* is ``[has previous, previous sequence, previous time]``
+    of the connection, updated in place; a stored ``venue_seq`` is preferred
+    to the message's ``socket_sequence``, as in the stream.
+
+    Returns ``(row, declined)``: the first row not decoded (*stop* when all
+    were), and whether the scan stopped at a message it declines (decode
+    ``row`` on the general path).
     """
-    counts = np.zeros(3, np.int64)
+    row = start
     while True:
-        ops = np.empty((len(OP_ROWS), capacity), np.int64)
-        trades = np.empty((len(TRADE_ROWS), capacity), np.int64)
-        breaks = np.empty((len(BREAK_ROWS), 1024), np.int64)
-        row, n_ops, n_tr, n_br, status = _scan(
-            data,
-            offsets,
-            start,
+        row, ops.n, trades.n, breaks.n, status = _scan(
+            rows.data,
+            rows.offsets,
+            row,
             stop,
-            recv,
-            venue_seq,
-            venue_seq_ok,
-            grp0,
+            rows.recv,
+            rows.venue_seq,
+            rows.venue_seq_ok,
+            rows.grp0,
             state,
-            ops,
-            trades,
-            breaks,
+            ops.arrays,
+            ops.n,
+            trades.arrays,
+            trades.n,
+            breaks.arrays,
+            breaks.n,
             counts,
         )
-        if status == FULL and row == start:
-            capacity *= 2  # one message larger than the blocks (a big initial book)
-            continue
-        return Scan(
-            row, status == DECLINED, ops[:, :n_ops], trades[:, :n_tr], breaks[:, :n_br], counts
-        )
+        if status != FULL:
+            return row, status == DECLINED
+        # Room for the largest message this row could be (see _scan).
+        room = int(rows.offsets[row + 1] - rows.offsets[row]) // 16 + 6
+        ops.reserve(room)
+        trades.reserve(room)
+        breaks.reserve(1)

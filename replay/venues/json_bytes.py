@@ -2,7 +2,8 @@
 
 The venue scanners (:mod:`replay.venues.gemini_v1_scan`,
 :mod:`replay.venues.gemini_rest`) are built from these. Each primitive
-takes the bytes, a position and the end of the message, and returns where
+takes the bytes (the :func:`address` of a byte array), a position and the
+end of the message, and returns where
 it stopped, or -1 (a decimal: status :data:`BAD`) for anything outside the
 subset it accepts: escapes, control characters and non-ASCII bytes in
 strings, exponents, numbers of more than 18 digits. A scanner that meets -1
@@ -16,13 +17,15 @@ from typing import Any
 
 import numba
 import numpy as np
-import numpy.typing as npt
+from numba import types
+from numba.extending import intrinsic
 
 __all__ = [
     "ABSENT",
     "BAD",
     "MAX_DIGITS",
     "OK",
+    "address",
     "at",
     "decimal",
     "decimal_value",
@@ -42,9 +45,18 @@ MAX_DIGITS = 18  # any 18-digit integer fits int64
 ABSENT, OK, BAD = 0, 1, 2
 
 
-def lit(text: bytes) -> npt.NDArray[np.uint8]:
-    """*text* as a byte array, for comparing with :func:`eq` and :func:`at` in compiled code."""
-    return np.frombuffer(text, dtype=np.uint8).copy()
+def lit(text: bytes) -> tuple[int, ...]:
+    """*text* in the form :func:`eq` and :func:`at` compare with, in compiled code.
+
+    A tuple of integers (a compile-time constant): the length, then the bytes
+    as 8-byte little-endian words, the last one ending with the text (it may
+    overlap the one before), or as one number if there are fewer than eight.
+    """
+    n = len(text)
+    if n < 8:
+        return n, int.from_bytes(text, "little")
+    chunks = [text[k : k + 8] for k in range(0, n - 8, 8)] + [text[n - 8 :]]
+    return (n, *(int.from_bytes(chunk, "little", signed=True) for chunk in chunks))
 
 
 _TRUE = lit(b"true")
@@ -52,15 +64,62 @@ _FALSE = lit(b"false")
 _NULL = lit(b"null")
 
 
+def _address(typingctx: Any, data: Any) -> Any:
+    """A pointer to the bytes of a byte array, for the primitives here to read.
+
+    Reads through it are plain loads: no reference counting at every call,
+    and no wrapping of negative positions (there are none: every position
+    is checked against the message's end first). The array must outlive it.
+    """
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return context.make_array(sig.args[0])(context, builder, args[0]).data
+
+    return types.CPointer(types.uint8)(data), codegen
+
+
+def _word(typingctx: Any, data: Any, p: Any) -> Any:
+    """The 8 bytes ``data[p:p + 8]`` at an :func:`address` as one little-endian ``int64``.
+
+    One unaligned load instead of eight (numba runs only on little-endian
+    machines); callers keep ``p`` and ``p + 8`` within the array.
+    """
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        ptr = builder.gep(args[0], [args[1]])
+        word = context.get_value_type(types.int64).as_pointer()
+        return builder.load(builder.bitcast(ptr, word), align=1)
+
+    if not isinstance(data, types.CPointer):
+        return None
+    return types.int64(data, p), codegen
+
+
+# The intrinsics, typed Any for mypy: only compiled code calls them.
+address: Any = intrinsic(_address)
+_word_at: Any = intrinsic(_word)
+
+
 @numba.njit(cache=True, inline="always")
 def eq(data: Any, s: int, e: int, lit: Any) -> bool:
-    """Whether ``data[s:e]`` is exactly the bytes of *lit*."""
-    if e - s != lit.shape[0]:
+    """Whether ``data[s:e]`` is exactly the text of *lit* (made by :func:`lit`)."""
+    n = lit[0]
+    if e - s != n:
         return False
+    if n < 8:
+        v = np.int64(0)
+        for k in range(n):
+            v |= np.int64(data[s + k]) << (8 * k)
+        return v == lit[1]
+    # Eight bytes at a time; the last word may overlap the one before.
     k = 0
-    while k < lit.shape[0] and data[s + k] == lit[k]:
-        k += 1
-    return k == lit.shape[0]
+    i = 1
+    while k + 8 < n:
+        if _word_at(data, s + k) != lit[i]:
+            return False
+        k += 8
+        i += 1
+    return _word_at(data, e - 8) == lit[i]
 
 
 @numba.njit(cache=True, inline="always")
@@ -76,6 +135,15 @@ def skip_ws(data: Any, p: int, end: int) -> int:
     return p
 
 
+# What a string scan stops at: the closing quote (1), or a byte the scanners
+# decline (2): a backslash (an escape), a control character, a non-ASCII byte.
+_STRING_STOP = np.zeros(256, np.uint8)
+_STRING_STOP[:32] = 2
+_STRING_STOP[128:] = 2
+_STRING_STOP[92] = 2
+_STRING_STOP[34] = 1
+
+
 @numba.njit(cache=True, inline="always")
 def string(data: Any, p: int, end: int) -> tuple[int, int]:
     """``data[p]`` is an opening quote: ``(end of contents, position after)``, or ``(-1, -1)``.
@@ -85,11 +153,9 @@ def string(data: Any, p: int, end: int) -> tuple[int, int]:
     """
     q = p + 1
     while q < end:
-        c = data[q]
-        if c == 34:
-            return q, q + 1
-        if c == 92 or c < 32 or c >= 128:
-            return -1, -1
+        stop = _STRING_STOP[data[q]]
+        if stop:
+            return (q, q + 1) if stop == 1 else (-1, -1)
         q += 1
     return -1, -1
 
@@ -97,6 +163,8 @@ def string(data: Any, p: int, end: int) -> tuple[int, int]:
 @numba.njit(cache=True, inline="always")
 def integer(data: Any, p: int, end: int) -> tuple[int, int]:
     """A JSON integer at ``p`` (not a fraction): ``(value, position after)``, or ``(0, -1)``."""
+    if p < 0:
+        return 0, -1
     neg = p < end and data[p] == 45
     q = p + 1 if neg else p
     start = q
@@ -112,7 +180,7 @@ def integer(data: Any, p: int, end: int) -> tuple[int, int]:
     return (-v if neg else v), q
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def decimal(data: Any, s: int, e: int) -> tuple[int, int, int]:
     """``(mantissa, decimals, status)`` of the plain decimal text ``data[s:e]``.
 
@@ -164,6 +232,8 @@ def decimal(data: Any, s: int, e: int) -> tuple[int, int, int]:
 @numba.njit(cache=True, inline="always")
 def number(data: Any, p: int, end: int) -> int:
     """Skip a JSON number without exponent and with at most 18 digits; -1 to decline."""
+    if p < 0 or p >= end:
+        return -1
     q = p + 1 if data[p] == 45 else p
     start = q
     while q < end and 48 <= data[q] <= 57:
@@ -204,22 +274,54 @@ def scalar(data: Any, p: int, end: int) -> int:
 @numba.njit(cache=True, inline="always")
 def at(data: Any, p: int, end: int, lit: Any) -> int:
     """Position after *lit* if the bytes at ``p`` are *lit*, else -1."""
-    n = lit.shape[0]
-    if p + n > end or not eq(data, p, p + n, lit):
+    n = lit[0]
+    if p < 0 or p + n > end or not eq(data, p, p + n, lit):
         return -1
     return p + n
 
 
 @numba.njit(cache=True, inline="always")
 def decimal_value(data: Any, p: int, end: int) -> tuple[int, int, int, int]:
-    """A decimal string value at ``p``: ``(mantissa, decimals, status, position after)``."""
+    """A decimal string value at ``p``: ``(mantissa, decimals, OK, position after)``.
+
+    ``(0, 0, BAD, -1)`` if it is not a string of what :func:`decimal` accepts.
+    A value of at most :data:`MAX_DIGITS` digits, the common case, is read in
+    one pass (it cannot overflow); a longer one, which may still have few
+    significant digits, is left to :func:`decimal`.
+    """
     if p < 0 or p >= end or data[p] != 34:
         return 0, 0, BAD, -1
-    e, q = string(data, p, end)
-    if e < 0:
+    q = p + 1
+    neg = q < end and data[q] == 45
+    if neg:
+        q += 1
+    first = q
+    m = 0
+    while q < end and 48 <= data[q] <= 57:
+        m = m * 10 + (data[q] - 48)
+        q += 1
+    digits = q - first
+    if digits == 0:
         return 0, 0, BAD, -1
-    m, d, st = decimal(data, p + 1, e)
-    return m, d, st, q
+    # Up to the last nonzero decimal: trailing zeros do not count.
+    value = m
+    dec = 0
+    if q < end and data[q] == 46:
+        q += 1
+        frac = q
+        while q < end and 48 <= data[q] <= 57:
+            m = m * 10 + (data[q] - 48)
+            q += 1
+            if data[q - 1] != 48:
+                value = m
+                dec = q - frac
+        digits += q - frac
+    if q >= end or data[q] != 34:
+        return 0, 0, BAD, -1
+    if digits > MAX_DIGITS:
+        value, dec, status = decimal(data, p + 1, q)
+        return (value, dec, OK, q + 1) if status == OK else (0, 0, BAD, -1)
+    return (-value if neg else value), dec, OK, q + 1
 
 
 @numba.njit(cache=True, inline="always")
@@ -229,6 +331,8 @@ def next_item(data: Any, p: int, end: int, close: int) -> tuple[int, bool]:
     ``(p, True)``: a comma, *p* at the next item; ``(p, False)``: the
     container closed, *p* just past it; ``(-1, False)``: anything else.
     """
+    if p < 0:
+        return -1, False
     p = skip_ws(data, p, end)
     if p < end and data[p] == 44:
         return skip_ws(data, p + 1, end), True

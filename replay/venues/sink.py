@@ -6,23 +6,26 @@ receive time and index, so decoders stay free of bookkeeping.
 
 A stream may also be a :class:`RunDecoder`: it then decodes whole runs of
 received rows straight from the payload column's buffers (:class:`RawRows`)
-and hands over columnar :class:`Batch` blocks, declining any message it is
-not sure of; the partition decoder takes that message on the general path
-and carries on.
+and appends the events to the sink's :class:`Columns` itself, declining any
+message it is not sure of; the partition decoder takes that message on the
+general path and carries on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "BREAK_ROWS",
-    "OP_ROWS",
-    "TRADE_ROWS",
-    "Batch",
+    "BREAK_COLUMNS",
+    "OP_COLUMNS",
+    "OP_TYPES",
+    "TRADE_COLUMNS",
+    "TRADE_TYPES",
+    "Columns",
     "EventSink",
     "RawRows",
     "RunDecoder",
@@ -32,13 +35,85 @@ __all__ = [
 
 I64 = npt.NDArray[np.int64]
 
-#: Row layout of :attr:`Batch.ops`, one column per operation. Prices and
-#: sizes are exact ``(mantissa, decimals)`` pairs: ``px / 10**px_dec``.
-OP_ROWS = ("ts", "grp", "op", "side", "px", "px_dec", "sz", "sz_dec", "exch", "snap")
-#: Row layout of :attr:`Batch.trades`, one column per trade.
-TRADE_ROWS = ("ts", "grp", "exch", "px", "px_dec", "sz", "sz_dec", "side", "tid", "hist")
-#: Row layout of :attr:`Batch.breaks`, one column per sequence break.
-BREAK_ROWS = ("prev_ts", "ts", "grp", "expected", "got")
+#: Columns of book operations. Prices and sizes are exact ``(mantissa,
+#: decimals)`` pairs: ``px / 10**px_dec``.
+OP_COLUMNS = ("ts", "grp", "op", "side", "px", "px_dec", "sz", "sz_dec", "exch", "snap")
+#: Their types: decimals fit ``int32`` (:func:`replay.ticks.pair_of`), flags and sides ``int8``.
+OP_TYPES = ("q", "q", "b", "b", "q", "i", "q", "i", "q", "b")
+#: Columns of trades.
+TRADE_COLUMNS = ("ts", "grp", "exch", "px", "px_dec", "sz", "sz_dec", "side", "tid", "hist")
+#: Their types (as :data:`OP_TYPES`).
+TRADE_TYPES = ("q", "q", "q", "q", "i", "q", "i", "b", "q", "b")
+#: Columns of sequence breaks, all ``int64``.
+BREAK_COLUMNS = ("prev_ts", "ts", "grp", "expected", "got")
+
+
+class Columns:
+    """Typed columns of equal length, appended to row by row or in blocks.
+
+    :attr:`arrays` are the columns at their full capacity; rows ``[:n]`` are
+    filled, and a compiled decoder may write the rows past them directly
+    (after :meth:`reserve`) and then advance :attr:`n`. Growing allocates new
+    arrays (``np.empty``: for large ones numpy asks the kernel for huge
+    pages, much faster to touch first) and copies only the filled rows;
+    capacity that is never written is never touched, so it costs no memory.
+    """
+
+    def __init__(self, names: Sequence[str], codes: Sequence[str], capacity: int = 1 << 16) -> None:
+        """*codes* are the columns' array typecodes (``"q"`` int64, ``"i"`` int32, ``"b"`` int8)."""
+        self.names = tuple(names)
+        self.arrays = tuple(np.empty(capacity, np.dtype(c)) for c in codes)
+        self.n = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self.arrays[0])
+
+    def reserve(self, m: int) -> None:
+        """Make room for at least *m* more rows (at least doubling the capacity if it grows)."""
+        need = self.n + m
+        if need > self.capacity:
+            self.set_capacity(max(need, 2 * self.capacity))
+
+    def set_capacity(self, capacity: int) -> None:
+        """Grow or shrink the capacity to *capacity* rows (at least the filled rows)."""
+        cap = max(capacity, self.n)
+        if cap != self.capacity:
+            grown = tuple(np.empty(cap, col.dtype) for col in self.arrays)
+            for new, old in zip(grown, self.arrays, strict=True):
+                new[: self.n] = old[: self.n]
+            self.arrays = grown
+
+    def append(self, *values: int) -> None:
+        """Append one row."""
+        self.reserve(1)
+        n = self.n
+        for col, value in zip(self.arrays, values, strict=True):
+            col[n] = value
+        self.n = n + 1
+
+    def extend(self, m: int, *values: Any) -> None:
+        """Append *m* rows; each value is a column block of *m* rows or one value for all."""
+        self.reserve(m)
+        n = self.n
+        for col, value in zip(self.arrays, values, strict=True):
+            col[n : n + m] = value
+        self.n = n + m
+
+    def extend_from(self, other: Columns) -> None:
+        """Append the filled rows of *other* (columns of the same types)."""
+        self.extend(other.n, *(col[: other.n] for col in other.arrays))
+
+    def take(self) -> dict[str, npt.NDArray[Any]]:
+        """Each column as one array, trimmed to its length; the columns start over, empty."""
+        out = {}
+        for name, col in zip(self.names, self.arrays, strict=True):
+            # A realloc: shrinking a large array gives back the unused pages, without a copy.
+            col.resize(self.n, refcheck=False)
+            out[name] = col
+        self.arrays = tuple(np.empty(1 << 16, col.dtype) for col in self.arrays)
+        self.n = 0
+        return out
 
 
 class EventSink(Protocol):
@@ -111,23 +186,19 @@ class RawRows(NamedTuple):
     """Partition row index of row 0."""
 
 
-class Batch(NamedTuple):
-    """Decoded events of consecutive rows in columns (layouts :data:`OP_ROWS` and others)."""
-
-    ops: I64
-    trades: I64
-    breaks: I64
-    counts: dict[str, int]
-    """Messages by kind, as :meth:`VenueStream.on_message` would have returned them."""
-    sequence: str
-    """The venue's number that ``breaks`` are breaks of (as in :meth:`EventSink.seq_break`)."""
-
-
 class RunSink(EventSink, Protocol):
-    """An :class:`EventSink` that also takes decoded blocks."""
+    """An :class:`EventSink` whose columns a :class:`RunDecoder` appends to directly."""
 
-    def extend(self, batch: Batch) -> None:
-        """Append the events of a block of rows of the current connection."""
+    ops: Columns
+    """Book operations (:data:`OP_COLUMNS`)."""
+    trades: Columns
+    """Trades (:data:`TRADE_COLUMNS`)."""
+
+    def add_run(self, breaks: Columns, counts: dict[str, int], sequence: str) -> None:
+        """Note the sequence breaks (:data:`BREAK_COLUMNS`) and message counts of a decoded run.
+
+        *sequence* names the venue's number that broke (as in :meth:`EventSink.seq_break`).
+        """
 
 
 @runtime_checkable
