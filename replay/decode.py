@@ -470,7 +470,7 @@ class PartitionDecoder:
         for cols in (ops, tr):
             cols["size"] = rescale(cols.pop("sz"), cols.pop("sz_dec"), size_scale)
         rest_sz_u = rescale(rest_sz_m, rest_sz_d, size_scale)
-        if any((sz < 0).any() for sz in (ops["size"], tr["size"], rest_sz_u)):
+        if any(sz.min(initial=0) < 0 for sz in (ops["size"], tr["size"], rest_sz_u)):
             raise DatasetError("negative size in the data")
         book_ops = BookOps(
             ts=ops["ts"],

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -124,8 +125,28 @@ def format_units(value: int, scale: int) -> str:
 _POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
 # The largest mantissa that still fits int64 after a shift by k decimals; past 18
 # (10**19 does not fit int64) only a zero mantissa survives.
-_LIMIT = np.array([INT64_MAX // 10**k for k in range(19)] + [0], dtype=np.int64)
-_BLOCK = 1 << 20  # rescale this many values at a time, to bound temporaries
+_LIMIT = np.array([INT64_MAX // 10**k for k in range(19)], dtype=np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rescale(mantissa: Any, decimals: Any, scale: int) -> int:
+    """:func:`rescale` in one pass, up to the first value that does not fit: its index, or -1.
+
+    ``-2`` if a value has more decimals than *scale*.
+    """
+    for i in range(len(mantissa)):
+        shift = scale - decimals[i]
+        m = mantissa[i]
+        if shift < 0:
+            return -2
+        if shift > 18:
+            if m != 0:
+                return i
+        elif abs(m) > _LIMIT[shift]:
+            return i
+        else:
+            mantissa[i] = m * _POW10[shift]
+    return -1
 
 
 def rescale(
@@ -138,19 +159,15 @@ def rescale(
     their maximum). Raises :class:`DatasetError` naming the first value that
     does not fit ``int64`` at *scale*, like :func:`to_units`.
     """
-    for lo in range(0, len(mantissa), _BLOCK):
-        m = mantissa[lo : lo + _BLOCK]
-        shift = scale - decimals[lo : lo + _BLOCK].astype(np.int64)
-        if shift.min() < 0:
-            raise ValueError("rescale: a value has more decimals than the scale")
-        np.minimum(shift, 19, out=shift)
-        bad = np.abs(m) > _LIMIT[shift]
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            text = format_units(int(m[k]), int(decimals[lo + k]))
-            raise DatasetError(
-                f"{text!r} does not fit a 64-bit integer at scale 10^-{scale}; "
-                "the partition mixes values too large and too precise for fixed point"
-            )
-        m *= _POW10[np.minimum(shift, 18)]
+    if len(mantissa) != len(decimals):
+        raise ValueError("rescale: mantissas and decimal counts differ in length")
+    k = _rescale(mantissa, decimals, scale)
+    if k == -2:
+        raise ValueError("rescale: a value has more decimals than the scale")
+    if k >= 0:
+        text = format_units(int(mantissa[k]), int(decimals[k]))
+        raise DatasetError(
+            f"{text!r} does not fit a 64-bit integer at scale 10^-{scale}; "
+            "the partition mixes values too large and too precise for fixed point"
+        )
     return mantissa
