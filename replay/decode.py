@@ -301,46 +301,52 @@ class PartitionDecoder:
         sent = batch.column("sent_ts").cast(pa.int64())
         payload = batch.column("payload")
         data, offsets = _payload_buffers(payload)
-        rows = RawRows(data, offsets, recv, vseq, vseq_ok, grp0)
-
-        # A run starts at every row that is not a received message, and wherever
-        # the connection or protocol changes; only run starts go through Python.
         received = src == _RECEIVED
-        head = np.ones(n, bool)
+        rows = RawRows(data, offsets, recv, vseq, vseq_ok, received, grp0)
+        sink = self._sink
+
+        # REST replies stand apart from the websocket streams: read them first.
+        for h in np.flatnonzero(src == _REST).tolist():
+            if proto_values[proto[h]] != "gemini.rest":
+                continue
+            ts = int(recv[h])
+            levels: BookPairs | Levels | None = scan_book(
+                data, int(offsets[h]), int(offsets[h + 1])
+            )
+            if levels is None:
+                levels = parse_book(_load(payload[h].as_py()))
+            if levels is not None:
+                s = sent[h].as_py()
+                s = ts if s is None else s
+                self._rest.append((min(s, ts), ts, grp0 + h, levels))
+
+        # The other rows in runs: a run starts at every row that is not a received
+        # message, and wherever the connection or protocol changes; only run starts
+        # go through Python. A run of received rows may have REST rows among them.
+        kept = np.flatnonzero(src != _REST)
+        k_received, k_run, k_conn, k_proto = received[kept], run[kept], conn[kept], proto[kept]
+        head = np.ones(len(kept), bool)
         head[1:] = (
-            ~received[1:]
-            | ~received[:-1]
-            | (run[1:] != run[:-1])
-            | (conn[1:] != conn[:-1])
-            | (proto[1:] != proto[:-1])
+            ~k_received[1:]
+            | ~k_received[:-1]
+            | (k_run[1:] != k_run[:-1])
+            | (k_conn[1:] != k_conn[:-1])
+            | (k_proto[1:] != k_proto[:-1])
         )
         heads = np.flatnonzero(head)
-        ends = np.append(heads[1:], n)
-        sink = self._sink
-        for h, e in zip(heads.tolist(), ends.tolist(), strict=True):
+        counts = np.diff(heads, append=len(kept))
+        for hk, count in zip(heads.tolist(), counts.tolist(), strict=True):
+            h, e = int(kept[hk]), int(kept[hk + count - 1]) + 1
             i = grp0 + h
             ts = int(recv[h])
             sink.cur_ts, sink.cur_grp = ts, i
             code = src[h]
-            protocol = proto_values[proto[h]]
-            if code == _REST:
-                if protocol == "gemini.rest":
-                    levels: BookPairs | Levels | None = scan_book(
-                        data, int(offsets[h]), int(offsets[h + 1])
-                    )
-                    if levels is None:
-                        levels = parse_book(_load(payload[h].as_py()))
-                    if levels is not None:
-                        s = sent[h].as_py()
-                        s = ts if s is None else s
-                        self._rest.append((min(s, ts), ts, i, levels))
-                continue
             key = (run_values[run[h]], int(conn[h]))
             if code == _EVENT:
                 self._event(i, ts, key, payload[h].as_py())
                 continue
             if key != self._cur:
-                self._connect(i, ts, key, protocol)
+                self._connect(i, ts, key, proto_values[proto[h]])
             stream = self._stream
             assert stream is not None
             if code == _SENT:
@@ -348,7 +354,8 @@ class PartitionDecoder:
                 stream.on_sent(sink, _load(payload[h].as_py()))
                 continue
             self._last_row_ts = int(recv[e - 1])
-            self._msgs.extend(e - h, recv[h:e], sink.cur_conn)
+            msg_ts = recv[h:e] if count == e - h else recv[h:e][received[h:e]]
+            self._msgs.extend(count, msg_ts, sink.cur_conn)
             if isinstance(stream, RunDecoder):
                 r = h
                 while r < e:
@@ -358,7 +365,8 @@ class PartitionDecoder:
                         r += 1
             else:
                 for r, text in enumerate(payload.slice(h, e - h).to_pylist(), h):
-                    self._received(stream, rows, r, text)
+                    if received[r]:
+                        self._received(stream, rows, r, text)
         self._bytes += int(offsets[-1] - offsets[0])
         if self._size is not None and 0 < self._bytes < self._size[1]:
             self._size_columns(self._size[1] / self._bytes)

@@ -251,7 +251,9 @@ def test_gemini_layouts_are_scanned() -> None:
     table = v1_table(payloads).slice(1)
     data, offsets = _payload_buffers(table.column("payload").combine_chunks())
     recv = table.column("recv_ts").cast(pa.int64()).to_numpy()
-    rows = RawRows(data, offsets, recv, np.zeros(len(recv), np.int64), np.zeros(len(recv), bool), 0)
+    n = len(recv)
+    no_seq = np.zeros(n, np.int64), np.zeros(n, bool)
+    rows = RawRows(data, offsets, recv, *no_seq, np.ones(n, bool), 0)
     ops = Columns(OP_COLUMNS, OP_TYPES)
     trades = Columns(TRADE_COLUMNS, TRADE_TYPES)
     breaks = Columns(BREAK_COLUMNS, "qqqqq")
@@ -262,3 +264,21 @@ def test_gemini_layouts_are_scanned() -> None:
     assert counts.tolist() == [4, 1, 0] and trades.n == 1 and breaks.n == 0
     # Two snapshot messages, each with a clear before and a valid after its changes.
     assert ops.n == 4 + 1 + 2 + 3 and ops.arrays[OP_COLUMNS.index("snap")][: ops.n].sum() == 3
+
+
+def test_rest_replies_among_the_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REST replies between messages of a connection are read as books, not as messages."""
+    book = '{"bids":[{"price":"100.5","amount":"2","timestamp":"1"}],"asks":[]}'
+    messages = [INITIAL, update(1, CHANGE), "not json", update(3, TRADE), update(4, CHANGE)]
+    rows = [Row(T0, 0, "run", 1, "gemini.v1", "event", json.dumps({"event": "connect"}))]
+    for k, text in enumerate(messages, 1):
+        rest = Row(T0 + k * 1000 - 1, 2 * k - 1, "run", 1, "gemini.rest", "rest", book, None, None)
+        rows += [rest, Row(T0 + k * 1000, 2 * k, "run", 1, "gemini.v1", "ws", text)]
+    table = rows_to_table(rows)
+    got = check(table, monkeypatch)
+    assert len(got.rest) == len(messages) and got.counts["messages"] == len(messages)
+    assert got.counts["undecodable"] == 1 and [b.got for b in got.breaks] == [-1, 3]
+    # The same events as from the messages alone, at their own rows.
+    no_rest = check(v1_table(messages), monkeypatch)
+    assert np.array_equal(got.ops.price, no_rest.ops.price)
+    assert np.array_equal(got.ops.grp, 2 * no_rest.ops.grp)

@@ -60,7 +60,7 @@ _SCAN_KINDS = ("update", "heartbeat", "other")
 
 @functools.cache
 def _helper() -> ThreadPoolExecutor:
-    """The one extra thread that scans second halves of long runs."""
+    """The one extra thread that scans second halves of long runs, and copies them into place."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="v1-scan")
 
 
@@ -114,15 +114,16 @@ class GeminiV1Stream:
 
         A long run is scanned as two halves at once, on two threads (the
         scanner releases the GIL): the first half straight into *out*'s
-        columns, the second into columns of this stream's, copied after the
-        first. The scanner's only state across messages is the sequence
-        check, and after a message with a stored ``venue_seq`` that state is
-        known without scanning what came before: that number and the row's
-        time. So when the last row of the first half has one, the second
-        half starts from it; its result is kept only if the first half was
-        decoded to its end, else it is dropped and the caller goes on from
-        the declined row as usual. Either way the events are exactly those
-        of one scan from start to stop.
+        columns, the second into columns of this stream's, which the other
+        thread then copies after the first (:meth:`Columns.extend_later`),
+        beside the next run's first half. The scanner's only state across
+        messages is the sequence check, and after a message with a stored
+        ``venue_seq`` that state is known without scanning what came before:
+        that number and the row's time. So when the last row of the first
+        half has one, the second half starts from it; its result is kept
+        only if the first half was decoded to its end, else it is dropped
+        and the caller goes on from the declined row as usual. Either way
+        the events are exactly those of one scan from start to stop.
         """
         if start >= stop:
             return start
@@ -133,16 +134,19 @@ class GeminiV1Stream:
             if self._second is None:
                 self._second = (Columns(OP_COLUMNS, OP_TYPES), Columns(TRADE_COLUMNS, TRADE_TYPES))
             ops, trades = self._second
+            # Emptied for this run: the copy of the last one out of them, queued on
+            # the helper before this scan, has its own count.
             ops.n = trades.n = 0
-            second = _helper().submit(_Run(ops, trades).scan, rows, mid, stop, later)
+            submit = _helper().submit
+            second = submit(_Run(ops, trades).scan, rows, mid, stop, later)
             first = _Run(out.ops, out.trades).scan(rows, start, mid, state)
             rest = second.result()
             first.add_to(out)
             if first.declined:
                 last = first
             else:
-                out.ops.extend_from(rest.ops)
-                out.trades.extend_from(rest.trades)
+                out.ops.extend_later(rest.ops, submit)
+                out.trades.extend_later(rest.trades, submit)
                 rest.add_to(out)
                 last, state = rest, later
         else:

@@ -360,6 +360,7 @@ def _scan(
     recv: Any,
     vseq: Any,
     vseq_ok: Any,
+    received: Any,
     grp0: int,
     state: Any,
     ops: Any,
@@ -378,6 +379,8 @@ def _scan(
     cap_tr = len(trades[0])
     cap_br = len(breaks[0])
     for r in range(start, stop):
+        if not received[r]:
+            continue
         p = offsets[r]
         end = offsets[r + 1]
         # Every operation or trade takes well over 16 bytes of text.
@@ -558,7 +561,7 @@ def scan(
     breaks: Columns,
     counts: I64,
 ) -> tuple[int, bool]:
-    """Decode received v1 messages ``start:stop`` of one connection until done or declined.
+    """Decode the received v1 messages among rows ``start:stop`` (one connection) until declined.
 
     Appends the operations, trades and sequence breaks to *ops*, *trades*
     and *breaks* (layouts :data:`~replay.venues.sink.OP_COLUMNS`,
@@ -583,6 +586,7 @@ def scan(
             rows.recv,
             rows.venue_seq,
             rows.venue_seq_ok,
+            rows.received,
             rows.grp0,
             state,
             ops.arrays,

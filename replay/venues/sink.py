@@ -13,7 +13,8 @@ general path and carries on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -57,6 +58,9 @@ class Columns:
     arrays (``np.empty``: for large ones numpy asks the kernel for huge
     pages, much faster to touch first) and copies only the filled rows;
     capacity that is never written is never touched, so it costs no memory.
+
+    Rows may also be copied in on another thread (:meth:`extend_later`);
+    the arrays are not replaced nor handed out before that copy is done.
     """
 
     def __init__(self, names: Sequence[str], codes: Sequence[str], capacity: int = 1 << 16) -> None:
@@ -64,6 +68,7 @@ class Columns:
         self.names = tuple(names)
         self.arrays = tuple(np.empty(capacity, np.dtype(c)) for c in codes)
         self.n = 0
+        self._copying: Future[None] | None = None
 
     @property
     def capacity(self) -> int:
@@ -79,6 +84,7 @@ class Columns:
         """Grow or shrink the capacity to *capacity* rows (at least the filled rows)."""
         cap = max(capacity, self.n)
         if cap != self.capacity:
+            self._settle()
             grown = tuple(np.empty(cap, col.dtype) for col in self.arrays)
             for new, old in zip(grown, self.arrays, strict=True):
                 new[: self.n] = old[: self.n]
@@ -100,12 +106,31 @@ class Columns:
             col[n : n + m] = value
         self.n = n + m
 
-    def extend_from(self, other: Columns) -> None:
-        """Append the filled rows of *other* (columns of the same types)."""
-        self.extend(other.n, *(col[: other.n] for col in other.arrays))
+    def extend_later(self, other: Columns, submit: Callable[..., Future[None]]) -> None:
+        """Append the filled rows of *other* (columns of the same types), copied on another thread.
+
+        ``submit(fn)`` runs ``fn()`` there (``Executor.submit``). The rows
+        count as appended at once; *other* must stay as it is until the copy
+        has run (on a one-thread executor: until the next task). The copy
+        touches the rows' memory for the first time, which is slow, so it is
+        worth doing beside other work.
+        """
+        m = other.n
+        self.reserve(m)
+        at = self.n
+        self.n = at + m
+        targets, sources = self.arrays, other.arrays
+
+        def copy() -> None:
+            for dst, src in zip(targets, sources, strict=True):
+                dst[at : at + m] = src[:m]
+
+        self._settle()
+        self._copying = submit(copy)
 
     def take(self) -> dict[str, npt.NDArray[Any]]:
         """Each column as one array, trimmed to its length; the columns start over, empty."""
+        self._settle()
         out = {}
         for name, col in zip(self.names, self.arrays, strict=True):
             # A realloc: shrinking a large array gives back the unused pages, without a copy.
@@ -114,6 +139,12 @@ class Columns:
         self.arrays = tuple(np.empty(1 << 16, col.dtype) for col in self.arrays)
         self.n = 0
         return out
+
+    def _settle(self) -> None:
+        """Wait for rows being copied in on another thread."""
+        if self._copying is not None:
+            copying, self._copying = self._copying, None
+            copying.result()
 
 
 class EventSink(Protocol):
@@ -182,6 +213,8 @@ class RawRows(NamedTuple):
     venue_seq: I64
     venue_seq_ok: npt.NDArray[np.bool_]
     """False where ``venue_seq`` is null."""
+    received: npt.NDArray[np.bool_]
+    """True for received messages; a run may have others among them (REST replies), skipped."""
     grp0: int
     """Partition row index of row 0."""
 
@@ -206,10 +239,11 @@ class RunDecoder(Protocol):
     """A stream that can decode runs of received rows without parsing each into objects."""
 
     def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
-        """Decode the received rows ``start:stop`` of this connection, in order.
+        """Decode the received rows among ``start:stop`` (:attr:`RawRows.received`), in order.
 
-        Return the first row not decoded: *stop*, or a row the caller must
-        decode on the general path (``on_message``) before calling again from
-        the row after it. The result must equal ``on_message`` row by row.
+        They are all of this connection. Return the first row not decoded:
+        *stop*, or a row the caller must decode on the general path
+        (``on_message``) before calling again from the row after it. The
+        result must equal ``on_message`` row by row.
         """
         ...
