@@ -250,7 +250,7 @@ def test_gemini_layouts_are_scanned() -> None:
     ]
     table = v1_table(payloads).slice(1)
     data, offsets = _payload_buffers(table.column("payload").combine_chunks())
-    recv = table.column("recv_ts").cast(pa.int64()).to_numpy()
+    recv = table.column("recv_ts").cast(pa.int64()).to_numpy().copy()  # writable, as in decode
     n = len(recv)
     no_seq = np.zeros(n, np.int64), np.zeros(n, bool)
     rows = RawRows(data, offsets, recv, *no_seq, np.ones(n, bool), 0)
