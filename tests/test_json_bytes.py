@@ -62,16 +62,21 @@ def test_string_stops_where_python_does(special: int) -> None:
     "value",
     ["0", "-0", "5.", "0.000", "1.2500", "60000.03", "-0.00000001", "123456789012345678",
      "1234567890.12345678", "0.0000000000000000001", "1.0000000000000000000000",
-     "00012.5", "1e5", ".5", "-", "", "1.2.3", "12a", "1234567890123456789"],
+     "00012.5", "1e5", ".5", "-", "", "1.2.3", "12a", "1234567890123456789", "1234567",
+     "12345678", "1234567.1234567", "1234567.12345678", "0.1000000", "9999999.9999999",
+     "-1234567.7654321", "1.", "1.a", "1 ", "-.5", "--1", "1\\u0030", "7.0\x7f"],
 )  # fmt: skip
 def test_decimal_value_is_pair_of(value: str) -> None:
     """Plain decimals of at most 18 significant digits are read as pair_of reads them."""
-    text = f'"{value}",'.encode()
-    got = _decimal_value(as_array(text), 0, len(text))
-    if re.fullmatch(r"-?[0-9]+(\.[0-9]*)?", value) and abs(pair_of(value)[0]) < 10**18:
-        assert got == (*pair_of(value), OK, len(text) - 1)
-    else:
-        assert got == (0, 0, BAD, -1)
+    for tail in ("", ',"remaining":"0.5","delta":"0.5"}'):  # read by bytes, by words
+        text = f'"{value}"{tail}'.encode()
+        got = _decimal_value(as_array(text), 0, len(text))
+        whole, _, frac = value.lstrip("-").partition(".")
+        plain = re.fullmatch(r"-?[0-9]+(\.[0-9]*)?", value)
+        if plain and int(whole + frac.rstrip("0")) < 10**18:
+            assert got == (*pair_of(value), OK, len(value) + 2), text
+        else:
+            assert got == (0, 0, BAD, -1), text
 
 
 def test_at_compares_every_byte() -> None:
@@ -82,3 +87,12 @@ def test_at_compares_every_byte() -> None:
         changed = bytearray(text)
         changed[k] ^= 1
         assert _at(as_array(bytes(changed)), 0, len(text)) == -1
+
+
+def test_decimal_value_random() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        whole = "".join(rng.choice(list("0123456789"), rng.integers(0, 12)))
+        frac = "".join(rng.choice(list("00123456789"), rng.integers(0, 12)))
+        sign = "-" if rng.random() < 0.2 else ""
+        test_decimal_value_is_pair_of(sign + whole + ("." + frac if rng.random() < 0.7 else ""))
