@@ -125,6 +125,11 @@ class _Sink:
             if not isinstance(text, str):
                 raise DatasetError(f"not a decimal string: {text!r}")
             got = self._pairs[text] = pair_of(text)
+            # The scanner's never pass 18, but a decimal string may have many more.
+            if got[1] > np.iinfo(np.int8).max:
+                for cols in (self.ops, self.trades):
+                    cols.widen("px_dec", "i")
+                    cols.widen("sz_dec", "i")
         return got
 
     def count(self, kind: str, n: int = 1) -> None:

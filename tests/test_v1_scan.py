@@ -282,3 +282,13 @@ def test_rest_replies_among_the_messages(monkeypatch: pytest.MonkeyPatch) -> Non
     no_rest = check(v1_table(messages), monkeypatch)
     assert np.array_equal(got.ops.price, no_rest.ops.price)
     assert np.array_equal(got.ops.grp, 2 * no_rest.ops.grp)
+
+
+def test_more_decimals_than_int8_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A size of 10^-130 widens the decimal columns; the scanner goes on with them."""
+    initial = INITIAL.replace('"2"', '"0"').replace('"0.5"', '"0"')
+    tiny = update(1, CHANGE.replace('"1.25"', '"1e-130"'))
+    zero = CHANGE.replace('"1.25"', '"0"')
+    got = check(v1_table([initial, tiny, update(2, zero), update(3, zero)]), monkeypatch)
+    assert got.size_scale == 130 and got.ops.size.tolist() == [0, 0, 0, 0, 0, 1, 0, 0]
+    assert got.counts["update"] == 4
