@@ -32,7 +32,8 @@ reading and brought to the partition's own scale once, at the end
 
 Streaming. :class:`PartitionDecoder` takes the rows one record batch at a
 time, so a day never has to sit in memory as text; :func:`decode` feeds it
-a whole table. Runs of received rows of one connection go to the stream's
+a whole table. Runs of received rows of one connection (REST replies among
+them are read apart, as they concern no stream) go to the stream's
 :meth:`~replay.venues.sink.RunDecoder.decode_run` when it has one (Gemini
 v1: a compiled scanner over the payload bytes), and row by row through
 ``orjson`` and ``on_message`` otherwise, or for any message the run decoder
