@@ -246,9 +246,11 @@ def _run(
     ngrid = grid.shape[0]
     rows = 0
     tl_rows = 0
+    # Only these outputs need to know where a message ends.
+    messages = per_message or timeline or win[0].shape[0] > 0
     for i in range(ts.shape[0]):
         t = ts[i]
-        if pending and grp[i] != pgrp:
+        if messages and pending and grp[i] != pgrp:
             # The previous message is complete: the book as it left it existed.
             if per_message:
                 _emit(keys, sizes, n, valid, pts, rows, depth, out)
@@ -258,7 +260,7 @@ def _run(
                 tl_rows += 1
             lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
             pending = 0
-        if not pending:
+        if messages and not pending:
             started = _start_windows(keys, sizes, n, valid, t, started, win, res)
         if not per_message:
             while gi < ngrid and grid[gi] < t:
