@@ -247,14 +247,17 @@ class PartitionDecoder:
         self,
         symbol: str,
         last_ws: dict[tuple[str, int], int],
-        size: tuple[int, int] | None = None,
+        rows: int | None = None,
+        payload_bytes: int | None = None,
     ) -> None:
         """*last_ws* is :func:`last_ws_rows` of the same rows.
 
-        *size*, if known, is ``(rows, payload bytes)`` of all the rows to be
-        fed. The output columns are then sized once, from the events per
-        payload byte of the first batches, instead of grown (a copy of
-        everything so far, into memory that is new and so slow to touch).
+        *rows* and *payload_bytes*, if known, are the number of rows and of
+        payload bytes of all the rows to be fed (an estimate too large does
+        no harm). The output columns are then sized once, from the events
+        per payload byte (or else per row) of the first batches, instead of
+        grown: a copy of everything so far, into memory that is new and so
+        slow to touch.
         """
         self.symbol = symbol
         self._last_ws = last_ws
@@ -262,10 +265,10 @@ class PartitionDecoder:
         self._markers: list[Marker] = []
         self._rest: list[RestRaw] = []
         self._msgs = Columns(("ts", "conn"), ("q", "q"))
-        self._size = size
+        self._expect = (rows, payload_bytes)
         self._bytes = 0
-        if size is not None:
-            self._msgs.set_capacity(size[0])
+        if rows is not None:
+            self._msgs.set_capacity(rows)
         self._protocols: set[str] = set()
         self._conn_number: dict[tuple[str, int], int] = {}
         self._stream: VenueStream | None = None
@@ -374,8 +377,11 @@ class PartitionDecoder:
                     if received[r]:
                         self._received(stream, rows, r, text)
         self._bytes += int(offsets[-1] - offsets[0])
-        if self._size is not None and 0 < self._bytes < self._size[1]:
-            self._size_columns(self._size[1] / self._bytes)
+        rows_due, bytes_due = self._expect
+        if bytes_due is not None and 0 < self._bytes < bytes_due:
+            self._size_columns(bytes_due / self._bytes)
+        elif bytes_due is None and rows_due is not None and self._rows < rows_due:
+            self._size_columns(rows_due / self._rows)
 
     def _size_columns(self, factor: float) -> None:
         """Make room for *factor* times the events so far, and a quarter more for safety.
@@ -543,12 +549,12 @@ class PartitionDecoder:
 def decode(table: pa.Table, symbol: str) -> Decoded:
     """Decode the rows of one partition (a contract table in contract order)."""
     batches = table.to_batches()
-    size = 0
+    payload_bytes = 0
     for batch in batches:
         if batch.num_rows:
             offsets = _payload_buffers(batch.column("payload"))[1]
-            size += int(offsets[-1] - offsets[0])
-    decoder = PartitionDecoder(symbol, last_ws_rows(batches), (table.num_rows, size))
+            payload_bytes += int(offsets[-1] - offsets[0])
+    decoder = PartitionDecoder(symbol, last_ws_rows(batches), table.num_rows, payload_bytes)
     for batch in batches:
         decoder.feed(batch)
     return decoder.finish()

@@ -231,12 +231,14 @@ def test_synthetic_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert int(got.ops.snapshot.sum()) > 0 and len(got.trades) > 0
     # Batch boundaries fall anywhere: the result is the same.
     assert_same(got, decode(pa.Table.from_batches(table.to_batches(max_chunksize=97)), "BTCUSD"))
-    # So does not knowing the size in advance (the columns then grow as they fill).
+    # So does knowing only the number of rows in advance, or nothing (the columns
+    # are then sized from the events per row, or grow as they fill).
     batches = table.to_batches(max_chunksize=1000)
-    decoder = PartitionDecoder("BTCUSD", last_ws_rows(batches))
-    for batch in batches:
-        decoder.feed(batch)
-    assert_same(got, decoder.finish())
+    for rows in (table.num_rows, None):
+        decoder = PartitionDecoder("BTCUSD", last_ws_rows(batches), rows)
+        for batch in batches:
+            decoder.feed(batch)
+        assert_same(got, decoder.finish())
 
 
 def test_gemini_layouts_are_scanned() -> None:
