@@ -103,7 +103,7 @@ def key_of(parts: Sequence[PartFile]) -> str:
 def decode_parts(parts: Sequence[PartFile], symbol: str) -> Decoded:
     """Decode a partition from its part files, one record batch at a time."""
     last_ws = last_ws_rows(contract.iter_parts(parts, ["source", "run_id", "conn_id"]))
-    decoder = PartitionDecoder(symbol, last_ws)
+    decoder = PartitionDecoder(symbol, last_ws, rows=sum(p.rows for p in parts))
     for batch in contract.iter_parts(parts):
         decoder.feed(batch)
     return decoder.finish()
