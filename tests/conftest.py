@@ -6,22 +6,31 @@ fields, or :class:`~tickrec.sim.FaultConfig` fields given directly
 (``sim_factory(rate=5000, drop=0.1, truth_dir=tmp_path)``). Test defaults:
 port 0, seed 1, 500 events/s, heartbeats every 0.5 s. ``sim`` is one such
 simulator with the defaults.
+
+``v2_root`` is a dataset holding the real Gemini v2 capture, made once per
+test module (each module gets its own, so one module's cache entries never
+show in another's), and :func:`sha` hashes an output file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import realdata
 
 from recorder.record import RecordConfig, RecordResult, record
 from tickrec.sim import FaultConfig, SimConfig, Simulator
 
 SimFactory = Callable[..., Simulator]
+
+#: The date of the real Gemini v2 capture in ``v2_root``.
+V2_DATE = "2021-06-24"
 
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(FaultConfig)}
 _TEST_DEFAULTS: dict[str, Any] = {"rate": 500.0, "seed": 1, "heartbeat_s": 0.5}
@@ -87,3 +96,14 @@ def record_sim(sim: Simulator, tmp_path: Path, **overrides: Any) -> RecordResult
         sim.stop()
     assert not (tmp_path / "data" / "journal" / result.run_id).exists()
     return result
+
+
+@pytest.fixture(scope="module")
+def v2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("v2")
+    realdata.import_gemini_v2(root)
+    return root
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

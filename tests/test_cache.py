@@ -5,7 +5,6 @@ Also ``tickrec replay --workers``: the same bytes as a serial run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import subprocess
@@ -13,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import realdata
+from conftest import V2_DATE, sha
 
 import replay
 from bench.synth import DayParams, make_day
@@ -22,19 +21,7 @@ from replay.parallel import map_partitions
 from tickrec import contract
 from tickrec.contract import Row, rows_to_table, write_part
 
-V2_DATE = "2021-06-24"
 TICKREC = str(Path(sys.executable).with_name("tickrec"))
-
-
-@pytest.fixture(scope="module")
-def v2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("v2")
-    realdata.import_gemini_v2(root)
-    return root
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

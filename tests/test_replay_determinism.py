@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,32 +9,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import realdata
+from conftest import V2_DATE, sha
 
 import replay
 from replay import report
 
-DATE = "2021-06-24"
 TICKREC = str(Path(sys.executable).with_name("tickrec"))
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    realdata.import_gemini_v2(root)
-    return root
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def in_process(root: Path, out: Path, every: str = "1s", chunk_size: int = 1 << 20) -> str:
-    symbols = report.resolve_symbols(root, "gemini", DATE, None)
+def in_process(v2_root: Path, out: Path, every: str = "1s", chunk_size: int = 1 << 20) -> str:
+    symbols = report.resolve_symbols(v2_root, "gemini", V2_DATE, None)
     frames = {
-        s: replay.open(DATE, s, data=root, chunk_size=chunk_size).book_snapshots(every=every)
+        s: replay.open(V2_DATE, s, data=v2_root, chunk_size=chunk_size).book_snapshots(every=every)
         for s in symbols
     }
-    params = {"venue": "gemini", "date": DATE, "depth": 10, "every": every}
+    params = {"venue": "gemini", "date": V2_DATE, "depth": 10, "every": every}
     return sha(report.write_snapshots(frames, out, params))
 
 
@@ -44,50 +32,53 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-def test_twice_in_one_process(root: Path, tmp_path: Path, suffix: str):
-    assert in_process(root, tmp_path / f"a{suffix}") == in_process(root, tmp_path / f"b{suffix}")
+def test_twice_in_one_process(v2_root: Path, tmp_path: Path, suffix: str):
+    assert in_process(v2_root, tmp_path / f"a{suffix}") == in_process(
+        v2_root, tmp_path / f"b{suffix}"
+    )
 
 
 @pytest.mark.parametrize("every", ["1s", "0"])
-def test_chunk_size_does_not_change_a_byte(root: Path, tmp_path: Path, every: str):
+def test_chunk_size_does_not_change_a_byte(v2_root: Path, tmp_path: Path, every: str):
     hashes = {
-        in_process(root, tmp_path / f"c{n}.parquet", every, chunk_size=n) for n in (1, 7, 1 << 20)
+        in_process(v2_root, tmp_path / f"c{n}.parquet", every, chunk_size=n)
+        for n in (1, 7, 1 << 20)
     }
     assert len(hashes) == 1
 
 
-def test_chunk_size_does_not_change_quotes_or_gaps(root: Path):
-    whole = replay.open(DATE, "FILUSD", data=root)
-    small = replay.open(DATE, "FILUSD", data=root, chunk_size=3)
+def test_chunk_size_does_not_change_quotes_or_gaps(v2_root: Path):
+    whole = replay.open(V2_DATE, "FILUSD", data=v2_root)
+    small = replay.open(V2_DATE, "FILUSD", data=v2_root, chunk_size=3)
     pd.testing.assert_frame_equal(whole.quotes(), small.quotes())
     assert whole.gap_list() == small.gap_list()
     assert whole.valid_ns == small.valid_ns
 
 
-def test_separate_processes_match_each_other_and_the_library(root: Path, tmp_path: Path):
+def test_separate_processes_match_each_other_and_the_library(v2_root: Path, tmp_path: Path):
     outs = [tmp_path / "p1.parquet", tmp_path / "p2.parquet"]
     for out in outs:
-        done = run_cli("replay", "--date", DATE, "--data", str(root), "--out", str(out))
+        done = run_cli("replay", "--date", V2_DATE, "--data", str(v2_root), "--out", str(out))
         assert done.returncode == 0, done.stderr
         assert "FILUSD" in done.stdout and f"wrote {out}" in done.stdout
-    assert sha(outs[0]) == sha(outs[1]) == in_process(root, tmp_path / "lib.parquet")
+    assert sha(outs[0]) == sha(outs[1]) == in_process(v2_root, tmp_path / "lib.parquet")
     table = pd.read_parquet(outs[0])
     assert table.columns[0] == "symbol" and table.columns[-1] == "valid"
-    assert sorted(table["symbol"].unique()) == sorted(realdata_symbols(root))
+    assert sorted(table["symbol"].unique()) == sorted(realdata_symbols(v2_root))
 
 
-def realdata_symbols(root: Path) -> list[str]:
-    return report.resolve_symbols(root, "gemini", DATE, None)
+def realdata_symbols(v2_root: Path) -> list[str]:
+    return report.resolve_symbols(v2_root, "gemini", V2_DATE, None)
 
 
-def test_cli_errors_are_one_line(root: Path):
-    done = run_cli("replay", "--date", "2021-06-25", "--data", str(root))
+def test_cli_errors_are_one_line(v2_root: Path):
+    done = run_cli("replay", "--date", "2021-06-25", "--data", str(v2_root))
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "2021-06-24" in done.stderr
-    done = run_cli("gaps", "--date", DATE, "--symbol", "NOPE", "--data", str(root))
+    done = run_cli("gaps", "--date", V2_DATE, "--symbol", "NOPE", "--data", str(v2_root))
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "BTCGBP" in done.stderr
-    done = run_cli("replay", "--date", DATE, "--data", str(root), "--out", "x.txt")
+    done = run_cli("replay", "--date", V2_DATE, "--data", str(v2_root), "--out", "x.txt")
     assert done.returncode == 2 and ".parquet or .csv" in done.stderr
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import realdata
+from conftest import V2_DATE
 
 import replay
 
-V2_DATE = "2021-06-24"
 V1_DATE = "2018-09-26"
 SYMBOLS = [
     "BTCGBP",
@@ -28,13 +28,6 @@ SYMBOLS = [
 ]
 
 Top = tuple[tuple[tuple[Decimal, Decimal], ...], tuple[tuple[Decimal, Decimal], ...]]
-
-
-@pytest.fixture(scope="module")
-def v2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("v2")
-    realdata.import_gemini_v2(root)
-    return root
 
 
 def independent_tops(symbol: str, depth: int = 10) -> list[tuple[int, Top]]:
