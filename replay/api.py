@@ -138,6 +138,7 @@ class Day:
         _read_only(self.decoded)
         self._exch: tuple[I64, I64] | None = None
         self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
+        self._status: Rows | None = None
         self._timeline: Rows | None = None
         self._rest: tuple[RestCheck, tuple[I64, I64]] | None = None
         self._gaps: list[Gap] | None = None
@@ -175,31 +176,38 @@ class Day:
     # --- the kernel ---------------------------------------------------------------
 
     def _rows(self, depth: int, grid: I64 | None) -> Rows:
-        """Kernel rows (:class:`~replay.book.BookEngine`); the first pass also makes the
-        timeline and compares the REST books, so every operation is applied once for all."""
-        if self._timeline is not None:
+        """Kernel rows (:class:`~replay.book.BookEngine`); the first pass also records the
+        book's status and compares the REST books, so every operation is applied once for all."""
+        if self._status is not None:
             return BookEngine(depth=depth, grid=grid).feed_all(self.decoded.ops, self.chunk_size)
         check = rest_check(self.decoded)
-        engine = BookEngine(depth=depth, grid=grid, timeline=True, windows=check.windows)
+        engine = BookEngine(depth=depth, grid=grid, status=True, windows=check.windows)
         rows = engine.feed_all(self.decoded.ops, self.chunk_size)
-        self._timeline = engine.timeline
+        self._status = engine.status
         self._rest = check, engine.rest_diff
         return rows
+
+    @property
+    def _book_status(self) -> Rows:
+        """Where the book's status changes (:attr:`BookEngine.status`)."""
+        if self._status is None:
+            self._rows(0, None)
+        assert self._status is not None
+        return self._status
 
     @property
     def timeline(self) -> Rows:
         """Top of book after every book-changing message (kernel output, ticks)."""
         if self._timeline is None:
-            self._rows(0, None)
-        assert self._timeline is not None
+            self._timeline = self._rows(1, None)
         return self._timeline
 
     def gap_list(self) -> list[Gap]:
         """The gaps as :class:`~replay.gaps.Gap` tuples (ns), sorted by start."""
         if self._gaps is None:
-            timeline = self.timeline
+            status = self._book_status
             assert self._rest is not None
-            self._gaps = analyze(self.decoded, timeline, *self._rest, self.silence_ns)
+            self._gaps = analyze(self.decoded, status, *self._rest, self.silence_ns)
         return self._gaps
 
     def _valid(self, rows: Rows) -> npt.NDArray[np.bool_]:
@@ -418,7 +426,7 @@ class Day:
     def valid_ns(self) -> int:
         """Nanoseconds during which the book was valid."""
         if self._valid_ns is None:
-            self._valid_ns = valid_ns(self.timeline, self.gap_list(), *self.span)
+            self._valid_ns = valid_ns(self._book_status, self.gap_list(), *self.span)
         return self._valid_ns
 
     @property

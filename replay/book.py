@@ -24,10 +24,12 @@ book between two changes of one message never existed at the venue. Both
 rules look only at the operations themselves, so feeding the stream in any
 chunks gives the same rows.
 
-One pass. Besides its rows, the same pass can record the timeline (the top
-level of each side after every message) and compare the book with stored
-REST book replies (:class:`Windows`), so a replay applies each operation
-once for all three.
+One pass. Besides its rows, the same pass can record the book's status
+(invalid, valid, or valid but crossed) with the top level of each side,
+after every message that changes it, and compare the book with stored REST
+book replies (:class:`Windows`), so a replay applies each operation once
+for all three. The status rows are all that gap analysis needs, and far
+fewer than the messages.
 
 Rows hold ticks and units; levels beyond the book's depth have size 0.
 """
@@ -49,7 +51,9 @@ __all__ = ["BookEngine", "Rows", "Windows"]
 I64 = npt.NDArray[np.int64]
 
 # Slots of the small int64 state vector that carries a stream across chunks.
-_VALID, _GRID_I, _PENDING, _PENDING_GRP, _PENDING_TS, _STARTED, _LO = range(7)
+_VALID, _GRID_I, _PENDING, _PENDING_GRP, _PENDING_TS, _STARTED, _LO, _SHOWN = range(8)
+# Book status (_SHOWN: the last one recorded, -1 before the first).
+_INVALID, _UNCROSSED, _CROSSED = range(3)
 _PROBE = 8  # linear probe from the touch before binary search
 
 
@@ -196,6 +200,16 @@ def _start_windows(
 
 
 @numba.njit(cache=True, inline="always")
+def _status(keys: Any, n: Any, valid: int) -> int:
+    """``_INVALID``, ``_UNCROSSED`` or ``_CROSSED`` (valid, best bid >= best ask)."""
+    if not valid:
+        return _INVALID
+    if n[0] > 0 and n[1] > 0 and keys[0, n[0] - 1] >= -keys[1, n[1] - 1]:
+        return _CROSSED
+    return _UNCROSSED
+
+
+@numba.njit(cache=True, inline="always")
 def _after_message(
     keys: Any, sizes: Any, n: Any, valid: int, t: int, lo: int, started: int, win: Any, res: Any
 ) -> int:
@@ -224,16 +238,16 @@ def _run(
     grid: Any,
     depth: int,
     per_message: bool,
-    timeline: bool,
+    status: bool,
     final: bool,
     out: Any,
-    tl: Any,
+    sv: Any,
     win: Any,
     res: Any,
 ) -> tuple[Any, Any, int, int]:
-    """Apply *ops*, emitting rows into *out* and *tl* and comparing REST windows.
+    """Apply *ops*, emitting rows into *out* and status rows into *sv*, comparing REST windows.
 
-    Returns ``(keys, sizes, rows written to out, rows written to tl)``.
+    Returns ``(keys, sizes, rows written to out, rows written to sv)``.
     """
     ts, grp, op, side, px, sz = ops
     valid = st[_VALID]
@@ -243,11 +257,12 @@ def _run(
     pts = st[_PENDING_TS]
     started = st[_STARTED]
     lo = st[_LO]
+    shown = st[_SHOWN]
     ngrid = grid.shape[0]
     rows = 0
-    tl_rows = 0
+    sv_rows = 0
     # Only these outputs need to know where a message ends.
-    messages = per_message or timeline or win[0].shape[0] > 0
+    messages = per_message or status or win[0].shape[0] > 0
     for i in range(ts.shape[0]):
         t = ts[i]
         if messages and pending and grp[i] != pgrp:
@@ -255,9 +270,10 @@ def _run(
             if per_message:
                 _emit(keys, sizes, n, valid, pts, rows, depth, out)
                 rows += 1
-            if timeline:
-                _emit(keys, sizes, n, valid, pts, tl_rows, 1, tl)
-                tl_rows += 1
+            if status and _status(keys, n, valid) != shown:
+                shown = _status(keys, n, valid)
+                _emit(keys, sizes, n, valid, pts, sv_rows, 1, sv)
+                sv_rows += 1
             lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
             pending = 0
         if messages and not pending:
@@ -276,9 +292,10 @@ def _run(
             if per_message:
                 _emit(keys, sizes, n, valid, pts, rows, depth, out)
                 rows += 1
-            if timeline:
-                _emit(keys, sizes, n, valid, pts, tl_rows, 1, tl)
-                tl_rows += 1
+            if status and _status(keys, n, valid) != shown:
+                shown = _status(keys, n, valid)
+                _emit(keys, sizes, n, valid, pts, sv_rows, 1, sv)
+                sv_rows += 1
             lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
             pending = 0
         started = _start_windows(keys, sizes, n, valid, np.iinfo(np.int64).max, started, win, res)
@@ -294,7 +311,8 @@ def _run(
     st[_PENDING_TS] = pts
     st[_STARTED] = started
     st[_LO] = lo
-    return keys, sizes, rows, tl_rows
+    st[_SHOWN] = shown
+    return keys, sizes, rows, sv_rows
 
 
 @dataclass(frozen=True)
@@ -405,9 +423,9 @@ class BookEngine:
     row per message. ``depth=0`` emits nothing (use :meth:`levels`).
 
     In the same pass over the operations the engine can also record the
-    :attr:`timeline` (the top level of each side after every message) and
-    compare the book with REST *windows* (:attr:`rest_diff`), so that a
-    replay applies each operation once for all three.
+    book's :attr:`status` (module docstring) and compare the book with REST
+    *windows* (:attr:`rest_diff`), so that a replay applies each operation
+    once for all three.
     """
 
     def __init__(
@@ -416,7 +434,7 @@ class BookEngine:
         grid: I64 | None = None,
         capacity: int = 256,
         *,
-        timeline: bool = False,
+        status: bool = False,
         windows: Windows | None = None,
     ) -> None:
         if depth < 0:
@@ -425,14 +443,15 @@ class BookEngine:
         self.grid = np.ascontiguousarray(grid if grid is not None else np.zeros(0), np.int64)
         self.per_message = grid is None
         self.windows = windows if windows is not None else _NO_WINDOWS
-        self._timeline = timeline
-        self._timeline_parts: list[Rows] = []
+        self._keep_status = status
+        self._status_parts: list[Rows] = []
         self._best = np.full(len(self.windows), -1, np.int64)
-        self._states = np.zeros(len(self.windows), np.int64)
+        self._seen = np.zeros(len(self.windows), np.int64)
         self._keys = np.zeros((2, max(capacity, 1)), np.int64)
         self._sizes = np.zeros((2, max(capacity, 1)), np.int64)
         self._n = np.zeros(2, np.int64)
-        self._st = np.zeros(7, np.int64)
+        self._st = np.zeros(8, np.int64)
+        self._st[_SHOWN] = -1
         self._done = False
 
     @property
@@ -441,13 +460,18 @@ class BookEngine:
         return bool(self._st[_VALID])
 
     @property
-    def timeline(self) -> Rows:
-        """Top of book (depth 1) after every message fed so far, if asked for."""
-        if not self._timeline:
-            raise RuntimeError("this engine was not asked for a timeline")
-        if len(self._timeline_parts) != 1:
-            self._timeline_parts = [Rows.concat(self._timeline_parts, 1)]
-        return self._timeline_parts[0]
+    def status(self) -> Rows:
+        """Top of book (depth 1) after each message fed so far that changed the book's
+        status (invalid, valid, or valid but crossed: best bid >= best ask), if asked for.
+
+        The first message always gives a row. Between two rows the status is
+        that of the first, so these rows decide validity at any time.
+        """
+        if not self._keep_status:
+            raise RuntimeError("this engine was not asked for status rows")
+        if len(self._status_parts) != 1:
+            self._status_parts = [Rows.concat(self._status_parts, 1)]
+        return self._status_parts[0]
 
     @property
     def rest_diff(self) -> tuple[I64, I64]:
@@ -456,7 +480,7 @@ class BookEngine:
 
         Complete once the engine is fed its final chunk.
         """
-        return self._best, self._states
+        return self._best, self._seen
 
     @staticmethod
     def _messages(ops: BookOps) -> int:
@@ -487,13 +511,13 @@ class BookEngine:
             np.zeros((m, 2, depth), np.int64),
         )
 
-    def _feed_into(self, ops: BookOps, final: bool, out: Rows, tl: Rows) -> tuple[int, int]:
-        """Apply *ops*, writing completed rows from the start of *out* and *tl*; how many."""
+    def _feed_into(self, ops: BookOps, final: bool, out: Rows, sv: Rows) -> tuple[int, int]:
+        """Apply *ops*, writing completed rows from the start of *out* and *sv*; how many."""
         if self._done:
             raise RuntimeError("BookEngine already finished")
         emits = self.depth > 0
         w = self.windows
-        self._keys, self._sizes, rows, tl_rows = _run(
+        self._keys, self._sizes, rows, sv_rows = _run(
             self._keys,
             self._sizes,
             self._n,
@@ -502,29 +526,31 @@ class BookEngine:
             self.grid if emits else self.grid[:0],
             self.depth,
             self.per_message and emits,
-            self._timeline,
+            self._keep_status,
             final,
             (out.ts, out.valid, out.px, out.sz),
-            (tl.ts, tl.valid, tl.px, tl.sz),
+            (sv.ts, sv.valid, sv.px, sv.sz),
             (w.sent, w.end, w.off, w.keys, w.sizes),
-            (self._best, self._states),
+            (self._best, self._seen),
         )
         self._done = final
-        return int(rows), int(tl_rows)
+        return int(rows), int(sv_rows)
 
     def _run_chunks(self, ops: BookOps, chunks: Sequence[tuple[int, int]], final: bool) -> Rows:
         out = self._buffers(self._bound(ops, final), self.depth)
-        tl = self._buffers(self._messages(ops) if self._timeline else 0, 1)
-        done = tl_done = 0
+        # At most one status row per message; the buffer's unwritten pages are never touched.
+        sv = self._buffers(self._messages(ops) if self._keep_status else 0, 1)
+        done = sv_done = 0
         for start, stop in chunks:
             last = final and stop >= len(ops)
-            rows, tl_rows = self._feed_into(
-                ops.slice(start, stop), last, out.tail(done), tl.tail(tl_done)
+            rows, sv_rows = self._feed_into(
+                ops.slice(start, stop), last, out.tail(done), sv.tail(sv_done)
             )
             done += rows
-            tl_done += tl_rows
-        if self._timeline:
-            self._timeline_parts.append(tl.head(tl_done, 1))
+            sv_done += sv_rows
+        if self._keep_status:
+            # A copy (concat of one part), so the message-sized buffer is freed.
+            self._status_parts.append(Rows.concat([sv.head(sv_done, 1)], 1))
         return out.head(done, self.depth)
 
     def feed(self, ops: BookOps, final: bool = False) -> Rows:

@@ -212,18 +212,18 @@ def rest_check(dec: Decoded) -> RestCheck:
 
 
 def _mismatch_gaps(
-    check: RestCheck, diff: tuple[I64, I64], timeline: Rows, snaps: I64, losses: I64, last: int
+    check: RestCheck, diff: tuple[I64, I64], status: Rows, snaps: I64, losses: I64, last: int
 ) -> list[Gap]:
     rest = check.replies
     if not rest:
         return []
-    best, states = diff
+    best, seen = diff
     matches = np.array(sorted(r.sent for r, b in zip(rest, best, strict=True) if b == 0), np.int64)
     gaps = []
-    at_sent = np.searchsorted(timeline.ts, [r.sent for r in rest], "right") - 1
+    at_sent = np.searchsorted(status.ts, [r.sent for r in rest], "right") - 1
     ends = check.windows.end.tolist()
-    for r, b, n, w_end, k in zip(rest, best, states, ends, at_sent, strict=True):
-        conclusive = k >= 0 and timeline.valid[k] and w_end >= r.recv + REST_WS_LAG_NS
+    for r, b, n, w_end, k in zip(rest, best, seen, ends, at_sent, strict=True):
+        conclusive = k >= 0 and status.valid[k] and w_end >= r.recv + REST_WS_LAG_NS
         if b <= 0 or not conclusive:
             continue
         end = _earliest(
@@ -240,27 +240,28 @@ def _mismatch_gaps(
     return gaps
 
 
-def _crossed_gaps(timeline: Rows, last: int, scale: int) -> list[Gap]:
-    cross = crossed(timeline)
+def _crossed_gaps(status: Rows, last: int, scale: int) -> list[Gap]:
+    cross = crossed(status)
     if not cross.any():
         return []
     edges = np.diff(np.concatenate([[0], cross.astype(np.int8), [0]]))
     starts, stops = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
     gaps = []
     for a, z in zip(starts, stops, strict=True):
-        end = int(timeline.ts[z]) if z < len(timeline) else last
-        bid = format_units(int(timeline.px[a, BID, 0]), scale)
-        ask = format_units(int(timeline.px[a, ASK, 0]), scale)
-        gaps.append(Gap("crossed", int(timeline.ts[a]), end, f"best bid {bid} >= best ask {ask}"))
+        end = int(status.ts[z]) if z < len(status) else last
+        bid = format_units(int(status.px[a, BID, 0]), scale)
+        ask = format_units(int(status.px[a, ASK, 0]), scale)
+        gaps.append(Gap("crossed", int(status.ts[a]), end, f"best bid {bid} >= best ask {ask}"))
     return gaps
 
 
 def analyze(
-    dec: Decoded, timeline: Rows, check: RestCheck, diff: tuple[I64, I64], silence_ns: int
+    dec: Decoded, status: Rows, check: RestCheck, diff: tuple[I64, I64], silence_ns: int
 ) -> list[Gap]:
     """All gaps of a decoded partition, sorted by ``(start, kind, end)``.
 
-    *timeline* is the kernel's per-message top-1 output for ``dec.ops``, and
+    *status* are the kernel's :attr:`~replay.book.BookEngine.status` for
+    ``dec.ops`` (or its rows after every message: the same answer), and
     *diff* its :attr:`~replay.book.BookEngine.rest_diff` for ``check.windows``.
     """
     last = dec.last_ns
@@ -275,8 +276,8 @@ def analyze(
             gaps.append(Gap("disconnect", m.ts, end, _lost_detail(m)))
     gaps += _sequence_gaps(dec, snaps, _conn_ends(dec), last)
     gaps += _silence_gaps(dec, silence_ns)
-    gaps += _mismatch_gaps(check, diff, timeline, snaps, losses, last)
-    gaps += _crossed_gaps(timeline, last, dec.price_scale)
+    gaps += _mismatch_gaps(check, diff, status, snaps, losses, last)
+    gaps += _crossed_gaps(status, last, dec.price_scale)
     for m in dec.markers:
         if m.kind in LOSS_SPAN_EVENTS:
             gaps.append(Gap("journal_loss", m.start, m.end, m.detail))
@@ -310,14 +311,17 @@ def valid_mask(ts: I64, own_valid: Bools, is_crossed: Bools, gaps: Sequence[Gap]
     return own_valid & ~is_crossed & ~inside
 
 
-def valid_ns(timeline: Rows, gaps: Sequence[Gap], first: int, last: int) -> int:
-    """Total time in ``[first, last]`` during which the book was valid."""
-    if last <= first or len(timeline) == 0:
+def valid_ns(status: Rows, gaps: Sequence[Gap], first: int, last: int) -> int:
+    """Total time in ``[first, last]`` during which the book was valid.
+
+    *status* as for :func:`analyze`.
+    """
+    if last <= first or len(status) == 0:
         return 0
-    # The book's own state holds from each timeline row to the next; V(x) is the
+    # The book's own state holds from each row to the next; V(x) is the
     # time in [first, x] it was valid (and uncrossed), from a running sum.
-    t = np.clip(timeline.ts, first, last)
-    own = timeline.valid & ~crossed(timeline)
+    t = np.clip(status.ts, first, last)
+    own = status.valid & ~crossed(status)
     held = np.where(own, np.diff(t, append=last), 0)
     before = np.concatenate([[0], np.cumsum(held)])
 

@@ -69,6 +69,17 @@ def ref_rows(ops: Sequence[Op], depth: int, grid: Sequence[int] | None) -> list[
     return out
 
 
+def ref_status(ops: Sequence[Op]) -> list[tuple]:
+    """Reference status rows: the per-message top-1 rows where (valid, crossed) changes."""
+    out, shown = [], None
+    for ts, valid, (bids, asks) in ref_rows(ops, 1, None):
+        state = (valid, valid and bool(bids) and bool(asks) and bids[0][0] >= asks[0][0])
+        if state != shown:
+            out.append((ts, valid, [bids, asks]))
+            shown = state
+    return out
+
+
 def kernel_rows(rows: Rows) -> list[tuple]:
     out = []
     for r in range(len(rows)):
@@ -342,7 +353,7 @@ def ref_rest_diff(
 
 @settings(max_examples=150, deadline=None)
 @given(any_stream(), st.booleans(), st.data())
-def test_one_pass_gives_rows_timeline_and_rest_diff(
+def test_one_pass_gives_rows_status_and_rest_diff(
     ops: list[Op], on_grid: bool, data: st.DataObject
 ):
     grid = np.arange(-1, 400, 5, dtype=np.int64) if on_grid else None
@@ -360,13 +371,13 @@ def test_one_pass_gives_rows_timeline_and_rest_diff(
         ),
     )
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(ops)), max_size=5))))
-    engine = BookEngine(depth=3, grid=grid, capacity=2, timeline=True, windows=windows)
+    engine = BookEngine(depth=3, grid=grid, capacity=2, status=True, windows=windows)
     parts = [
         engine.feed(to_ops(ops).slice(a, b), final=(i == len(cuts)))
         for i, (a, b) in enumerate(itertools.pairwise([0, *cuts, len(ops)]))
     ]
     assert kernel_rows(Rows.concat(parts, 3)) == kernel_rows(run_kernel(to_ops(ops), 3, grid))
-    assert kernel_rows(engine.timeline) == ref_rows(ops, 1, None)
+    assert kernel_rows(engine.status) == ref_status(ops)
     best, states = engine.rest_diff
     want = [ref_rest_diff(ops, s, s + d, b, a) for s, d, b, a in replies]
     assert list(zip(best.tolist(), states.tolist(), strict=True)) == want

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from replay import Day
-from replay.gaps import Gap
+from replay.gaps import Gap, analyze, valid_ns
 from tickrec.contract import Row, event_payload, rows_to_table
 
 DATE = "2026-11-23"
@@ -417,3 +417,26 @@ def test_rest_reply_taken_before_the_stream_snapshot_is_inconclusive():
     f.rest(0.9, 1.2, {"100.00": "3"}, {"101.00": "1"})  # taken before the snapshot's state
     f.heartbeat(3)
     assert gaps(f.day()) == []
+
+
+def test_book_status_answers_as_the_full_timeline_does():
+    f = Feed()
+    f.initial(1, *BOOK)
+    for k in range(8):  # changes away from the touch: no new state
+        f.change(1.1 + k / 10, "bid", f"9{k}.00", "1")
+    f.rest(1.5, 1.6, {"100.00": "3"}, {"101.00": "1"})  # a mismatch
+    f.change(2, "bid", "101.50", "1")
+    f.change(3, "ask", "102.00", "1")
+    f.change(4, "ask", "101.00", "0")
+    f.change(5, "bid", "99.00", "2", seq=99)  # a sequence break
+    f.reconnect()
+    f.initial(6, *BOOK)
+    f.heartbeat(30)
+    day = f.day()
+    assert day._rest is None and day.gap_list()
+    status, timeline = day._book_status, day.timeline
+    assert len(status) < len(timeline)
+    assert analyze(day.decoded, timeline, *day._rest, day.silence_ns) == day.gap_list()
+    assert {g.kind for g in day.gap_list()} >= {"snapshot_mismatch", "crossed", "sequence"}
+    span = day.span
+    assert valid_ns(timeline, day.gap_list(), *span) == day.valid_ns > 0
