@@ -156,7 +156,14 @@ def write_snapshots(
     else:
         table = pa.Table.from_pandas(table_df, preserve_index=False)
         meta = {"tickrec.replay": json.dumps({"tickrec": __version__, **params}, sort_keys=True)}
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        # Dictionaries only for the symbol: built for prices and sizes they are
+        # discarded (too many values) after costing a quarter of the write.
+        pq.write_table(
+            table.replace_schema_metadata(meta),
+            tmp,
+            compression="zstd",
+            use_dictionary=["symbol"],
+        )
     os.replace(tmp, path)
     return path
 
