@@ -6,7 +6,8 @@ from the harness would start its ``ru_maxrss`` at the harness's peak.
 
 - :func:`replay_day`: ``python -m tickrec replay --date D`` over a synthetic
   day, first with any ``{root}/normalized`` cache removed (from raw), then
-  again with whatever cache the first run left (ARCHITECTURE section 2.1).
+  again with whatever cache the first run left (ARCHITECTURE section 2.1);
+  the pair is repeated, each time from raw again.
 - :func:`replay_workers`: ``tickrec replay --date D`` over a dataset holding
   the day under two symbols, with ``--workers 1`` and ``--workers 2``, from
   raw (``--no-cache``) and from the normalized cache; the snapshot files of
@@ -45,6 +46,7 @@ from tickrec.contract import list_partitions, list_parts, read_partition, write_
 
 __all__ = [
     "Child",
+    "EndToEnd",
     "RecordResult",
     "Unavailable",
     "Workers",
@@ -112,18 +114,40 @@ def _has_command(name: str) -> str | None:
     return None
 
 
-def replay_day(day: Day, timeout: float = 1800.0) -> tuple[Child, Child, bool]:
-    """Replay *day* end to end twice: ``(from raw, second run, cache present)``.
+@dataclass(frozen=True)
+class EndToEnd:
+    """Runs of ``tickrec replay --date``: from raw, and again with the cache the first left."""
 
-    The first run starts with no ``normalized`` cache; the second keeps what
-    the first left, and the flag says whether there was any.
+    raw: list[Child]
+    again: list[Child]
+    cached: bool
+    """Whether every first run left a normalized cache."""
+
+
+def replay_day(day: Day, reps: int = 1, timeout: float = 1800.0) -> EndToEnd:
+    """Replay *day* end to end twice, *reps* times.
+
+    Each first run starts with no ``normalized`` cache; the second keeps what
+    the first left.
     """
     why = _has_command("replay")
     if why:
         raise Unavailable(why)
+    raw, again, cached = [], [], True
+    for _ in range(reps):
+        first, second, left = _replay_twice(day, timeout)
+        raw.append(first)
+        again.append(second)
+        cached = cached and left
+    return EndToEnd(raw, again, cached)
+
+
+def _replay_twice(day: Day, timeout: float) -> tuple[Child, Child, bool]:
+    """From raw, then again: ``(first run, second run, cache left by the first)``."""
     cache = day.root / "normalized"
     shutil.rmtree(cache, ignore_errors=True)
     runs = []
+    cached = False
     with tempfile.TemporaryDirectory(prefix="tickrec-bench-out-") as out:
         for k in range(2):
             argv = _tickrec(
