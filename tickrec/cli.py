@@ -12,6 +12,7 @@ traceback instead.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -566,6 +567,11 @@ def demo_cmd(
 
 def main() -> None:
     """Console entry point: run the app, turning tickrec errors into one clear line."""
+    # Before numpy is imported (numpy reads it then; a value set by the user wins).
+    # Replay writes its large arrays once, front to back, so huge pages gain it
+    # little, while a kernel that must compact memory to provide them spends
+    # much of a replay's time doing so (README, "Performance").
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     debug = "--debug" in sys.argv[1:]
     try:
         app()  # click's standalone mode reports bad usage itself, with exit code 2
