@@ -57,6 +57,16 @@ _TABLES = ("ops", "trades", "msgs", "rest")
 # lz4 reads back in about 60% of the time zstd takes, for files about 1.5 times
 # the size (a 10 M-change day: 0.43 s and 204 MiB against 0.70 s and 136 MiB).
 _COMPRESSION = "lz4"
+# Columns written as deltas: times and counters that mostly grow, whose deltas
+# pack into a few bits. With no dictionaries, the 10 M-change day's cache is
+# written in about half the time (1.15 s against 2.1 s), is 30% smaller and
+# reads back faster.
+_DELTAS = {
+    "ops": ("ts", "grp", "exch"),
+    "trades": ("ts", "grp", "exch", "tid"),
+    "msgs": ("ts", "conn"),
+    "rest": (),
+}
 # Modules whose code decides what a partition decodes to.
 _DECODER_SOURCES = ("decode.py", "events.py", "ticks.py", "venues")
 
@@ -173,6 +183,8 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
             table,
             compression=_COMPRESSION,
             row_group_size=max(table.num_rows, 1),
+            use_dictionary=False,
+            column_encoding=dict.fromkeys(_DELTAS[name], "DELTA_BINARY_PACKED") or None,
         )
         write_atomic(path, write)
         files[name] = table.num_rows
