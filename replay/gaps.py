@@ -260,8 +260,8 @@ def analyze(
 ) -> list[Gap]:
     """All gaps of a decoded partition, sorted by ``(start, kind, end)``.
 
-    *status* are the kernel's :attr:`~replay.book.BookEngine.status` for
-    ``dec.ops`` (or its rows after every message: the same answer), and
+    *status* holds the kernel's :attr:`~replay.book.BookEngine.status` rows
+    for ``dec.ops`` (its rows after every message give the same answer), and
     *diff* its :attr:`~replay.book.BookEngine.rest_diff` for ``check.windows``.
     """
     last = dec.last_ns
