@@ -5,8 +5,9 @@ It reads the socket in chunks, which :class:`~recorder.frames.FrameReader`
 splits into messages, and stamps each message with ``time.time_ns()`` as it
 comes out, before its payload is parsed. Each message's header is read with
 the pure venue codec, and the message is appended to the journal with the
-symbols it belongs to. Everything that happens to
-the connection is an event row too (see :data:`tickrec.contract.EVENTS`).
+symbols it belongs to; the messages of one chunk reach the OS in one write,
+before the socket is read again. Everything that happens to the connection
+is an event row too (see :data:`tickrec.contract.EVENTS`).
 
 Staying up:
 
@@ -71,6 +72,10 @@ log = logging.getLogger("tickrec.recorder")
 
 #: Bytes asked of the socket per read: a small frame or many in one call.
 READ_CHUNK = 65536
+_CONTROL = frozenset(
+    {websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_CLOSE}
+)
+_BINARY = websocket.ABNF.OPCODE_BINARY
 
 
 @dataclass(frozen=True)
@@ -359,14 +364,28 @@ class Connection(threading.Thread):
                 raise websocket.WebSocketConnectionClosedException(
                     "Connection to remote host was lost."
                 )
-            for opcode, data in frames.feed(chunk):
-                # Each frame its own time, taken as it comes out of the chunk and before
-                # its payload is read: frames of one chunk stay apart in replay time.
-                recv_ns = time.time_ns()
-                if self._message(ws, opcode, data, recv_ns, v1, updates):
-                    received = True
-                elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                    return received
+            try:
+                for opcode, data in frames.feed(chunk):
+                    # Each frame its own time, taken as it comes out of the chunk and before
+                    # its payload is read: frames of one chunk stay apart in replay time.
+                    recv_ns = time.time_ns()
+                    if self._message(ws, opcode, data, recv_ns, v1, updates):
+                        received = True
+                    elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                        return received
+            finally:
+                # The chunk's messages in one write, before the socket is read again.
+                self.journal.write_deferred()
+
+    def _control(self, ws: websocket.WebSocket, opcode: int, data: bytes) -> None:
+        """Answer a ping, or a close (which ends the connection); a pong needs nothing."""
+        if opcode == websocket.ABNF.OPCODE_PING:
+            ws.pong(data)  # RFC 6455 section 5.5.2
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            ws.send_close()  # section 5.5.1: answer with a close frame
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            reason = data[2:].decode("utf-8", "backslashreplace")
+            self._disconnected(code, reason, self._why or "closed by server")
 
     def _message(
         self,
@@ -378,16 +397,8 @@ class Connection(threading.Thread):
         updates: UpdateTracker | None,
     ) -> bool:
         """Handle one message; True if it was data (stored), False for a control frame."""
-        if opcode == websocket.ABNF.OPCODE_PING:
-            ws.pong(data)  # RFC 6455 section 5.5.2
-            return False
-        if opcode == websocket.ABNF.OPCODE_PONG:
-            return False
-        if opcode == websocket.ABNF.OPCODE_CLOSE:
-            ws.send_close()  # section 5.5.1: answer with a close frame
-            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-            reason = data[2:].decode("utf-8", "backslashreplace")
-            self._disconnected(code, reason, self._why or "closed by server")
+        if opcode in _CONTROL:
+            self._control(ws, opcode, data)
             return False
         problem = None
         try:
@@ -395,7 +406,7 @@ class Connection(threading.Thread):
         except UnicodeDecodeError:
             text = data.decode("utf-8", "backslashreplace")
             problem = "invalid UTF-8; stored with backslash escapes"
-        if opcode == websocket.ABNF.OPCODE_BINARY:
+        if opcode == _BINARY:
             problem = "binary frame; stored as text with backslash escapes"
         header = header_of(self.protocol, text)
         symbols, route_problem = self._route(header)
@@ -408,6 +419,7 @@ class Connection(threading.Thread):
             symbols,
             header.exch_ns,
             header.venue_seq,
+            defer=True,
         )
         self.stats.message(symbols, recv_ns, header.exch_ns)
         problem = problem or header.problem or route_problem

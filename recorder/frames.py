@@ -16,6 +16,8 @@ from websocket import ABNF, WebSocketProtocolException
 __all__ = ["FrameReader"]
 
 _CONTROL = (ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG)
+_TEXT = ABNF.OPCODE_TEXT
+_WHOLE_TEXT = 0x80 | _TEXT  # first byte of an unfragmented text frame (FIN set)
 
 
 class FrameReader:
@@ -54,18 +56,24 @@ class FrameReader:
             if b1 & 0x80:
                 # Section 5.1: a server must not mask the frames it sends.
                 raise WebSocketProtocolException("masked frame from the server")
-            n, at = b1 & 0x7F, pos + 2
+            n, at = b1, pos + 2  # the mask bit is clear: b1 is the length
             if n >= 126:  # section 5.2: a 16-bit or 64-bit extended length follows
                 width = 2 if n == 126 else 8
                 if end - at < width:
                     need = 2 + width
                     break
-                n = int.from_bytes(buf[at : at + width], "big")
+                if n == 126:
+                    n = buf[at] << 8 | buf[at + 1]
+                else:
+                    n = int.from_bytes(buf[at : at + 8], "big")
                 at += width
             if end - at < n:
                 need = at - pos + n
                 break
-            self._frame(b0 & 0x80, b0 & 0x0F, buf[at : at + n], out)
+            if b0 == _WHOLE_TEXT and not self._fragments:
+                out.append((_TEXT, buf[at : at + n]))  # the usual frame, read without a call
+            else:
+                self._frame(b0 & 0x80, b0 & 0x0F, buf[at : at + n], out)
             pos = at + n
         rest = buf[pos:]
         self._pending = [rest] if rest else []

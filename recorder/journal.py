@@ -23,11 +23,14 @@ stood. A reader trusts records up to the first one that is short, has an
 impossible length, or fails its checksum, and reports how many bytes follow.
 
 Writes go to the OS at once (one ``pwrite`` per record, under the lock that
-also assigns ``seq``); a flusher thread fsyncs at least every
-``fsync_interval``. A failed write (disk full, file too large, read-only) is
-cut back to the last record boundary, so no half record is ever followed by a
-good one; the record waits in memory with everything after it, in order, and
-the flusher retries until the disk takes it or a limit is reached.
+also assigns ``seq``), except that a caller may defer records to write them
+together: a connection writes the messages of one socket read in one
+``pwrite``, before it reads the socket again. A flusher thread fsyncs at
+least every ``fsync_interval``. A failed write (disk full, file too large,
+read-only) is cut back to the last record boundary, so no half record is ever
+followed by a good one; the records wait in memory with everything after
+them, in order, and the flusher retries until the disk takes them or a limit
+is reached.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import struct
@@ -81,6 +85,7 @@ _HEAD = struct.Struct("<4sHI")
 _U32 = struct.Struct("<I")
 _REC = struct.Struct("<II")
 _BODY = struct.Struct("<qqiBqqqBBH")
+_FIXED, _LABELS = struct.Struct("<qqiBqqq"), struct.Struct("<BBH")  # _BODY, in two parts
 _EXCH, _VSEQ, _SENT = 1, 2, 4
 _SEG_PREFIX, _SEG_SUFFIX = "seg-", ".tj"
 #: Name of the lock file in a run's journal directory (held by the live recorder).
@@ -176,6 +181,16 @@ def try_lock(path: Path) -> int | None:
 # --- encoding ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
+def _labels(protocol: str, source: str, symbols: tuple[str, ...]) -> bytes:
+    """The label lengths and labels of a record body (a run has only a few distinct ones)."""
+    proto_b, source_b = protocol.encode(), source.encode()
+    symbols_b = ",".join(symbols).encode()
+    return (
+        _LABELS.pack(len(proto_b), len(source_b), len(symbols_b)) + proto_b + source_b + symbols_b
+    )
+
+
 def encode_record(
     recv_ns: int,
     seq: int,
@@ -194,25 +209,10 @@ def encode_record(
         | (_VSEQ if venue_seq is not None else 0)
         | (_SENT if sent_ns is not None else 0)
     )
-    proto_b, source_b = protocol.encode(), source.encode()
-    symbols_b = ",".join(symbols).encode()
     body = b"".join(
         (
-            _BODY.pack(
-                recv_ns,
-                seq,
-                conn_id,
-                flags,
-                exch_ns or 0,
-                venue_seq or 0,
-                sent_ns or 0,
-                len(proto_b),
-                len(source_b),
-                len(symbols_b),
-            ),
-            proto_b,
-            source_b,
-            symbols_b,
+            _FIXED.pack(recv_ns, seq, conn_id, flags, exch_ns or 0, venue_seq or 0, sent_ns or 0),
+            _labels(protocol, source, tuple(symbols)),
             payload.encode(),
         )
     )
@@ -444,7 +444,8 @@ class Journal:
         self._disk_timeout_ns = int(disk_timeout * 1e9)
         self._lock = threading.Lock()
         self._next_seq = 0
-        self._backlog: deque[bytes] = deque()
+        self._deferred: list[bytes] = []  # appended with defer, not yet written, in seq order
+        self._backlog: deque[tuple[bytes, int]] = deque()  # (records, how many) the disk refused
         self._trouble: _DiskTrouble | None = None
         self.fatal: JournalError | None = None
         self._closed = False
@@ -496,9 +497,14 @@ class Journal:
         exch_ns: int | None = None,
         venue_seq: int | None = None,
         sent_ns: int | None = None,
+        *,
+        defer: bool = False,
     ) -> int:
         """Append one row, going to the partitions of *symbols*; return its ``seq``.
 
+        With *defer* the record is kept in memory until :meth:`write_deferred`,
+        the next append without *defer*, or the next fsync, whichever comes
+        first, so that several records go to the OS in one write, in order.
         Raises :class:`JournalError` once the journal has given up (see :attr:`fatal`).
         """
         rotated = None
@@ -523,16 +529,33 @@ class Journal:
             if not self._backlog and (
                 recv_ns >= self._rotate_at or self._seg.size >= self._max_segment_bytes
             ):
-                rotated = self._rotate_locked(recv_ns)
+                self._write_deferred_locked()  # they belong to the segment being closed
+                if not self._backlog:
+                    rotated = self._rotate_locked(recv_ns)
             self._next_seq = seq + 1
-            self._write_locked(data)
+            self._deferred.append(data)
+            if not defer:
+                self._write_deferred_locked()
         if rotated is not None:
             self._finish(rotated)
         return seq
 
-    def _write_locked(self, data: bytes) -> None:
+    def write_deferred(self) -> None:
+        """Write the records appended with *defer* (one write for all of them)."""
+        with self._lock:
+            self._write_deferred_locked()
+
+    def _write_deferred_locked(self) -> None:
+        records = self._deferred
+        if not records:
+            return
+        data = records[0] if len(records) == 1 else b"".join(records)
+        self._deferred = []
+        self._write_locked(data, len(records))
+
+    def _write_locked(self, data: bytes, records: int) -> None:
         if self._backlog:
-            self._hold_locked(data)
+            self._hold_locked(data, records)
             return
         try:
             self._seg.write(data)
@@ -543,15 +566,15 @@ class Journal:
                 errno.errorcode.get(exc.errno or 0, "?"),
                 exc,
             )
-            self._hold_locked(data)
+            self._hold_locked(data, records)
             return
-        self._seg.records += 1
+        self._seg.records += records
 
-    def _hold_locked(self, data: bytes) -> None:
-        self._backlog.append(data)
+    def _hold_locked(self, data: bytes, records: int) -> None:
+        self._backlog.append((data, records))
         trouble = self._trouble
         assert trouble is not None
-        trouble.records += 1
+        trouble.records += records
         trouble.bytes += len(data)
         if trouble.bytes > self._max_backlog_bytes:
             self._give_up_locked(f"more than {self._max_backlog_bytes} bytes waiting")
@@ -572,15 +595,16 @@ class Journal:
         if trouble is None:
             return None
         while self._backlog:
+            data, records = self._backlog[0]
             try:
-                self._seg.write(self._backlog[0])
+                self._seg.write(data)
             except OSError as exc:
                 trouble.error = exc
                 if self._clock() - trouble.since_ns > self._disk_timeout_ns:
                     self._give_up_locked(f"still failing after {self._disk_timeout_ns / 1e9:.0f} s")
                 return None
             self._backlog.popleft()
-            self._seg.records += 1
+            self._seg.records += records
         self._trouble = None
         now = self._clock()
         log.warning(
@@ -623,6 +647,7 @@ class Journal:
     def rotate(self) -> None:
         """Close the current segment now and start the next one."""
         with self._lock:
+            self._write_deferred_locked()
             old = self._rotate_locked(self._clock()) if not self._backlog else None
         if old is not None:
             self._finish(old)
@@ -634,6 +659,7 @@ class Journal:
         with self._lock:
             if self._closed:
                 return
+            self._write_deferred_locked()
             event = self._retry_backlog_locked()
             now = self._clock()
             if not self._backlog and now >= self._rotate_at:
@@ -689,6 +715,7 @@ class Journal:
         with self._lock:
             if self._closed:
                 return
+            self._write_deferred_locked()  # appended since the sync above
             self._closed = True
             seg = self._seg
             if self._backlog and self.fatal is None:

@@ -30,7 +30,6 @@ __all__ = ["RunRecovery", "recover", "recover_run"]
 log = logging.getLogger("tickrec.recorder")
 
 
-
 @dataclass
 class RunRecovery:
     """What recovering one run did."""
