@@ -323,7 +323,7 @@ class Connection(threading.Thread):
         self.close(why)
         ws.settimeout(self.settings.close_timeout)
 
-    def _refused(self, text: str) -> None:
+    def _refused(self, text: str | bytes) -> None:
         """Note an error reply to one of our requests, and end the connection for good."""
         reply = parse_reply(text)
         if reply is None or reply.error is None or self.failure is not None:
@@ -401,21 +401,23 @@ class Connection(threading.Thread):
             self._control(ws, opcode, data)
             return False
         problem = None
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            text = data.decode("utf-8", "backslashreplace")
-            problem = "invalid UTF-8; stored with backslash escapes"
+        payload: str | bytes = data  # stored as it came whenever it is valid UTF-8
+        if not data.isascii():
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                payload = data.decode("utf-8", "backslashreplace")
+                problem = "invalid UTF-8; stored with backslash escapes"
         if opcode == _BINARY:
             problem = "binary frame; stored as text with backslash escapes"
-        header = header_of(self.protocol, text)
+        header = header_of(self.protocol, payload)
         symbols, route_problem = self._route(header)
         seq = self.journal.append(
             recv_ns,
             self.conn_id,
             self.protocol,
             "ws",
-            text,
+            payload,
             symbols,
             header.exch_ns,
             header.venue_seq,
@@ -427,7 +429,7 @@ class Connection(threading.Thread):
             self._event("malformed", seq=seq, problem=problem)
             self.stats.count(symbols, "malformed")
         if header.kind == "reply":
-            self._refused(text)
+            self._refused(payload)
         if self._why is not None:
             return True  # already closing: the next connection starts afresh anyway
         gap = self._gap(header, v1, updates)

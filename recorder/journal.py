@@ -197,27 +197,26 @@ def encode_record(
     conn_id: int,
     protocol: str,
     source: str,
-    payload: str,
+    payload: str | bytes,
     symbols: Iterable[str],
     exch_ns: int | None = None,
     venue_seq: int | None = None,
     sent_ns: int | None = None,
 ) -> bytes:
-    """One framed record (length, checksum, body)."""
+    """One framed record (length, checksum, body); a bytes *payload* must be valid UTF-8."""
     flags = (
         (_EXCH if exch_ns is not None else 0)
         | (_VSEQ if venue_seq is not None else 0)
         | (_SENT if sent_ns is not None else 0)
     )
-    body = b"".join(
-        (
-            _FIXED.pack(recv_ns, seq, conn_id, flags, exch_ns or 0, venue_seq or 0, sent_ns or 0),
-            _labels(protocol, source, tuple(symbols)),
-            payload.encode(),
-        )
-    )
-    length = _U32.pack(len(body))
-    return length + _U32.pack(zlib.crc32(body, zlib.crc32(length))) + body
+    head = _FIXED.pack(
+        recv_ns, seq, conn_id, flags, exch_ns or 0, venue_seq or 0, sent_ns or 0
+    ) + _labels(protocol, source, tuple(symbols))
+    body = payload if isinstance(payload, bytes) else payload.encode()
+    length = _U32.pack(len(head) + len(body))
+    # The checksum covers the length too, so a torn length is caught (module docstring).
+    crc = zlib.crc32(body, zlib.crc32(head, zlib.crc32(length)))
+    return b"".join((length, _U32.pack(crc), head, body))
 
 
 def decode_body(body: bytes | memoryview, run_id: str) -> JournalRecord:
@@ -492,7 +491,7 @@ class Journal:
         conn_id: int,
         protocol: str,
         source: str,
-        payload: str,
+        payload: str | bytes,
         symbols: Iterable[str],
         exch_ns: int | None = None,
         venue_seq: int | None = None,

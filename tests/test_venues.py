@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickrec.errors import UsageError
 from tickrec.venues import GEMINI_V1, GEMINI_V2, SequenceTracker, header_of, subscribe_message
@@ -49,6 +52,66 @@ def test_v1_heartbeat_initial_and_gap() -> None:
 )
 def test_v1_malformed_is_a_problem_not_an_exception(payload: str) -> None:
     assert header_of(GEMINI_V1, payload).problem
+
+
+def _v1_reference(payload: str) -> tuple[str, int | None, int | None, bool]:
+    """What a v1 header must say, read the plain way: (kind, exch_ns, venue_seq, problem?)."""
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return "", None, None, True
+    if not isinstance(obj, dict):
+        return "", None, None, True
+
+    def int64(v: Any) -> int | None:
+        ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+        return v if ok else None
+
+    kind, seq, ms = (
+        obj.get("type"),
+        int64(obj.get("socket_sequence")),
+        int64(obj.get("timestampms")),
+    )
+    exch_ns = ms * 1_000_000 if ms is not None and ms * 1_000_000 < 2**63 else None
+    if kind not in ("update", "heartbeat"):
+        return str(kind), exch_ns, seq, True
+    if seq is None:
+        return kind, exch_ns, None, True
+    return kind, exch_ns, seq, False
+
+
+_JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 2**63 - 1, 2**63, 9_223_372_036_854, 9_223_372_036_855]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+    st.sampled_from(["update", "heartbeat", "Update"]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["type", "socket_sequence", "timestampms", "events", "eventId"]),
+        _JSON_VALUES,
+    ),
+    cut=st.integers(min_value=0, max_value=3),
+)
+def test_v1_header_agrees_with_a_plain_reading(fields: dict[str, Any], cut: int) -> None:
+    """The fast header path and its fallback say what a plain JSON reading says.
+
+    *cut* > 0 truncates the frame (malformed JSON); float-valued fields must
+    not be taken as sequence numbers or times, nor ints beyond int64.
+    """
+    payload = json.dumps(fields)
+    if cut:
+        payload = payload[:-cut]
+    h = header_of(GEMINI_V1, payload)
+    kind, exch_ns, seq, problem = _v1_reference(payload)
+    assert (h.kind, h.exch_ns, h.venue_seq, h.problem is not None) == (kind, exch_ns, seq, problem)
 
 
 def test_v2_real_messages_route_by_symbol() -> None:

@@ -9,9 +9,11 @@ update; the first (initial) update may lack it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Annotated, Any, NamedTuple
 
-from tickrec.venues._json import as_int, load_object
+import msgspec
+
+from tickrec.venues._json import INT64_MAX, as_int64, ms_to_ns
 from tickrec.venues.base import Header, register
 
 __all__ = ["PROTOCOL", "Gap", "SequenceTracker", "header", "stream_url"]
@@ -26,15 +28,53 @@ def stream_url(base: str, symbol: str) -> str:
     return f"{base.rstrip('/')}/v1/marketdata/{symbol}?heartbeat=true"
 
 
+class _Frame(msgspec.Struct):
+    """The top-level fields of a well-formed v1 frame that its header needs.
+
+    The decoder checks that the whole frame is one JSON object and that these
+    fields have their documented types, but builds no objects for the rest
+    (the events): the recorder reads a header per message, and v1 carries
+    every engine event, so this is its hottest path.
+    """
+
+    type: str
+    socket_sequence: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+    timestampms: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX // 1_000_000)] | None = None
+
+
+class _AnyFrame(msgspec.Struct):
+    """The same fields, of any type: read to say what is wrong with a frame."""
+
+    type: Any = None
+    socket_sequence: Any = None
+    timestampms: Any = None
+
+
+_read_frame = msgspec.json.Decoder(_Frame).decode
+_read_any = msgspec.json.Decoder(_AnyFrame).decode
+
+
 def header(payload: str | bytes) -> Header:
     """Read kind, ``timestampms`` (as ns) and ``socket_sequence`` of a v1 frame."""
-    obj, problem = load_object(payload)
-    if obj is None:
-        return Header(kind="", problem=problem)
-    kind = obj.get("type")
-    seq = as_int(obj.get("socket_sequence"))
-    ms = as_int(obj.get("timestampms"))
-    exch_ns = ms * 1_000_000 if ms is not None else None
+    try:
+        frame = _read_frame(payload)
+    except ValueError:  # msgspec.DecodeError, or a str holding a lone surrogate
+        return _problem(payload)
+    if frame.type not in _KINDS:
+        return _problem(payload)
+    ms = frame.timestampms
+    return Header(frame.type, None if ms is None else ms * 1_000_000, frame.socket_sequence)
+
+
+def _problem(payload: str | bytes) -> Header:
+    """The header of a frame that is not a well-formed v1 frame, with what is wrong."""
+    try:
+        frame = _read_any(payload)
+    except ValueError as exc:
+        return Header(kind="", problem=f"not a JSON object: {exc}")
+    kind = frame.type
+    seq = as_int64(frame.socket_sequence)
+    exch_ns = ms_to_ns(frame.timestampms)
     if not isinstance(kind, str) or kind not in _KINDS:
         return Header(
             kind=str(kind),
@@ -43,8 +83,8 @@ def header(payload: str | bytes) -> Header:
             problem=f"unexpected message type {kind!r}",
         )
     if seq is None:
-        return Header(kind=kind, exch_ns=exch_ns, problem="no integer socket_sequence")
-    return Header(kind=kind, exch_ns=exch_ns, venue_seq=seq)
+        return Header(kind=kind, exch_ns=exch_ns, problem="no int64 socket_sequence")
+    return Header(kind=kind, exch_ns=exch_ns, venue_seq=seq)  # only timestampms was off
 
 
 register(PROTOCOL, header)

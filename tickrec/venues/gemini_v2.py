@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from tickrec.venues._json import as_int, load_object
+from tickrec.venues._json import load_object, ms_to_ns
 from tickrec.venues.base import Header, register
 
 __all__ = ["PROTOCOL", "header", "stream_url", "subscribe_message"]
@@ -53,8 +53,7 @@ def header(payload: str | bytes) -> Header:
     symbol = symbol if isinstance(symbol, str) and symbol else None
     exch_ns = None
     if kind in _FEEDS_WITH_TIME:
-        ms = as_int(obj.get("timestamp"))
-        exch_ns = ms * 1_000_000 if ms is not None else None
+        exch_ns = ms_to_ns(obj.get("timestamp"))
     if not _known(kind):
         return Header(
             kind=kind, exch_ns=exch_ns, symbol=symbol, problem=f"unexpected message type {kind!r}"

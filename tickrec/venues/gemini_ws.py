@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from tickrec.venues._json import as_int, load_object
+from tickrec.venues._json import INT64_MAX, as_int, as_int64, load_object
 from tickrec.venues.base import Header, register
 from tickrec.venues.gemini_v1 import Gap
 
@@ -42,9 +42,6 @@ __all__ = [
 ]
 
 PROTOCOL = "gemini.ws"
-
-# int64 columns hold venue_seq and exch_ts (ARCHITECTURE 2.2).
-_INT64_MAX = 2**63 - 1
 
 
 def stream_url(base: str) -> str:
@@ -97,17 +94,12 @@ def epoch_ns(value: int) -> int:
     return value * 1_000_000_000
 
 
-def _int64(obj: dict[str, Any], key: str) -> int | None:
-    value = as_int(obj.get(key))
-    return value if value is not None and 0 <= value <= _INT64_MAX else None
-
-
 def _time(obj: dict[str, Any]) -> int | None:
-    e = _int64(obj, "E")
+    e = as_int64(obj.get("E"))
     if e is None:
         return None
     ns = epoch_ns(e)
-    return ns if ns <= _INT64_MAX else None
+    return ns if ns <= INT64_MAX else None
 
 
 def kind_of(obj: dict[str, Any]) -> str:
@@ -136,7 +128,7 @@ def header(payload: str | bytes) -> Header:
         return Header(kind=kind)
     if kind == "partialDepth":
         # No symbol in the frame (gemini.md section 3.3): it belongs to the connection.
-        return Header(kind=kind, venue_seq=_int64(obj, "lastUpdateId"))
+        return Header(kind=kind, venue_seq=as_int64(obj.get("lastUpdateId")))
     exch_ns = _time(obj)
     s = obj.get("s")
     symbol = s.upper() if isinstance(s, str) and s else None
@@ -146,11 +138,11 @@ def header(payload: str | bytes) -> Header:
         return Header(kind=kind, exch_ns=exch_ns, problem=f"{kind} without a symbol")
     if kind == "trade":
         return Header(kind=kind, exch_ns=exch_ns, symbol=symbol)
-    last = _int64(obj, "u")
+    last = as_int64(obj.get("u"))
     if kind == "bookTicker":
         # Its u is the book's update id at that moment; tickers skip ids, so no range.
         return Header(kind=kind, exch_ns=exch_ns, venue_seq=last, symbol=symbol)
-    first = _int64(obj, "U")
+    first = as_int64(obj.get("U"))
     if first is None or last is None or first > last:
         return Header(
             kind=kind, exch_ns=exch_ns, symbol=symbol, problem="no int64 update ids U <= u"
