@@ -24,11 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 
 from replay.book import BookEngine, Rows
@@ -41,15 +40,21 @@ from tickrec import contract
 from tickrec.durations import parse_duration_ns
 from tickrec.errors import UsageError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["Day", "open", "parse_interval_ns", "to_ns"]
 
 I64 = npt.NDArray[np.int64]
 NS_PER_DAY = 86_400 * 1_000_000_000
+_EPOCH = dt.date(1970, 1, 1)
 
 
 def parse_interval_ns(every: str | float | dt.timedelta | pd.Timedelta, name: str = "every") -> int:
     """Exact ns of an interval: ``"1s"``, ``"100ms"``, ``"250us"``, ``"1m"``, seconds, timedelta."""
-    if isinstance(every, (dt.timedelta, pd.Timedelta)):
+    if isinstance(every, dt.timedelta):  # a pandas.Timedelta is one too, to the ns
+        import pandas as pd
+
         return int(pd.Timedelta(every).value)
     return parse_duration_ns(every, name)
 
@@ -58,6 +63,8 @@ def to_ns(ts: str | int | dt.datetime | pd.Timestamp | np.datetime64) -> int:
     """Nanoseconds since the epoch of a time; naive times are UTC, ints are already ns."""
     if isinstance(ts, (int, np.integer)):
         return int(ts)
+    import pandas as pd
+
     stamp = pd.Timestamp(ts)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -65,7 +72,27 @@ def to_ns(ts: str | int | dt.datetime | pd.Timestamp | np.datetime64) -> int:
 
 
 def _times(ns: I64) -> pd.Series:
+    import pandas as pd
+
     return pd.Series(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def _arrow(
+    values: npt.NDArray[Any], kind: pa.DataType, nulls: npt.NDArray[np.bool_] | None = None
+) -> pa.Array:
+    """A numpy column as an Arrow array of *kind*, null where *nulls* is set.
+
+    Built from buffers because ``pa.array`` imports pandas to check for a
+    Series, which is half a second of a command-line replay.
+    """
+    if values.dtype == np.bool_:
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))  # Arrow's bit-packed bools
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(values))
+    valid = None
+    if nulls is not None and nulls.any():
+        valid = pa.py_buffer(np.packbits(~nulls, bitorder="little"))
+    return pa.Array.from_buffers(kind, len(values), [valid, data])
 
 
 def _exchange_times(table: Any) -> tuple[I64, I64]:
@@ -137,7 +164,7 @@ class Day:
             self._raw = table.select
         _read_only(self.decoded)
         self._exch: tuple[I64, I64] | None = None
-        self.midnight_ns = int(pd.Timestamp(date, tz="UTC").value)
+        self.midnight_ns = (dt.date.fromisoformat(date) - _EPOCH).days * NS_PER_DAY
         self._status: Rows | None = None
         self._timeline: Rows | None = None
         self._rest: tuple[RestCheck, tuple[I64, I64]] | None = None
@@ -249,15 +276,42 @@ class Day:
         float64, NaN where the book has fewer levels; with ``exact=True`` they
         are int64 ticks/units with 0 for absent levels.
         """
+        return self._frame(self._snapshot_rows(depth, every, start, end), depth, exact)
+
+    def snapshot_table(
+        self,
+        depth: int = 10,
+        every: str | float | dt.timedelta = "1s",
+        start: Any = None,
+        end: Any = None,
+        exact: bool = False,
+    ) -> pa.Table:
+        """:meth:`book_snapshots` as an Arrow table, built without pandas.
+
+        The same columns and values, ``ts`` as ``timestamp[ns, UTC]``; absent
+        levels are nulls rather than NaN (what pandas' NaN becomes in Arrow).
+        """
+        rows = self._snapshot_rows(depth, every, start, end)
+        cols = {"ts": _arrow(rows.ts, pa.timestamp("ns", "UTC"))}
+        for name, values in self._columns(rows, depth, exact).items():
+            if values.dtype == np.bool_:
+                cols[name] = _arrow(values, pa.bool_())
+            elif exact:
+                cols[name] = _arrow(values, pa.int64())
+            else:
+                cols[name] = _arrow(values, pa.float64(), nulls=np.isnan(values))
+        return pa.table(cols)
+
+    def _snapshot_rows(self, depth: int, every: Any, start: Any, end: Any) -> Rows:
         if depth < 1:
             raise UsageError("depth must be >= 1")
         step = parse_interval_ns(every)
         grid = None if step == 0 else self.grid(every, start, end)
-        rows = self._rows(depth, grid)
-        return self._frame(rows, depth, exact)
+        return self._rows(depth, grid)
 
-    def _frame(self, rows: Rows, depth: int, exact: bool) -> pd.DataFrame:
-        cols: dict[str, Any] = {"ts": _times(rows.ts)}
+    def _columns(self, rows: Rows, depth: int, exact: bool) -> dict[str, npt.NDArray[Any]]:
+        """Snapshot columns after ``ts``: price and size per side and level, then ``valid``."""
+        cols: dict[str, npt.NDArray[Any]] = {}
         present = rows.sz > 0
         for name, s in (("bid", BID), ("ask", ASK)):
             for kind, values, scale in (
@@ -269,7 +323,12 @@ class Day:
                 for i in range(depth):
                     cols[f"{name}_{kind}_{i}"] = data[:, i]
         cols["valid"] = self._valid(rows)
-        df = pd.DataFrame(cols)
+        return cols
+
+    def _frame(self, rows: Rows, depth: int, exact: bool) -> pd.DataFrame:
+        import pandas as pd
+
+        df = pd.DataFrame({"ts": _times(rows.ts), **self._columns(rows, depth, exact)})
         df.attrs.update(price_scale=self.price_scale, size_scale=self.size_scale)
         return df
 
@@ -302,6 +361,8 @@ class Day:
         subscription), minus those also received live or already listed, so
         nothing is counted twice; column ``historical`` marks them.
         """
+        import pandas as pd
+
         tr = self.decoded.trades
         keep = ~tr.historical
         if historical:
@@ -371,6 +432,8 @@ class Day:
         Connection resets are not rows here; see :meth:`events` and
         :meth:`gaps`.
         """
+        import pandas as pd
+
         ops = self.decoded.ops
         idx = np.nonzero(ops.op == OP_SET)[0]
         df = pd.DataFrame(
@@ -398,6 +461,8 @@ class Day:
         reading. Gemini stamps in ms and the two clocks are not synchronized,
         so values near zero may be negative.
         """
+        import pandas as pd
+
         recv, exch = self._exch_times
         return pd.DataFrame(
             {
@@ -409,6 +474,8 @@ class Day:
 
     def gaps(self) -> pd.DataFrame:
         """Gaps: ``kind``, ``start``, ``end``, ``duration``, ``detail`` (see :mod:`replay.gaps`)."""
+        import pandas as pd
+
         g = self.gap_list()
         start = np.array([x.start for x in g], np.int64)
         end = np.array([x.end for x in g], np.int64)

@@ -9,6 +9,8 @@ replay parameters under the ``tickrec.replay`` key. The bytes depend only on
 the input files and the options.
 
 Progress goes to stderr, one line per symbol, only when stderr is a terminal.
+Nothing here needs pandas except CSV output, so a replay to Parquet starts
+without importing it (half a second).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import pandas as pd
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -85,7 +87,7 @@ class Replayed:
     symbol: str
     summary: dict[str, Any]
     gaps: list[Gap]
-    snapshots: pd.DataFrame | None
+    snapshots: pa.Table | None
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class ReplayJob:
     depth: int = 10
     every: str = "1s"
     snapshots: bool = False
-    """Whether to compute the snapshot frame (only when it will be written)."""
+    """Whether to compute the snapshot table (only when it will be written)."""
 
     def __call__(self, symbol: str) -> Replayed:
         day = open(
@@ -111,8 +113,8 @@ class ReplayJob:
             silence=self.silence,
             cache=self.cache,
         )
-        frame = day.book_snapshots(depth=self.depth, every=self.every) if self.snapshots else None
-        return Replayed(symbol, day.summary(), day.gap_list(), frame)
+        table = day.snapshot_table(depth=self.depth, every=self.every) if self.snapshots else None
+        return Replayed(symbol, day.summary(), day.gap_list(), table)
 
 
 def terminal_progress(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:
@@ -143,18 +145,21 @@ def _check_out(out: str | os.PathLike[str]) -> Path:
 
 
 def write_snapshots(
-    frames: dict[str, pd.DataFrame], out: str | os.PathLike[str], params: dict[str, Any]
+    tables: dict[str, pa.Table], out: str | os.PathLike[str], params: dict[str, Any]
 ) -> Path:
-    """Write per-symbol snapshot frames as one file with a ``symbol`` column; return its path."""
+    """Write per-symbol snapshot tables as one file with a ``symbol`` column; return its path."""
     path = _check_out(out)
-    parts = [df.assign(symbol=sym)[["symbol", *df.columns]] for sym, df in sorted(frames.items())]
-    table_df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"symbol": []})
+    parts = [
+        t.add_column(0, "symbol", _repeat(sym, t.num_rows)) for sym, t in sorted(tables.items())
+    ]
+    table = pa.concat_tables(parts) if parts else pa.table({"symbol": _repeat("", 0)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() == ".csv":
-        table_df.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ", lineterminator="\n")
+        table.to_pandas().to_csv(
+            tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ", lineterminator="\n"
+        )
     else:
-        table = pa.Table.from_pandas(table_df, preserve_index=False)
         meta = {"tickrec.replay": json.dumps({"tickrec": __version__, **params}, sort_keys=True)}
         # Dictionaries only for the symbol: built for prices and sizes they are
         # discarded (too many values) after costing a quarter of the write.
@@ -166,6 +171,15 @@ def write_snapshots(
         )
     os.replace(tmp, path)
     return path
+
+
+def _repeat(text: str, n: int) -> pa.Array:
+    """*text* *n* times as ``large_string``, from buffers (``pa.array`` would import pandas)."""
+    data = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
+    return pa.Array.from_buffers(
+        pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)]
+    )
 
 
 def _pct(x: float) -> str:

@@ -8,11 +8,13 @@ views for convenience; floats are for display and analysis only
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["BookView", "Event"]
 
@@ -94,6 +96,8 @@ class BookView:
 
     def to_frame(self) -> pd.DataFrame:
         """Levels as a DataFrame: ``side`` (bid/ask), ``level``, ``price``, ``size`` (float64)."""
+        import pandas as pd
+
         parts = []
         for side, arr in (("bid", self.bids), ("ask", self.asks)):
             parts.append(

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import V2_DATE, sha
 
@@ -105,6 +107,21 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path: Path, caplog: pytest.Log
 
 def _square(x: int) -> int:
     return x * x
+
+
+def test_columns_read_back_as_read_only_numpy():
+    """Cache columns become numpy without pyarrow's to_numpy, bools unpacked from bits."""
+    flags = pa.array([True, False, True, True, False, False, True, False, True, True])
+    for arr in (flags, flags.slice(3), flags.slice(9), flags.slice(10)):
+        got = cache._numpy(arr)
+        assert got.dtype == np.bool_ and got.tolist() == arr.to_pylist()
+        assert not got.flags.writeable
+    ints = pa.array(np.arange(-5, 5, dtype=np.int64)).slice(2, 5)
+    got = cache._numpy(ints)
+    assert got.dtype == np.int64 and got.tolist() == [-3, -2, -1, 0, 1]
+    assert not got.flags.writeable
+    with pytest.raises(ValueError, match="nulls"):
+        cache._numpy(pa.array([1, None], pa.int64()))
 
 
 def test_map_partitions_keeps_order():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import realdata
 from conftest import V2_DATE, sha
@@ -19,12 +20,12 @@ TICKREC = str(Path(sys.executable).with_name("tickrec"))
 
 def in_process(v2_root: Path, out: Path, every: str = "1s", chunk_size: int = 1 << 20) -> str:
     symbols = report.resolve_symbols(v2_root, "gemini", V2_DATE, None)
-    frames = {
-        s: replay.open(V2_DATE, s, data=v2_root, chunk_size=chunk_size).book_snapshots(every=every)
+    tables = {
+        s: replay.open(V2_DATE, s, data=v2_root, chunk_size=chunk_size).snapshot_table(every=every)
         for s in symbols
     }
     params = {"venue": "gemini", "date": V2_DATE, "depth": 10, "every": every}
-    return sha(report.write_snapshots(frames, out, params))
+    return sha(report.write_snapshots(tables, out, params))
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +46,34 @@ def test_chunk_size_does_not_change_a_byte(v2_root: Path, tmp_path: Path, every:
         for n in (1, 7, 1 << 20)
     }
     assert len(hashes) == 1
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("every", ["1s", "0"])
+def test_snapshot_table_is_the_snapshot_frame(v2_root: Path, every: str, exact: bool):
+    """The Arrow table the command line writes holds what the DataFrame holds."""
+    day = replay.open(V2_DATE, "FILUSD", data=v2_root)
+    frame = day.book_snapshots(every=every, exact=exact)
+    want = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    got = day.snapshot_table(every=every, exact=exact)
+    assert got.num_rows > 0 and got.schema == want.schema
+    assert got.equals(want)
+    assert got.column("bid_px_9").null_count == (0 if exact else frame["bid_px_9"].isna().sum())
+
+
+def test_replay_to_parquet_needs_no_pandas(v2_root: Path, tmp_path: Path):
+    """pandas costs half a second to import; a replay to Parquet runs with it unavailable."""
+    out = tmp_path / "nopandas.parquet"
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"
+        "from tickrec.cli import main\n"
+        f"sys.argv = ['tickrec', 'replay', '--date', '{V2_DATE}', '--data', {str(v2_root)!r},"
+        f" '--out', {str(out)!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sha(out) == in_process(v2_root, tmp_path / "lib.parquet")
 
 
 def test_chunk_size_does_not_change_quotes_or_gaps(v2_root: Path):
