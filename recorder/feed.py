@@ -64,7 +64,7 @@ from tickrec.errors import JournalError
 from tickrec.venues import GEMINI_V1, GEMINI_V2, GEMINI_WS, SequenceTracker, header_of
 from tickrec.venues.base import Header
 from tickrec.venues.gemini_v1 import Gap
-from tickrec.venues.gemini_ws import UpdateTracker, parse_reply
+from tickrec.venues.gemini_ws import Reply, UpdateTracker, parse_reply
 
 __all__ = ["ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 
@@ -323,10 +323,9 @@ class Connection(threading.Thread):
         self.close(why)
         ws.settimeout(self.settings.close_timeout)
 
-    def _refused(self, text: str | bytes) -> None:
+    def _refused(self, reply: Reply) -> None:
         """Note an error reply to one of our requests, and end the connection for good."""
-        reply = parse_reply(text)
-        if reply is None or reply.error is None or self.failure is not None:
+        if reply.error is None or self.failure is not None:
             return
         code, msg = reply.error
         self._event("error", request_id=reply.id, status=reply.status, code=code, msg=msg)
@@ -351,7 +350,7 @@ class Connection(threading.Thread):
 
     def _read(self, ws: websocket.WebSocket) -> bool:
         v1 = SequenceTracker() if self.protocol == GEMINI_V1 else None
-        updates = UpdateTracker() if self.protocol == GEMINI_WS else None
+        updates = UpdateTracker(self.send) if self.protocol == GEMINI_WS else None
         frames = FrameReader()
         received = False
         sock = ws.sock
@@ -428,8 +427,10 @@ class Connection(threading.Thread):
         if problem is not None:
             self._event("malformed", seq=seq, problem=problem)
             self.stats.count(symbols, "malformed")
-        if header.kind == "reply":
-            self._refused(payload)
+        if header.kind == "reply" and (reply := parse_reply(payload)) is not None:
+            if updates is not None:
+                updates.reply(reply)
+            self._refused(reply)
         if self._why is not None:
             return True  # already closing: the next connection starts afresh anyway
         gap = self._gap(header, v1, updates)

@@ -27,7 +27,8 @@ from tickrec.contract import Row, rows_to_table
 from tickrec.errors import ProtocolError
 from tickrec.sim import Simulator
 from tickrec.venues import GEMINI_WS, header_of
-from tickrec.venues.gemini_ws import UpdateTracker, epoch_ns, parse_reply
+from tickrec.venues.gemini_v1 import Gap
+from tickrec.venues.gemini_ws import UpdateTracker, epoch_ns, parse_reply, request
 
 SYMS = ("BTCUSD", "ETHUSD")
 #: Above 2**53: a double would round these ids (gemini.md section 3.4).
@@ -210,6 +211,37 @@ def test_reply_errors_and_tracker() -> None:
     assert tracker.check("ETHUSD", 7, 9) is None  # per symbol
     gap = tracker.check("BTCUSD", BIG + 6, BIG + 8)
     assert gap is not None and (gap.expected, gap.got) == (BIG + 5, BIG + 6)
+
+
+def test_tracker_follows_replies_to_our_requests_as_the_replayer_does() -> None:
+    """A depth reply newer than the book becomes the book; an accepted subscribe to a
+    symbol's diffs makes its next diff a fresh snapshot (replay.venues.gemini_ws)."""
+    sent = [
+        request(1, "subscribe", ["btcusd@depth@100ms", "btcusd@trade"]),
+        request(2, "subscribe", ["ethusd@trade"]),
+        request(3, "depth", {"symbol": "btcusd", "limit": 5000}),
+        request(4, "depth", {"symbol": "ethusd", "limit": 5000}),
+    ]
+    tracker = UpdateTracker(sent)
+
+    def reply(text: str) -> None:
+        parsed = parse_reply(text)
+        assert parsed is not None
+        tracker.reply(parsed)
+
+    assert tracker.check("BTCUSD", 10, 20) is None  # the snapshot
+    reply('{"id":3,"status":200,"result":{"lastUpdateId":30,"bids":[],"asks":[]}}')
+    assert tracker.check("BTCUSD", 21, 30) is None  # stale: the depth reply covers it
+    assert tracker.check("BTCUSD", 31, 35) is None  # follows the depth reply
+    reply('{"id":4,"status":200,"result":{"lastUpdateId":3,"bids":[],"asks":[]}}')
+    assert tracker.check("ETHUSD", 4, 6) is None  # no book yet: the reply became it
+    reply('{"id":1,"status":200,"result":null}')
+    assert tracker.check("BTCUSD", 100, 110) is None  # the resubscription's snapshot
+    reply('{"id":2,"status":200,"result":null}')  # names no diff stream: changes nothing
+    assert tracker.check("ETHUSD", 9, 9) == Gap(7, 9)
+    reply('{"id":3,"status":200,"result":{"lastUpdateId":500}}')  # answered already
+    gap = tracker.check("BTCUSD", 112, 115)
+    assert gap == Gap(111, 112)
 
 
 # --- recorder and replay against the simulator's truth ------------------------------------

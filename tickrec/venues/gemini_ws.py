@@ -17,7 +17,7 @@ milliseconds: the unit is inferred from the digit count (:func:`epoch_ns`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -47,6 +47,10 @@ PROTOCOL = "gemini.ws"
 def stream_url(base: str) -> str:
     """The connection URL: a full-book snapshot on every diff subscription (gemini.md section 3)."""
     return f"{base.rstrip('/')}/?snapshot=-1"
+
+
+#: The endings of a diff stream's name (``{symbol}@depth``, ``{symbol}@depth@100ms``).
+_DIFF_SUFFIXES = ("@depth", "@depth@100ms")
 
 
 def depth_stream(symbol: str) -> str:
@@ -183,13 +187,48 @@ class UpdateTracker:
     Recipe A of gemini.md section 3.4: the first ``depthUpdate`` of a symbol
     (the snapshot of a ``snapshot=-1`` connection) sets ``last = u``; after
     it a frame with ``u <= last`` is stale and ignored, one with
-    ``U > last + 1`` is a gap. Create a new tracker for every connection.
+    ``U > last + 1`` is a gap. Replies to the requests the connection *sent*
+    move it too, by the rules the replayer follows (``replay.venues.gemini_ws``),
+    so the recorder reconnects exactly where a replay sees a break: an
+    accepted subscribe to a symbol's diffs makes its next diff a fresh
+    snapshot, and a ``depth`` reply newer than the book becomes the book
+    (recipe B). Create a new tracker for every connection.
     """
 
-    __slots__ = ("last",)
+    __slots__ = ("_requests", "last")
 
-    def __init__(self) -> None:
+    def __init__(self, sent: Iterable[str] = ()) -> None:
         self.last: dict[str, int] = {}
+        # request id -> (method, the symbols whose book its reply moves)
+        self._requests: dict[int | str, tuple[str, tuple[str, ...]]] = {}
+        for text in sent:
+            obj, _ = load_object(text)
+            rid = None if obj is None else obj.get("id")
+            if obj is None or not isinstance(rid, int | str) or isinstance(rid, bool):
+                continue
+            method, params = str(obj.get("method", "")).lower(), obj.get("params")
+            if method == "subscribe" and isinstance(params, list):
+                names = [str(p).lower() for p in params]
+                symbols = [n.split("@")[0].upper() for n in names if n.endswith(_DIFF_SUFFIXES)]
+                self._requests[rid] = (method, tuple(symbols))
+            elif method == "depth" and isinstance(params, dict):
+                self._requests[rid] = (method, (str(params.get("symbol", "")).upper(),))
+
+    def reply(self, reply: Reply) -> None:
+        """Apply the reply to one of our requests."""
+        rid = reply.id
+        if not isinstance(rid, int | str) or (entry := self._requests.pop(rid, None)) is None:
+            return
+        method, symbols = entry
+        if method == "subscribe":
+            if reply.status == 200:
+                for symbol in symbols:
+                    self.last.pop(symbol, None)
+            return
+        result = reply.result
+        last = as_int(result.get("lastUpdateId")) if isinstance(result, dict) else None
+        if last is not None and last > self.last.get(symbols[0], -1):
+            self.last[symbols[0]] = last
 
     def check(self, symbol: str, first: int, last: int) -> Gap | None:
         """Record a frame covering ``first..last``; return the gap if ids were skipped."""
