@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # --- report -------------------------------------------------------------------------
     print(
-        f"\ntickrec benchmark (preliminary figures; {reps} repetitions, medians)\n"
+        f"\ntickrec benchmark ({reps} repetitions, medians)\n"
         f"day: {day.date} {day.symbol}, {day.changes:,} changes in {day.messages:,} messages "
         f"({day.trades:,} trades, {day.heartbeats:,} heartbeats, {day.rest_snapshots:,} REST "
         f"snapshots, {day.connections} connections), {day.rows:,} rows in {day.parts} parts; "
