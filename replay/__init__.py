@@ -4,7 +4,8 @@
 Modules: :mod:`replay.decode` (rows to normalized events, via
 :mod:`replay.venues`), :mod:`replay.book` (the compiled book kernel),
 :mod:`replay.gaps` (gap analysis and validity), :mod:`replay.ticks` (exact
-decimals), :mod:`replay.view` (book views and events).
+decimals), :mod:`replay.view` (book views and events), :mod:`replay.columns`
+(numpy columns to Arrow and back, without importing pandas).
 """
 
 from replay.api import Day, open

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from replay.book import BookEngine, Rows
 from replay.cache import decode_partition
+from replay.columns import from_numpy
 from replay.decode import decode
 from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, Decoded
 from replay.gaps import KINDS, Gap, RestCheck, analyze, crossed, rest_check, valid_mask, valid_ns
@@ -75,24 +76,6 @@ def _times(ns: I64) -> pd.Series:
     import pandas as pd
 
     return pd.Series(pd.to_datetime(ns, unit="ns", utc=True))
-
-
-def _arrow(
-    values: npt.NDArray[Any], kind: pa.DataType, nulls: npt.NDArray[np.bool_] | None = None
-) -> pa.Array:
-    """A numpy column as an Arrow array of *kind*, null where *nulls* is set.
-
-    Built from buffers because ``pa.array`` imports pandas to check for a
-    Series, which is half a second of a command-line replay.
-    """
-    if values.dtype == np.bool_:
-        data = pa.py_buffer(np.packbits(values, bitorder="little"))  # Arrow's bit-packed bools
-    else:
-        data = pa.py_buffer(np.ascontiguousarray(values))
-    valid = None
-    if nulls is not None and nulls.any():
-        valid = pa.py_buffer(np.packbits(~nulls, bitorder="little"))
-    return pa.Array.from_buffers(kind, len(values), [valid, data])
 
 
 def _exchange_times(table: Any) -> tuple[I64, I64]:
@@ -292,14 +275,14 @@ class Day:
         levels are nulls rather than NaN (what pandas' NaN becomes in Arrow).
         """
         rows = self._snapshot_rows(depth, every, start, end)
-        cols = {"ts": _arrow(rows.ts, pa.timestamp("ns", "UTC"))}
+        cols = {"ts": from_numpy(rows.ts, pa.timestamp("ns", "UTC"))}
         for name, values in self._columns(rows, depth, exact).items():
             if values.dtype == np.bool_:
-                cols[name] = _arrow(values, pa.bool_())
+                cols[name] = from_numpy(values, pa.bool_())
             elif exact:
-                cols[name] = _arrow(values, pa.int64())
+                cols[name] = from_numpy(values, pa.int64())
             else:
-                cols[name] = _arrow(values, pa.float64(), nulls=np.isnan(values))
+                cols[name] = from_numpy(values, pa.float64(), nulls=np.isnan(values))
         return pa.table(cols)
 
     def _snapshot_rows(self, depth: int, every: Any, start: Any, end: Any) -> Rows:

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from replay.columns import to_numpy
 from replay.decode import PartitionDecoder, last_ws_rows
 from replay.events import BookOps, Decoded, Marker, RestBook, SeqBreak, Trades
 from tickrec import contract
@@ -222,28 +222,9 @@ def _columns(path: Path, rows: int) -> dict[str, Any]:
     if table.num_rows != rows:
         raise ValueError(f"{path.name} has {table.num_rows} rows, the manifest says {rows}")
     return {
-        name: _numpy(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
+        name: to_numpy(col.chunk(0) if col.num_chunks == 1 else col.combine_chunks())
         for name, col in zip(table.column_names, table.columns, strict=True)
     }
-
-
-def _numpy(arr: pa.Array) -> npt.NDArray[Any]:
-    """A cache column (numbers or bools, no nulls) as a read-only numpy array.
-
-    Numbers are zero-copy views through DLPack. ``Array.to_numpy`` would do the
-    same but first imports pandas, half a second of a command-line replay.
-    """
-    if arr.null_count:
-        raise ValueError("a cache column has nulls")
-    out: npt.NDArray[Any]
-    if pa.types.is_boolean(arr.type):  # Arrow packs bools into bits
-        bits = np.frombuffer(arr.buffers()[1] or b"", np.uint8)
-        unpacked = np.unpackbits(bits, count=arr.offset + len(arr), bitorder="little")
-        out = unpacked[arr.offset :].view(np.bool_)
-    else:
-        out = np.from_dlpack(arr)
-    out.setflags(write=False)
-    return out
 
 
 def load(directory: Path, key: str) -> Decoded | None:

@@ -9,8 +9,8 @@ replay parameters under the ``tickrec.replay`` key. The bytes depend only on
 the input files and the options.
 
 Progress goes to stderr, one line per symbol, only when stderr is a terminal.
-Nothing here needs pandas except CSV output, so a replay to Parquet starts
-without importing it (half a second).
+Nothing here needs pandas except CSV output, so a replay to Parquet runs
+without importing it (see :mod:`replay.columns`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replay.api import Day, open, parse_interval_ns
+from replay.columns import repeat_text
 from replay.gaps import KINDS, Gap
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
@@ -150,9 +150,9 @@ def write_snapshots(
     """Write per-symbol snapshot tables as one file with a ``symbol`` column; return its path."""
     path = _check_out(out)
     parts = [
-        t.add_column(0, "symbol", _repeat(sym, t.num_rows)) for sym, t in sorted(tables.items())
+        t.add_column(0, "symbol", repeat_text(sym, t.num_rows)) for sym, t in sorted(tables.items())
     ]
-    table = pa.concat_tables(parts) if parts else pa.table({"symbol": _repeat("", 0)})
+    table = pa.concat_tables(parts) if parts else pa.table({"symbol": repeat_text("", 0)})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() == ".csv":
@@ -171,15 +171,6 @@ def write_snapshots(
         )
     os.replace(tmp, path)
     return path
-
-
-def _repeat(text: str, n: int) -> pa.Array:
-    """*text* *n* times as ``large_string``, from buffers (``pa.array`` would import pandas)."""
-    data = text.encode()
-    offsets = np.arange(n + 1, dtype=np.int64) * len(data)
-    return pa.Array.from_buffers(
-        pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)]
-    )
 
 
 def _pct(x: float) -> str:

@@ -18,7 +18,7 @@ from conftest import V2_DATE, sha
 
 import replay
 from bench.synth import DayParams, make_day
-from replay import cache, report
+from replay import cache, columns, report
 from replay.parallel import map_partitions
 from tickrec import contract
 from tickrec.contract import Row, rows_to_table, write_part
@@ -113,15 +113,15 @@ def test_columns_read_back_as_read_only_numpy():
     """Cache columns become numpy without pyarrow's to_numpy, bools unpacked from bits."""
     flags = pa.array([True, False, True, True, False, False, True, False, True, True])
     for arr in (flags, flags.slice(3), flags.slice(9), flags.slice(10)):
-        got = cache._numpy(arr)
+        got = columns.to_numpy(arr)
         assert got.dtype == np.bool_ and got.tolist() == arr.to_pylist()
         assert not got.flags.writeable
     ints = pa.array(np.arange(-5, 5, dtype=np.int64)).slice(2, 5)
-    got = cache._numpy(ints)
+    got = columns.to_numpy(ints)
     assert got.dtype == np.int64 and got.tolist() == [-3, -2, -1, 0, 1]
     assert not got.flags.writeable
     with pytest.raises(ValueError, match="nulls"):
-        cache._numpy(pa.array([1, None], pa.int64()))
+        columns.to_numpy(pa.array([1, None], pa.int64()))
 
 
 def test_map_partitions_keeps_order():
