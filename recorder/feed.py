@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import websocket
 
-from recorder.frames import FrameReader
+from recorder.frames import CONTROL_OPCODES, FrameReader
 from recorder.journal import Journal
 from recorder.status import Stats
 from tickrec.contract import event_payload
@@ -72,9 +72,6 @@ log = logging.getLogger("tickrec.recorder")
 
 #: Bytes asked of the socket per read: a small frame or many in one call.
 READ_CHUNK = 65536
-_CONTROL = frozenset(
-    {websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG, websocket.ABNF.OPCODE_CLOSE}
-)
 _BINARY = websocket.ABNF.OPCODE_BINARY
 
 
@@ -396,7 +393,7 @@ class Connection(threading.Thread):
         updates: UpdateTracker | None,
     ) -> bool:
         """Handle one message; True if it was data (stored), False for a control frame."""
-        if opcode in _CONTROL:
+        if opcode in CONTROL_OPCODES:
             self._control(ws, opcode, data)
             return False
         problem = None

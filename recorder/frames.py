@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from websocket import ABNF, WebSocketProtocolException
 
-__all__ = ["FrameReader"]
+__all__ = ["CONTROL_OPCODES", "FrameReader"]
 
-_CONTROL = (ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG)
+#: Opcodes of control frames (RFC 6455 section 5.5), never fragmented.
+CONTROL_OPCODES = frozenset({ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG})
 _TEXT = ABNF.OPCODE_TEXT
 _WHOLE_TEXT = 0x80 | _TEXT  # first byte of an unfragmented text frame (FIN set)
 
@@ -81,7 +82,7 @@ class FrameReader:
         return out
 
     def _frame(self, fin: int, opcode: int, payload: bytes, out: list[tuple[int, bytes]]) -> None:
-        if opcode in _CONTROL:
+        if opcode in CONTROL_OPCODES:
             if not fin or len(payload) > 125:  # section 5.5
                 raise WebSocketProtocolException("fragmented or oversized control frame")
             out.append((opcode, payload))

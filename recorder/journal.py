@@ -84,8 +84,8 @@ MAX_RECORD_BYTES = 1 << 28
 _HEAD = struct.Struct("<4sHI")
 _U32 = struct.Struct("<I")
 _REC = struct.Struct("<II")
-_BODY = struct.Struct("<qqiBqqqBBH")
-_FIXED, _LABELS = struct.Struct("<qqiBqqq"), struct.Struct("<BBH")  # _BODY, in two parts
+_FIXED, _LABELS = struct.Struct("<qqiBqqq"), struct.Struct("<BBH")  # the body's two parts
+_BODY = struct.Struct(_FIXED.format + _LABELS.format[1:])
 _EXCH, _VSEQ, _SENT = 1, 2, 4
 _SEG_PREFIX, _SEG_SUFFIX = "seg-", ".tj"
 #: Name of the lock file in a run's journal directory (held by the live recorder).

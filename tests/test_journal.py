@@ -312,3 +312,42 @@ def test_rerun_after_a_crash_mid_recovery_never_reuses_a_seq(
         assert len(losses) == 2
         seqs = [r["seq"] for r in rows]
         assert len(seqs) == len(set(seqs)), "a seq was handed out twice"
+
+
+def test_deferred_records_are_written_together_in_order(tmp_path: Path) -> None:
+    """Records appended with defer wait in memory, then reach the file in seq order: on
+    write_deferred, before a plain append, in the segment a rotation closes, and at close."""
+    closed: list[Path] = []
+    hour = 3600 * 1_000_000_000
+    j = Journal(
+        tmp_path,
+        _meta(),
+        on_closed=closed.append,
+        fsync_interval=3600,  # no flusher writes during the test
+        rotate_every_ns=hour,
+        clock=lambda: T0,
+    )
+    seg = list_segments(j.dir)[0][1]
+    empty = seg.stat().st_size
+
+    def add(t: int, payload: str | bytes, defer: bool = True) -> int:
+        return j.append(T0 + t, 1, "gemini.v2", "ws", payload, SYMS, defer=defer)
+
+    add(1, b'{"n":0}')
+    add(2, '{"n":1,"t":"\u00e9"}')
+    assert seg.stat().st_size == empty  # held in memory
+    j.write_deferred()
+    assert seg.stat().st_size > empty
+    add(3, b'{"n":2}')
+    written = seg.stat().st_size
+    add(4, '{"n":3}', defer=False)  # writes the deferred record first
+    add(5, b'{"n":4}')
+    add(hour + 1, b'{"n":5}')  # rotates: n=4 belongs to the closing segment
+    add(hour + 2, b'{"n":6}')
+    j.close()
+    assert seg.stat().st_size > written
+    first, second = (scan_segment(p) for p in closed)
+    assert [json.loads(r.row.payload)["n"] for r in first.records] == [0, 1, 2, 3, 4]
+    assert [json.loads(r.row.payload)["n"] for r in second.records] == [5, 6]
+    assert [r.row.seq for r in first.records + second.records] == list(range(7))
+    assert first.records[1].row.payload == '{"n":1,"t":"\u00e9"}'
