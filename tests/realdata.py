@@ -1,6 +1,6 @@
-"""Bring the real captures in ../shared/data/real into a contract dataset, for tests.
+"""Bring the real captures in tests/data/real into a contract dataset, for tests.
 
-cryptofeed raw logs (SOURCES.md, "Line format"): ``<epoch>: <msg>`` received,
+cryptofeed raw logs (tests/data/real/SOURCES.md, "Line format"): ``<epoch>: <msg>`` received,
 ``<url> <- <epoch>: <msg>`` sent, ``<url> <-> <epoch>`` connection opened,
 ``<url> -> <epoch>: <body>`` HTTP response, ``configuration: <json>`` header.
 Epoch seconds are parsed from their decimal text straight into integer ns,
@@ -14,7 +14,6 @@ dataset the way a user would (``tickrec import``).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -33,9 +32,8 @@ __all__ = [
     "read_cryptofeed",
 ]
 
-REAL = Path(os.environ.get("TICKREC_REAL_DATA", Path(__file__).parents[2] / "shared/data/real"))
-if not REAL.is_dir():
-    REAL = Path("/work/shared/data/real")
+#: The real captures, with their sources and licences (SOURCES.md there).
+REAL = Path(__file__).resolve().parent / "data" / "real"
 GEMINI_V2 = REAL / "gemini_v2" / "GEMINI.ws.1.0"
 GEMINI_V1 = REAL / "gemini_v1" / "btcusd_v1_2018-09-26.jsonl"
 

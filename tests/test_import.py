@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from realdata import GEMINI_V1, GEMINI_V2, REAL
 
 from recorder.importer import import_cryptofeed, import_lines, parse_epoch_ns, parse_time_ns
 from tickrec import contract
 from tickrec.errors import DatasetError, ProtocolError, UsageError
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-V2 = REAL / "gemini_v2" / "GEMINI.ws.1.0"
-V1 = REAL / "gemini_v1" / "btcusd_v1_2018-09-26.jsonl"
+V2 = GEMINI_V2
+V1 = GEMINI_V1
 V2_SYMBOLS = [
     "ALCXUSD",
     "ANKRUSD",

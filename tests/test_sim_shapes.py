@@ -1,6 +1,6 @@
 """The simulator's messages have the shape of real Gemini messages.
 
-The real captures are in ``shared/data/real`` (see its SOURCES.md): twelve v1
+The real captures are in ``tests/data/real`` (see its SOURCES.md): twelve v1
 updates for BTCUSD, one v2 session in cryptofeed's raw-log line format, and
 the REST symbol replies of the same run. For each kind of message the
 simulator must use the same keys in the same order, the same JSON value
@@ -15,20 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from conftest import SimFactory
+from realdata import GEMINI_V1, GEMINI_V2, REAL
 from websockets.sync.client import connect
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-V1_FILE = REAL / "gemini_v1" / "btcusd_v1_2018-09-26.jsonl"
-V2_FILE = REAL / "gemini_v2" / "GEMINI.ws.1.0"
+V1_FILE = GEMINI_V1
+V2_FILE = GEMINI_V2
 REST_FILE = REAL / "gemini_v2" / "GEMINI.0"
 
-pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="real captures not available")
-
 # cryptofeed raw log lines: "<epoch>: <message>" (received) and
-# "<url> -> <epoch>: <body>" (HTTP response); see SOURCES.md.
+# "<url> -> <epoch>: <body>" (HTTP response); see tests/data/real/SOURCES.md.
 _RECEIVED = re.compile(r"^\d+(?:\.\d+)?: (.*)$")
 _HTTP = re.compile(r"^(\S+) -> \d+(?:\.\d+)?: (.*)$")
 
@@ -105,7 +102,7 @@ def test_v2_matches_real_capture(sim_factory: SimFactory) -> None:
     assert set(theirs) == set(mine) == {"snapshot", "l2_updates", "trade", "heartbeat"}
     for kind in ("snapshot", "l2_updates", "heartbeat"):
         assert _one_shape(mine[kind]) == _one_shape(theirs[kind]), kind
-    # Trades carry tid as gemini.md section 2 documents it; the 2021 capture has
+    # Trades carry tid as docs/venues/gemini.md section 2 documents it; the 2021 capture has
     # only event_id. Apart from that extra key the shape is the same.
     snapshot_trades = [t for m in mine["snapshot"] for t in m["trades"]]
     for our_trades, real_trades in (
@@ -133,7 +130,7 @@ def test_rest_symbols_match_real_capture(sim_factory: SimFactory) -> None:
     for symbol in ("btcusd", "ethusd"):
         theirs = real[f"https://api.gemini.com/v1/symbols/details/{symbol}"]
         ours = requests.get(sim.rest_url + f"/v1/symbols/details/{symbol}", timeout=5).json()
-        # Same keys, order and types as the capture; then the fields gemini.md
+        # Same keys, order and types as the capture; then the fields docs/venues/gemini.md
         # section 4 adds since.
         assert _shape(ours)[: len(theirs)] == _shape(theirs)
         for key in ("tick_size", "quote_increment", "symbol", "base_currency", "quote_currency"):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+import realdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,13 +15,9 @@ from tickrec.venues import GEMINI_V1, GEMINI_V2, SequenceTracker, header_of, sub
 from tickrec.venues.gemini_rest import book_url, retry_after_seconds
 from tickrec.venues.gemini_v1 import Gap, stream_url
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-
 
 def test_v1_real_messages_give_sequence_and_time() -> None:
-    path = REAL / "gemini_v1" / "btcusd_v1_2018-09-26.jsonl"
-    if not path.exists():
-        pytest.skip("real capture not available")
+    path = realdata.GEMINI_V1
     lines = path.read_text().splitlines()
     tracker = SequenceTracker()
     tracker.expected = 1  # the capture starts at socket_sequence 1
@@ -115,9 +111,7 @@ def test_v1_header_agrees_with_a_plain_reading(fields: dict[str, Any], cut: int)
 
 
 def test_v2_real_messages_route_by_symbol() -> None:
-    path = REAL / "gemini_v2" / "GEMINI.ws.1.0"
-    if not path.exists():
-        pytest.skip("real capture not available")
+    path = realdata.GEMINI_V2
     kinds: dict[str, int] = {}
     for line in path.read_text().splitlines():
         if not line or line.startswith("wss://"):
