@@ -5,8 +5,8 @@ from the raw payloads independently of tickrec's decoder (so a checksum
 match also checks tickrec's decoding):
 
 - ``SET``: set level ``px`` of ``side`` to the absolute size ``sz``; 0
-  removes it (Gemini v1 ``remaining``; gemini.md section 1);
-- ``CLEAR``: forget the book, where tickrec's replay does (ARCHITECTURE
+  removes it (Gemini v1 ``remaining``; docs/venues/gemini.md section 1);
+- ``CLEAR``: forget the book, where tickrec's replay does (docs/architecture.md
   section 3): a new connection, the connection's ``disconnect`` event, and
   the start of a ``reason: initial`` snapshot.
 

@@ -11,7 +11,7 @@ batch of trades:
 - a trade takes the best level of the maker side, fully (the next trade of
   the batch then takes the next level: a sweep) or partly; each trade is a
   ``trade`` event followed by its ``change`` with reason ``trade``, the way
-  Gemini v1 reports every fill (gemini.md section 1). Which side is hit leans
+  Gemini v1 reports every fill (docs/venues/gemini.md section 1). Which side is hit leans
   back towards the start price, so the price wanders but stays in the window.
 
 Before selected messages the whole book is dumped as ``reason: initial``

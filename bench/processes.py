@@ -6,7 +6,7 @@ from the harness would start its ``ru_maxrss`` at the harness's peak.
 
 - :func:`replay_day`: ``python -m tickrec replay --date D`` over a synthetic
   day, first with any ``{root}/normalized`` cache removed (from raw), then
-  again with whatever cache the first run left (ARCHITECTURE section 2.1);
+  again with whatever cache the first run left (docs/architecture.md section 2.1);
   the pair is repeated, each time from raw again.
 - :func:`replay_workers`: ``tickrec replay --date D`` over a dataset holding
   the day under two symbols, with ``--workers 1`` and ``--workers 2``, from

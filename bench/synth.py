@@ -2,7 +2,7 @@
 
 The day is what a recorder capturing ``wss://api.gemini.com/v1/marketdata/btcusd``
 with ``heartbeat=true`` and a REST snapshot every 60 s would store
-(ARCHITECTURE section 2; gemini.md sections 1 and 4):
+(docs/architecture.md section 2; docs/venues/gemini.md sections 1 and 4):
 
 - one run (``bench-<key>``) whose rows are split into parts of about
   ``part_rows`` rows, as a recorder rotates files;
@@ -214,7 +214,7 @@ def _pick(mask: npt.NDArray[np.bool_], yes: str, no: str) -> pa.Array:
 
 
 def _event_texts(flow: Flow, lo: int, hi: int, tids: I64) -> pa.Array:
-    """The JSON text of events ``lo:hi`` (Gemini v1 field order, gemini.md section 1).
+    """The JSON text of events ``lo:hi`` (Gemini v1 field order, docs/venues/gemini.md section 1).
 
     *tids* holds a trade id for each of these events (used by trades only).
     """
@@ -348,7 +348,7 @@ def _assemble(p: DayParams, rng: np.random.Generator, day0: int) -> tuple[_Rows,
 
 
 def _rest_text(flow: Flow, k: int, sent: int) -> str:
-    """A ``/v1/book`` reply body for snapshot *k* (gemini.md section 4)."""
+    """A ``/v1/book`` reply body for snapshot *k* (docs/venues/gemini.md section 4)."""
     stamp = str(sent // _NS)
     sides = []
     for s in range(2):

@@ -14,13 +14,13 @@ Staying up:
 - a failed or ended connection is retried with capped exponential backoff and
   jitter, and every attempt takes a token from a run-wide
   :class:`ConnectLimiter` (Gemini: 12 public websocket requests a minute,
-  gemini.md section 1, "Limits");
+  docs/venues/gemini.md section 1, "Limits");
 - a v1 ``socket_sequence`` break means lost messages: the connection records
-  a ``gap`` event and reconnects for a fresh initial book (gemini.md
+  a ``gap`` event and reconnects for a fresh initial book (docs/venues/gemini.md
   section 1, "Sequencing and gaps"); v2 has no sequence (section 2);
 - on the current API a diff frame with ``U > last u + 1`` is a gap too: the
   connection reconnects, and its ``snapshot=-1`` URL brings every symbol a
-  fresh snapshot (gemini.md section 3.4 allows resubscribing or
+  fresh snapshot (docs/venues/gemini.md section 3.4 allows resubscribing or
   reconnecting; reconnecting needs no bookkeeping of in-flight frames);
 - an error reply to a request we sent (a refused subscription) is an
   ``error`` event and sets :attr:`Connection.failure`; the connection does
@@ -28,13 +28,13 @@ Staying up:
   will be refused again;
 - :meth:`Connection.check_stale`, called by the run's watchdog, drops a
   connection that has been silent (heartbeats included) for too long; where
-  the server sends no heartbeats (the current API, gemini.md section 3.5)
+  the server sends no heartbeats (the current API, docs/venues/gemini.md section 3.5)
   it first sends a *ping* request after a third of that silence, so a quiet
   market is not taken for a dead connection;
 - a frame that cannot be read is stored raw all the same and noted with a
   ``malformed`` event. On v2 a frame that cannot be decoded at all (not
   JSON, or no ``type``) may have been a book update, and with no sequence
-  numbers nothing later could tell (gemini.md section 2, "Sequencing"): the
+  numbers nothing later could tell (docs/venues/gemini.md section 2, "Sequencing"): the
   connection reconnects for a fresh snapshot, as after a v1 gap. On v1 the
   next ``socket_sequence`` tells (section 1), and on the current API the
   next ``U`` of each symbol (section 3.4), so those connections go on;

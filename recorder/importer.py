@@ -233,7 +233,9 @@ def _parse_cryptofeed(
 
 
 def _resolve_targets(records: Sequence[_Record]) -> None:
-    """Send connection-wide rows to every symbol their connection carried (ARCHITECTURE 2.1).
+    """Send connection-wide rows to every symbol their connection carried.
+
+    See docs/architecture.md section 2.1.
 
     A connection's symbols are known only once all its traffic is read (a v2
     connection names them in its subscribe message and its messages). Rows

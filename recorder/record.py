@@ -57,7 +57,7 @@ log = logging.getLogger("tickrec.recorder")
 
 #: ``--protocol`` values and the wire protocol each records. ``ws``, the
 #: current WebSocket API, is the default: Gemini marks v1 and v2 archived and
-#: says new integrations should use it (gemini.md section 0).
+#: says new integrations should use it (docs/venues/gemini.md section 0).
 PROTOCOLS = {"ws": gemini_ws.PROTOCOL, "v1": gemini_v1.PROTOCOL, "v2": gemini_v2.PROTOCOL}
 #: Default websocket base URL of each ``--protocol``.
 DEFAULT_URLS = {
@@ -65,7 +65,8 @@ DEFAULT_URLS = {
     "v1": "wss://api.gemini.com",
     "v2": "wss://api.gemini.com",
 }
-#: Levels a side asked of the current API's ``depth`` request (its maximum, gemini.md 3.2).
+#: Levels a side asked of the current API's ``depth`` request: its maximum
+#: (docs/venues/gemini.md section 3.2).
 WS_DEPTH_LIMIT = 5000
 
 
@@ -226,7 +227,7 @@ def _connections(
     protocol = PROTOCOLS[config.protocol]
     common = (journal, stats, limiter, next_conn_id, stop, settings)
     if config.protocol == "v1":
-        # v1 serves one symbol per connection (gemini.md section 1).
+        # v1 serves one symbol per connection (docs/venues/gemini.md section 1).
         return [
             Connection(gemini_v1.stream_url(config.url, s), protocol, (s,), *common)
             for s in config.symbols
@@ -257,7 +258,7 @@ def _ws_requests(symbols: tuple[str, ...]) -> tuple[str, ...]:
     """One subscribe per symbol (diffs and trades), then a ``depth`` request per symbol.
 
     The ``depth`` reply is a snapshot tied to the diffs by ``lastUpdateId``
-    (gemini.md section 3.4, recipe B); the replayer uses it when the
+    (docs/venues/gemini.md section 3.4, recipe B); the replayer uses it when the
     connection's own snapshot is missing.
     """
     n = len(symbols)
@@ -275,11 +276,13 @@ def _ws_requests(symbols: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _check_listed(config: RecordConfig, pacer: RequestPacer, stop: threading.Event) -> None:
-    """Refuse symbols the exchange's ``/v1/symbols`` does not list (gemini.md section 4).
+    """Refuse symbols the exchange's ``/v1/symbols`` does not list.
+
+    See docs/venues/gemini.md section 4.
 
     Without this, an unknown symbol is a websocket the exchange closes on
     every connect (v1, v2) or a refused subscription (the current API), found
-    only in the data. Symbols are compared case-insensitively (gemini.md
+    only in the data. Symbols are compared case-insensitively (docs/venues/gemini.md
     section 3.6; the list itself is lower case). When the list cannot be had,
     the run goes on unchecked: REST never stands in the way of a capture.
     """

@@ -1,4 +1,6 @@
-"""REST requests of a run (gemini.md section 4): the symbol list at start, then book snapshots.
+"""REST requests of a run: the symbol list at start, then book snapshots.
+
+The endpoints are in docs/venues/gemini.md section 4.
 
 :func:`listed_symbols` asks ``GET /v1/symbols`` once, before capture starts,
 so a symbol the exchange does not serve is refused up front instead of
@@ -14,7 +16,7 @@ shows was taken somewhere in between, which is how the replayer compares it.
 
 All of a run's requests go through one :class:`RequestPacer`: at least
 ``min_gap`` apart (Gemini asks for no more than 1 request/s on public
-endpoints, gemini.md section 4, "Rate limits"), longer after a 429 as its
+endpoints, docs/venues/gemini.md section 4, "Rate limits"), longer after a 429 as its
 ``Retry-After`` says. A failure of any kind (timeout,
 refused, 4xx, 5xx) is a ``rest_error`` event row, and streaming goes on.
 """

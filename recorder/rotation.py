@@ -3,7 +3,7 @@
 Segments are closed at wall-clock multiples of the rotation interval counted
 from UTC midnight (so a 15 min interval closes at :00, :15, :30, :45), and
 always at UTC midnight, so no segment, and so no Parquet part, spans two
-dates (ARCHITECTURE 2.1). Keeping this free of the clock lets a test cross
+dates (docs/architecture.md section 2.1). Keeping this free of the clock lets a test cross
 midnight by passing times in.
 """
 

@@ -5,7 +5,7 @@ Per symbol: messages per second since the last line, age of the last message
 the latency of the last REST snapshot. Over the run: exchange-to-local
 latency percentiles, ``recv_ts - exch_ts``: the exchange timestamp compared
 with the local clock. Gemini's exchange times come in milliseconds or finer
-(gemini.md sections 1 to 3), so the figures are good to about a millisecond.
+(docs/venues/gemini.md sections 1 to 3), so the figures are good to about a millisecond.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Turning closed journal segments into Parquet parts of the dataset.
 
 A segment becomes one part per (symbol, UTC date of ``recv_ts``): every row
-goes to each symbol partition its record names (ARCHITECTURE 2.1: a message
+goes to each symbol partition its record names (docs/architecture.md section 2.1: a message
 that belongs to no single symbol goes to every partition its connection
 serves). Part number ``n`` is the segment number, so converting the same
 segment twice finds its parts already there and skips them: a crash after a

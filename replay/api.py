@@ -7,7 +7,7 @@ Typical use, in a notebook::
     snaps = day.book_snapshots(depth=10, every="1s")
     day.gaps(), day.coverage
 
-Everything is a pure function of the partition's files (ARCHITECTURE
+Everything is a pure function of the partition's files (docs/architecture.md
 section 2.3): rows are read through :func:`tickrec.contract.read_partition`
 in contract order, decoded once (:mod:`replay.decode`), and the book is
 rebuilt by the compiled kernel (:mod:`replay.book`) in chunks of
@@ -481,7 +481,10 @@ class Day:
 
     @property
     def coverage(self) -> float:
-        """Fraction of the UTC day during which the book was valid (ARCHITECTURE section 3)."""
+        """Fraction of the UTC day during which the book was valid.
+
+        See docs/architecture.md section 3.
+        """
         return self.valid_ns / NS_PER_DAY
 
     @property

@@ -10,7 +10,7 @@ a stray bid at 1.00 far from a 6,500 touch (as in real v1 data) costs one
 array slot, not a dense range of empty ticks. Arrays double when full. No
 Python object exists per level; the hot loop is compiled with numba.
 
-Semantics (ARCHITECTURE section 3). Operations come from
+Semantics (docs/architecture.md section 3). Operations come from
 :class:`~replay.events.BookOps`: ``OP_SET`` sets a level to an absolute size
 (0 removes it; a level of size 0 is never stored), ``OP_CLEAR`` empties the
 book and makes it invalid, ``OP_INVALID`` keeps the levels but marks them
@@ -364,7 +364,7 @@ class Windows:
     Window *w* is compared with the book after every message with
     ``ts <= sent[w]`` and after each message with ``ts`` in
     ``(sent[w], end[w]]``: the reply was taken at an unknown moment in that
-    window (ARCHITECTURE section 3; :mod:`replay.gaps` says how far ``end``
+    window (docs/architecture.md section 3; :mod:`replay.gaps` says how far ``end``
     reaches). Each side is compared over the price range the reply covers
     (its best to its worst level; an empty side covers the whole side).
     ``off[w]`` delimits the window's bid keys, then ask keys, in ``keys``

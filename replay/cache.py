@@ -1,6 +1,6 @@
 """The normalized cache: decoded partitions on disk, so a second replay skips JSON decoding.
 
-Layout (ARCHITECTURE section 2.1)::
+Layout (docs/architecture.md section 2.1)::
 
     {root}/normalized/venue={venue}/date={date}/symbol={symbol}/
         ops.parquet      book operations (replay.events.BookOps), ticks and units

@@ -1,6 +1,6 @@
 """Decode one partition's raw rows into normalized events (:class:`~replay.events.Decoded`).
 
-This walks the rows in contract order (ARCHITECTURE section 2.3) and routes
+This walks the rows in contract order (docs/architecture.md section 2.3) and routes
 each by its ``source``:
 
 - ``ws`` rows go to the venue stream of their connection (chosen by the
@@ -14,7 +14,7 @@ each by its ``source``:
 
 Connections. A connection is a ``(run_id, conn_id)`` pair; ``conn_id`` alone
 restarts with every run. The first row of a new connection clears the book,
-which stays invalid until that connection's snapshot (ARCHITECTURE
+which stays invalid until that connection's snapshot (docs/architecture.md
 section 3). A connection is *lost* at its first ``disconnect``, ``error``,
 ``stale`` or ``shutdown`` event after its last received message (an error
 followed by more data was not fatal; a run-level event, ``conn_id`` 0,
@@ -402,7 +402,7 @@ class PartitionDecoder:
         if msg is None:
             # A message we cannot read may have changed the book: stop trusting it.
             # The connection's stream keeps its state (a fresh one would take
-            # the next v2 l2_updates for a snapshot, gemini.md section 2) and
+            # the next v2 l2_updates for a snapshot, docs/venues/gemini.md section 2) and
             # says when the book can be trusted again.
             detail = stream.on_undecodable()
             sink.count("undecodable")

@@ -3,7 +3,7 @@
 A decoder turns a partition's raw rows into four things:
 
 - :class:`BookOps`, one stream of book operations in replay order. Most are
-  ``OP_SET`` (set one level to an absolute size; ARCHITECTURE section 3), and
+  ``OP_SET`` (set one level to an absolute size; docs/architecture.md section 3), and
   a few are control operations: ``OP_CLEAR`` (forget the book: new
   connection, lost connection, start of a snapshot), ``OP_INVALID`` (the book
   can no longer be trusted: sequence break) and ``OP_VALID`` (a snapshot is
@@ -103,7 +103,7 @@ class Trades:
     price: I64
     size: I64
     side: I8
-    """Taker side: +1 buy, -1 sell, 0 unknown (gemini.md section 5)."""
+    """Taker side: +1 buy, -1 sell, 0 unknown (docs/venues/gemini.md section 5)."""
     tid: I64
     """Trade id (``NO_ID`` if absent)."""
     historical: B

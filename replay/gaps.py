@@ -1,6 +1,6 @@
 """Gap analysis: where a partition's rebuilt book cannot be trusted, and for how long.
 
-Kinds (ARCHITECTURE section 3), each a :class:`Gap` with ``start``/``end`` in
+Kinds (docs/architecture.md section 3), each a :class:`Gap` with ``start``/``end`` in
 ns and a human ``detail``:
 
 ``disconnect``
@@ -8,7 +8,7 @@ ns and a human ``detail``:
     ``stale``/``shutdown`` event, or its last row when it just stopped) to
     the next complete snapshot, or the end of the data.
 ``sequence``
-    A venue sequence break (v1 ``socket_sequence``, gemini.md section 1;
+    A venue sequence break (v1 ``socket_sequence``, docs/venues/gemini.md section 1;
     current-API ``U``/``u``, section 3.4) or an undecodable message. It
     starts at the last message known good (the lost message arrived after
     it) and lasts until the book is valid again (a snapshot, or on the

@@ -1,6 +1,6 @@
 """Replaying many partitions at once, in worker processes, with the output of a serial run.
 
-A replay is a pure function of a partition's files (ARCHITECTURE section
+A replay is a pure function of a partition's files (docs/architecture.md section
 2.3), so partitions can be replayed in any process in any order; the results
 come back in the order of the inputs, so whatever is written from them is
 byte-identical to a serial run. Workers are started with ``spawn`` (a fresh

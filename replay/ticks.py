@@ -1,14 +1,14 @@
 """Exact decimal strings to fixed-point integers, with a scale chosen from the data.
 
 Venues send prices and sizes as decimal strings, and Gemini warns that treating
-them as floats is dangerous (gemini.md section 4). ARCHITECTURE section 2.4
+them as floats is dangerous (docs/venues/gemini.md section 4). docs/architecture.md section 2.4
 asks that no rounding may merge, split or change a price level. So every
 decimal string becomes an ``int64`` count of ``10**-scale`` units.
 
 The scale is a pure function of the strings of one partition: the largest
 number of significant decimals seen (trailing zeros do not count, so ``"1.00"``
 and ``"1"`` are the same level). Prices and sizes get separate scales. Sizes
-may carry more decimals than the venue's increment (gemini.md section 4), so
+may carry more decimals than the venue's increment (docs/venues/gemini.md section 4), so
 the scale is read from the data, never from symbol details.
 
 A value that does not fit ``int64`` at that scale raises

@@ -2,7 +2,7 @@
 
 :class:`BookView` keeps the exact integers (ticks and units) and offers float
 views for convenience; floats are for display and analysis only
-(ARCHITECTURE section 2.4).
+(docs/architecture.md section 2.4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The book kernel against a plain-Python reference, with property tests.
 
 :class:`RefBook` is the independent reference: one dict per side, sorted()
-to read the top, emission rules written out longhand from ARCHITECTURE
+to read the top, emission rules written out longhand from docs/architecture.md
 section 3. It is deliberately naive.
 """
 

@@ -1,4 +1,4 @@
-"""The current Gemini WebSocket API (gemini.md section 3) end to end.
+"""The current Gemini WebSocket API (docs/venues/gemini.md section 3) end to end.
 
 Simulator frames and replies, the header codec, the recorder against the real
 loopback simulator (byte-for-byte against the truth files), and the replay
@@ -31,7 +31,7 @@ from tickrec.venues.gemini_v1 import Gap
 from tickrec.venues.gemini_ws import UpdateTracker, epoch_ns, parse_reply, request
 
 SYMS = ("BTCUSD", "ETHUSD")
-#: Above 2**53: a double would round these ids (gemini.md section 3.4).
+#: Above 2**53: a double would round these ids (docs/venues/gemini.md section 3.4).
 BIG = 2**53 + 1
 Rows = list[dict[str, Any]]
 ReadJsonl = Callable[[Path], Rows]
@@ -88,7 +88,7 @@ def test_requests_replies_and_frame_shapes(sim_factory: SimFactory) -> None:
     diffs = [f for f in frames if f.get("e") == "depthUpdate" and f is not eth]
     trades = [f for f in frames if f.get("e") == "trade"]
     tickers = [f for f in frames if "e" not in f and "status" not in f]
-    # shapes as in gemini.md section 3.3: keys in order, value types
+    # shapes as in docs/venues/gemini.md section 3.3: keys in order, value types
     assert list(diffs[0]) == ["e", "E", "s", "U", "u", "b", "a"]
     assert _types(diffs[1]) == {
         "e": "str", "E": "int", "s": "str", "U": "int", "u": "int", "b": "list", "a": "list"
@@ -169,7 +169,7 @@ def test_drops_break_update_id_continuity(
 
 
 def test_header_reads_ids_exactly_time_units_and_symbol_case() -> None:
-    big = 9007199254740993  # gemini.md section 3.4's conformance value
+    big = 9007199254740993  # docs/venues/gemini.md section 3.4's conformance value
     ms = header_of(GEMINI_WS, f'{{"e":"depthUpdate","E":1700000000000,"s":"btcusd","U":{big},'
                               f'"u":{big + 2},"b":[],"a":[]}}')  # fmt: skip
     assert (ms.kind, ms.venue_seq, ms.first_seq, ms.symbol) == (
@@ -342,7 +342,7 @@ def test_capture_byte_for_byte_and_replay_equals_truth(
             )
             assert got == true.top(r["venue_seq"], 20), f"frame {k}"
             assert view.valid
-        # trades: ids, prices and taker sides from m (gemini.md section 5)
+        # trades: ids, prices and taker sides from m (docs/venues/gemini.md section 5)
         trades = day.trades(exact=True)
         frames = [json.loads(r["payload"]) for r in ws if '"e":"trade"' in r["payload"]]
         assert trades["tid"].tolist() == [f["t"] for f in frames]
@@ -392,7 +392,7 @@ def test_after_an_undecodable_frame_update_ids_bring_the_book_back(
     sim_factory: SimFactory, tmp_path: Path, read_jsonl: ReadJsonl
 ) -> None:
     """A frame cut short stops the book being trusted; the symbol's next diff with
-    ``U == last u + 1`` proves nothing of it was lost (gemini.md section 3.4), so the
+    ``U == last u + 1`` proves nothing of it was lost (docs/venues/gemini.md section 3.4), so the
     book is valid again there, on the same connection, and equals the true book."""
     sim = sim_factory(
         symbols=SYMS, update_id_base=BIG, malformed=0.03, truth_dir=tmp_path / "truth"

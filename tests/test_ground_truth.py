@@ -510,7 +510,7 @@ def test_malformed_frames_are_stored_raw_and_break_the_book(
     from that message on until a snapshot. On v1 the recorder sees the
     ``socket_sequence`` skip at the next frame and reconnects; on v2, with no
     sequence to tell later, it reconnects at the unreadable frame itself
-    (gemini.md section 2). Either way the gap ends exactly where that
+    (docs/venues/gemini.md section 2). Either way the gap ends exactly where that
     connection was lost, and a ``disconnect`` gap runs on to the next
     snapshot, so one bad frame costs about a reconnect, not the rest of
     the connection.

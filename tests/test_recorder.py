@@ -195,7 +195,7 @@ def test_malformed_frames_are_stored_raw_and_noted(
     sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
 ) -> None:
     """On v2 the recorder also reconnects at once: only a new snapshot can be trusted
-    (no sequence numbers, gemini.md section 2)."""
+    (no sequence numbers, docs/venues/gemini.md section 2)."""
     sim = sim_factory(symbols=SYMS, malformed=0.02, truth_dir=tmp_path / "truth")
     record_sim(sim, tmp_path, protocol="v2")
     truth = _truth(tmp_path, read_jsonl)

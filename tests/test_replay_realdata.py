@@ -1,4 +1,4 @@
-"""Replay of real Gemini captures (../shared/data/real), against an independent rebuild."""
+"""Replay of real Gemini captures (tests/data/real), against an independent rebuild."""
 
 from __future__ import annotations
 

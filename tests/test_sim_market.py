@@ -49,7 +49,8 @@ def test_book_stays_valid_and_matches_its_changes() -> None:
         last_id = event.event_id
         for c in event.changes:
             key = (event.symbol, c.side, c.price)
-            # remaining is absolute and delta is exactly the change (gemini.md section 1).
+            # remaining is absolute and delta is exactly the change
+            # (docs/venues/gemini.md section 1).
             assert mirror.get(key, 0) + c.delta == c.remaining >= 0
             mirror[key] = c.remaining
             reasons.add(c.reason)

@@ -19,7 +19,7 @@ This module rebuilds "what really happened" on its own, from plain dicts of
 The true book at time T is then the true book after the last engine event
 whose message the recorder had received by T (``recv_ts <= T``). Receive
 times are taken as the replay contract defines them: the running maximum of
-``recv_ts`` in row order (ARCHITECTURE section 2.3; rows of other threads can
+``recv_ts`` in row order (docs/architecture.md section 2.3; rows of other threads can
 be stamped a little out of order).
 """
 

@@ -69,7 +69,7 @@ FORMAT_VERSION = "1"
 _TS = pa.timestamp("ns", tz="UTC")
 _DICT = pa.dictionary(pa.int32(), pa.string())
 
-#: The Arrow schema of a raw part file (ARCHITECTURE section 2.2).
+#: The Arrow schema of a raw part file (docs/architecture.md section 2.2).
 SCHEMA = pa.schema(
     [
         pa.field("recv_ts", _TS, nullable=False),
@@ -100,7 +100,7 @@ SOURCES = ("ws", "ws_sent", "rest", "event")
 #:                     error or stale connection
 #: ``error``           a connection could not be made or failed (``error``)
 #: ``gap``             v1 ``socket_sequence`` broke (``expected``/``got``); a
-#:                     reconnect follows (gemini.md section 1)
+#:                     reconnect follows (docs/venues/gemini.md section 1)
 #: ``stale``           nothing arrived for ``silent_s`` seconds; a reconnect
 #:                     follows
 #: ``malformed``       the message with ``seq`` could not be read

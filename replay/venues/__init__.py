@@ -1,7 +1,7 @@
 """Venue decoders: raw messages of one protocol to normalized events.
 
 Each protocol module provides a *stream* class, instantiated once per
-connection (sequence and snapshot state are per connection; gemini.md
+connection (sequence and snapshot state are per connection; docs/venues/gemini.md
 section 5), with three methods called by :mod:`replay.decode` in replay order:
 
 - ``on_message(out, msg, venue_seq)`` for a received message, already parsed
@@ -33,7 +33,7 @@ STREAMS: dict[str, type[VenueStream]] = {
     "gemini.ws": GeminiWsStream,
 }
 
-#: Protocols whose diffs are conflated per interval (the current API, gemini.md
+#: Protocols whose diffs are conflated per interval (the current API, docs/venues/gemini.md
 #: section 3.3): the rebuilt book skips the states between two frames, so a REST
 #: reply taken in between matches none of them and is not compared.
 CONFLATED = frozenset({"gemini.ws"})

@@ -1,4 +1,4 @@
-"""Gemini REST ``GET /v1/book/{symbol}`` replies (gemini.md section 4).
+"""Gemini REST ``GET /v1/book/{symbol}`` replies (docs/venues/gemini.md section 4).
 
 The reply is ``{"bids": [{"price", "amount", "timestamp"}, ...], "asks": [...]}``
 with exact decimal strings; the per-level ``timestamp`` is a dummy and is

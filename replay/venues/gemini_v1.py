@@ -1,11 +1,13 @@
-"""Gemini market data v1 (``wss://api.gemini.com/v1/marketdata/{symbol}``), gemini.md section 1.
+"""Gemini market data v1 (``wss://api.gemini.com/v1/marketdata/{symbol}``).
+
+The protocol is in docs/venues/gemini.md section 1.
 
 - ``update`` messages carry ``events``. A ``change`` sets the level to
   ``remaining`` (absolute; ``"0"`` removes it); ``delta`` is ignored, as
   Gemini's own recipe says. Changes with ``reason: initial`` are the
   snapshot: the book is cleared before them and valid after them.
 - ``trade`` events: the taker is the side opposite ``makerSide``
-  (gemini.md section 5); an ``auction`` maker side gives an unknown taker.
+  (docs/venues/gemini.md section 5); an ``auction`` maker side gives an unknown taker.
   ``block_trade`` and auction events are not order-book trades (block trades
   print minutes late) and are skipped.
 - ``socket_sequence`` goes up by exactly one per message, heartbeats
@@ -51,7 +53,7 @@ __all__ = ["GeminiV1Stream"]
 _SPLIT_ROWS = 256
 
 _SIDES = {"bid": BID, "ask": ASK}
-# Taker side is opposite the maker side (gemini.md section 5).
+# Taker side is opposite the maker side (docs/venues/gemini.md section 5).
 _TAKER = {"bid": -1, "ask": 1}
 _SEQUENCE = "socket_sequence"
 # Message kinds in the order of the scanner's counts.
@@ -99,13 +101,13 @@ class GeminiV1Stream:
         self._second: tuple[Columns, Columns] | None = None
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
-        """v1 has no client messages (gemini.md section 1); nothing to note."""
+        """v1 has no client messages (docs/venues/gemini.md section 1); nothing to note."""
 
     def on_undecodable(self) -> str:
         """The book waits for a new initial book; the next ``socket_sequence`` shows a loss too.
 
         The lost message's number is skipped, so the next message is a break
-        of its own, and the recorder reconnects on it (gemini.md section 1).
+        of its own, and the recorder reconnects on it (docs/venues/gemini.md section 1).
         """
         return "undecodable message; the book waits for the next initial book"
 

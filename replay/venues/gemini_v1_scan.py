@@ -9,7 +9,7 @@ would, with decimal strings turned into exact ``(mantissa, decimals)``
 pairs in the kernel: no Python object per message and no float anywhere.
 
 It accepts only what it can decode with certainty, a strict subset of JSON
-in the shapes of gemini.md section 1: an object whose keys ``type``,
+in the shapes of docs/venues/gemini.md section 1: an object whose keys ``type``,
 ``socket_sequence``, ``timestampms`` and ``events`` (each at most once) have
 the expected types, events that are flat objects with string or integer
 values, plain decimal strings (``-?digits[.digits]``, at most 18 significant
@@ -77,7 +77,7 @@ _V_TRADE = lit(b"trade")
 _V_BID = lit(b"bid")
 _V_ASK = lit(b"ask")
 _V_INITIAL = lit(b"initial")
-# The layouts Gemini sends updates, changes and trades in (gemini.md section 1),
+# The layouts Gemini sends updates, changes and trades in (docs/venues/gemini.md section 1),
 # tried first: keys in this order, no spaces.
 _L_UPDATE = lit(b'{"type":"update","eventId":')
 _L_TIMESTAMP = lit(b',"timestamp":')
@@ -170,7 +170,7 @@ def _trade_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int,
     maker = _side(data, q, end)
     if maker < 0 or q + 5 > end or data[q + 4] != 125:
         return -1, 0, 0, 0, 0, 0, 0
-    # Taker is opposite the maker (gemini.md section 5).
+    # Taker is opposite the maker (docs/venues/gemini.md section 5).
     return q + 5, tid, px_m, px_d, amt_m, amt_d, (1 if maker == ASK else -1)
 
 
@@ -253,7 +253,7 @@ def _event(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, i
                     elif eq(data, vs, ve, _V_ASK):
                         side = ASK
                 elif bit == 32:
-                    # Taker is opposite the maker (gemini.md section 5).
+                    # Taker is opposite the maker (docs/venues/gemini.md section 5).
                     if eq(data, vs, ve, _V_BID):
                         taker = -1
                     elif eq(data, vs, ve, _V_ASK):

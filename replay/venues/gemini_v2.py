@@ -1,4 +1,4 @@
-"""Gemini market data v2 (``wss://api.gemini.com/v2/marketdata``), gemini.md section 2.
+"""Gemini market data v2 (``wss://api.gemini.com/v2/marketdata``), docs/venues/gemini.md section 2.
 
 - ``l2_updates``: ``changes`` are ``[side, price, quantity]`` with side
   ``buy`` (bid) or ``sell`` (ask) and quantity the absolute new level size.
@@ -14,7 +14,7 @@
 - ``trade``: ``side`` is the taker side; ``timestamp`` is in ms; the id is
   ``tid`` or else ``event_id`` (the docs also spell it ``eventid``).
 - v2 has no sequence numbers, so no sequence breaks can be detected
-  (gemini.md section 2); heartbeats only count as signs of life.
+  (docs/venues/gemini.md section 2); heartbeats only count as signs of life.
 - Messages for another symbol (the partition is one symbol) are ignored.
 """
 
@@ -62,7 +62,7 @@ class GeminiV2Stream:
     def on_undecodable(self) -> str:
         """The book waits for a new snapshot: v2 has no numbers to prove nothing changed.
 
-        The recorder reconnects on such a frame for that snapshot (gemini.md section 2).
+        The recorder reconnects on such a frame for that snapshot (docs/venues/gemini.md section 2).
         """
         return "undecodable message; v2 has no sequence numbers, so the book waits for a snapshot"
 

@@ -1,4 +1,4 @@
-"""The current Gemini WebSocket API (``wss://ws.gemini.com``), gemini.md section 3.
+"""The current Gemini WebSocket API (``wss://ws.gemini.com``), docs/venues/gemini.md section 3.
 
 Book sync by update ids, recipe A of section 3.4, per connection:
 
@@ -27,7 +27,7 @@ book and ``last = lastUpdateId``, so later frames follow the same stale and
 gap rules. A reply no newer than the book is not needed and is skipped.
 
 Trades come from ``@trade``: ``m`` true means the buyer was the maker, so
-the taker sold (gemini.md section 5). ``E`` is read with its unit inferred
+the taker sold (docs/venues/gemini.md section 5). ``E`` is read with its unit inferred
 from its digit count, ``s`` in any case (sections 3.4, 3.6). Frames of other
 symbols, bookTicker and partial depth frames do not move this book.
 """
@@ -93,7 +93,7 @@ class GeminiWsStream:
             return self._diff(out, msg)
         if kind == "trade":
             e, t = _int(msg.get("E")), _int(msg.get("t"))
-            # m: the buyer was the maker, so the seller took (gemini.md section 3.3).
+            # m: the buyer was the maker, so the seller took (docs/venues/gemini.md section 3.3).
             side = -1 if msg.get("m") is True else 1
             out.trade(msg["p"], msg["q"], side, t, None if e is None else epoch_ns(e), False)
             return "trade"

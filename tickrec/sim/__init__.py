@@ -1,7 +1,7 @@
 """A local Gemini-compatible exchange on loopback: ``tickrec sim``.
 
 One process and one port serve market data v1 and v2, the current WebSocket
-API (gemini.md section 3) over websockets, and the
+API (docs/venues/gemini.md section 3) over websockets, and the
 REST market data routes, all fed by one seeded order flow per symbol, with
 optional fault injection and ground-truth logs. Modules:
 

@@ -18,7 +18,7 @@ from tickrec.sim.market import (
 
 __all__ = ["SimConfig", "check_loopback"]
 
-# Update ids are int64 on the wire (gemini.md section 3.3); leave room for 2**40 events.
+# Update ids are int64 on the wire (docs/venues/gemini.md section 3.3); leave room for 2**40 events.
 _MAX_UPDATE_ID_BASE = 2**63 - 2**40
 
 
@@ -53,7 +53,7 @@ class SimConfig:
     - ``warmup``: events applied before serving, so trade history exists;
     - ``tick_s``: how often the engine runs a batch of events;
     - ``update_id_base``: first update id of each book in the current API
-      (``U``/``u``, gemini.md section 3.4); set it above 2**53 to check that
+      (``U``/``u``, docs/venues/gemini.md section 3.4); set it above 2**53 to check that
       clients keep ids exact;
     - ``faults``: what to inject (none by default);
     - ``truth_dir``: where to write ground-truth JSONL, or None.

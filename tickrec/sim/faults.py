@@ -3,7 +3,7 @@
 Websocket faults, per connection:
 
 - ``drop``: a fraction of frames is never sent. On v1 the dropped frame has
-  already taken its ``socket_sequence``, so the client sees a skip (gemini.md
+  already taken its ``socket_sequence``, so the client sees a skip (docs/venues/gemini.md
   section 1, "Sequencing and gaps");
 - ``malformed``: a fraction of frames is cut short, so it is not valid JSON;
 - ``close_every``: the server closes the connection that many seconds after it
@@ -14,7 +14,7 @@ Websocket faults, per connection:
   frames due meanwhile are held and sent late, as after a network stall.
 
 REST faults, per request, at most one each: ``rest_429`` answers 429 with a
-``Retry-After`` header and Gemini's error body (gemini.md section 4,
+``Retry-After`` header and Gemini's error body (docs/venues/gemini.md section 4,
 "Rate limits"), ``rest_500`` answers 500, ``rest_slow`` answers normally after
 ``rest_slow_for`` seconds.
 

@@ -8,7 +8,7 @@ passed in.
 
 Numbers are exact: prices are integer multiples of the symbol's price
 increment (Gemini's ``quote_increment``) and sizes integer multiples of its
-size increment (Gemini's ``tick_size``), see gemini.md section 4. They become
+size increment (Gemini's ``tick_size``), see docs/venues/gemini.md section 4. They become
 decimal strings only at the wire, through :meth:`SymbolSpec.price` and
 :meth:`SymbolSpec.size`.
 
@@ -59,9 +59,10 @@ Reason = Literal["initial", "place", "cancel", "trade"]
 MIN_LEVELS = 10
 #: Trades kept per symbol for REST ``/v1/trades`` and the v2 snapshot.
 TRADE_HISTORY = 2000
-#: First engine event id; Gemini's ids are large and only ever increase (gemini.md section 1).
+#: First engine event id; Gemini's ids are large and only ever increase
+#: (docs/venues/gemini.md section 1).
 FIRST_EVENT_ID = 9_100_000_000
-#: Default first update id of each symbol's book, as in gemini.md section 3.2's example.
+#: Default first update id of each symbol's book, as in docs/venues/gemini.md section 3.2's example.
 FIRST_UPDATE_ID = 88_000_000
 
 
@@ -114,12 +115,12 @@ class SymbolSpec:
 
     @property
     def quote_increment(self) -> float:
-        """Price increment, as the JSON number Gemini sends (gemini.md section 4)."""
+        """Price increment, as the JSON number Gemini sends (docs/venues/gemini.md section 4)."""
         return float(10.0**-self.price_decimals)
 
     @property
     def tick_size(self) -> float:
-        """Size increment, as the JSON number Gemini sends (gemini.md section 4)."""
+        """Size increment, as the JSON number Gemini sends (docs/venues/gemini.md section 4)."""
         return float(10.0**-self.size_decimals)
 
 
@@ -143,7 +144,8 @@ def _spec(
 _KNOWN = {
     s.symbol: s
     for s in (
-        # Scales as in Gemini's symbol details (gemini.md section 4 and the real capture).
+        # Scales as in Gemini's symbol details (docs/venues/gemini.md section 4)
+        # and the real capture.
         _spec("BTCUSD", "BTC", "60000.00", 8, "0.25", "0.00001"),
         _spec("ETHUSD", "ETH", "3000.00", 6, "2.5", "0.001"),
         _spec("SOLUSD", "SOL", "150.000", 6, "20", "0.01"),
@@ -197,7 +199,7 @@ class Trade:
 
     @property
     def taker_side(self) -> Literal["buy", "sell"]:
-        """The aggressor's side, as v2 and REST spell it (gemini.md section 5)."""
+        """The aggressor's side, as v2 and REST spell it (docs/venues/gemini.md section 5)."""
         return "buy" if self.maker_side == "ask" else "sell"
 
 
@@ -206,9 +208,9 @@ class Event:
     """One engine event: what happened to one symbol's book, in engine order.
 
     ``items`` holds the trades and changes in the order Gemini v1 lists them:
-    each trade is followed by the change it caused (gemini.md section 1).
+    each trade is followed by the change it caused (docs/venues/gemini.md section 1).
     ``update_id`` numbers the events of one symbol's book without holes: the
-    current API's ``U``/``u`` (gemini.md section 3.4).
+    current API's ``U``/``u`` (docs/venues/gemini.md section 3.4).
     """
 
     symbol: str

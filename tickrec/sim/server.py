@@ -392,7 +392,7 @@ class SimServer:
             self._fault(start, "rest_slow", None, target, seconds=delay)
             await asyncio.sleep(delay)
         if fault == "429":
-            # Gemini's rate-limit reply (gemini.md section 4, "Rate limits").
+            # Gemini's rate-limit reply (docs/venues/gemini.md section 4, "Rate limits").
             retry = str(self.config.faults.retry_after)
             self._fault(start, "rest_429", None, target, retry_after=retry)
             reply = rest.Reply(

@@ -15,7 +15,7 @@ When a truth directory is given the simulator writes, one JSON object per line:
     every change applied to the true book: ``{"t_ns", "event_id", "symbol",
     "side", "price", "size", "reason", "update_id"}``, ``side`` ``bid``/``ask``, ``size``
     the level's new absolute size as a decimal string (``"0"`` removes it),
-    ``update_id`` the symbol's update id of the event (gemini.md section 3.4).
+    ``update_id`` the symbol's update id of the event (docs/venues/gemini.md section 3.4).
     The first lines (``reason`` ``initial``) build each book. Replaying the
     lines with ``t_ns <= T`` gives the true book at time T.
 ``rest.jsonl``

@@ -4,7 +4,7 @@ A codec reads the *header* of one raw payload: the exchange time, the venue
 sequence number and the symbol the message belongs to, without touching the
 clock, a socket or a file. The recorder stamps these into the contract's
 ``exch_ts`` / ``venue_seq`` columns and uses the symbol to split a
-multi-symbol connection by partition (ARCHITECTURE 2.1); the replayer can use
+multi-symbol connection by partition (docs/architecture.md section 2.1); the replayer can use
 the same functions to read old files the same way.
 """
 

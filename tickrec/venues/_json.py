@@ -8,7 +8,8 @@ import orjson
 
 __all__ = ["INT64_MAX", "as_int", "as_int64", "load_object", "ms_to_ns"]
 
-#: The largest value of the int64 columns (``venue_seq``, ``exch_ts``; ARCHITECTURE 2.2).
+#: The largest value of the int64 columns (``venue_seq``, ``exch_ts``;
+#: docs/architecture.md section 2.2).
 INT64_MAX = 2**63 - 1
 
 

@@ -22,7 +22,7 @@ class Header(NamedTuple):
 
     ``symbol`` is set only when the message itself names the one symbol it
     belongs to (Gemini v2 ``l2_updates`` and ``trade``); ``None`` means the
-    message belongs to the connection as a whole (ARCHITECTURE 2.1: it goes to
+    message belongs to the connection as a whole (docs/architecture.md section 2.1: it goes to
     every symbol partition the connection serves). ``problem`` is ``None`` for
     a well-formed, expected message, else a short description of what is wrong.
     ``first_seq`` is the first sequence number a message covers when it

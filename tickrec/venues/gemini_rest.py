@@ -1,4 +1,6 @@
-"""Gemini REST market data (gemini.md section 4): the symbol list and order book snapshots.
+"""Gemini REST market data: the symbol list and order book snapshots.
+
+The endpoints are in docs/venues/gemini.md section 4.
 
 A book reply carries no sequence number and its per-level ``timestamp`` is a
 dummy ("DO NOT USE"), so a stored snapshot has neither ``exch_ts`` nor
@@ -38,7 +40,7 @@ def book_url(base: str, symbol: str, depth: int) -> str:
 def retry_after_seconds(value: str | None, default: float) -> float:
     """Seconds to wait from a ``Retry-After`` header (delta seconds), else *default*.
 
-    Gemini's 429 example sends ``Retry-After: 3`` (gemini.md section 4); an
+    Gemini's 429 example sends ``Retry-After: 3`` (docs/venues/gemini.md section 4); an
     HTTP date or garbage falls back to *default*.
     """
     if value is None:

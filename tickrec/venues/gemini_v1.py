@@ -1,8 +1,8 @@
-"""Gemini market data v1 (gemini.md section 1): one symbol per connection.
+"""Gemini market data v1 (docs/venues/gemini.md section 1): one symbol per connection.
 
 Every frame carries ``socket_sequence``, a per-connection counter that starts
 at 0 and goes up by exactly one on every message, heartbeats included; a
-break means messages were lost and the client must reconnect (gemini.md
+break means messages were lost and the client must reconnect (docs/venues/gemini.md
 section 1, "Sequencing and gaps"). ``timestampms`` is the exchange time of an
 update; the first (initial) update may lack it.
 """
@@ -24,7 +24,7 @@ _KINDS = frozenset({"update", "heartbeat"})
 
 
 def stream_url(base: str, symbol: str) -> str:
-    """The v1 market data URL of *symbol*, with 5 s heartbeats (gemini.md section 1)."""
+    """The v1 market data URL of *symbol*, with 5 s heartbeats (docs/venues/gemini.md section 1)."""
     return f"{base.rstrip('/')}/v1/marketdata/{symbol}?heartbeat=true"
 
 
@@ -101,7 +101,7 @@ class SequenceTracker:
     """Checks v1 ``socket_sequence`` continuity for one connection.
 
     Create a new tracker for every connection: the counter starts again at 0
-    on every reconnect (gemini.md section 1).
+    on every reconnect (docs/venues/gemini.md section 1).
     """
 
     __slots__ = ("expected",)

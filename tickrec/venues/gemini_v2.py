@@ -1,7 +1,7 @@
-"""Gemini market data v2 (gemini.md section 2): many symbols on one connection.
+"""Gemini market data v2 (docs/venues/gemini.md section 2): many symbols on one connection.
 
 v2 frames carry no sequence number, so gaps cannot be detected from the
-stream (gemini.md section 2, "Sequencing"). ``l2_updates``, ``trade`` and the
+stream (docs/venues/gemini.md section 2, "Sequencing"). ``l2_updates``, ``trade`` and the
 candle feeds name their ``symbol``; a heartbeat names none and belongs to the
 whole connection. ``trade`` and ``heartbeat`` carry ``timestamp`` in ms.
 """
@@ -23,7 +23,7 @@ _FEEDS_WITH_TIME = frozenset({"trade", "heartbeat"})
 
 
 def stream_url(base: str) -> str:
-    """The v2 market data URL (gemini.md section 2)."""
+    """The v2 market data URL (docs/venues/gemini.md section 2)."""
     return f"{base.rstrip('/')}/v2/marketdata"
 
 

@@ -1,4 +1,6 @@
-"""The current Gemini WebSocket API (gemini.md section 3): many symbols on one connection.
+"""The current Gemini WebSocket API: many symbols on one connection.
+
+The protocol is in docs/venues/gemini.md section 3.
 
 Stream frames are bare objects told apart by their keys (section 3.1):
 ``e:"depthUpdate"`` (diffs, and the snapshot a ``snapshot=-1`` connection
@@ -45,7 +47,10 @@ PROTOCOL = "gemini.ws"
 
 
 def stream_url(base: str) -> str:
-    """The connection URL: a full-book snapshot on every diff subscription (gemini.md section 3)."""
+    """The connection URL: a full-book snapshot on every diff subscription.
+
+    See docs/venues/gemini.md section 3.
+    """
     return f"{base.rstrip('/')}/?snapshot=-1"
 
 
@@ -59,14 +64,16 @@ def depth_stream(symbol: str) -> str:
 
 
 def trade_stream(symbol: str) -> str:
-    """``{symbol}@trade`` (gemini.md section 3.3)."""
+    """``{symbol}@trade`` (docs/venues/gemini.md section 3.3)."""
     return f"{symbol.strip().lower()}@trade"
 
 
 def request(
     request_id: int, method: str, params: Sequence[str] | dict[str, Any] | None = None
 ) -> str:
-    """A request as sent on the wire: ``{"id", "method", "params"}`` (gemini.md section 3.1).
+    """A request as sent on the wire: ``{"id", "method", "params"}``.
+
+    See docs/venues/gemini.md section 3.1.
 
     Methods that take no parameters (``ping``, ``time``) are sent without ``params``.
     """
@@ -77,7 +84,7 @@ def request(
 
 
 def ping(request_id: int) -> str:
-    """The ``ping`` request, Gemini's SDK keepalive (gemini.md section 3.5)."""
+    """The ``ping`` request, Gemini's SDK keepalive (docs/venues/gemini.md section 3.5)."""
     return request(request_id, "ping")
 
 
@@ -86,7 +93,7 @@ def epoch_ns(value: int) -> int:
 
     Present-day times have 10 digits in seconds, 13 in ms, 16 in µs and 19 in
     ns; the cut-offs sit between those, so any time from 2001 to 2286 is read
-    right (gemini.md section 3.4: "infer the unit from digit count").
+    right (docs/venues/gemini.md section 3.4: "infer the unit from digit count").
     """
     digits = len(str(abs(value)))
     if digits >= 18:
@@ -107,7 +114,10 @@ def _time(obj: dict[str, Any]) -> int | None:
 
 
 def kind_of(obj: dict[str, Any]) -> str:
-    """The kind of a parsed frame by its keys (gemini.md section 3.1); ``""`` if none fits."""
+    """The kind of a parsed frame by its keys; ``""`` if none fits.
+
+    See docs/venues/gemini.md section 3.1.
+    """
     e = obj.get("e")
     if isinstance(e, str):
         return e
@@ -131,7 +141,7 @@ def header(payload: str | bytes) -> Header:
     if kind == "reply":
         return Header(kind=kind)
     if kind == "partialDepth":
-        # No symbol in the frame (gemini.md section 3.3): it belongs to the connection.
+        # No symbol in the frame (docs/venues/gemini.md section 3.3): it belongs to the connection.
         return Header(kind=kind, venue_seq=as_int64(obj.get("lastUpdateId")))
     exch_ns = _time(obj)
     s = obj.get("s")
@@ -167,7 +177,7 @@ class Reply(NamedTuple):
 
 
 def parse_reply(payload: str | bytes) -> Reply | None:
-    """The reply in *payload*, or ``None`` if it is not one (gemini.md section 3.1)."""
+    """The reply in *payload*, or ``None`` if it is not one (docs/venues/gemini.md section 3.1)."""
     obj, _ = load_object(payload)
     if obj is None or kind_of(obj) != "reply":
         return None
@@ -184,7 +194,7 @@ def parse_reply(payload: str | bytes) -> Reply | None:
 class UpdateTracker:
     """Checks ``U``/``u`` continuity of the diff stream of each symbol on one connection.
 
-    Recipe A of gemini.md section 3.4: the first ``depthUpdate`` of a symbol
+    Recipe A of docs/venues/gemini.md section 3.4: the first ``depthUpdate`` of a symbol
     (the snapshot of a ``snapshot=-1`` connection) sets ``last = u``; after
     it a frame with ``u <= last`` is stale and ignored, one with
     ``U > last + 1`` is a gap. Replies to the requests the connection *sent*

@@ -28,7 +28,7 @@ class Reject(Exception):
     """A request the exchange refuses with an HTTP error and Gemini's error body.
 
     The body shape is ``{"result":"error","reason":...,"message":...}``
-    (gemini.md section 4).
+    (docs/venues/gemini.md section 4).
     """
 
     def __init__(self, status: int, reason: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""Gemini REST market data (gemini.md section 4): book, trades, symbols, symbol details.
+"""Gemini REST market data (docs/venues/gemini.md section 4): book, trades, symbols, symbol details.
 
 :func:`handle` answers one GET from the market's current state. It is pure:
 the caller passes the time and turns the reply into HTTP.
@@ -16,7 +16,7 @@ from tickrec.sim.protocols.base import Reject, dumps, integer, lookup
 
 __all__ = ["Reply", "handle", "matches"]
 
-# Gemini caps one trades reply at 500 records (gemini.md section 4).
+# Gemini caps one trades reply at 500 records (docs/venues/gemini.md section 4).
 _MAX_TRADES = 500
 _ROUTES = {
     "book": re.compile(r"^/v1/book/([^/]+)/?$"),
@@ -50,7 +50,7 @@ def _book(market: Market, spec: SymbolSpec, query: Mapping[str, str], now_ns: in
             {"price": spec.price(p), "amount": spec.size(q), "timestamp": stamp} for p, q in levels
         ]
 
-    # 0 means the whole side (gemini.md section 4).
+    # 0 means the whole side (docs/venues/gemini.md section 4).
     limit_bids = integer(query, "limit_bids", 50, 0, 1 << 31)
     limit_asks = integer(query, "limit_asks", 50, 0, 1 << 31)
     return {
@@ -91,8 +91,8 @@ def _trades(market: Market, spec: SymbolSpec, query: Mapping[str, str]) -> Any:
 
 
 def _details(spec: SymbolSpec) -> Any:
-    # Key order and types as in the real capture (shared/data/real/gemini_v2/GEMINI.0),
-    # extended with the fields gemini.md section 4 lists.
+    # Key order and types as in the real capture (tests/data/real/gemini_v2/GEMINI.0),
+    # extended with the fields docs/venues/gemini.md section 4 lists.
     return {
         "symbol": spec.symbol,
         "base_currency": spec.base,

@@ -1,4 +1,4 @@
-"""Gemini market data v1: ``/v1/marketdata/{symbol}`` (gemini.md section 1).
+"""Gemini market data v1: ``/v1/marketdata/{symbol}`` (docs/venues/gemini.md section 1).
 
 One symbol per connection, no subscribe message. Every frame carries the
 connection's ``socket_sequence``, from 0, up by one per frame (heartbeats
@@ -6,7 +6,7 @@ included). The first frame is one ``update`` holding the whole book as
 ``change`` events with reason ``initial``; later updates carry one engine
 event each: its ``trade`` events, each followed by the ``change`` it caused,
 or a single ``place``/``cancel`` change. Key order follows the real capture
-in ``shared/data/real/gemini_v1``.
+in ``tests/data/real/gemini_v1``.
 
 Query parameters ``bids``, ``offers`` and ``trades`` leave out that kind of
 event and ``heartbeat=true`` turns on heartbeats. With ``top_of_book=true``
@@ -14,7 +14,7 @@ the changes describe a book one level deep: when a side's best level changes
 size the change says so, and when the best price moves the old price is set
 to ``"0"`` and the new one to its size, so a client applying changes as usual
 always holds exactly the best bid and ask. Gemini does not document the
-events of this mode in detail (gemini.md section 1). An update left with no
+events of this mode in detail (docs/venues/gemini.md section 1). An update left with no
 events is not sent and takes no sequence number.
 """
 
@@ -38,7 +38,10 @@ PATH = re.compile(r"^/v1/marketdata/([^/]+)/?$")
 
 @dataclass(frozen=True, slots=True)
 class V1Params:
-    """The connection's query parameters (gemini.md section 1, "URL query parameters")."""
+    """The connection's query parameters.
+
+    See docs/venues/gemini.md section 1, "URL query parameters".
+    """
 
     heartbeat: bool = False
     top_of_book: bool = False

@@ -1,16 +1,16 @@
-"""Gemini market data v2: ``/v2/marketdata`` (gemini.md section 2).
+"""Gemini market data v2: ``/v2/marketdata`` (docs/venues/gemini.md section 2).
 
 The client subscribes to the ``l2`` feed for some symbols; each symbol's
 first ``l2_updates`` is its snapshot: the whole book (bids best first, then
 asks best first) plus the last 50 trades, newest first, and an empty
-``auction_events``, as in the real capture in ``shared/data/real/gemini_v2``.
+``auction_events``, as in the real capture in ``tests/data/real/gemini_v2``.
 After that each engine event becomes its ``trade`` messages (``side`` is the
 taker side) and one ``l2_updates`` whose changes set levels to absolute
 sizes, ``"0"`` removing a level. There is no sequence number. Heartbeats,
 ``{"type":"heartbeat","timestamp":ms}``, come on every connection, subscribed
 or not, as in the real capture.
 
-Trade messages carry ``tid`` as gemini.md documents it; the 2021 capture's
+Trade messages carry ``tid`` as docs/venues/gemini.md documents it; the 2021 capture's
 trades have only ``event_id``, which always equals ``tid`` here.
 """
 
@@ -29,7 +29,7 @@ __all__ = ["PATH", "SNAPSHOT_TRADES", "V2Feed"]
 
 #: The upgrade path (cryptofeed connects with a trailing slash).
 PATH = re.compile(r"^/v2/marketdata/?$")
-#: Trades in a snapshot (gemini.md section 2: "the last 50 trades").
+#: Trades in a snapshot (docs/venues/gemini.md section 2: "the last 50 trades").
 SNAPSHOT_TRADES = 50
 _SIDES = {"bid": "buy", "ask": "sell"}
 # websocket close code 1008, policy violation (RFC 6455 section 7.4.1)

@@ -1,4 +1,4 @@
-"""The current Gemini WebSocket API: ``wss://ws.gemini.com`` (gemini.md section 3).
+"""The current Gemini WebSocket API: ``wss://ws.gemini.com`` (docs/venues/gemini.md section 3).
 
 One connection carries many symbols and streams. The client sends
 ``{"id", "method", "params"}`` requests and gets ``{"id", "status",
@@ -56,7 +56,7 @@ __all__ = [
 
 #: The upgrade path: the API lives at the root, ``wss://ws.gemini.com?snapshot=-1``.
 PATH = re.compile(r"^/?$")
-#: ``depth`` request limits (gemini.md section 3.2: 1..5000, default 100).
+#: ``depth`` request limits (docs/venues/gemini.md section 3.2: 1..5000, default 100).
 MAX_DEPTH_LIMIT = 5000
 DEFAULT_DEPTH_LIMIT = 100
 #: Error codes of refused requests: not a request at all, a method we do not
@@ -110,9 +110,10 @@ class WsFeed(Feed):
 
     def __init__(self, market: Market, query: Mapping[str, str]) -> None:
         self.market = market
-        # Negative: whole book; 0: no snapshot; N > 0: top N (gemini.md section 3).
+        # Negative: whole book; 0: no snapshot; N > 0: top N (docs/venues/gemini.md section 3).
         self.snapshot = integer(query, "snapshot", 0, -(2**31), 2**31)
-        self.heartbeats = False  # no server heartbeat is documented (gemini.md section 3.5)
+        # No server heartbeat is documented (docs/venues/gemini.md section 3.5).
+        self.heartbeats = False
         self.subs: dict[str, _Sub] = {}
         self._methods: dict[str, Callable[[Any, int], tuple[Any, list[str]]]] = {
             "subscribe": self._subscribe,
@@ -149,7 +150,8 @@ class WsFeed(Feed):
                 rid = None
                 raise _Refused(ERR_MALFORMED, "request id must be a string or an integer")
             method = msg.get("method")
-            # The subscription methods also answer to upper case (gemini.md section 3.2).
+            # The subscription methods also answer to upper case
+            # (docs/venues/gemini.md section 3.2).
             name = method.lower() if isinstance(method, str) and method.isupper() else method
             handler = self._methods.get(name) if isinstance(name, str) else None
             if handler is None or (name != method and name not in _UPPER_ALIASES):
@@ -268,7 +270,8 @@ class WsFeed(Feed):
                 "t": t.tid,
                 "p": spec.price(t.price),
                 "q": spec.size(t.amount),
-                # The buyer made the market when the resting order was a bid (gemini.md 3.3).
+                # The buyer made the market when the resting order was a bid
+                # (docs/venues/gemini.md section 3.3).
                 "m": t.maker_side == "bid",
             }
         )
@@ -334,5 +337,5 @@ class WsFeed(Feed):
         return frames
 
 
-#: Methods that also answer to their upper-case name (gemini.md section 3.2).
+#: Methods that also answer to their upper-case name (docs/venues/gemini.md section 3.2).
 _UPPER_ALIASES = frozenset({"subscribe", "unsubscribe", "list_subscriptions"})
