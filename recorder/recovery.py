@@ -25,7 +25,7 @@ from recorder.writer import convert_segment
 from tickrec.contract import parse_part_name, read_footer
 from tickrec.errors import JournalError
 
-__all__ = ["RunRecovery", "recover", "recover_run"]
+__all__ = ["JournalCheck", "RunRecovery", "check_journals", "recover", "recover_run"]
 
 log = logging.getLogger("tickrec.recorder")
 
@@ -132,3 +132,50 @@ def recover(root: str | os.PathLike[str]) -> list[RunRecovery]:
         finally:
             os.close(fd)
     return results
+
+
+@dataclass
+class JournalCheck:
+    """What :func:`check_journals` found: damaged segments, and runs it did not look at."""
+
+    damaged: list[tuple[Path, str]] = field(default_factory=list)
+    segments: int = 0
+    live_runs: list[str] = field(default_factory=list)
+
+
+def check_journals(root: str | os.PathLike[str]) -> JournalCheck:
+    """Read every journal segment of the dead runs under *root*, changing nothing.
+
+    A segment is damaged when its header cannot be read or records after
+    its last good one cannot (:func:`~recorder.journal.scan_segment`);
+    ``tickrec recover`` keeps what comes before the damage. Runs that a live
+    recorder holds are listed, not read: their newest segment is being
+    written.
+    """
+    found = JournalCheck()
+    journal = Path(root) / "journal"
+    if not journal.is_dir():
+        return found
+    for run_dir in sorted(p for p in journal.iterdir() if p.is_dir()):
+        try:
+            fd = try_lock(run_dir / LOCK_NAME)
+        except FileNotFoundError:
+            continue
+        if fd is None:
+            found.live_runs.append(run_dir.name)
+            continue
+        try:
+            for _, path in list_segments(run_dir):
+                found.segments += 1
+                try:
+                    scan = scan_segment(path)
+                except JournalError as exc:
+                    found.damaged.append((path, str(exc).removeprefix(f"{path}: ")))
+                    continue
+                if scan.problem is not None:
+                    found.damaged.append(
+                        (path, f"{scan.lost_bytes} bytes cannot be read ({scan.problem})")
+                    )
+        finally:
+            os.close(fd)
+    return found

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,6 +24,8 @@ from tickrec.errors import DatasetError, NotFoundError, TickrecError, UsageError
 
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
+    from tickrec.contract import Partition
+    from tickrec.verify import Problem
 
 __all__ = ["app", "main"]
 
@@ -360,6 +363,71 @@ def recover_cmd(data: DataOpt = None) -> None:
         raise DatasetError(
             f"{_plural(left, 'journal segment')} could not be recovered and were left in place"
         )
+
+
+@app.command("verify")
+def verify_cmd(
+    date: Annotated[str | None, typer.Option(help="Only this UTC date (YYYY-MM-DD).")] = None,
+    venue: Annotated[str | None, typer.Option(help="Only this venue.")] = None,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also decode every partition as a replay would.")
+    ] = False,
+    data: DataOpt = None,
+) -> None:
+    """Check every part (checksums, footer against content, order, dates) and the journals.
+
+    Prints one line per problem and exits with 1 if there is any; nothing is changed.
+    """
+    from recorder.recovery import check_journals
+    from tickrec import contract
+    from tickrec.verify import Problem, verify_root
+
+    root = contract.resolve_root(data)
+    if venue is not None:
+        contract.check_name("venue", venue)
+    if date is not None:
+        contract.check_date(date)
+    if not (root / "raw").is_dir() and not (root / "journal").is_dir():
+        raise NotFoundError(f"no dataset under {root} (no {root / 'raw'} directory)")
+    problems = 0
+    partitions = 0
+    for partition, found in verify_root(root, venue=venue, date=date):
+        partitions += 1
+        label = f"{partition.venue} {partition.date} {partition.symbol}"
+        if deep and not found:
+            found = _decode_problems(root, partition)
+        problems += len(found)
+        typer.echo(f"{label}: " + (_plural(len(found), "problem") if found else "ok"))
+        for problem in found:
+            typer.echo(f"  {problem}")
+    journals = check_journals(root)
+    for path, what in journals.damaged:
+        typer.echo(f"  {Problem(path, what)}")
+    problems += len(journals.damaged)
+    if journals.live_runs:
+        typer.echo(f"journal: not checked, recording now: {', '.join(journals.live_runs)}")
+    typer.echo(
+        f"checked {_plural(partitions, 'partition')} and "
+        f"{_plural(journals.segments, 'journal segment')}: "
+        + (_plural(problems, "problem") if problems else "no problems")
+    )
+    if problems:
+        raise typer.Exit(1)
+
+
+def _decode_problems(root: Path, partition: Partition) -> list[Problem]:
+    """A replay's decode of *partition*, as a list of the one problem it raised (or none)."""
+    from replay.decode import decode
+    from tickrec import contract
+    from tickrec.verify import Problem
+
+    try:
+        table = contract.read_partition(root, partition.venue, partition.date, partition.symbol)
+        decode(table, partition.symbol)
+    except TickrecError as exc:
+        where = contract.partition_dir(root, partition.venue, partition.date, partition.symbol)
+        return [Problem(where, f"cannot be replayed: {exc}")]
+    return []
 
 
 # --- replay, gaps (replay) -------------------------------------------------------

@@ -10,6 +10,8 @@ Rules kept here, so that no caller can break them:
   so no input can write outside the dataset root;
 - a part file appears only when complete (temporary name, fsync, rename, fsync
   of the directory) and is never rewritten;
+- every data page carries a CRC32 (Parquet page checksums), checked on every
+  read, so a flipped bit in a stored part is an error, never a changed value;
 - every part carries footer metadata (:data:`META_KEYS`) so listings read
   footers only;
 - readers order parts by the contract (runs by their first ``recv_ts``, then
@@ -354,7 +356,9 @@ def write_part(
     table = table.replace_schema_metadata(_footer_meta(venue, symbol, run_id, table, extra))
     try:
         write_atomic(
-            final, lambda fh: pq.write_table(table, fh, compression="zstd"), replace=False
+            final,
+            lambda fh: pq.write_table(table, fh, compression="zstd", write_page_checksum=True),
+            replace=False,
         )
     except FileExistsError:
         raise DatasetError(f"{final}: part already exists; parts are never rewritten") from None
@@ -468,7 +472,7 @@ def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) 
     tables = []
     for p in parts:
         try:
-            t = pq.read_table(p.path, columns=cols)
+            t = pq.read_table(p.path, columns=cols, page_checksum_verification=True)
         except (OSError, pa.ArrowException) as exc:
             raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
         tables.append(t.replace_schema_metadata(None))
@@ -503,7 +507,8 @@ def iter_parts(
     schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
     for p in parts:
         try:
-            batches = pq.ParquetFile(p.path).iter_batches(batch_size=batch_rows, columns=cols)
+            reader = pq.ParquetFile(p.path, page_checksum_verification=True)
+            batches = reader.iter_batches(batch_size=batch_rows, columns=cols)
             for batch in batches:
                 yield batch.replace_schema_metadata(None).cast(schema)
         except (OSError, pa.ArrowException) as exc:
