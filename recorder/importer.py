@@ -309,12 +309,19 @@ def _import(
     parse: Callable[[Path, ImportResult], _Parsed],
     on_file: Callable[[ImportResult], None] | None,
 ) -> list[ImportResult]:
-    """Import each file as one run named by its content hash, unless it is already in."""
-    results = []
-    for p in paths:
-        path = Path(p)
+    """Import each file as one run named by its content hash, unless it is already in.
+
+    Every path is checked before anything is imported, so a mistyped name
+    fails the command at once rather than after the files before it.
+    """
+    files = [Path(p) for p in paths]
+    for path in files:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"{path}: not readable")
+    results = []
+    for path in files:
         digest = _file_hash(path)
         result = ImportResult(path, _run_id(digest))
         venue, records, extra = parse(path, result)

@@ -44,7 +44,7 @@ from tickrec.errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Day", "open", "parse_interval_ns", "to_ns"]
+__all__ = ["Day", "date_text", "open", "parse_interval_ns", "to_ns"]
 
 I64 = npt.NDArray[np.int64]
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -316,8 +316,15 @@ class Day:
         return df
 
     def book_at(self, ts: Any, depth: int | None = None) -> BookView:
-        """The book after every message with ``recv_ts <= ts`` (all levels unless *depth*)."""
+        """The book after every message with ``recv_ts <= ts`` (all levels unless *depth*).
+
+        *ts* must fall on the partition's UTC date.
+        """
         t = to_ns(ts)
+        if not self.midnight_ns <= t < self.midnight_ns + NS_PER_DAY:
+            raise UsageError(
+                f"book_at: {ts} is not on {self.date} (UTC); open that date's partition instead"
+            )
         ops = self.decoded.ops
         stop = int(np.searchsorted(ops.ts, t, "right"))
         engine = BookEngine(depth=0)
@@ -568,8 +575,23 @@ class Day:
         return n
 
 
+def date_text(date: str | dt.date) -> str:
+    """The ``YYYY-MM-DD`` of a date given as text, :class:`datetime.date` or a datetime.
+
+    A datetime (or :class:`pandas.Timestamp`) with a time zone gives its UTC
+    date; a naive one is taken as UTC.
+    """
+    if isinstance(date, dt.datetime):
+        if date.tzinfo is not None:
+            date = date.astimezone(dt.UTC)
+        return date.date().isoformat()
+    if isinstance(date, dt.date):
+        return date.isoformat()
+    return contract.check_date(str(date))
+
+
 def open(
-    date: str,
+    date: str | dt.date,
     symbol: str,
     venue: str = "gemini",
     data: str | os.PathLike[str] | None = None,
@@ -585,9 +607,13 @@ def open(
     files, streamed, and the cache is written (:mod:`replay.cache`);
     ``cache=False`` neither reads nor writes it. Outputs are the same either way.
 
-    Raises :class:`~tickrec.errors.NotFoundError` (listing what exists) when
-    there is no such partition.
+    *date* is ``"YYYY-MM-DD"`` or a :class:`datetime.date`; *symbol* may be
+    in any case (``"btcusd"`` is ``BTCUSD``). Raises
+    :class:`~tickrec.errors.NotFoundError` (listing what exists) when there
+    is no such partition.
     """
+    date = date_text(date)
+    symbol = contract.check_name("symbol", symbol.upper())
     root = contract.resolve_root(data)
     decoded = decode_partition(root, venue, date, symbol, cache=cache)
 

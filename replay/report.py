@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replay.api import Day, open, parse_interval_ns
@@ -138,9 +139,18 @@ def check_options(out: str | os.PathLike[str] | None, every: str, silence: str) 
 
 
 def _check_out(out: str | os.PathLike[str]) -> Path:
+    """*out* if a snapshot file can be written there: a known suffix, in a writable place."""
     path = Path(out)
     if path.suffix.lower() not in OUT_FORMATS:
         raise UsageError(f"--out: {path.name!r} must end in .parquet or .csv")
+    if path.is_dir():
+        raise UsageError(f"--out: {path} is a directory")
+    # The nearest existing ancestor must be a writable directory (missing ones are made).
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: cannot write in {parent}")
     return path
 
 
@@ -156,9 +166,11 @@ def write_snapshots(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() == ".csv":
-        table.to_pandas().to_csv(
-            tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ", lineterminator="\n"
-        )
+        # Times as ISO text to the nanosecond (Arrow's %S keeps the fraction; pandas' %f
+        # would cut it to microseconds).
+        k = table.schema.get_field_index("ts")
+        iso = pc.strftime(table.column(k), format="%Y-%m-%dT%H:%M:%SZ", locale="C")
+        table.set_column(k, "ts", iso).to_pandas().to_csv(tmp, index=False, lineterminator="\n")
     else:
         meta = {"tickrec.replay": json.dumps({"tickrec": __version__, **params}, sort_keys=True)}
         # Dictionaries only for the symbol: built for prices and sizes they are
@@ -214,7 +226,7 @@ def format_gaps(symbol: str, gaps: list[Gap]) -> str:
     """The gap report of one symbol, one gap per line."""
     if not gaps:
         return f"{symbol}: no gaps"
-    lines = [f"{symbol}: {len(gaps)} gaps"]
+    lines = [f"{symbol}: {len(gaps)} gap{'s' if len(gaps) != 1 else ''}"]
     for g in gaps:
         lines.append(
             f"  {g.kind:<17} {_iso(g.start)} .. {_iso(g.end)}  {g.duration / 1e9:>12.3f} s  "

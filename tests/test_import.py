@@ -177,3 +177,17 @@ def test_cli_import_reports_and_is_idempotent(tmp_path: Path) -> None:
     assert second.returncode == 0 and "already imported" in second.stdout
     bad = run("import", "lines", str(V1))
     assert bad.returncode == 2 and bad.stderr.startswith("error: --symbol is required")
+
+
+def test_every_path_is_checked_before_anything_is_imported(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.log"
+    with pytest.raises(UsageError, match=r"nope\.log: no such file"):
+        import_cryptofeed([V2, missing], tmp_path / "data")
+    assert not (tmp_path / "data" / "raw").exists()  # the good file before it was not imported
+    done = subprocess.run(
+        [sys.executable, "-m", "tickrec", "import", "cryptofeed", str(V2), str(missing),
+         "--data", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and "no such file" in done.stderr
+    assert not (tmp_path / "data" / "raw").exists()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import V2_DATE
 
+import replay
 from replay import BookView, Day, Event
 from replay.api import parse_interval_ns, to_ns
 from replay.ticks import decimals_of, format_units, to_units
@@ -182,3 +186,26 @@ def test_ticks_exact_and_overflow_is_an_error():
     with pytest.raises(DatasetError, match="not a decimal"):
         to_units(["abc"], 2)
     assert np.array_equal(to_units([], 3), np.zeros(0, np.int64))
+
+
+def test_open_takes_any_case_and_date_objects(v2_root: Path):
+    day = replay.open(V2_DATE, "FILUSD", data=v2_root)
+    for date in (dt.date(2021, 6, 24), dt.datetime(2021, 6, 24, 12, tzinfo=dt.UTC)):
+        other = replay.open(date, "filusd", data=v2_root)
+        assert (other.date, other.symbol) == (V2_DATE, "FILUSD")
+        assert other.gap_list() == day.gap_list() and other.valid_ns == day.valid_ns
+    # a zoned time is taken at its UTC date: 01:00 in UTC+2 is the day before
+    east = dt.datetime(2021, 6, 25, 1, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert replay.open(east, "FILUSD", data=v2_root).date == V2_DATE
+    with pytest.raises(UsageError, match="YYYY-MM-DD"):
+        replay.open("24/06/2021", "FILUSD", data=v2_root)
+
+
+def test_book_at_outside_the_date_is_refused(v2_root: Path):
+    day = replay.open(V2_DATE, "FILUSD", data=v2_root)
+    last = day.span[1]
+    assert day.book_at(last).valid
+    assert not day.book_at(day.midnight_ns).valid  # on the date, before the first message
+    for ts in ("2021-06-23T23:59:59.999999999Z", "2021-06-25T00:00:00Z"):
+        with pytest.raises(UsageError, match="is not on 2021-06-24"):
+            day.book_at(ts)

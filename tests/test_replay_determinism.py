@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,8 +117,44 @@ def test_cli_gaps_report(tmp_path: Path):
     done = run_cli("gaps", "--date", "2018-09-26", "--data", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "BTCUSD: 1 gaps",
+        "BTCUSD: 1 gap",
         "  sequence          2018-09-26T15:00:20.222000000Z .. 2018-09-26T15:00:21.810000000Z"
         "         1.588 s  socket_sequence expected 6, got 7",
     ]
     assert recv[4] == 1537974020222000000
+
+
+def test_out_in_an_unwritable_place_fails_before_any_work(tmp_path: Path):
+    root = tmp_path / "data"
+    realdata.import_gemini_v2(root)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    (tmp_path / "d.csv").mkdir()
+    cases = [
+        (blocker / "sub" / "x.parquet", f"cannot write in {blocker}"),
+        (tmp_path / "d.csv", "is a directory"),
+    ]
+    if os.geteuid() != 0:  # root may write in any directory
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        cases.append((locked / "x.parquet", f"cannot write in {locked}"))
+    for out, why in cases:
+        done = run_cli("replay", "--date", V2_DATE, "--data", str(root), "--out", str(out))
+        assert done.returncode == 2 and why in done.stderr, done.stderr
+    # refused before the replay: nothing was decoded, so no cache was written
+    assert not (root / "normalized").exists()
+
+
+def test_csv_times_keep_their_nanoseconds(v2_root: Path, tmp_path: Path):
+    out = tmp_path / "s.csv"
+    done = run_cli(
+        "replay", "--date", V2_DATE, "--data", str(v2_root), "--every", "0", "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    text = pd.read_csv(out, dtype={"ts": str})["ts"]
+    day = replay.open(V2_DATE, "FILUSD", data=v2_root)
+    want = day.snapshot_table(every="0").column("ts").cast(pa.int64()).to_pylist()
+    got = pd.read_csv(out)
+    got_ns = pd.to_datetime(got[got["symbol"] == "FILUSD"]["ts"]).astype("int64").tolist()
+    assert got_ns == want and any(ns % 1000 for ns in want)  # sub-microsecond times survive
+    assert text.str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z").all()
