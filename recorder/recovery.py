@@ -22,10 +22,18 @@ from pathlib import Path
 
 from recorder.journal import LOCK_NAME, SegmentScan, list_segments, scan_segment, try_lock
 from recorder.writer import convert_segment
-from tickrec.contract import parse_part_name, read_footer
+from tickrec.contract import list_partitions, parse_part_name, partition_dir, read_footer
+from tickrec.durable import is_orphan
 from tickrec.errors import JournalError
 
-__all__ = ["JournalCheck", "RunRecovery", "check_journals", "recover", "recover_run"]
+__all__ = [
+    "JournalCheck",
+    "RunRecovery",
+    "check_journals",
+    "recover",
+    "recover_run",
+    "remove_orphans",
+]
 
 log = logging.getLogger("tickrec.recorder")
 
@@ -107,8 +115,30 @@ def _remove_if_empty(run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def remove_orphans(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary parts that writes killed before their rename left behind.
+
+    Only files whose writing process is gone go (:func:`tickrec.durable.is_orphan`);
+    the records they held are still in the journal they were converted from,
+    which is deleted only after the rename.
+    """
+    removed = []
+    for partition in list_partitions(root):
+        directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
+        for path in sorted(directory.iterdir()):
+            if path.is_file() and is_orphan(path):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+                log.info("removed %s, left by a write that never finished", path)
+    return removed
+
+
 def recover(root: str | os.PathLike[str]) -> list[RunRecovery]:
-    """Recover every dead run's journal under *root*; live runs are left alone."""
+    """Recover every dead run's journal under *root*; live runs are left alone.
+
+    Temporary parts left by killed writes are removed first (:func:`remove_orphans`).
+    """
+    remove_orphans(root)
     journal = Path(root) / "journal"
     results: list[RunRecovery] = []
     if not journal.is_dir():

@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from recorder.journal import Journal, RunMeta
-from recorder.recovery import check_journals
+from recorder.recovery import check_journals, recover
 from tickrec import contract
 from tickrec.contract import Partition, Row
+from tickrec.durable import temp_name
 from tickrec.errors import CorruptFileError
 from tickrec.verify import verify_partition, verify_root
 
@@ -54,6 +55,13 @@ def _flip(path: Path, n: int = 100, seed: int = 7) -> None:
     for pos in np.random.default_rng(seed).integers(8, len(data) - 4096, n):
         data[int(pos)] ^= 0x5A
     path.write_bytes(bytes(data))
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def _tickrec(*args: str) -> subprocess.CompletedProcess[str]:
@@ -133,12 +141,17 @@ def test_a_footer_for_another_partition_is_reported(tmp_path: Path) -> None:
     )
 
 
-def test_an_orphaned_temporary_part_is_reported(tmp_path: Path) -> None:
+def test_orphaned_temporary_parts_are_reported_and_removed_by_recover(tmp_path: Path) -> None:
     path = _part(tmp_path, 10)
-    orphan = path.with_name(f".{path.name}.12345.tmp")
+    orphan = temp_name(path, _dead_pid())
     orphan.write_bytes(b"PAR1 half a file")
+    in_progress = temp_name(path.with_name("part-2-x-1.parquet"), os.getpid())
+    in_progress.write_bytes(b"PAR1 being written")
     (problem,) = verify_partition(tmp_path, PARTITION)
     assert problem.path == orphan and "never finished" in problem.what
+    assert recover(tmp_path) == []  # no journal to recover, but the orphan goes
+    assert not orphan.exists() and in_progress.exists() and path.exists()
+    assert list(verify_partition(tmp_path, PARTITION)) == []
 
 
 def _dead_journal(root: Path, n: int = 30) -> Path:
@@ -174,7 +187,7 @@ def test_verify_command_prints_one_line_per_problem_and_exits_1(tmp_path: Path) 
         "checked 1 partition and 0 journal segments: no problems",
     ]
     _flip(path)
-    path.with_name(f".{path.name}.1.tmp").write_bytes(b"")
+    temp_name(path, _dead_pid()).write_bytes(b"")
     bad = _tickrec("verify", "--data", str(tmp_path), "--date", DATE)
     assert bad.returncode == 1
     lines = bad.stdout.splitlines()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["fsync_dir", "make_dirs", "write_atomic"]
+__all__ = ["fsync_dir", "is_orphan", "make_dirs", "temp_name", "write_atomic"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -51,7 +51,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object], replace: bool 
     ``replace=False`` an existing *path* raises :class:`FileExistsError`
     instead of being replaced.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_name(path, os.getpid())
     try:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -66,3 +66,30 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object], replace: bool 
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def temp_name(path: Path, pid: int) -> Path:
+    """The temporary name :func:`write_atomic` in process *pid* writes *path* under."""
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
+def is_orphan(path: Path) -> bool:
+    """Whether *path* is a temporary file of :func:`write_atomic` whose process is gone.
+
+    Such a file is what a write killed before its rename leaves; nothing
+    will ever rename it, so it may be removed. A file of a live process (or
+    of an unknown owner) is not an orphan.
+    """
+    name = path.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    pid = name[: -len(".tmp")].rpartition(".")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False

@@ -11,8 +11,9 @@ to the contract (docs/architecture.md section 2):
 - ``seq`` strictly increases, every ``recv_ts`` falls on the partition's
   date, and every ``source`` is one the contract names.
 
-A hidden temporary file left in a partition by a write that never finished
-is reported too. Checks only read: nothing is changed or moved.
+A temporary file left in a partition by a write whose process is gone
+(:func:`tickrec.durable.is_orphan`) is reported too. Checks only read:
+nothing is changed or moved.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tickrec.contract import (
     partition_dir,
     read_footer,
 )
+from tickrec.durable import is_orphan
 from tickrec.errors import DatasetError
 
 __all__ = ["Problem", "check_part", "verify_partition", "verify_root"]
@@ -127,7 +129,7 @@ def verify_partition(root: str | os.PathLike[str], partition: Partition) -> Iter
         if parse_part_name(path.name) is not None:
             for what in check_part(path, partition):
                 yield Problem(path, what)
-        elif path.name.startswith(".") and path.name.endswith(".tmp"):
+        elif is_orphan(path):
             yield Problem(path, "temporary file of a write that never finished")
 
 
