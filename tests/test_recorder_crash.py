@@ -47,7 +47,10 @@ def _wait_recording(data: Path, proc: subprocess.Popen[str], known: set[str]) ->
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[1]
-        runs = {p.parent.name for p in data.glob("journal/*/seg-*.tj")} - known
+        try:
+            runs = {p.parent.name for p in data.glob("journal/*/seg-*.tj")} - known
+        except FileNotFoundError:
+            continue  # a journal directory was renamed into place while we listed it
         if runs:
             known.update(runs)
             return
