@@ -41,11 +41,13 @@ def test_ls_lists_partitions_and_files_from_footers(tmp_path: Path) -> None:
     only = tickrec("ls", "--data", str(tmp_path), "--symbol", "ethusd")
     assert only.stdout.splitlines()[0].startswith("gemini 2026-11-24 ETHUSD")
     none = tickrec("ls", "--data", str(tmp_path), "--date", "2026-11-25")
-    assert none.returncode == 0
-    assert none.stdout.startswith("no partitions for date 2026-11-25 under ")
-    assert none.stdout.rstrip().endswith("it holds gemini 2026-11-24")
+    assert none.returncode == 1  # as replay's for a date with no data
+    assert none.stderr.startswith("error: no partitions for date 2026-11-25 under ")
+    assert none.stderr.rstrip().endswith("it holds gemini 2026-11-24")
     bad_date = tickrec("ls", "--data", str(tmp_path), "--date", "2026-13-45")
-    assert bad_date.returncode == 2 and "invalid date" in bad_date.stderr
+    assert bad_date.returncode == 2 and "invalid date '2026-13-45': no such day" in bad_date.stderr
+    bad_form = tickrec("ls", "--data", str(tmp_path), "--date", "26-11-24")
+    assert bad_form.returncode == 2 and "expected YYYY-MM-DD" in bad_form.stderr
     empty = tickrec("ls", "--data", str(tmp_path / "nowhere"))
     assert empty.returncode == 1 and empty.stderr.startswith("error: no dataset under")
 
@@ -56,10 +58,21 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     assert bad_name.stderr.count("\n") == 1 and bad_name.stderr.startswith("error: invalid venue")
 
     part = write(tmp_path, "BTCUSD", "run-a", 0, DAY, 2, 0)
+    good = write(tmp_path, "BTCUSD", "run-a", 1, DAY + 10 * SEC, 3, 2)
+    other = write(tmp_path, "ETHUSD", "run-a", 0, DAY, 1, 0)
     part.write_bytes(b"garbage")
     corrupt = tickrec("ls", "--data", str(tmp_path))
+    # the damaged file is shown and left out; the rest of the dataset is still listed
     assert corrupt.returncode == 1
-    assert corrupt.stderr.count("\n") == 1 and str(part) in corrupt.stderr
+    lines = corrupt.stdout.splitlines()
+    assert lines[0].startswith("gemini 2026-11-24 BTCUSD: 1 file, 3 rows, ")
+    assert lines[0].endswith(", 1 damaged")
+    assert lines[1].startswith(f"  {good.name}  rows=3")
+    assert lines[2].startswith(f"  damaged: {part}: not a valid Parquet file")
+    assert lines[3].startswith("gemini 2026-11-24 ETHUSD: 1 file, 1 row") and other.name in lines[4]
+    assert corrupt.stderr == (
+        "error: 1 damaged file left out above (tickrec verify checks every file)\n"
+    )
     assert "Traceback" not in corrupt.stderr
 
     debug = tickrec("--debug", "ls", "--data", str(tmp_path))
@@ -71,3 +84,17 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
 
     unknown = tickrec("ls", "--bogus")
     assert unknown.returncode == 2 and "No such option" in unknown.stderr
+
+
+def test_option_errors_speak_of_options_in_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "BTCUSD", "run-a", 0, DAY, 2, 0)
+    for args, why in (
+        (("sim", "--abrupt"), "error: --abrupt needs --close-every\n"),
+        (("sim", "--drop", "0.7", "--malformed", "0.7"), "error: --drop and --malformed: together"),
+        (("replay", "--date", "2026-11-24", "--depth", "0"), "error: --depth: must be at least 1"),
+        (("replay", "--date", "2026-11-24", "--workers", "0"), "error: --workers: must be at"),
+        (("replay", "--date", "2026-02-30"), "error: invalid date '2026-02-30': no such day\n"),
+    ):
+        done = tickrec(*args, "--data", str(tmp_path)) if args[0] != "sim" else tickrec(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith(why) and done.stderr.count("\n") == 1, done.stderr

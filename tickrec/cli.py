@@ -88,29 +88,39 @@ def ls_cmd(
             f"{k} {v}" for k, v in (("venue", venue), ("date", date), ("symbol", symbol)) if v
         )
         have = contract.list_partitions(root)
-        typer.echo(
+        raise NotFoundError(
             f"no partitions for {wanted} under {root / 'raw'}; it holds "
             + (", ".join(sorted({f"{p.venue} {p.date}" for p in have})) or "nothing")
         )
-        return
 
     def fmt(ns: int) -> str:
         t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
         return t.strftime("%H:%M:%S") + f".{ns % 1_000_000_000 // 1_000_000:03d}"
 
+    damaged_files = 0
     for part in partitions:
-        files = contract.list_parts(root, part)
-        rows = sum(f.rows for f in files)
-        span = f"{fmt(files[0].first_recv_ns)}..{fmt(max(f.last_recv_ns for f in files))}"
-        typer.echo(
-            f"{part.venue} {part.date} {part.symbol}: {_plural(len(files), 'file')}, "
-            f"{_plural(rows, 'row')}, {span} UTC"
-        )
+        files, damaged = contract.scan_parts(root, part)
+        damaged_files += len(damaged)
+        head = f"{part.venue} {part.date} {part.symbol}: {_plural(len(files), 'file')}"
+        if files:
+            rows = sum(f.rows for f in files)
+            span = f"{fmt(files[0].first_recv_ns)}..{fmt(max(f.last_recv_ns for f in files))}"
+            head += f", {_plural(rows, 'row')}, {span} UTC"
+        if damaged:
+            head += f", {len(damaged)} damaged"
+        typer.echo(head)
         for f in files:
             typer.echo(
                 f"  {f.path.name}  rows={f.rows}  seq={f.first_seq}..{f.last_seq}  "
                 f"{fmt(f.first_recv_ns)}..{fmt(f.last_recv_ns)}"
             )
+        for exc in damaged:
+            typer.echo(f"  damaged: {exc}")
+    if damaged_files:
+        raise DatasetError(
+            f"{_plural(damaged_files, 'damaged file')} left out above "
+            "(tickrec verify checks every file)"
+        )
 
 
 # --- sim (tickrec.sim) ----------------------------------------------------------
@@ -330,7 +340,7 @@ def record_cmd(
     result = record(cfg)
     typer.echo(
         f"run {result.run_id} stopped ({result.stopped_by}): "
-        f"{result.rows} rows in {len(result.parts)} files"
+        f"{_plural(result.rows, 'row')} in {_plural(len(result.parts), 'file')}"
     )
     if result.unconverted:
         for path, why in result.unconverted:
@@ -449,7 +459,7 @@ def replay_cmd(
     date: Annotated[str, typer.Option(help="UTC date to replay (YYYY-MM-DD).")],
     symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
     venue: VenueOpt = "gemini",
-    depth: Annotated[int, typer.Option(min=1, help="Levels per side in snapshots.")] = 10,
+    depth: Annotated[int, typer.Option(help="Levels per side in snapshots.")] = 10,
     every: Annotated[
         str, typer.Option(help="Snapshot interval since UTC midnight; 0 = every change.")
     ] = "1s",
@@ -459,7 +469,7 @@ def replay_cmd(
     ] = None,
     silence: SilenceOpt = "10s",
     workers: Annotated[
-        int, typer.Option(min=1, help="Replay symbols in this many processes (same output).")
+        int, typer.Option(help="Replay symbols in this many processes (same output).")
     ] = 1,
     no_cache: NoCacheOpt = False,
     data: DataOpt = None,
@@ -469,6 +479,9 @@ def replay_cmd(
     from tickrec import contract
 
     report.check_options(out, every, silence)
+    for name, value in (("--depth", depth), ("--workers", workers)):
+        if value < 1:
+            raise UsageError(f"{name}: must be at least 1, not {value}")
     root = contract.resolve_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol)
     progress = report.terminal_progress()

@@ -63,6 +63,7 @@ __all__ = [
     "read_parts",
     "resolve_root",
     "rows_to_table",
+    "scan_parts",
     "write_part",
 ]
 
@@ -153,6 +154,7 @@ META_KEYS = {
 _EXTRA_PREFIX = "tickrec.extra."
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PART_RE = re.compile(r"^part-(\d+)-([A-Za-z0-9._-]+)-(\d+)\.parquet$")
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -207,12 +209,12 @@ def date_of_ns(ns: int) -> str:
 
 def check_date(date: str) -> str:
     """Return *date* if it is a ``YYYY-MM-DD`` date, else raise :class:`UsageError`."""
-    try:
-        parsed = dt.date.fromisoformat(date)
-    except (TypeError, ValueError):
-        raise UsageError(f"invalid date {date!r}: expected YYYY-MM-DD") from None
-    if parsed.isoformat() != date:
+    if not isinstance(date, str) or not _DATE_RE.fullmatch(date):
         raise UsageError(f"invalid date {date!r}: expected YYYY-MM-DD")
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError:
+        raise UsageError(f"invalid date {date!r}: no such day") from None
     return date
 
 
@@ -429,20 +431,41 @@ def list_partitions(
     return sorted(found)
 
 
+def scan_parts(
+    root: str | os.PathLike[str], partition: Partition
+) -> tuple[list[PartFile], list[CorruptFileError]]:
+    """The readable part files of one partition in contract order, and the damaged ones.
+
+    A part whose footer cannot be read is not listed; its error (naming the
+    file) is returned instead, so one damaged file does not hide the others.
+    """
+    directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
+    if not directory.is_dir():
+        return [], []
+    parts, damaged = [], []
+    for p in sorted(directory.iterdir()):
+        if p.is_file() and parse_part_name(p.name) is not None:
+            try:
+                parts.append(read_footer(p))
+            except CorruptFileError as exc:
+                damaged.append(exc)
+    return _contract_order(parts), damaged
+
+
 def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartFile]:
     """The part files of one partition, from their footers, in contract order.
 
     Contract order: runs by their first ``recv_ts`` (then run id), and within a
-    run by ``seq``. Hidden and temporary files are ignored.
+    run by ``seq``. Hidden and temporary files are ignored. Raises
+    :class:`CorruptFileError` for the first part whose footer cannot be read.
     """
-    directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
-    if not directory.is_dir():
-        return []
-    parts = [
-        read_footer(p)
-        for p in directory.iterdir()
-        if p.is_file() and parse_part_name(p.name) is not None
-    ]
+    parts, damaged = scan_parts(root, partition)
+    if damaged:
+        raise damaged[0]
+    return parts
+
+
+def _contract_order(parts: list[PartFile]) -> list[PartFile]:
     run_start: dict[str, int] = {}
     for p in parts:
         run_start[p.run_id] = min(run_start.get(p.run_id, p.first_recv_ns), p.first_recv_ns)

@@ -61,22 +61,31 @@ class FaultConfig:
         for name in ("drop", "malformed", "rest_429", "rest_500", "rest_slow"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise UsageError(f"{name}: must be a fraction between 0 and 1, not {value}")
+                raise UsageError(f"{_option(name)}: a fraction between 0 and 1, not {value}")
         if self.drop + self.malformed > 1.0:
-            raise UsageError("drop + malformed: must not exceed 1")
+            raise UsageError("--drop and --malformed: together at most 1")
         if self.rest_429 + self.rest_500 + self.rest_slow > 1.0:
-            raise UsageError("rest_429 + rest_500 + rest_slow: must not exceed 1")
+            raise UsageError("--rest-429, --rest-500 and --rest-slow: together at most 1")
         for name in ("close_every", "stall_for", "stall_every", "rest_slow_for"):
             if getattr(self, name) < 0:
-                raise UsageError(f"{name}: must not be negative")
+                raise UsageError(f"{_option(name)}: must not be negative")
         if (self.stall_for > 0) != (self.stall_every > 0):
-            raise UsageError("stall_for and stall_every: give both or neither")
+            raise UsageError("--stall: give both FOR and EVERY, as in 5s/60s")
         if self.abrupt and not self.close_every:
-            raise UsageError("abrupt: needs close_every")
+            raise UsageError("--abrupt needs --close-every")
         if self.rest_slow and not self.rest_slow_for:
-            raise UsageError("rest_slow: needs rest_slow_for")
+            raise UsageError("--rest-slow: give both DELAY and FRACTION, as in 2s/0.1")
         if self.retry_after < 0:
-            raise UsageError("retry_after: must not be negative")
+            raise UsageError("--retry-after: must not be negative")
+
+
+def _option(field: str) -> str:
+    """The ``tickrec sim`` option that sets a :class:`Faults` field, for messages."""
+    if field.startswith("stall_"):
+        return "--stall"
+    if field == "rest_slow_for":
+        return "--rest-slow"
+    return "--" + field.replace("_", "-")
 
 
 @dataclass(frozen=True, slots=True)
