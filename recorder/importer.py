@@ -54,12 +54,22 @@ _ISO = re.compile(
 _PROTOCOLS = {"v1": "gemini.v1", "v2": "gemini.v2"}
 
 
+#: Receive times the contract can hold: ``timestamp[ns]`` is int64 ns, up to 2262-04-11.
+_MAX_NS = 2**63 - 1
+
+
+def _in_range(ns: int, text: str) -> int:
+    if not 0 <= ns <= _MAX_NS:
+        raise ValueError(f"time out of range: {text!r} (after 2262-04-11 or before 1970)")
+    return ns
+
+
 def parse_epoch_ns(text: str) -> int:
     """Nanoseconds from epoch seconds written in decimal (``1624493666.4493928``), exactly."""
     whole, _, frac = text.partition(".")
-    if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 9:
+    if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 9 or len(whole) > 19:
         raise ValueError(f"not epoch seconds: {text!r}")
-    return int(whole) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    return _in_range(int(whole) * 1_000_000_000 + int((frac or "0").ljust(9, "0")), text)
 
 
 def parse_time_ns(text: str) -> int:
@@ -76,7 +86,7 @@ def parse_time_ns(text: str) -> int:
         digits = zone[1:].replace(":", "")
         base -= sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
     seconds = int(base.timestamp())
-    return seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    return _in_range(seconds * 1_000_000_000 + int((frac or "0").ljust(9, "0")), text)
 
 
 @dataclass
@@ -128,24 +138,46 @@ def _read_lines(path: Path) -> list[str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not UTF-8 text ({exc})") from None
-    return text.split("\n")
+    # Lines end in LF or CRLF; a CR is never part of a JSON message's own text.
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+#: Hosts whose captures the importer can attribute, by exact name.
+_HOSTS = {"api.gemini.com": "gemini", "api.sandbox.gemini.com": "gemini"}
+_SYMBOL = re.compile(r"[A-Za-z0-9]+")
 
 
 def _classify_url(url: str) -> tuple[str, str, str | None]:
-    """``(venue, protocol, symbol or None)`` of a captured URL, or a clear error."""
+    """``(venue, protocol, symbol or None)`` of a captured URL, or a clear error.
+
+    The host must be one of :data:`_HOSTS` exactly, and the path must be
+    plain: no ``.`` or ``..`` segment, no empty segment inside it, nothing
+    percent-encoded, and a symbol of letters and digits only.
+    """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    path = parts.path.rstrip("/")
-    if "gemini" in host:
-        if path.startswith("/v1/marketdata/"):
-            return "gemini", "gemini.v1", path.rsplit("/", 1)[1].upper()
-        if path == "/v2/marketdata":
-            return "gemini", "gemini.v2", None
-        if path.startswith("/v1/book/"):
-            return "gemini", "gemini.rest", path.rsplit("/", 1)[1].upper()
-        if path.startswith("/v1/"):
-            return "gemini", "gemini.rest", None
-    raise ProtocolError(f"unknown URL {url!r}: cannot tell the venue and protocol")
+    venue = _HOSTS.get(host)
+    if venue is None:
+        raise ProtocolError(f"unknown URL {url!r}: host {host!r} is not a known venue")
+    segments = parts.path.rstrip("/").split("/")[1:]
+    if any(seg in ("", ".", "..") or "%" in seg for seg in segments):
+        raise ProtocolError(f"unknown URL {url!r}: the path is not a plain one")
+
+    def symbol(name: str) -> str:
+        if not _SYMBOL.fullmatch(name):
+            raise ProtocolError(f"unknown URL {url!r}: {name!r} is not a symbol")
+        return name.upper()
+
+    match segments:
+        case ["v1", "marketdata", name]:
+            return venue, "gemini.v1", symbol(name)
+        case ["v2", "marketdata"]:
+            return venue, "gemini.v2", None
+        case ["v1", "book", name]:
+            return venue, "gemini.rest", symbol(name)
+        case ["v1", *_]:
+            return venue, "gemini.rest", None
+    raise ProtocolError(f"unknown URL {url!r}: cannot tell the protocol")
 
 
 def _message_symbols(protocol: str, payload: str, conn: _Connection) -> tuple[str, ...] | None:

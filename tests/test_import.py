@@ -191,3 +191,68 @@ def test_every_path_is_checked_before_anything_is_imported(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 2 and "no such file" in done.stderr
     assert not (tmp_path / "data" / "raw").exists()
+
+
+def test_crlf_logs_import_as_their_lf_twins(tmp_path: Path) -> None:
+    crlf = tmp_path / "crlf.log"
+    crlf.write_bytes(V2.read_bytes().replace(b"\n", b"\r\n"))
+    [lf] = import_cryptofeed([V2], tmp_path / "lf")
+    [cr] = import_cryptofeed([crlf], tmp_path / "cr")
+    assert not cr.skipped and cr.rows == lf.rows == 761
+    for a, b in zip(sorted(lf.parts), sorted(cr.parts), strict=True):
+        assert contract.read_parts([contract.read_footer(a)]).drop_columns("run_id").equals(
+            contract.read_parts([contract.read_footer(b)]).drop_columns("run_id")
+        )
+
+
+def test_a_time_out_of_range_is_a_skipped_line(tmp_path: Path) -> None:
+    lines = V2.read_text().splitlines()
+    received = next(i for i, line in enumerate(lines) if line[:1].isdigit())
+    payload = lines[received].split(": ", 1)[1]
+    # year 10000, and beyond what int64 ns can hold
+    bad = [f"253402300800.5: {payload}", f"9999999999999999999: {payload}"]
+    src = tmp_path / "future.log"
+    src.write_text("\n".join([*lines[: received + 1], *bad, *lines[received + 1 :]]) + "\n")
+    [result] = import_cryptofeed([src], tmp_path / "d")
+    assert result.rows == 761
+    assert [m.split(": ", 1)[0] for m in result.skipped] == [
+        f"{src}:{received + 2}",
+        f"{src}:{received + 3}",
+    ]
+    assert all("time out of range" in m for m in result.skipped)
+    for text in ("253402300800", "9223372036.854775808"):
+        with pytest.raises(ValueError):
+            parse_epoch_ns(text)
+    assert parse_epoch_ns("9223372036.854775807") == 2**63 - 1
+    with pytest.raises(ValueError, match="out of range"):
+        parse_time_ns("2262-04-12T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "wss://api.gemini.com/v1/marketdata/../../etc",
+        "wss://api.gemini.com/v1/marketdata/%2e%2e",
+        "wss://api.gemini.com/v1/marketdata/btc-usd",
+        "wss://api.gemini.com/v1//marketdata/btcusd",
+        "wss://notgemini.example/v1/marketdata/btcusd",
+        "wss://api.gemini.com.evil.example/v1/marketdata/btcusd",
+        "wss://gemini/v2/marketdata",
+    ],
+)
+def test_urls_are_classified_by_exact_host_and_plain_path(tmp_path: Path, url: str) -> None:
+    src = tmp_path / "in.log"
+    src.write_text(f"{url} <-> 1624493656.3\n1624493656.4: {{\"type\":\"heartbeat\"}}\n")
+    with pytest.raises(ProtocolError, match=r"in\.log:1: unknown URL"):
+        import_cryptofeed([src], tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_known_urls_still_classify(tmp_path: Path) -> None:
+    src = tmp_path / "in.log"
+    src.write_text(
+        "wss://api.sandbox.gemini.com/v1/marketdata/btcusd/ <-> 1624493656.3\n"
+        '1624493656.4: {"type":"heartbeat","socket_sequence":0}\n'
+    )
+    [result] = import_cryptofeed([src], tmp_path / "d")
+    assert [p.parent.name for p in result.parts] == ["symbol=BTCUSD"]
