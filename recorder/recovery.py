@@ -10,6 +10,11 @@ Each segment is read up to its first damaged record (see
 ``journal_loss`` event row (segment, offset, bytes lost) is written to every
 symbol partition of the run, with the next ``seq`` of the run, so the replayer
 can report the loss as a gap instead of silently missing it.
+
+A segment that cannot be recovered at all (its header is unreadable, or its
+records pass their checksums but break the dataset contract: a crafted or
+buggy journal) is moved into the run's ``damaged/`` directory with a
+``.why`` file beside it, so it cannot stop this or any later start.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from recorder.journal import LOCK_NAME, SegmentScan, list_segments, scan_segment, try_lock
 from recorder.writer import convert_segment
 from tickrec.contract import list_partitions, parse_part_name, partition_dir, read_footer
-from tickrec.durable import is_orphan
-from tickrec.errors import JournalError
+from tickrec.durable import fsync_dir, is_orphan
+from tickrec.errors import JournalError, TickrecError
 
 __all__ = [
     "JournalCheck",
@@ -84,9 +91,11 @@ def recover_run(root: str | os.PathLike[str], run_dir: Path) -> RunRecovery:
         try:
             scan = last if last is not None and last.path == path else scan_segment(path)
         except JournalError as exc:
-            # The header is gone, so the run, and so the partitions, are unknown: keep the file.
-            result.left.append((path, str(exc)))
-            log.error("cannot recover %s: %s", path, exc)
+            # The header is gone, so the run, and so the partitions, are unknown.
+            why = str(exc).removeprefix(f"{path}: ")
+            aside = _move_aside(path, why)
+            result.left.append((aside, f"moved aside: {why}"))
+            log.error("moved %s aside to %s: %s", path, aside, exc)
             continue
         loss_seq = None
         if scan.problem is not None:
@@ -99,11 +108,35 @@ def recover_run(root: str | os.PathLike[str], run_dir: Path) -> RunRecovery:
                 len(scan.records),
                 scan.lost_bytes,
             )
-        converted = convert_segment(root, scan, loss_seq)
+        try:
+            converted = convert_segment(root, scan, loss_seq)
+        except (TickrecError, ValueError, OverflowError, pa.ArrowException) as exc:
+            # Records that pass their checksums yet break the contract (a crafted or
+            # buggy journal): it would fail every later start too, so it goes aside.
+            aside = _move_aside(path, f"cannot be converted: {exc}")
+            result.left.append((aside, f"moved aside: cannot be converted ({exc})"))
+            log.error("moved %s aside to %s: %s", path, aside, exc)
+            continue
         result.segments += 1
         result.rows += converted.rows
         result.parts.extend(converted.written)
     return result
+
+
+#: Where recovery puts a segment it cannot convert, inside the run's journal directory.
+DAMAGED_DIR = "damaged"
+
+
+def _move_aside(path: Path, why: str) -> Path:
+    """Move a segment into the run's :data:`DAMAGED_DIR`, with a ``.why`` file beside it."""
+    aside_dir = path.parent / DAMAGED_DIR
+    aside_dir.mkdir(exist_ok=True)
+    aside = aside_dir / path.name
+    aside.with_name(aside.name + ".why").write_text(why + "\n", encoding="utf-8")
+    os.replace(path, aside)
+    fsync_dir(aside_dir)
+    fsync_dir(path.parent)
+    return aside
 
 
 def _remove_if_empty(run_dir: Path) -> None:

@@ -7,6 +7,8 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -351,3 +353,38 @@ def test_deferred_records_are_written_together_in_order(tmp_path: Path) -> None:
     assert [json.loads(r.row.payload)["n"] for r in second.records] == [5, 6]
     assert [r.row.seq for r in first.records + second.records] == list(range(7))
     assert first.records[1].row.payload == '{"n":1,"t":"\u00e9"}'
+
+
+def test_a_crafted_segment_is_moved_aside_and_stops_no_later_start(tmp_path: Path) -> None:
+    """Records with good checksums that break the contract (a symbol that is a path)."""
+    closed: list[Path] = []
+    j = _journal(tmp_path, closed)
+    j.append(T0 + MIN, 1, "gemini.v2", "ws", '{"ok":1}', ("BTCUSD",))
+    j.append(T0 + MIN + 1, 1, "gemini.v2", "ws", '{"bad":1}', ("../../etc",))
+    j.close()
+    j._lock_fd, fd = -1, j._lock_fd  # dead: lock dropped, segment left
+    os.close(fd)
+    (segment,) = closed
+    crafted = segment.read_bytes()
+    # a header-damaged segment of a second dead run goes aside too
+    other = tmp_path / "journal" / "20260101T000001-other"
+    other.mkdir()
+    (other / "seg-000001.tj").write_bytes(b"TKRJ garbage")
+
+    results = {r.run_id: r for r in recover(tmp_path)}
+    aside = segment.parent / "damaged" / segment.name
+    ((path, why),) = results[_meta().run_id].left
+    assert path == aside and why.startswith("moved aside: cannot be converted (invalid symbol")
+    assert aside.read_bytes() == crafted and not segment.exists()
+    assert "invalid symbol" in aside.with_name(aside.name + ".why").read_text()
+    ((path, why),) = results["20260101T000001-other"].left
+    assert path == other / "damaged" / "seg-000001.tj"
+    assert why == "moved aside: journal format version 26400, expected 1"
+    # nothing is left for the next start to trip over, and nothing escaped the dataset
+    assert all(not r.left for r in recover(tmp_path))
+    assert not (tmp_path.parent / "etc").exists()
+    cli = subprocess.run(
+        [sys.executable, "-m", "tickrec", "recover", "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr

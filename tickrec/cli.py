@@ -367,11 +367,12 @@ def recover_cmd(data: DataOpt = None) -> None:
             + (f", {lost} damaged bytes at the tail recorded as journal_loss" if r.losses else "")
         )
         for path, why in r.left:
-            typer.echo(f"  left in place: {path}: {why}", err=True)
+            typer.echo(f"  {path}: {why}", err=True)
     left = sum(len(r.left) for r in results)
     if left:
         raise DatasetError(
-            f"{_plural(left, 'journal segment')} could not be recovered and were left in place"
+            f"{_plural(left, 'journal segment')} could not be recovered and "
+            f"{'was' if left == 1 else 'were'} moved aside (see above)"
         )
 
 
