@@ -256,3 +256,29 @@ def test_known_urls_still_classify(tmp_path: Path) -> None:
     )
     [result] = import_cryptofeed([src], tmp_path / "d")
     assert [p.parent.name for p in result.parts] == ["symbol=BTCUSD"]
+
+
+def test_outside_tools_dedupe_connection_rows_by_run_and_seq(v2_root: Path) -> None:
+    """Heartbeats and other connection-wide rows sit in every symbol's partition; deduped by
+    ``(run_id, seq)``, DuckDB and Polars (as the README shows them) get each message once."""
+    import duckdb
+    import polars as pl
+
+    received = [text for _, text in _received_lines(V2)]
+    glob = f"{v2_root}/raw/**/*.parquet"
+    con = duckdb.connect()
+    all_rows, distinct = con.execute(
+        f"select count(*), count(distinct (run_id, seq)) "
+        f"from read_parquet('{glob}', hive_partitioning = true)"
+    ).fetchone() or (0, 0)
+    ws = con.execute(
+        "select payload from (select distinct on (run_id, seq) * "
+        f"from read_parquet('{glob}', hive_partitioning = true)) "
+        "where source = 'ws' order by run_id, seq"
+    ).fetchall()
+    assert all_rows > distinct and [p for (p,) in ws] == received
+
+    rows = pl.scan_parquet(glob, hive_partitioning=True)
+    messages = rows.unique(subset=["run_id", "seq"]).sort("run_id", "seq").collect()
+    assert messages.height == distinct
+    assert messages.filter(pl.col("source") == "ws")["payload"].to_list() == received
