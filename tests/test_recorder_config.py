@@ -65,6 +65,10 @@ def test_until_is_the_next_occurrence_in_utc() -> None:
     assert stop_time_ns(at_0930, None, dt.time(9, 0)) == T0 + 33 * 3600 * 10**9  # tomorrow
     assert stop_time_ns(at_0930, 60.0, dt.time(10, 0)) == at_0930 + 60 * 10**9
     assert stop_time_ns(at_0930, None, None) is None
+    # the README's cron recipe: started just after midnight, --until 00:00 is the next one
+    just_after = T0 + 400_000_000
+    assert stop_time_ns(just_after, None, dt.time(0, 0)) == T0 + 24 * 3600 * 10**9
+    assert stop_time_ns(T0, None, dt.time(0, 0)) == T0 + 24 * 3600 * 10**9
     assert parse_until("23:59") == dt.time(23, 59)
     with pytest.raises(UsageError, match="UTC offset"):
         parse_until("10:00+02:00")  # would otherwise stop two hours late
