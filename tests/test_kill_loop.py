@@ -67,14 +67,18 @@ def _segments(data: Path) -> set[Path]:
 
 def _wait_started(data: Path, proc: subprocess.Popen[str], before: set[Path]) -> None:
     """Wait until the recorder has opened its journal (it connects right after)."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"recorder exited: {proc.communicate()[1]}")
-        if _segments(data) - before:
-            return
-        time.sleep(0.01)
-    raise AssertionError("recorder did not start")
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"recorder exited: {proc.communicate()[1]}")
+            if _segments(data) - before:
+                return
+            time.sleep(0.01)
+        raise AssertionError("recorder did not start")
+    except BaseException:
+        proc.kill()  # never leave a recorder running after a failed test
+        raise
 
 
 def _stored_connections(data: Path) -> dict[tuple[str, int], Rows]:

@@ -44,18 +44,22 @@ def _start(sim: Simulator, data: Path) -> subprocess.Popen[str]:
 
 def _wait_recording(data: Path, proc: subprocess.Popen[str], known: set[str]) -> None:
     """Wait until a run not in *known* has a journal segment; add it to *known*."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            runs = {p.parent.name for p in data.glob("journal/*/seg-*.tj")} - known
-        except FileNotFoundError:
-            continue  # a journal directory was renamed into place while we listed it
-        if runs:
-            known.update(runs)
-            return
-        time.sleep(0.02)
-    raise AssertionError("recorder did not start")
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                runs = {p.parent.name for p in data.glob("journal/*/seg-*.tj")} - known
+            except FileNotFoundError:
+                continue  # a journal directory was renamed into place while we listed it
+            if runs:
+                known.update(runs)
+                return
+            time.sleep(0.02)
+        raise AssertionError("recorder did not start")
+    except BaseException:
+        proc.kill()  # never leave a recorder running after a failed test
+        raise
 
 
 def _tickrec(*args: str) -> subprocess.CompletedProcess[str]:
