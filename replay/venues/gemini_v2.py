@@ -2,10 +2,14 @@
 
 - ``l2_updates``: ``changes`` are ``[side, price, quantity]`` with side
   ``buy`` (bid) or ``sell`` (ask) and quantity the absolute new level size.
-  The first ``l2_updates`` of a symbol after (re)subscribing is the snapshot;
-  so is any ``l2_updates`` that carries a ``trades`` list, which Gemini sends
-  only with the snapshot. A snapshot clears the book first and makes it valid
-  after.
+  The first ``l2_updates`` of a symbol after a subscribe naming it (a
+  ``ws_sent`` row) is the snapshot; so is any ``l2_updates`` that carries a
+  ``trades`` list, which Gemini sends only with the snapshot. A snapshot
+  clears the book first and makes it valid after. Without either (a
+  partition that starts mid-connection, after UTC midnight, whose subscribe
+  is in the previous date's rows) updates only change levels of a book that
+  stays unsynced: an ordinary update is never taken for the initial book
+  (docs/architecture.md section 2.5).
 - The snapshot's ``trades`` are the last 50 trades *before* the
   subscription. They are kept, flagged ``historical``, so a replay can show
   them, but :meth:`replay.api.Day.trades` leaves them out by default: after a
@@ -48,7 +52,7 @@ class GeminiV2Stream:
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol.upper()
-        self._expect_snapshot = True
+        self._expect_snapshot = False  # until our subscribe (module docstring)
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
         """A subscribe naming this symbol means the next ``l2_updates`` is a snapshot."""

@@ -3,10 +3,15 @@
 Book sync by update ids, recipe A of section 3.4, per connection:
 
 - the recorder connects with ``snapshot=-1``, so the first ``depthUpdate``
-  of the symbol on a connection is the snapshot: the book is cleared, loaded
-  from ``b``/``a`` and valid after it, with ``last = u``. So is the first one
-  after a later successful ``subscribe`` naming the symbol's diff stream (a
-  resubscription);
+  of the symbol after an accepted ``subscribe`` naming its diff stream (the
+  request in a ``ws_sent`` row, then its reply with status 200) is the
+  snapshot: the book is cleared, loaded from ``b``/``a`` and valid after it,
+  with ``last = u``. That holds for the connection's opening subscription
+  and for any later one (a resubscription). A connection whose subscription
+  is not in the replayed rows (a partition that starts mid-connection, after
+  UTC midnight) has no snapshot among its diffs: they leave the book
+  unsynced until a ``depth`` reply (below), so a book built from diffs alone
+  is never marked valid (docs/architecture.md section 2.5);
 - after that a frame with ``u <= last`` is stale and dropped; one with
   ``U > last + 1`` is a sequence break: the book is invalid until the next
   snapshot; otherwise each level is set to its ``qty`` (``"0"`` removes it)
@@ -58,7 +63,7 @@ class GeminiWsStream:
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol.upper()
         self._diff_streams = (f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms")
-        self._expect_snapshot = True
+        self._expect_snapshot = False  # until the reply to our subscribe (module docstring)
         self._last: int | None = None  # u of the book; None while not in sync
         self._unsure = False  # an undecodable message since the last applied frame
         self._prev_ts = 0
