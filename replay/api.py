@@ -481,9 +481,9 @@ class Day:
 
     @property
     def valid_ns(self) -> int:
-        """Nanoseconds during which the book was valid."""
+        """Nanoseconds during which the book was valid: :attr:`span` minus the union of the gaps."""
         if self._valid_ns is None:
-            self._valid_ns = valid_ns(self._book_status, self.gap_list(), *self.span)
+            self._valid_ns = valid_ns(self.gap_list(), *self.span)
         return self._valid_ns
 
     @property

@@ -39,11 +39,26 @@ ns and a human ``detail``:
     journal tail found by recovery; ``start_ns``/``end_ns`` give the span)
     or its ``disk_error`` event (journal writes failed from ``since_ns`` to
     ``resumed_ns``); without the keys, the event's own time.
+``unsynced``
+    A connection was open but its book had no snapshot yet, and no gap of
+    the kinds above says why: the lead-in from a connection's first row to
+    its snapshot, a partition that starts mid-connection (its diffs alone
+    are never a book, docs/architecture.md section 2.5), a capture with no
+    initial book.
+``no_connection``
+    The recorder was running but not connected, and no gap above says why:
+    the rows of a run before its first connect, a run whose connects all
+    failed.
 
 Validity. The book is valid at time ``T`` when the kernel's own flag is set
 (a snapshot seen, no break since), it is not crossed, and ``T`` is not
-strictly inside a gap of the other kinds. :func:`valid_mask` applies this to
-any times; :func:`valid_ns` measures it.
+strictly inside a gap of the masking kinds. :func:`valid_mask` applies this
+to any times. Every stretch of the span (first to last row) where the book
+is not valid is inside some gap: ``unsynced`` and ``no_connection`` are, by
+construction, the invalid stretches no other gap covers, and every gap is
+clipped to the span. So the valid time is the span minus the union of the
+gaps (:func:`valid_ns`), for every partition (docs/architecture.md
+section 2.5).
 """
 
 from __future__ import annotations
@@ -75,7 +90,16 @@ __all__ = [
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 
-KINDS = ("disconnect", "sequence", "silence", "snapshot_mismatch", "crossed", "journal_loss")
+KINDS = (
+    "disconnect",
+    "sequence",
+    "silence",
+    "snapshot_mismatch",
+    "crossed",
+    "journal_loss",
+    "unsynced",
+    "no_connection",
+)
 #: How long after a REST reply's ``recv_ts`` the websocket may still be
 #: delivering the state the reply shows. The two travel separately: a reply
 #: built after engine event E can arrive before the websocket frame of E
@@ -89,9 +113,14 @@ KINDS = ("disconnect", "sequence", "silence", "snapshot_mismatch", "crossed", "j
 #: reply's state, so the allowance does not hide a mismatch on a connection
 #: that stays up.
 REST_WS_LAG_NS = 1_000_000_000
-#: Gap kinds that make the book invalid strictly inside them (``crossed`` is
-#: applied per book state instead).
-MASKING_KINDS = frozenset(KINDS) - {"crossed"}
+#: Gap kinds that make the book invalid strictly inside them. ``crossed`` is
+#: applied per book state instead, and ``unsynced`` and ``no_connection`` lie
+#: where the book's own flag is already invalid.
+MASKING_KINDS = frozenset(KINDS) - {"crossed", "unsynced", "no_connection"}
+#: Markers after which the replay has a connection (recorder ``connect``
+#: events; the replay's own ``reset`` and ``follow``), and after which it has none.
+_CONNECTED = frozenset({"connect", "reset", "follow"})
+_DISCONNECTED = frozenset({"lost"})
 
 
 class Gap(NamedTuple):
@@ -258,13 +287,13 @@ def _crossed_gaps(status: Rows, last: int, scale: int) -> list[Gap]:
 def analyze(
     dec: Decoded, status: Rows, check: RestCheck, diff: tuple[I64, I64], silence_ns: int
 ) -> list[Gap]:
-    """All gaps of a decoded partition, sorted by ``(start, kind, end)``.
+    """All gaps of a decoded partition, inside its span, sorted by ``(start, kind, end)``.
 
     *status* holds the kernel's :attr:`~replay.book.BookEngine.status` rows
     for ``dec.ops`` (its rows after every message give the same answer), and
     *diff* its :attr:`~replay.book.BookEngine.rest_diff` for ``check.windows``.
     """
-    last = dec.last_ns
+    first, last = dec.first_ns, dec.last_ns
     snaps = dec.ops.ts[dec.ops.op == OP_VALID]
     losses = _losses(dec)
     gaps: list[Gap] = []
@@ -281,7 +310,92 @@ def analyze(
     for m in dec.markers:
         if m.kind in LOSS_SPAN_EVENTS:
             gaps.append(Gap("journal_loss", m.start, m.end, m.detail))
+    gaps = _clipped(gaps, first, last)
+    gaps += _unexplained_gaps(dec, status, gaps)
     return sorted(gaps, key=lambda g: (g.start, KINDS.index(g.kind), g.end, g.detail))
+
+
+def _clipped(gaps: Sequence[Gap], first: int, last: int) -> list[Gap]:
+    """The gaps cut to the span ``[first, last]``; those wholly outside it are dropped."""
+    out = []
+    for g in gaps:
+        a, z = max(g.start, first), min(g.end, last)
+        if a < z or (a == z and g.start == g.end):
+            out.append(g._replace(start=a, end=z))
+    return out
+
+
+Spans = list[tuple[int, int]]
+
+
+def _union(spans: Sequence[tuple[int, int]]) -> Spans:
+    """Sorted disjoint intervals covering the non-empty ones of *spans*."""
+    out: Spans = []
+    for a, z in sorted(s for s in spans if s[1] > s[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], z))
+        else:
+            out.append((a, z))
+    return out
+
+
+def _minus(spans: Spans, cut: Spans) -> Spans:
+    """Disjoint sorted *spans* without the disjoint sorted *cut*."""
+    out: Spans = []
+    k = 0
+    for a, z in spans:
+        while k < len(cut) and cut[k][1] <= a:
+            k += 1
+        j = k
+        while a < z and j < len(cut) and cut[j][0] < z:
+            if cut[j][0] > a:
+                out.append((a, cut[j][0]))
+            a = max(a, cut[j][1])
+            j += 1
+        if a < z:
+            out.append((a, z))
+    return out
+
+
+def _unexplained_gaps(dec: Decoded, status: Rows, gaps: Sequence[Gap]) -> list[Gap]:
+    """``unsynced`` and ``no_connection`` gaps: where the book's own flag is invalid
+    and no gap in *gaps* (already inside the span) covers it."""
+    first, last = dec.first_ns, dec.last_ns
+    if last <= first:
+        return []
+    # The own flag holds from each status row to the next; before the first, invalid.
+    t = np.concatenate([[first], np.clip(status.ts, first, last), [last]]).tolist()
+    valid = [False, *status.valid.tolist()]
+    invalid = _union([(t[k], t[k + 1]) for k in range(len(valid)) if not valid[k]])
+    masking = _union([(g.start, g.end) for g in gaps if g.kind in MASKING_KINDS])
+    unexplained = _minus(invalid, masking)
+    if not unexplained:
+        return []
+    # Connection state through the span, from the markers in time order.
+    state = sorted(
+        (m.ts, m.grp, m.kind) for m in dec.markers if m.kind in _CONNECTED | _DISCONNECTED
+    )
+    # Before the first such marker: connected if it is not a connect event (a
+    # connection's rows came first: the partition starts mid-connection).
+    spans: Spans = []  # connected spans
+    since = first if state and state[0][2] != "connect" else None
+    for ts, _, kind in state:
+        up = kind in _CONNECTED
+        if up and since is None:
+            since = ts
+        elif not up and since is not None:
+            spans.append((since, ts))
+            since = None
+    if since is not None:
+        spans.append((since, last))
+    on = _union([(max(a, first), min(z, last)) for a, z in spans])
+    off = _minus(unexplained, on)
+    out = [Gap("unsynced", a, z, _UNSYNCED) for a, z in _minus(unexplained, off)]
+    return out + [Gap("no_connection", a, z, _NO_CONNECTION) for a, z in off]
+
+
+_UNSYNCED = "connected, but no snapshot yet on this connection"
+_NO_CONNECTION = "the recorder was not connected"
 
 
 def _lost_detail(m: Marker) -> str:
@@ -311,25 +425,10 @@ def valid_mask(ts: I64, own_valid: Bools, is_crossed: Bools, gaps: Sequence[Gap]
     return own_valid & ~is_crossed & ~inside
 
 
-def valid_ns(status: Rows, gaps: Sequence[Gap], first: int, last: int) -> int:
-    """Total time in ``[first, last]`` during which the book was valid.
-
-    *status* as for :func:`analyze`.
-    """
-    if last <= first or len(status) == 0:
+def valid_ns(gaps: Sequence[Gap], first: int, last: int) -> int:
+    """Time in ``[first, last]`` during which the book was valid: the span minus the
+    union of the gaps (of :func:`analyze`, which together cover every invalid stretch)."""
+    if last <= first:
         return 0
-    # The book's own state holds from each row to the next; V(x) is the
-    # time in [first, x] it was valid (and uncrossed), from a running sum.
-    t = np.clip(status.ts, first, last)
-    own = status.valid & ~crossed(status)
-    held = np.where(own, np.diff(t, append=last), 0)
-    before = np.concatenate([[0], np.cumsum(held)])
-
-    def valid_until(x: I64) -> I64:
-        k = np.searchsorted(t, x, "right") - 1
-        at = np.maximum(k, 0)
-        return np.where(k >= 0, before[at] + np.where(own[at], x - t[at], 0), 0)
-
-    starts, ends = _merged(gaps)
-    inside = valid_until(np.clip(ends, first, last)) - valid_until(np.clip(starts, first, last))
-    return int(valid_until(np.array([last]))[0] - inside.sum())
+    covered = _union([(max(g.start, first), min(g.end, last)) for g in gaps])
+    return last - first - sum(z - a for a, z in covered)
