@@ -40,8 +40,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from replay.columns import to_numpy
-from replay.decode import PartitionDecoder, last_ws_rows
+from replay.decode import PartitionDecoder, connection_rows
 from replay.events import BookOps, Decoded, Marker, RestBook, SeqBreak, Trades
+from replay.overlap import decode_overlapping
 from tickrec import contract
 from tickrec.contract import PartFile
 from tickrec.durable import make_dirs, write_atomic
@@ -69,7 +70,7 @@ _DELTAS = {
     "rest": (),
 }
 # Modules whose code decides what a partition decodes to.
-_DECODER_SOURCES = ("decode.py", "events.py", "ticks.py", "venues")
+_DECODER_SOURCES = ("book.py", "decode.py", "events.py", "overlap.py", "ticks.py", "venues")
 
 
 def cache_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:
@@ -113,8 +114,10 @@ def key_of(parts: Sequence[PartFile]) -> str:
 
 def decode_parts(parts: Sequence[PartFile], symbol: str) -> Decoded:
     """Decode a partition from its part files, one record batch at a time."""
-    last_ws = last_ws_rows(contract.iter_parts(parts, ["source", "run_id", "conn_id"]))
-    decoder = PartitionDecoder(symbol, last_ws, rows=sum(p.rows for p in parts))
+    conns = connection_rows(contract.iter_parts(parts, ["source", "run_id", "conn_id"]))
+    if conns.interleaved:
+        return decode_overlapping(contract.read_parts(parts), symbol)
+    decoder = PartitionDecoder(symbol, conns.last_ws, rows=sum(p.rows for p in parts))
     for batch in contract.iter_parts(parts):
         decoder.feed(batch)
     return decoder.finish()

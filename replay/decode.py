@@ -44,7 +44,7 @@ which path a message took, nor on how the rows were split into batches.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -79,7 +79,14 @@ from replay.venues.sink import (
 )
 from tickrec.errors import DatasetError
 
-__all__ = ["LOSS_EVENTS", "LOSS_SPAN_EVENTS", "PartitionDecoder", "decode", "last_ws_rows"]
+__all__ = [
+    "LOSS_EVENTS",
+    "LOSS_SPAN_EVENTS",
+    "ConnectionRows",
+    "PartitionDecoder",
+    "connection_rows",
+    "decode",
+]
 
 I64 = npt.NDArray[np.int64]
 
@@ -216,28 +223,54 @@ def _payload_buffers(col: pa.Array) -> tuple[npt.NDArray[np.uint8], npt.NDArray[
     return raw, offs
 
 
-def last_ws_rows(batches: Iterable[pa.RecordBatch]) -> dict[tuple[str, int], int]:
-    """Partition row index of the last ``ws`` row of each connection ``(run_id, conn_id)``.
+class ConnectionRows(NamedTuple):
+    """What :func:`connection_rows` finds out about a partition's connections."""
+
+    last_ws: dict[tuple[str, int], int]
+    """Partition row index of the last ``ws`` row of each connection ``(run_id, conn_id)``."""
+    interleaved: bool
+    """Rows of two connections alternate: after a connection's rows, another's came,
+    then the first one's again (two runs capturing at once, a make-before-break
+    reconnect). Such a partition is replayed by :mod:`replay.overlap`."""
+
+
+def connection_rows(batches: Iterable[pa.RecordBatch]) -> ConnectionRows:
+    """:class:`ConnectionRows` of the rows of *batches* (in contract order).
 
     Needs only the ``source``, ``run_id`` and ``conn_id`` columns, so a
-    streaming caller can compute it in a cheap first pass.
+    streaming caller can compute it in a cheap first pass. Rows with
+    ``conn_id`` 0 (run-level events, REST replies) belong to no connection.
     """
     out: dict[tuple[str, int], int] = {}
+    seen: set[tuple[str, int]] = set()
+    prev: tuple[str, int] | None = None
+    interleaved = False
     offset = 0
     for batch in batches:
         src, src_values = _dictionary(batch.column("source"))
+        run, run_values = _dictionary(batch.column("run_id"))
+        conn = batch.column("conn_id").to_numpy(zero_copy_only=False).astype(np.int64)
         is_ws = np.asarray([v == "ws" for v in src_values], bool)
         rows = np.flatnonzero(is_ws[src]) if len(src_values) else np.zeros(0, np.int64)
         if len(rows):
-            run, run_values = _dictionary(batch.column("run_id"))
-            conn = batch.column("conn_id").to_numpy(zero_copy_only=False).astype(np.int64)
             run_ws, conn_ws = run[rows], conn[rows]
             # The last row of each stretch of one connection; later stretches overwrite.
             ends = np.append((run_ws[1:] != run_ws[:-1]) | (conn_ws[1:] != conn_ws[:-1]), True)
             for r in rows[ends].tolist():
                 out[(run_values[run[r]], int(conn[r]))] = offset + r
+        # The first row of each stretch of one connection, over rows of any source.
+        own = np.flatnonzero(conn != 0)
+        if len(own):
+            run_own, conn_own = run[own], conn[own]
+            heads = np.append(True, (run_own[1:] != run_own[:-1]) | (conn_own[1:] != conn_own[:-1]))
+            for r in own[heads].tolist():
+                key = (run_values[run[r]], int(conn[r]))
+                if key != prev:
+                    interleaved = interleaved or key in seen
+                    seen.add(key)
+                    prev = key
         offset += batch.num_rows
-    return out
+    return ConnectionRows(out, interleaved)
 
 
 class PartitionDecoder:
@@ -250,7 +283,7 @@ class PartitionDecoder:
         rows: int | None = None,
         payload_bytes: int | None = None,
     ) -> None:
-        """*last_ws* is :func:`last_ws_rows` of the same rows.
+        """*last_ws* is :attr:`ConnectionRows.last_ws` of the same rows.
 
         *rows* and *payload_bytes*, if known, are the number of rows and of
         payload bytes of all the rows to be fed (an estimate too large does
@@ -547,14 +580,22 @@ class PartitionDecoder:
 
 
 def decode(table: pa.Table, symbol: str) -> Decoded:
-    """Decode the rows of one partition (a contract table in contract order)."""
+    """Decode the rows of one partition (a contract table in contract order).
+
+    A partition whose connections overlap in time goes to :mod:`replay.overlap`.
+    """
     batches = table.to_batches()
+    conns = connection_rows(batches)
+    if conns.interleaved:
+        from replay.overlap import decode_overlapping  # it builds on this module
+
+        return decode_overlapping(table, symbol)
     payload_bytes = 0
     for batch in batches:
         if batch.num_rows:
             offsets = _payload_buffers(batch.column("payload"))[1]
             payload_bytes += int(offsets[-1] - offsets[0])
-    decoder = PartitionDecoder(symbol, last_ws_rows(batches), table.num_rows, payload_bytes)
+    decoder = PartitionDecoder(symbol, conns.last_ws, table.num_rows, payload_bytes)
     for batch in batches:
         decoder.feed(batch)
     return decoder.finish()

@@ -20,7 +20,7 @@ import realdata
 
 from bench.synth import DayParams, make_day
 from replay import venues
-from replay.decode import PartitionDecoder, _payload_buffers, decode, last_ws_rows
+from replay.decode import PartitionDecoder, _payload_buffers, connection_rows, decode
 from replay.events import Decoded
 from replay.venues.gemini_v1 import GeminiV1Stream
 from replay.venues.gemini_v1_scan import scan
@@ -235,7 +235,7 @@ def test_synthetic_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # are then sized from the events per row, or grow as they fill).
     batches = table.to_batches(max_chunksize=1000)
     for rows in (table.num_rows, None):
-        decoder = PartitionDecoder("BTCUSD", last_ws_rows(batches), rows)
+        decoder = PartitionDecoder("BTCUSD", connection_rows(batches).last_ws, rows)
         for batch in batches:
             decoder.feed(batch)
         assert_same(got, decoder.finish())
