@@ -50,6 +50,8 @@ GAP_COLORS = {
     "snapshot_mismatch": "tab:brown",
     "crossed": "tab:pink",
     "journal_loss": "black",
+    "unsynced": "tab:olive",
+    "no_connection": "tab:gray",
 }
 
 _SIDES = (("buy", "^", "tab:green"), ("sell", "v", "tab:red"), ("unknown", "o", "tab:gray"))

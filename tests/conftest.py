@@ -105,5 +105,23 @@ def v2_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def after_lead_in(day: Any) -> list[Any]:
+    """The gaps of a ``replay.Day`` after its lead-in, which they must tile exactly.
+
+    The lead-in runs from the first row to the first snapshot: ``no_connection``
+    until the first connection, then ``unsynced`` (a recorded run starts with
+    ``run_start``, then connects, subscribes, and gets its snapshot).
+    """
+    from replay.events import OP_VALID
+
+    ops = day.decoded.ops
+    snap = int(ops.ts[ops.op == OP_VALID][0])
+    gaps = day.gap_list()
+    lead = [g for g in gaps if g.kind in ("no_connection", "unsynced") and g.end <= snap]
+    edges = [day.span[0]] + [x for g in lead for x in (g.start, g.end)] + [snap]
+    assert all(a == b for a, b in zip(edges[::2], edges[1::2], strict=True)), lead
+    return [g for g in gaps if g not in lead]
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import SimFactory, record_sim
+from conftest import SimFactory, after_lead_in, record_sim
 from websockets.sync.client import ClientConnection, connect
 
 import replay
@@ -327,7 +327,7 @@ def test_capture_byte_for_byte_and_replay_equals_truth(
             for r in rows
             if r["source"] == "event" and json.loads(r["payload"])["event"] == "shutdown"
         ]
-        assert all(g.kind == "disconnect" and g.start >= shutdown for g in day.gap_list())
+        assert all(g.kind == "disconnect" and g.start >= shutdown for g in after_lead_in(day))
         diffs = [r for r in ws if json.loads(r["payload"]).get("e") == "depthUpdate"]
         true = TrueBook(book_lines, symbol)
         for k, r in enumerate(diffs):
@@ -534,7 +534,9 @@ def test_replay_sync_rules_and_symbol_case(spelled: str) -> None:
     assert not day.book_at(T0 + 6 * 10**8).valid
     (br,) = day.decoded.breaks
     assert (br.expected, br.got) == (u + 4, u + 6)  # exact above 2**53
-    assert [(g.kind, g.detail) for g in day.gap_list()][:1] == [
+    lead_in, *rest = day.gap_list()  # subscribed, no snapshot yet
+    assert (lead_in.kind, lead_in.start, lead_in.end) == ("unsynced", T0, T0 + 2 * 10**8)
+    assert [(g.kind, g.detail) for g in rest][:1] == [
         ("sequence", f"U expected {u + 4}, got {u + 6}")
     ]
     assert day.decoded.counts["stale"] == 1

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import after_lead_in
 from truth import (
     Partition,
     TrueBooks,
@@ -256,7 +257,7 @@ def assert_every_gap_explained(run: Run, symbol: str, causes: dict[str, set[str]
     the end of every ``disconnect`` gap: the next complete book received.
     Returns the gaps.
     """
-    part, gaps = run.parts[symbol], run.days[symbol].gap_list()
+    part, gaps = run.parts[symbol], after_lead_in(run.days[symbol])
     unmatched = set(unmatched_rest(run, symbol)[0])
     for g in gaps:
         if g.kind == "disconnect":
@@ -346,8 +347,8 @@ def test_fault_free_reports_only_the_shutdown_tail(clean: Run) -> None:
     for symbol, part in clean.parts.items():
         day = clean.days[symbol]
         loss = part.final_loss_ts
-        assert [g for g in day.gap_list() if not is_tail(g, part)] == []
-        assert len(day.gap_list()) == (loss < part.last_ts)
+        assert [g for g in after_lead_in(day) if not is_tail(g, part)] == []
+        assert len(after_lead_in(day)) == (loss < part.last_ts)
         assert day.valid_ns == loss - part.snapshots[0]
         assert day.span_coverage > 0.95
 
@@ -570,7 +571,7 @@ def test_rest_errors_leave_the_book_alone(sim_factory: SimFactory, tmp_path: Pat
         assert errors == truth
         statuses.update(errors)
         day = run.days[symbol]
-        assert [g for g in day.gap_list() if not is_tail(g, part)] == []
+        assert [g for g in after_lead_in(day) if not is_tail(g, part)] == []
         assert day.valid_ns == part.final_loss_ts - part.snapshots[0]
         assert_mostly_valid(assert_valid_rows_are_true(run, symbol), 0.8)
     assert statuses == {429, 500}

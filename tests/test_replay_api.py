@@ -98,7 +98,8 @@ def test_new_connection_clears_book_until_its_snapshot(day: Day):
     at9 = day.book_at(T0 + 9 * S)
     assert at9.valid and at9.bids.tolist() == [[99.0, 4.0]]
     assert [(g.kind, g.start, g.end) for g in day.gap_list()] == [
-        ("disconnect", T0 + 5 * S, T0 + 9 * S)
+        ("unsynced", T0 + 1 * S, T0 + 2 * S),  # subscribed, no snapshot yet
+        ("disconnect", T0 + 5 * S, T0 + 9 * S),
     ]
 
 

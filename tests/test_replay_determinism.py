@@ -117,7 +117,9 @@ def test_cli_gaps_report(tmp_path: Path):
     done = run_cli("gaps", "--date", "2018-09-26", "--data", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "BTCUSD: 1 gap",
+        "BTCUSD: 2 gaps",
+        "  unsynced          2018-09-26T15:00:17.622000000Z .. 2018-09-26T15:00:20.222000000Z"
+        "         2.600 s  connected, but no snapshot yet on this connection",
         "  sequence          2018-09-26T15:00:20.222000000Z .. 2018-09-26T15:00:21.810000000Z"
         "         1.588 s  socket_sequence expected 6, got 7",
     ]

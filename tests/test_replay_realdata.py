@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import realdata
-from conftest import V2_DATE
+from conftest import V2_DATE, after_lead_in
 
 import replay
 
@@ -85,7 +85,7 @@ def test_v2_top10_equals_independent_rebuild_at_every_message(v2_root: Path, sym
 def test_v2_never_crossed_no_gaps_and_grid_valid_after_snapshot(v2_root: Path, symbol: str):
     day = replay.open(V2_DATE, symbol, data=v2_root)
     assert day.protocols == ("gemini.v2",)
-    assert day.gaps().empty
+    assert after_lead_in(day) == []
     tl = day.timeline
     both = (tl.sz[:, 0, 0] > 0) & (tl.sz[:, 1, 0] > 0)
     assert (tl.px[both, 0, 0] < tl.px[both, 1, 0]).all()
@@ -121,10 +121,12 @@ def test_v2_trades_live_and_historical(v2_root: Path):
     assert 1580 in day.book_changes(exact=True)["price"].tolist()
 
 
-def test_v1_without_initial_is_never_valid_and_has_no_gap(tmp_path: Path):
+def test_v1_without_initial_is_never_valid_and_all_unsynced(tmp_path: Path):
     recv = realdata.import_gemini_v1(tmp_path)
     day = replay.open(V1_DATE, "BTCUSD", data=tmp_path)
-    assert day.gaps().empty
+    # connected (the capture's connect line) and never a snapshot: one gap, the whole span
+    assert [(g.kind, g.start, g.end) for g in day.gap_list()] == [("unsynced", *day.span)]
+    assert day.span[1] == recv[-1]
     assert day.coverage == 0.0
     assert not day.book_snapshots(every="100ms")["valid"].any()
     assert not day.book_at(recv[-1]).valid
@@ -139,5 +141,8 @@ def test_v1_dropped_line_is_a_sequence_gap(tmp_path: Path):
     recv = realdata.import_gemini_v1(tmp_path, drop=[5])
     day = replay.open(V1_DATE, "BTCUSD", data=tmp_path)
     gaps = day.gap_list()
-    assert [(g.kind, g.start, g.end) for g in gaps] == [("sequence", recv[4], recv[-1])]
-    assert gaps[0].detail == "socket_sequence expected 6, got 7"
+    assert [(g.kind, g.start, g.end) for g in gaps] == [
+        ("unsynced", day.span[0], recv[4]),
+        ("sequence", recv[4], recv[-1]),
+    ]
+    assert gaps[1].detail == "socket_sequence expected 6, got 7"

@@ -489,9 +489,14 @@ def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) 
     """Load parts (already in contract order) into one table with the contract schema.
 
     If runs overlap in time, rows are merged by ``(recv_ts, run_id, seq)``,
-    which is still a pure function of the files.
+    which is still a pure function of the files; the rows come in that order
+    whichever *columns* are asked for (the three are read for the merge).
     """
     cols = list(columns) if columns is not None else None
+    keys = ["recv_ts", "run_id", "seq"]
+    if cols is not None and _runs_overlap(parts) and not set(keys) <= set(cols):
+        merged = read_parts(parts, cols + [k for k in keys if k not in cols])
+        return merged.select(cols)
     tables = []
     for p in parts:
         try:
