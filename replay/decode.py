@@ -20,6 +20,10 @@ section 3). A connection is *lost* at its first ``disconnect``, ``error``,
 followed by more data was not fatal; a run-level event, ``conn_id`` 0,
 concerns the run's open connection); the book is cleared there. A
 connection that simply stops (a crash: no event) is lost at its last row.
+This holds for connections one after another; a partition where the rows
+of two connections interleave (:attr:`ConnectionRows.interleaved`) is
+decoded by :mod:`replay.overlap` instead, which follows one of them at a
+time.
 
 Time. Replay order is row order. Receive times come from a wall clock and
 could step back; the time used for the book is the running maximum of
