@@ -173,8 +173,12 @@ def _sync_spans(c: _Conn, end: int) -> Spans:
     return merged
 
 
-def _plan(conns: list[_Conn], first: int) -> list[tuple[int, _Conn | None]]:
-    """The followed connection from each switch time on (module docstring, step 2)."""
+def _plan(conns: list[_Conn], first: int, last: int) -> list[tuple[int, _Conn | None]]:
+    """The followed connection from each switch time on (module docstring, step 2).
+
+    Switches happen inside ``[first, last)``: at the last row's time the data
+    ends, and the followed connection's own operations say what happens there.
+    """
     times = {first}
     for c in conns:
         times.update(t for span in c.sync for t in span)
@@ -183,7 +187,7 @@ def _plan(conns: list[_Conn], first: int) -> list[tuple[int, _Conn | None]]:
     plan: list[tuple[int, _Conn | None]] = []
     cur: _Conn | None = None
     for t in sorted(times):
-        if t < first:
+        if t < first or (t >= last and plan):
             continue
         new = cur
         if cur is None or cur.since(t) is None:
@@ -359,7 +363,7 @@ def decode_overlapping(table: pa.Table, symbol: str) -> Decoded:
     for c in conns:
         c.dec = _at_scale(c.dec, price_scale, size_scale)
         _find_sync(c, runs, conn_ids, source, recv)
-    plan = _plan(conns, first)
+    plan = _plan(conns, first, last)
     out = _assemble(conns, plan, recv, first)
 
     markers = {(m.grp, m.kind, m.detail): m for m in out.markers}

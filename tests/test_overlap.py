@@ -382,6 +382,9 @@ def test_valid_time_and_gaps_account_for_the_span(
     assert all(first <= g.start <= g.end <= last for g in gap_list)
     assert d.valid_ns + _union_ns(gap_list) == last - first
     assert d.valid_ns == _valid_from_states(d)
+    # The replay order holds (one op stream, whether one connection or several were decoded).
+    for col in (d.decoded.ops.ts, d.decoded.ops.grp, d.decoded.trades.grp):
+        assert (col[1:] >= col[:-1]).all()
     assert 0 <= d.valid_ns <= last - first
     # Validity at a time agrees with the gaps: invalid strictly inside one, valid outside all.
     edges = {x for g in gap_list for x in (g.start, g.end)}
@@ -394,3 +397,51 @@ def test_valid_time_and_gaps_account_for_the_span(
         valid = d.book_at(t).valid
         assert not (inside and valid), (t, gap_list)
         assert not (outside and not valid), (t, gap_list)
+
+
+def test_current_api_make_before_break_at_midnight(tmp_path: Path) -> None:
+    """The current API's midnight handover: the new connection's snapshot, then the old one closes.
+
+    Rows of both connections interleave for a while; neither the switch nor
+    the old connection's disconnect is a gap.
+    """
+    subscribe = {"id": 1, "method": "subscribe", "params": ["btcusd@depth@100ms"]}
+    rows: list[tuple[float, int, str, object]] = []
+
+    def diff(first: int, last: int, bids: list[list[str]]) -> dict[str, object]:
+        return {"e": "depthUpdate", "E": 1763859600000, "s": "btcusd", "U": first, "u": last,
+                "b": bids, "a": [["101.00", "1"]]}  # fmt: skip
+
+    def opening(t: float, conn: int, u: int, bid: str) -> None:
+        rows.append(
+            (t, conn, "event", event_payload("connect", url="wss://ws.gemini.com/?snapshot=-1"))
+        )
+        rows.append((t + 0.01, conn, "ws_sent", subscribe))
+        rows.append((t + 0.02, conn, "ws", {"id": 1, "status": 200}))
+        rows.append((t + 0.03, conn, "ws", diff(u, u, [[bid, "1"]])))
+
+    opening(0.5, 1, 100, "100.00")
+    for k in range(1, 10):  # one diff a second on the old connection, ids 101..109
+        rows.append((1.0 + k, 1, "ws", diff(100 + k, 100 + k, [[f"{100 - k}.00", "1"]])))
+    rows.append((10.5, 1, "event", event_payload("disconnect", why="replaced")))
+    # The new connection's snapshot at 8.23 is the book as of id 107, as the old one has it.
+    opening(8.2, 2, 107, "100.00")
+    rows[-1][3]["b"] = [[f"{100 - k}.00", "1"] for k in range(8)]  # type: ignore[index]
+    for k in range(8, 20):
+        rows.append((1.0 + k + 0.001, 2, "ws", diff(100 + k, 100 + k, [[f"{100 - k}.00", "1"]])))
+    rows.sort(key=lambda r: r[0])
+    out = [
+        Row(at(t), seq, "run-a", conn, "gemini.ws", src, p if isinstance(p, str) else json.dumps(p))
+        for seq, (t, conn, src, p) in enumerate(rows)
+    ]
+    contract.write_part(tmp_path, "gemini", "BTCUSD", "run-a", 0, rows_to_table(out))
+    day = open_day(tmp_path)
+    snap = at(0.53)
+    assert gaps(day) == [("unsynced", at(0.5), snap)]
+    assert day.valid_ns == day.span[1] - snap
+    bids = [[float(100 - k), 1.0] for k in range(20)]
+    assert day.book_at(at(9.5)).bids.tolist() == bids[:9]  # the old connection's book
+    assert day.book_at(at(12.5)).bids.tolist() == bids[:12]  # the new one's
+    assert day.book_at(day.span[1]).bids.tolist() == bids and day.book_at(day.span[1]).valid
+    switches = [(m.kind, m.ts) for m in day.decoded.markers if m.kind in ("follow", "reset")]
+    assert switches == [("reset", at(0.51)), ("follow", at(10.5))]
