@@ -127,3 +127,30 @@ def test_columns_read_back_as_read_only_numpy():
 def test_map_partitions_keeps_order():
     assert list(map_partitions(_square, [3, 1, 2], workers=2)) == [9, 1, 4]
     assert list(map_partitions(_square, [3, 1, 2], workers=1)) == [9, 1, 4]
+
+
+def test_key_covers_every_module_decoding_runs():
+    """A change to any replay module the decoding imports (transitively) rebuilds the cache."""
+    import ast
+
+    base = Path(cache.__file__).parent
+    hashed = set()
+    for name in cache._DECODER_SOURCES:
+        path = base / name
+        hashed |= set(path.glob("*.py")) if path.is_dir() else {path}
+    todo, seen = [base / "decode.py", base / "overlap.py"], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for mod in names:
+                if mod.startswith("replay."):
+                    parts = mod.split(".")[1:]
+                    file = base.joinpath(*parts).with_suffix(".py")
+                    todo.append(file if file.exists() else base.joinpath(*parts, "__init__.py"))
+    assert seen <= hashed, sorted(str(p.relative_to(base)) for p in seen - hashed)
