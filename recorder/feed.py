@@ -2,10 +2,11 @@
 
 A :class:`Connection` keeps one websocket alive for as long as the run lasts.
 It reads the socket in chunks, which :class:`~recorder.frames.FrameReader`
-splits into messages, and stamps each message with ``time.time_ns()`` as it
-comes out, before its payload is parsed. Each message's header is read with
-the pure venue codec, and the message is appended to the journal with the
-symbols it belongs to; the messages of one chunk reach the OS in one write,
+splits into messages, and stamps each message with the run's clock
+(``time.time_ns`` unless a test gives another) as it comes out, before its
+payload is parsed. Each message's header is read with the pure venue codec,
+and the message is appended to the journal with the symbols it belongs to;
+the messages of one chunk reach the OS in one write,
 before the socket is read again. Everything that happens to the connection
 is an event row too (see :data:`tickrec.contract.EVENTS`).
 
@@ -42,6 +43,16 @@ Staying up:
   happens, with the close code and reason or why, so the terminal shows
   why a feed keeps reconnecting (the connect limiter bounds how often); a
   disconnect we asked for at shutdown is logged at INFO.
+
+Midnight (docs/architecture.md section 2.5): :meth:`Connection.send_now`
+sends requests on the open connection (the current API's ``depth``
+requests right after midnight), and :meth:`Connection.successor` makes the
+next connection of a make-before-break handover (v1, v2): it is *held*, so
+it brings no book until :meth:`Connection.release` (a v1 successor connects
+then; a v2 successor is connected already and sends its subscribe then), and
+it reports :attr:`Connection.in_sync` once its book is in. The old
+connection then ends with :meth:`Connection.retire`: a clean close and a
+``disconnect`` event whose ``why`` is :data:`HANDOVER`.
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import websocket
@@ -66,13 +77,21 @@ from tickrec.venues.base import Header
 from tickrec.venues.gemini_v1 import Gap
 from tickrec.venues.gemini_ws import Reply, UpdateTracker, parse_reply
 
-__all__ = ["ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
+__all__ = ["HANDOVER", "ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 
 log = logging.getLogger("tickrec.recorder")
 
 #: Bytes asked of the socket per read: a small frame or many in one call.
 READ_CHUNK = 65536
 _BINARY = websocket.ABNF.OPCODE_BINARY
+#: ``why`` of the ``disconnect`` event of a connection retired at midnight for its successor.
+HANDOVER = "midnight handover"
+#: Kinds of message that bring a symbol's book: the v1 ``update`` (the first one after a
+#: connect holds the initial events), the v2 ``l2_updates`` (the first one after the
+#: subscribe is the snapshot) and the current API's ``depthUpdate`` (the first one of a
+#: ``snapshot=-1`` connection is the snapshot); docs/venues/gemini.md sections 1 to 3.4.
+_BOOK_KINDS = frozenset({"update", "l2_updates", "depthUpdate"})
+_PLANNED = ("shutdown", HANDOVER)
 
 
 @dataclass(frozen=True)
@@ -126,6 +145,9 @@ class Connection(threading.Thread):
     *send* holds the messages to send, in order, right after every connect
     (subscriptions and requests); each is stored as a ``ws_sent`` row, as is
     every keepalive request made by *ping* (given a fresh request number).
+    Every time stamp comes from *clock* (ns since the epoch). A *held*
+    connection waits for :meth:`release` before it takes its book: before
+    connecting when it sends nothing (v1), before sending *send* otherwise.
     """
 
     def __init__(
@@ -141,13 +163,16 @@ class Connection(threading.Thread):
         settings: FeedSettings = FeedSettings(),
         send: tuple[str, ...] = (),
         ping: Callable[[int], str] | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        held: bool = False,
     ) -> None:
         super().__init__(name=f"ws-{'-'.join(symbols)}", daemon=True)
         self.url, self.protocol, self.symbols = url, protocol, symbols
         self.journal, self.stats, self.limiter = journal, stats, limiter
         self._next_conn_id, self._halt, self.settings = next_conn_id, stop, settings
-        self.send, self.ping = send, ping
-        self._pings = itertools.count(1_000_000)
+        self.send, self.ping, self.clock = send, ping, clock
+        self._request_ids = itertools.count(1_000_000)
         self._pinged = 0.0
         self.conn_id = 0
         #: Why the run must stop, when the exchange refused one of our requests.
@@ -157,12 +182,20 @@ class Connection(threading.Thread):
         self._ws_lock = threading.Lock()
         self._why: str | None = None  # why we are ending the current connection
         self.last_recv = time.monotonic()
+        self._released = threading.Event()
+        if not held:
+            self._released.set()
+        self._holding = False  # the session is open but has not sent *send* yet
+        self._retired: str | None = None  # why the connection ended for good
+        self._retire_detail: dict[str, object] = {}
+        self._booked: set[str] = set()  # symbols whose book the session has received
+        self._updates: UpdateTracker | None = None  # the session's (current API)
 
     # --- rows
 
     def _event(self, name: str, **detail: object) -> None:
         self.journal.append(
-            time.time_ns(),
+            self.clock(),
             self.conn_id,
             self.protocol,
             "event",
@@ -188,7 +221,7 @@ class Connection(threading.Thread):
         try:
             if self.ping is not None and silent >= quiet and now - self._pinged >= quiet:
                 self._pinged = now
-                self._send_ping(self.ping(next(self._pings)))
+                self._send_ping(self.ping(self.new_request_id()))
             with self._ws_lock:
                 if self._ws is None or self._why is not None or silent < self.settings.stale_after:
                     return
@@ -203,12 +236,96 @@ class Connection(threading.Thread):
             ws = self._ws if self._why is None else None
         if ws is None:
             return
-        sent_ns = time.time_ns()
+        sent_ns = self.clock()
         try:
             ws.send(message)
         except (websocket.WebSocketException, OSError):
             return  # the reader sees the broken connection and reports it
         self.journal.append(sent_ns, self.conn_id, self.protocol, "ws_sent", message, self.symbols)
+
+    def new_request_id(self) -> int:
+        """A request number no other request of this connection uses (requests we build use
+        small numbers, these count from 1 000 000)."""
+        return next(self._request_ids)
+
+    def send_now(self, messages: Iterable[str]) -> bool:
+        """Send *messages* on the open connection now (from any thread); False if none is open.
+
+        Each is stored as a ``ws_sent`` row before it goes out, so its reply
+        always comes after it in ``seq`` order, and is known to the update
+        tracker before its reply can arrive.
+        """
+        with self._ws_lock:
+            ws = self._ws if self._why is None and not self._holding else None
+        if ws is None:
+            return False
+        try:
+            self._send_all(ws, messages)
+        except (websocket.WebSocketException, OSError):
+            return False  # the reader sees the broken connection and reports it
+        return True
+
+    def _send_all(self, ws: websocket.WebSocket, messages: Iterable[str]) -> None:
+        for message in messages:
+            if self._updates is not None:
+                self._updates.expect(message)
+            self.journal.append(
+                self.clock(), self.conn_id, self.protocol, "ws_sent", message, self.symbols
+            )
+            ws.send(message)
+
+    # --- midnight handover
+
+    def successor(self) -> Connection:
+        """A new connection like this one (not started), held until :meth:`release`."""
+        return Connection(
+            self.url,
+            self.protocol,
+            self.symbols,
+            self.journal,
+            self.stats,
+            self.limiter,
+            self._next_conn_id,
+            self._halt,
+            self.settings,
+            self.send,
+            self.ping,
+            clock=self.clock,
+            held=True,
+        )
+
+    def release(self) -> None:
+        """Let a held connection take its book: send *send* now if it is open, else on connect."""
+        with self._ws_lock:
+            self._released.set()
+            ws = self._ws if self._holding and self._why is None else None
+            self._holding = False
+        if ws is None:
+            return
+        try:
+            self._send_all(ws, self.send)
+        except (websocket.WebSocketException, OSError):
+            return  # the reader sees the broken connection; the next one sends on connect
+
+    @property
+    def in_sync(self) -> bool:
+        """True while a connection is open, not closing, and has the book of every symbol."""
+        with self._ws_lock:
+            return (
+                self._ws is not None
+                and self._why is None
+                and not self._holding
+                and len(self._booked) == len(self.symbols)
+            )
+
+    def retire(self, why: str = HANDOVER, **detail: object) -> None:
+        """End the connection for good with a clean close; no reconnect follows.
+
+        *why* and *detail* go in its ``disconnect`` event.
+        """
+        self._retire_detail = detail
+        self._retired = why
+        self.close(why)
 
     def abort(self) -> None:
         """Cut the connection now (no close handshake)."""
@@ -241,7 +358,7 @@ class Connection(threading.Thread):
         failures = 0
         rng = random.Random()
         delay = 0.0
-        while not self._halt.is_set():
+        while not self._halt.is_set() and self._retired is None:
             if not self.limiter.acquire(self._halt):
                 return
             self.conn_id = self._next_conn_id()
@@ -249,7 +366,7 @@ class Connection(threading.Thread):
                 self._event("reconnect", attempt=failures + 1, waited_s=round(delay, 3))
                 self.stats.count(self.symbols, "reconnects")
             received = self._session()
-            if self.failure is not None:
+            if self.failure is not None or self._retired is not None:
                 return
             failures = 0 if received else failures + 1
             s = self.settings
@@ -257,8 +374,17 @@ class Connection(threading.Thread):
             if self._halt.wait(delay):
                 return
 
+    def _wait_release(self) -> bool:
+        """Wait until :meth:`release`; False if the run stops or the connection retires first."""
+        while not self._released.wait(0.05):
+            if self._halt.is_set() or self._retired is not None:
+                return False
+        return True
+
     def _session(self) -> bool:
         """One connection from connect to end; True if it received anything."""
+        if not self.send and not self._wait_release():
+            return False  # it brings its book on connect (v1): connect once released
         try:
             ws = websocket.create_connection(
                 self.url,
@@ -274,20 +400,22 @@ class Connection(threading.Thread):
             )
             return False
         ws.settimeout(None)  # silence is the watchdog's business
+        self._booked = set()
+        self._updates = UpdateTracker() if self.protocol == GEMINI_WS else None
         with self._ws_lock:
             self._ws, self._why = ws, None
+            self._holding = bool(self.send) and not self._released.is_set()
+            holding = self._holding
         self.last_recv = time.monotonic()
         self._event("connect", url=self.url)
         received = False
         try:
-            for message in self.send:
-                sent_ns = time.time_ns()
-                ws.send(message)
-                self.journal.append(
-                    sent_ns, self.conn_id, self.protocol, "ws_sent", message, self.symbols
-                )
+            if not holding:
+                self._send_all(ws, self.send)
             if self._halt.is_set():
                 self.close("shutdown")
+            elif self._retired is not None:
+                self.close(self._retired)
             received = self._read(ws)
         except JournalError:
             raise
@@ -303,7 +431,7 @@ class Connection(threading.Thread):
 
     def _disconnected(self, code: int | None, reason: str | None, why: str) -> None:
         """Note the end of the current connection: an event row and a log line."""
-        level = logging.INFO if why == "shutdown" else logging.WARNING
+        level = logging.INFO if why in _PLANNED else logging.WARNING
         log.log(
             level,
             "connection %d to %s closed (code %s, reason %r): %s",
@@ -313,7 +441,8 @@ class Connection(threading.Thread):
             reason,
             why,
         )
-        self._event("disconnect", code=code, reason=reason, why=why)
+        detail = self._retire_detail if why == self._retired else {}
+        self._event("disconnect", code=code, reason=reason, why=why, **detail)
 
     def _resync(self, ws: websocket.WebSocket, why: str) -> None:
         """End the connection cleanly so the next one starts from a fresh snapshot."""
@@ -347,7 +476,7 @@ class Connection(threading.Thread):
 
     def _read(self, ws: websocket.WebSocket) -> bool:
         v1 = SequenceTracker() if self.protocol == GEMINI_V1 else None
-        updates = UpdateTracker(self.send) if self.protocol == GEMINI_WS else None
+        updates = self._updates
         frames = FrameReader()
         received = False
         sock = ws.sock
@@ -364,7 +493,7 @@ class Connection(threading.Thread):
                 for opcode, data in frames.feed(chunk):
                     # Each frame its own time, taken as it comes out of the chunk and before
                     # its payload is read: frames of one chunk stay apart in replay time.
-                    recv_ns = time.time_ns()
+                    recv_ns = self.clock()
                     if self._message(ws, opcode, data, recv_ns, v1, updates):
                         received = True
                     elif opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -424,6 +553,8 @@ class Connection(threading.Thread):
         if problem is not None:
             self._event("malformed", seq=seq, problem=problem)
             self.stats.count(symbols, "malformed")
+        if header.kind in _BOOK_KINDS and route_problem is None:
+            self._booked.update(symbols)
         if header.kind == "reply" and (reply := parse_reply(payload)) is not None:
             if updates is not None:
                 updates.reply(reply)

@@ -13,6 +13,11 @@ the journal is fsynced, the last segment becomes Parquet, and the journal
 directory is removed. If the disk refuses the journal for too long the run
 stops with :class:`~tickrec.errors.JournalError`; what was written stays in
 the journal for ``tickrec recover``.
+
+Right after each UTC midnight every symbol gets a fresh book snapshot, so
+each date replays alone (:mod:`recorder.midnight`). Every wall-clock time of
+the run (receive stamps, rotation, midnight, the run id) comes from
+``RecordConfig.clock``, so a test can cross midnight in seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import signal
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +40,7 @@ from types import FrameType
 
 from recorder.feed import Connection, ConnectLimiter, FeedSettings
 from recorder.journal import Journal, RunMeta
+from recorder.midnight import DayBoundary
 from recorder.recovery import recover
 from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
 from recorder.status import Stats
@@ -77,7 +83,10 @@ class RecordConfig:
     ``snapshot_every`` 0 turns REST snapshots off; ``snapshot_depth`` 0 asks
     for the whole book. ``until`` is a UTC wall-clock time: the run stops at
     its next occurrence. ``url`` defaults to the protocol's endpoint
-    (:data:`DEFAULT_URLS`).
+    (:data:`DEFAULT_URLS`). ``clock`` gives the wall-clock time in ns
+    (``time.time_ns``; tests pass a shifted one). ``handover_lead`` is how
+    long before midnight v1 and v2 open the connections that take over
+    (:mod:`recorder.midnight`).
     """
 
     symbols: tuple[str, ...]
@@ -102,6 +111,8 @@ class RecordConfig:
     disk_timeout: float = 600.0
     run_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    handover_lead: float = 20.0
+    clock: Callable[[], int] = field(default=time.time_ns, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.venue != "gemini":
@@ -121,7 +132,7 @@ class RecordConfig:
         for name in ("fsync_interval", "stale_after", "connects_per_minute", "rest_timeout"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name.replace('_', '-')}: must be positive")
-        for name in ("snapshot_every", "rotate", "rest_min_gap", "status_every"):
+        for name in ("snapshot_every", "rotate", "rest_min_gap", "status_every", "handover_lead"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name.replace('_', '-')}: must not be negative")
         if self.snapshot_depth < 0:
@@ -229,7 +240,9 @@ def _connections(
     if config.protocol == "v1":
         # v1 serves one symbol per connection (docs/venues/gemini.md section 1).
         return [
-            Connection(gemini_v1.stream_url(config.url, s), protocol, (s,), *common)
+            Connection(
+                gemini_v1.stream_url(config.url, s), protocol, (s,), *common, clock=config.clock
+            )
             for s in config.symbols
         ]
     if config.protocol == "v2":
@@ -240,6 +253,7 @@ def _connections(
                 config.symbols,
                 *common,
                 send=(gemini_v2.subscribe_message(config.symbols),),
+                clock=config.clock,
             )
         ]
     return [
@@ -250,6 +264,7 @@ def _connections(
             *common,
             send=_ws_requests(config.symbols),
             ping=gemini_ws.ping,
+            clock=config.clock,
         )
     ]
 
@@ -268,11 +283,20 @@ def _ws_requests(symbols: tuple[str, ...]) -> tuple[str, ...]:
         )
         for i, s in enumerate(symbols)
     ]
-    depths = [
-        gemini_ws.request(n + i + 1, "depth", {"symbol": s.lower(), "limit": WS_DEPTH_LIMIT})
-        for i, s in enumerate(symbols)
-    ]
-    return (*subscribes, *depths)
+    return (*subscribes, *_ws_depth_requests(symbols, range(n + 1, 2 * n + 1)))
+
+
+def _ws_depth_requests(symbols: tuple[str, ...], ids: Iterable[int]) -> tuple[str, ...]:
+    """A ``depth`` request (the whole book, docs/venues/gemini.md section 3.2) per symbol."""
+    return tuple(
+        gemini_ws.request(i, "depth", {"symbol": s.lower(), "limit": WS_DEPTH_LIMIT})
+        for i, s in zip(ids, symbols, strict=False)
+    )
+
+
+def _midnight_depths(conn: Connection) -> tuple[str, ...]:
+    """The ``depth`` requests a current-API connection sends right after midnight."""
+    return _ws_depth_requests(conn.symbols, (conn.new_request_id() for _ in conn.symbols))
 
 
 def _check_listed(config: RecordConfig, pacer: RequestPacer, stop: threading.Event) -> None:
@@ -315,7 +339,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     recovered = recover(root)
     for r in recovered:
         log.info("recovered run %s: %d rows into %d parts", r.run_id, r.rows, len(r.parts))
-    start_ns = time.time_ns()
+    clock = config.clock
+    start_ns = clock()
     run_id = config.run_id or new_run_id(start_ns)
     result = RecordResult(run_id, recovered_runs=len(recovered))
     protocol = PROTOCOLS[config.protocol]
@@ -331,11 +356,16 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         fsync_interval=config.fsync_interval,
         rotate_every_ns=int(config.rotate * 1e9),
         on_closed=converter.submit,
+        clock=clock,
         disk_timeout=config.disk_timeout,
     )
-    settings = {k: (str(v) if isinstance(v, dt.time) else v) for k, v in asdict(config).items()}
+    settings = {
+        k: (str(v) if isinstance(v, dt.time) else v)
+        for k, v in asdict(config).items()
+        if k != "clock"
+    }
     journal.append(
-        time.time_ns(),
+        clock(),
         RUN_CONN_ID,
         protocol,
         "event",
@@ -358,11 +388,19 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             depth=config.snapshot_depth,
             pacer=pacer,
             timeout=config.rest_timeouts,
+            clock=clock,
         )
         if config.snapshot_every > 0
         else None
     )
     end_ns = stop_time_ns(start_ns, config.duration, config.until)
+    midnight = DayBoundary(
+        conns,
+        clock,
+        _midnight_depths if config.protocol == "ws" else None,
+        lead=config.handover_lead,
+        end_ns=end_ns,
+    )
     why: list[str] = []
     try:
         with _signals_set(stop, why):
@@ -371,7 +409,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             if poller is not None:
                 poller.start()
             next_status = time.monotonic() + config.status_every
-            while not stop.wait(0.1):
+            while not stop.wait(midnight.wait_s(0.1)):
+                midnight.tick()
                 now = time.monotonic()
                 for c in conns:
                     c.check_stale(now)
@@ -381,16 +420,16 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
                 if any(c.failure is not None for c in conns):
                     why.append("request refused")
                     break
-                if end_ns is not None and time.time_ns() >= end_ns:
+                if end_ns is not None and clock() >= end_ns:
                     why.append("duration" if config.duration is not None else "until")
                     break
                 if config.status_every and now >= next_status:
                     next_status = now + config.status_every
-                    for line in stats.lines(time.time_ns()):
+                    for line in stats.lines(clock()):
                         log.info("%s", line)
             stop.set()
             result.stopped_by = why[0] if why else "stop requested"
-            _shut_down(conns, poller, journal, result.stopped_by)
+            _shut_down(conns, midnight.retired(), poller, journal, result.stopped_by, clock)
     finally:
         # Even after an unexpected error: close the last segment, convert what
         # can be, and drop the lock, so the journal is not held until exit.
@@ -398,7 +437,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         journal.close()
         result.unconverted = converter.close()
         journal.release()
-    for line in stats.lines(time.time_ns()):
+    for line in stats.lines(clock()):
         log.info("%s", line)
     if journal.fatal is not None:
         raise journal.fatal
@@ -409,11 +448,16 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
 
 
 def _shut_down(
-    conns: list[Connection], poller: SnapshotPoller | None, journal: Journal, why: str
+    conns: list[Connection],
+    retired: list[Connection],
+    poller: SnapshotPoller | None,
+    journal: Journal,
+    why: str,
+    clock: Callable[[], int],
 ) -> None:
     with contextlib.suppress(JournalError):  # the journal gave up: the caller reports it
         journal.append(
-            time.time_ns(),
+            clock(),
             RUN_CONN_ID,
             journal.meta.protocol,
             "event",
@@ -422,7 +466,7 @@ def _shut_down(
         )
     for c in conns:
         c.close("shutdown")
-    for c in conns:
+    for c in [*conns, *retired]:  # the retired are closing already
         c.join(c.settings.close_timeout)
         if c.is_alive():
             c.abort()

@@ -9,7 +9,10 @@ stands in the way of a capture: any failure is a warning and the answer
 "unknown".
 
 One thread takes ``GET /v1/book/{symbol}`` for every symbol each
-``snapshot_every`` seconds, through one requests Session with timeouts. Each
+``snapshot_every`` seconds, through one requests Session with timeouts, and
+a round right after every UTC midnight, so each date's partition holds a
+snapshot of its own (docs/architecture.md section 2.5): a round that a
+midnight interrupts starts over for the new date. Each
 reply body is a ``rest`` row stamped with the time the request was sent
 (``sent_ts``) and the time the reply was complete (``recv_ts``): the book it
 shows was taken somewhere in between, which is how the replayer compares it.
@@ -26,10 +29,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import requests
 
 from recorder.journal import Journal
+from recorder.rotation import NS_PER_DAY
 from recorder.status import Stats
 from tickrec.contract import RUN_CONN_ID, event_payload
 from tickrec.errors import JournalError
@@ -116,8 +121,10 @@ class SnapshotPoller(threading.Thread):
         depth: int = 0,
         pacer: RequestPacer | None = None,
         timeout: tuple[float, float] = (5.0, 10.0),
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__(name="rest-snapshots", daemon=True)
+        self.clock = clock
         self.base_url, self.symbols = base_url, symbols
         self.journal, self.stats, self._halt = journal, stats, stop
         self.every, self.depth, self.timeout = every, depth, timeout
@@ -133,25 +140,35 @@ class SnapshotPoller(threading.Thread):
     def _loop(self, session: requests.Session) -> None:
         next_round = time.monotonic()
         while not self._halt.is_set():
+            day = self.clock() // NS_PER_DAY
             for symbol in self.symbols:
                 if not self.pacer.wait(self._halt):
                     return
+                if self.clock() // NS_PER_DAY != day:
+                    break  # a new date began: start the round again, for it
+
                 try:
                     pause = self._fetch(session, symbol)
                 except JournalError:
                     raise
                 except Exception as exc:  # a surprise fails one snapshot, never the poller
                     log.exception("REST snapshot of %s failed unexpectedly", symbol)
-                    self._error(symbol, time.time_ns(), error=f"{type(exc).__name__}: {exc}")
+                    self._error(symbol, self.clock(), error=f"{type(exc).__name__}: {exc}")
                     pause = 0.0
                 self.pacer.done(pause)
-            next_round = max(next_round + self.every, time.monotonic())
-            if self._halt.wait(max(0.0, next_round - time.monotonic())):
+            else:
+                next_round = max(next_round + self.every, time.monotonic())
+            if self._halt.wait(max(0.0, min(next_round - time.monotonic(), self._to_midnight()))):
                 return
+
+    def _to_midnight(self) -> float:
+        """Seconds to just after the next UTC midnight (1 ms after, so the clock shows the date)."""
+        now = self.clock()
+        return ((now // NS_PER_DAY + 1) * NS_PER_DAY - now) / 1e9 + 0.001
 
     def _error(self, symbol: str, sent_ns: int, **detail: object) -> None:
         self.journal.append(
-            time.time_ns(),
+            self.clock(),
             RUN_CONN_ID,
             PROTOCOL,
             "event",
@@ -163,14 +180,14 @@ class SnapshotPoller(threading.Thread):
     def _fetch(self, session: requests.Session, symbol: str) -> float:
         """Take one snapshot; return how long the server asked us to wait (0 if it did not)."""
         url = book_url(self.base_url, symbol, self.depth)
-        sent_ns = time.time_ns()
+        sent_ns = self.clock()
         try:
             reply = session.get(url, timeout=self.timeout)
             body = reply.content  # read in full before the time is taken
         except requests.RequestException as exc:
             self._error(symbol, sent_ns, url=url, status=None, error=f"{type(exc).__name__}: {exc}")
             return 0.0
-        recv_ns = time.time_ns()
+        recv_ns = self.clock()
         text = body.decode("utf-8", "backslashreplace")
         if reply.status_code == 200:
             self.journal.append(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +58,10 @@ class SimConfig:
       (``U``/``u``, docs/venues/gemini.md section 3.4); set it above 2**53 to check that
       clients keep ids exact;
     - ``faults``: what to inject (none by default);
-    - ``truth_dir``: where to write ground-truth JSONL, or None.
+    - ``truth_dir``: where to write ground-truth JSONL, or None;
+    - ``clock``: wall-clock time in ns, for exchange times and truth times
+      (``time.time_ns``; a test that shifts the recorder's clock, say to just
+      before midnight, gives the simulator the same one, so the two agree).
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +76,7 @@ class SimConfig:
     update_id_base: int = FIRST_UPDATE_ID
     faults: FaultConfig = field(default_factory=FaultConfig)
     truth_dir: Path | None = None
+    clock: Callable[[], int] = field(default=time.time_ns, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Normalized values are set on the frozen instance once, here.

@@ -131,6 +131,7 @@ class SimServer:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        self._clock = config.clock
         self.market: Market
         self.port = 0
         self._server: Server | None = None
@@ -149,7 +150,7 @@ class SimServer:
     async def start(self) -> None:
         """Build the market, warm it up, and start listening."""
         config = self.config
-        now = time.time_ns()
+        now = self._clock()
         # The market starts a minute ago, so the warm-up trades have distinct past times.
         start = now - 60 * 1_000_000_000
         self.market = Market(config.specs, config.seed, config.depth, start, config.update_id_base)
@@ -203,7 +204,7 @@ class SimServer:
         emitted = 0
         while True:
             await asyncio.sleep(config.tick_s - (time.monotonic_ns() - origin) % tick_ns / 1e9)
-            now = time.time_ns()
+            now = self._clock()
             due = int((time.monotonic_ns() - origin) * config.rate / 1e9) - emitted
             if due > max_batch:
                 emitted += due - max_batch
@@ -259,7 +260,7 @@ class SimServer:
         conn = _Connection(
             cid, target, ws, feed, FrameFaults(self.config.faults, self.config.seed, cid)
         )
-        now = time.time_ns()
+        now = self._clock()
         conn.next_beat = now + int(self.config.heartbeat_s * 1e9)
         # Registering and taking the opening frames happen with no await in
         # between, so no engine batch can fall between the snapshot and the stream.
@@ -276,7 +277,7 @@ class SimServer:
         try:
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                now = time.time_ns()
+                now = self._clock()
                 try:
                     frames = feed.receive(text, now)
                 except Close as exc:
@@ -294,10 +295,15 @@ class SimServer:
                 # Whichever side closed first; neither frame means the TCP connection just ended.
                 frame = ws.protocol.close_rcvd or ws.protocol.close_sent
                 if frame is None:
-                    self._truth.connection(cid, target, time.time_ns(), "abort")
+                    self._truth.connection(cid, target, self._clock(), "abort")
                 else:
                     self._truth.connection(
-                        cid, target, time.time_ns(), "close", code=frame.code, reason=frame.reason
+                        cid,
+                        target,
+                        self._clock(),
+                        "close",
+                        code=frame.code,
+                        reason=frame.reason,
                     )
 
     async def _write(self, conn: _Connection) -> None:
@@ -317,7 +323,7 @@ class SimServer:
                     await ws.send(frame)
                     self._messages += 1
                     if truth is not None:
-                        truth.message(conn.cid, conn.path, time.time_ns(), frame)
+                        truth.message(conn.cid, conn.path, self._clock(), frame)
         except ConnectionClosed:
             pass
 
@@ -325,25 +331,25 @@ class SimServer:
         faults = self.config.faults
         await asyncio.sleep(faults.close_every)
         if faults.abrupt:
-            self._fault(time.time_ns(), "abort", conn)
+            self._fault(self._clock(), "abort", conn)
             # Abort the TCP connection: the client gets no close frame (RFC 6455 section 7.1.7).
             assert conn.ws.transport is not None
             conn.ws.transport.abort()
         else:
-            self._fault(time.time_ns(), "close", conn, code=_NORMAL_CLOSURE)
+            self._fault(self._clock(), "close", conn, code=_NORMAL_CLOSURE)
             await conn.ws.close(_NORMAL_CLOSURE, "scheduled close")
 
     async def _stall(self, conn: _Connection) -> None:
         faults = self.config.faults
         while True:
             await asyncio.sleep(faults.stall_every)
-            self._fault(time.time_ns(), "stall", conn, seconds=faults.stall_for)
+            self._fault(self._clock(), "stall", conn, seconds=faults.stall_for)
             conn.resume.clear()
             try:
                 await asyncio.sleep(faults.stall_for)
             finally:
                 conn.resume.set()
-            self._fault(time.time_ns(), "stall_end", conn)
+            self._fault(self._clock(), "stall_end", conn)
 
     # --- HTTP: REST replies and upgrade checks --------------------------------------------
 
@@ -383,7 +389,7 @@ class SimServer:
     async def _rest_reply(
         self, connection: ServerConnection, target: str, path: str, query: Mapping[str, str]
     ) -> Response:
-        start = time.time_ns()
+        start = self._clock()
         self._rest += 1
         fault = self._rest_faults.pick()
         headers: dict[str, str] = {}
@@ -403,10 +409,15 @@ class SimServer:
             self._fault(start, "rest_500", None, target)
             reply = rest.Reply(500, Reject(500, "ServerError", "An internal error occurred").body())
         else:
-            reply = rest.handle(self.market, path, query, time.time_ns())
+            reply = rest.handle(self.market, path, query, self._clock())
         if self._truth is not None:
             self._truth.rest(
-                time.time_ns(), start, target, reply.status, self.market.last_event_id, reply.body
+                self._clock(),
+                start,
+                target,
+                reply.status,
+                self.market.last_event_id,
+                reply.body,
             )
         return self._reply(connection, reply.status, reply.body, headers)
 

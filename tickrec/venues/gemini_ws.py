@@ -212,17 +212,21 @@ class UpdateTracker:
         # request id -> (method, the symbols whose book its reply moves)
         self._requests: dict[int | str, tuple[str, tuple[str, ...]]] = {}
         for text in sent:
-            obj, _ = load_object(text)
-            rid = None if obj is None else obj.get("id")
-            if obj is None or not isinstance(rid, int | str) or isinstance(rid, bool):
-                continue
-            method, params = str(obj.get("method", "")).lower(), obj.get("params")
-            if method == "subscribe" and isinstance(params, list):
-                names = [str(p).lower() for p in params]
-                symbols = [n.split("@")[0].upper() for n in names if n.endswith(_DIFF_SUFFIXES)]
-                self._requests[rid] = (method, tuple(symbols))
-            elif method == "depth" and isinstance(params, dict):
-                self._requests[rid] = (method, (str(params.get("symbol", "")).upper(),))
+            self.expect(text)
+
+    def expect(self, text: str) -> None:
+        """Note a request sent on the connection, so its reply moves the books it concerns."""
+        obj, _ = load_object(text)
+        rid = None if obj is None else obj.get("id")
+        if obj is None or not isinstance(rid, int | str) or isinstance(rid, bool):
+            return
+        method, params = str(obj.get("method", "")).lower(), obj.get("params")
+        if method == "subscribe" and isinstance(params, list):
+            names = [str(p).lower() for p in params]
+            symbols = [n.split("@")[0].upper() for n in names if n.endswith(_DIFF_SUFFIXES)]
+            self._requests[rid] = (method, tuple(symbols))
+        elif method == "depth" and isinstance(params, dict):
+            self._requests[rid] = (method, (str(params.get("symbol", "")).upper(),))
 
     def reply(self, reply: Reply) -> None:
         """Apply the reply to one of our requests."""

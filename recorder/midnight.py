@@ -1,0 +1,136 @@
+"""What a run does at each UTC midnight, so that every date replays alone.
+
+Every (venue, date, symbol) partition must hold a book snapshot of its own
+(docs/architecture.md section 2.5), and partitions are split by the UTC
+date of ``recv_ts``. Right after each midnight the run's websockets take a
+fresh book of every symbol, without a moment in which no connection is in
+sync:
+
+- on the current API a ``depth`` request per symbol goes out on the open
+  connection; its reply's ``lastUpdateId`` lines it up with the diffs
+  (docs/venues/gemini.md section 3.4, recipe B). A connection that is down
+  at midnight gets its snapshots when it reconnects anyway;
+- v1 and v2 give a book only with a new connection (sections 1 and 2):
+  make-before-break. *lead* before midnight each connection gets a
+  successor, held (see :class:`~recorder.feed.Connection`): a v2 successor
+  connects then and sends its subscribe only at midnight; a v1 successor,
+  whose book is the connect itself, takes its connect token then and
+  connects at midnight. If it fails it retries like any connection. The old
+  connection is retired (a clean close, a ``disconnect`` event with ``why``
+  :data:`~recorder.feed.HANDOVER` and ``handover_to``) only once midnight
+  has passed and the successor holds the book of every symbol; until then
+  both are recorded.
+
+REST snapshots at midnight are the poller's own business
+(:class:`recorder.rest.SnapshotPoller`). :meth:`DayBoundary.tick` is called
+by the run's watchdog loop, every 0.1 s or sooner near midnight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from recorder.feed import HANDOVER, Connection
+from recorder.rotation import next_rotation_ns
+
+__all__ = ["DayBoundary"]
+
+log = logging.getLogger("tickrec.recorder")
+
+
+@dataclass
+class _Handover:
+    old: Connection
+    new: Connection
+    released: bool = False
+
+
+class DayBoundary:
+    """Midnight snapshots of one run; *conns* is the run's list of live connections.
+
+    *depth_requests*, given for the current API, builds a connection's
+    ``depth`` requests from fresh request ids; without it connections are
+    handed over (v1, v2). Nothing is started for a midnight at or after
+    *end_ns*, when the run will have stopped.
+    """
+
+    def __init__(
+        self,
+        conns: list[Connection],
+        clock: Callable[[], int],
+        depth_requests: Callable[[Connection], tuple[str, ...]] | None = None,
+        lead: float = 20.0,
+        end_ns: int | None = None,
+    ) -> None:
+        self.conns = conns
+        self.clock = clock
+        self.depth_requests = depth_requests
+        self.lead_ns = int(lead * 1e9)
+        self.end_ns = end_ns
+        self.midnight = next_rotation_ns(clock(), 0)
+        self._handovers: list[_Handover] = []
+        self._closing: list[tuple[Connection, float]] = []  # retired, and when to abort them
+
+    def wait_s(self, most: float) -> float:
+        """How long the watchdog may sleep: at most *most*, and not past midnight."""
+        return max(0.0, min(most, (self.midnight - self.clock()) / 1e9 + 0.001))
+
+    def tick(self) -> None:
+        """Do what is due now."""
+        now = self.clock()
+        self._reap()
+        if self.end_ns is not None and self.end_ns <= self.midnight:
+            return
+        if self.depth_requests is not None:
+            if now >= self.midnight:
+                for conn in self.conns:
+                    if not conn.send_now(self.depth_requests(conn)):
+                        log.info(
+                            "connection %d is down at midnight; it resyncs on connect", conn.conn_id
+                        )
+                self.midnight = next_rotation_ns(now, 0)
+            return
+        if now >= self.midnight - self.lead_ns and not self._handovers:
+            for old in list(self.conns):
+                new = old.successor()
+                self._handovers.append(_Handover(old, new))
+                self.conns.append(new)
+                new.start()
+            log.info("opening %d connection(s) for the midnight handover", len(self._handovers))
+        if now < self.midnight:
+            return
+        for h in list(self._handovers):
+            if not h.released:
+                h.new.release()
+                h.released = True
+            if h.new.in_sync:
+                log.info(
+                    "connection %d has its book; closing connection %d (midnight handover)",
+                    h.new.conn_id,
+                    h.old.conn_id,
+                )
+                h.old.retire(HANDOVER, handover_to=h.new.conn_id)
+                self.conns.remove(h.old)
+                self._closing.append((h.old, time.monotonic() + h.old.settings.close_timeout))
+                self._handovers.remove(h)
+        if not self._handovers:
+            self.midnight = next_rotation_ns(now, 0)
+
+    def _reap(self) -> None:
+        """Forget retired connections once ended; cut those the server leaves hanging."""
+        now = time.monotonic()
+        left = []
+        for conn, deadline in self._closing:
+            if not conn.is_alive():
+                continue
+            if now >= deadline:
+                conn.abort()
+            left.append((conn, deadline))
+        self._closing = left
+
+    def retired(self) -> list[Connection]:
+        """Connections retired and perhaps not ended yet (the run joins them at shutdown)."""
+        return [conn for conn, _ in self._closing]
