@@ -8,7 +8,8 @@ Websocket faults, per connection:
 - ``malformed``: a fraction of frames is cut short, so it is not valid JSON;
 - ``close_every``: the server closes the connection that many seconds after it
   opened, with a close frame (code 1000), or, with ``abrupt``, by aborting the
-  TCP connection without one;
+  TCP connection without one; with ``close_conns`` only the connections of
+  those numbers are closed (1 is the first the server accepts; empty: all);
 - ``stall_for``/``stall_every``: every ``stall_every`` seconds the server stops
   sending on the connection for ``stall_for`` seconds (heartbeats included);
   frames due meanwhile are held and sent late, as after a network stall.
@@ -49,6 +50,7 @@ class FaultConfig:
     malformed: float = 0.0
     close_every: float = 0.0
     abrupt: bool = False
+    close_conns: tuple[int, ...] = ()
     stall_for: float = 0.0
     stall_every: float = 0.0
     rest_429: float = 0.0
@@ -73,6 +75,10 @@ class FaultConfig:
             raise UsageError("--stall: give both FOR and EVERY, as in 5s/60s")
         if self.abrupt and not self.close_every:
             raise UsageError("--abrupt needs --close-every")
+        if any(n < 1 for n in self.close_conns):
+            raise UsageError("close_conns: connection numbers start at 1")
+        if self.close_conns and not self.close_every:
+            raise UsageError("close_conns needs --close-every")
         if self.rest_slow and not self.rest_slow_for:
             raise UsageError("--rest-slow: give both DELAY and FRACTION, as in 2s/0.1")
         if self.retry_after < 0:

@@ -270,7 +270,7 @@ class SimServer:
         self._enqueue(conn, feed.open(now), now)
         tasks = [asyncio.create_task(self._write(conn))]
         faults = self.config.faults
-        if faults.close_every:
+        if faults.close_every and (not faults.close_conns or cid in faults.close_conns):
             tasks.append(asyncio.create_task(self._close_later(conn)))
         if faults.stall_every:
             tasks.append(asyncio.create_task(self._stall(conn)))
