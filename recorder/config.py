@@ -53,7 +53,8 @@ DURATIONS = frozenset(
 _INTS = frozenset({"snapshot_depth"})
 _FLOATS = frozenset({"connects_per_minute"})
 _STRINGS = frozenset({"venue", "protocol", "data", "url", "rest_url", "run_id"})
-_FIELDS = {f.name for f in dataclasses.fields(RecordConfig)} - {"extra"}
+# Internal: set in code (tests), not from a file or the command line.
+_FIELDS = {f.name for f in dataclasses.fields(RecordConfig)} - {"extra", "clock", "handover_lead"}
 
 
 def parse_until(text: str) -> dt.time:

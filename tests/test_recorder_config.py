@@ -79,6 +79,12 @@ def test_config_checks_values() -> None:
         RecordConfig(symbols=("BTCUSD",), fsync_interval=0)
     with pytest.raises(UsageError, match="venue"):
         RecordConfig(symbols=("BTCUSD",), venue="kraken")
+    with pytest.raises(UsageError, match="handover-lead"):
+        RecordConfig(symbols=("BTCUSD",), handover_lead=-1.0)
+    # The clock and the handover lead are set in code, never from a file or flags.
+    for name in ("clock", "handover-lead"):
+        with pytest.raises(UsageError, match="unknown option"):
+            build_config(None, {"symbols": "BTCUSD", name: 1})
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,19 @@ def test_rest_fault_rate_is_a_share_of_requests(sim_factory: SimFactory) -> None
     codes = [requests.get(sim.rest_url + "/v1/symbols", timeout=5).status_code for _ in range(60)]
     assert {200, 429, 500} == set(codes)
     assert codes.count(200) > 10
+
+
+def test_close_conns_closes_only_the_connections_named(
+    sim_factory: SimFactory, tmp_path: Path, read_jsonl: ReadJsonl
+) -> None:
+    sim = sim_factory(rate=1000, close_every=0.3, close_conns=(2,), truth_dir=tmp_path)
+    with connect(f"{sim.ws_url}/v1/marketdata/ethusd") as first:
+        with connect(f"{sim.ws_url}/v1/marketdata/btcusd") as second:
+            frames = _recv_until_closed(second, 5)
+            assert frames and second.protocol.close_rcvd is not None
+        first.recv(timeout=1)  # still open
+        assert first.protocol.close_rcvd is None
+    sim.stop()
+    assert [(f["fault"], f["conn"]) for f in read_jsonl(tmp_path / "faults.jsonl")] == [
+        ("close", 2)
+    ]
