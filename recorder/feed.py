@@ -6,9 +6,9 @@ splits into messages, and stamps each message with the run's clock
 (``time.time_ns`` unless a test gives another) as it comes out, before its
 payload is parsed. Each message's header is read with the pure venue codec,
 and the message is appended to the journal with the symbols it belongs to;
-the messages of one chunk reach the OS in one write,
-before the socket is read again. Everything that happens to the connection
-is an event row too (see :data:`tickrec.contract.EVENTS`).
+the messages of one chunk reach the OS in one write, before the socket is
+read again. Everything that happens to the connection is an event row too
+(see :data:`tickrec.contract.EVENTS`).
 
 Staying up:
 
@@ -244,8 +244,7 @@ class Connection(threading.Thread):
         self.journal.append(sent_ns, self.conn_id, self.protocol, "ws_sent", message, self.symbols)
 
     def new_request_id(self) -> int:
-        """A request number no other request of this connection uses (requests we build use
-        small numbers, these count from 1 000 000)."""
+        """A request number of its own: these count from 1 000 000, above those of *send*."""
         return next(self._request_ids)
 
     def send_now(self, messages: Iterable[str]) -> bool:

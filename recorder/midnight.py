@@ -75,8 +75,9 @@ class DayBoundary:
         self._closing: list[tuple[Connection, float]] = []  # retired, and when to abort them
 
     def wait_s(self, most: float) -> float:
-        """How long the watchdog may sleep: at most *most*, and not past midnight."""
-        return max(0.0, min(most, (self.midnight - self.clock()) / 1e9 + 0.001))
+        """How long the watchdog may sleep: at most *most*, and not past the next midnight."""
+        left = (self.midnight - self.clock()) / 1e9
+        return most if left < 0 else min(most, left + 0.001)
 
     def tick(self) -> None:
         """Do what is due now."""

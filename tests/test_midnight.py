@@ -43,7 +43,9 @@ from truth import TrueBooks, read_jsonl, rest_book, symbols_of_path
 
 import replay
 from recorder.feed import HANDOVER
+from recorder.midnight import DayBoundary
 from recorder.record import RecordConfig, record
+from recorder.rotation import NS_PER_DAY
 from tickrec import contract
 from tickrec.sim import Simulator
 
@@ -401,3 +403,42 @@ def test_the_old_connection_stays_while_the_limiter_holds_the_successor_back(
         assert [r for r in run.rows(DAY2, symbol) if r["source"] == "ws"]
         rest_after_midnight(run.rows(DAY2, symbol))
     assert_every_frame_stored(run)
+
+
+class _Requests:
+    """Stands in for a current-API connection: notes what :class:`DayBoundary` sends on it."""
+
+    symbols = SYMBOLS
+    conn_id = 1
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ...]] = []
+
+    def send_now(self, messages: tuple[str, ...]) -> bool:
+        self.sent.append(messages)
+        return True
+
+
+def test_depth_requests_go_once_right_after_each_midnight_and_not_after_the_end() -> None:
+    now = [MIDNIGHT - 5 * S]
+    conn = _Requests()
+    boundary = DayBoundary([conn], lambda: now[0], lambda c: ("depth",))
+    assert boundary.wait_s(0.1) == 0.1
+    now[0] = MIDNIGHT - 50_000_000
+    assert boundary.wait_s(0.1) == pytest.approx(0.051)  # wakes 1 ms after midnight
+    boundary.tick()
+    assert conn.sent == []
+    now[0] = MIDNIGHT + 1_000_000
+    boundary.tick()
+    boundary.tick()
+    assert conn.sent == [("depth",)]
+    assert boundary.wait_s(0.1) == 0.1  # the next midnight is a day away: no busy loop
+    now[0] = MIDNIGHT + NS_PER_DAY
+    boundary.tick()
+    assert conn.sent == [("depth",)] * 2
+    # A run that ends at midnight sends nothing then.
+    end = MIDNIGHT + 2 * NS_PER_DAY
+    ending = DayBoundary([conn], lambda: now[0], lambda c: ("x",), end_ns=end)
+    now[0] = end + 1
+    ending.tick()
+    assert conn.sent == [("depth",)] * 2
