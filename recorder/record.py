@@ -290,7 +290,7 @@ def _ws_depth_requests(symbols: tuple[str, ...], ids: Iterable[int]) -> tuple[st
     """A ``depth`` request (the whole book, docs/venues/gemini.md section 3.2) per symbol."""
     return tuple(
         gemini_ws.request(i, "depth", {"symbol": s.lower(), "limit": WS_DEPTH_LIMIT})
-        for i, s in zip(ids, symbols, strict=False)
+        for i, s in zip(ids, symbols, strict=True)
     )
 
 
@@ -394,7 +394,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         else None
     )
     end_ns = stop_time_ns(start_ns, config.duration, config.until)
-    midnight = DayBoundary(
+    day_boundary = DayBoundary(
         conns,
         clock,
         _midnight_depths if config.protocol == "ws" else None,
@@ -409,8 +409,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             if poller is not None:
                 poller.start()
             next_status = time.monotonic() + config.status_every
-            while not stop.wait(midnight.wait_s(0.1)):
-                midnight.tick()
+            while not stop.wait(day_boundary.wait_s(0.1)):
+                day_boundary.tick()
                 now = time.monotonic()
                 for c in conns:
                     c.check_stale(now)
@@ -429,7 +429,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
                         log.info("%s", line)
             stop.set()
             result.stopped_by = why[0] if why else "stop requested"
-            _shut_down(conns, midnight.retired(), poller, journal, result.stopped_by, clock)
+            _shut_down(conns, day_boundary.retired(), poller, journal, result.stopped_by, clock)
     finally:
         # Even after an unexpected error: close the last segment, convert what
         # can be, and drop the lock, so the journal is not held until exit.

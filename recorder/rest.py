@@ -12,10 +12,10 @@ One thread takes ``GET /v1/book/{symbol}`` for every symbol each
 ``snapshot_every`` seconds, through one requests Session with timeouts, and
 a round right after every UTC midnight, so each date's partition holds a
 snapshot of its own (docs/architecture.md section 2.5): a round that a
-midnight interrupts starts over for the new date. Each
-reply body is a ``rest`` row stamped with the time the request was sent
-(``sent_ts``) and the time the reply was complete (``recv_ts``): the book it
-shows was taken somewhere in between, which is how the replayer compares it.
+midnight interrupts starts over for the new date. Each reply body is a
+``rest`` row stamped with the time the request was sent (``sent_ts``) and
+the time the reply was complete (``recv_ts``): the book it shows was taken
+somewhere in between, which is how the replayer compares it.
 
 All of a run's requests go through one :class:`RequestPacer`: at least
 ``min_gap`` apart (Gemini asks for no more than 1 request/s on public
