@@ -14,11 +14,16 @@ Then, for v1, v2 and the current API:
   the handover leaves no invalid moment;
 - day 1 is valid up to midnight, except for the drop before it;
 - valid time plus the gaps is the span on both days.
+
+And two recorders writing one dataset at the same time (redundant capture)
+replay as one clean run, equal to the true book.
 """
 
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from test_midnight import DAY1, DAY2, MIDNIGHT, SYMBOLS, Run, record_through_mid
 from truth import UNREADABLE, Partition, TrueBooks, load_json, read_jsonl
 
 import replay
+from recorder.record import RecordConfig, record
 from replay.api import Day
 from tickrec import contract
 from tickrec.sim import Simulator
@@ -155,3 +161,47 @@ def _union(spans: list[tuple[int, int]]) -> int:
             total += z - reach
             reach = z
     return total
+
+
+@pytest.mark.parametrize("protocol", ["v1", "ws"])
+def test_two_recorders_on_one_dataset_replay_as_one_clean_run(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, protocol: str
+) -> None:
+    """Redundant capture: two runs of the same feed into one ``--data`` follow one book."""
+    sim = sim_factory(symbols=SYMBOLS, rate=300.0, heartbeat_s=0.25, truth_dir=tmp_path / "truth")
+    data = tmp_path / "data"
+
+    def one(delay: float, duration: float) -> None:
+        time.sleep(delay)
+        record(
+            RecordConfig(
+                symbols=SYMBOLS, protocol=protocol, url=sim.ws_url, rest_url=sim.rest_url,
+                data=str(data), duration=duration, snapshot_every=0.0, status_every=0.0,
+                fsync_interval=0.02, connects_per_minute=600.0,
+            )
+        )  # fmt: skip
+
+    # the second run starts later and stops later: each covers the other's edge
+    runs = [threading.Thread(target=one, args=a) for a in ((0.0, 4.0), (1.5, 4.0))]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    sim.stop()
+    books = TrueBooks(tmp_path / "truth")
+    (date,) = {p.date for p in contract.list_partitions(data)}
+    for symbol in SYMBOLS:
+        day = replay.open(date, symbol, data=data, cache=False)
+        assert {r for r in day.decoded.markers if r.kind == "follow"}, "never switched runs"
+        placed = positions(protocol, data, symbol, books, tmp_path / "truth")
+        snaps = assert_valid_rows_are_a_true_book(day, placed, books)
+        first, last = day.span
+        gaps = day.gap_list()
+        # only the lead-in before the first book and the tail after the last run's shutdown:
+        # neither run's start or stop is a gap while the other one is in sync
+        assert gaps and gaps[0].start == first and gaps[-1].end == last, gaps
+        assert all(g.end < first + S or g.start > last - S for g in gaps), gaps
+        valid = snaps["valid"].to_numpy()
+        assert valid.mean() > 0.85 and day.valid_ns + _union(
+            [(g.start, g.end) for g in gaps]
+        ) == last - first
