@@ -175,6 +175,13 @@ class RecordResult:
     recovered_runs: int = 0
     unconverted: list[tuple[Path, str]] = field(default_factory=list)
     stopped_by: str = ""
+    #: Websocket messages received per symbol (a connection-wide one counts for each).
+    messages: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def silent(self) -> list[str]:
+        """The symbols for which nothing at all was received."""
+        return [s for s, n in self.messages.items() if n == 0]
 
 
 def new_run_id(now_ns: int) -> str:
@@ -439,6 +446,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         journal.release()
     for line in stats.lines(clock()):
         log.info("%s", line)
+    result.messages = {s: st.messages for s, st in stats.symbols.items()}
     if journal.fatal is not None:
         raise journal.fatal
     for c in conns:

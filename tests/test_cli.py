@@ -98,3 +98,21 @@ def test_option_errors_speak_of_options_in_one_line(tmp_path: Path) -> None:
         done = tickrec(*args, "--data", str(tmp_path)) if args[0] != "sim" else tickrec(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.startswith(why) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_a_run_that_never_receives_anything_fails(tmp_path: Path) -> None:
+    """Under cron, a night with no data must not look like success."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tickrec", "record", "--symbols", "BTCUSD",
+            "--url", "ws://127.0.0.1:1", "--rest-url", "http://127.0.0.1:1",
+            "--duration", "2s", "--status-every", "0", "--data", str(tmp_path),
+        ],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "error: nothing was received for BTCUSD (from ws://127.0.0.1:1); see the log above"
+    )
+    assert "stopped (duration)" in done.stdout  # what it did store is still kept and said

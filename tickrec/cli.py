@@ -346,6 +346,12 @@ def record_cmd(
         for path, why in result.unconverted:
             typer.echo(f"not converted: {path}: {why}", err=True)
         raise TickrecError("some journal segments were left; run `tickrec recover` later")
+    if result.silent:
+        # A run that captured nothing must not pass for a good night's work under cron.
+        raise TickrecError(
+            f"nothing was received for {', '.join(result.silent)} "
+            f"(from {cfg.url}); see the log above"
+        )
 
 
 @app.command("recover")
