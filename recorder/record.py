@@ -206,12 +206,19 @@ def stop_time_ns(now_ns: int, duration: float | None, until: dt.time | None) -> 
 
 @contextmanager
 def _signals_set(stop: threading.Event, why: list[str]) -> Iterator[None]:
-    """SIGINT and SIGTERM set *stop*, when running in the main thread."""
+    """SIGINT and SIGTERM set *stop*, when running in the main thread.
+
+    A second SIGINT (Ctrl-C twice) raises :class:`KeyboardInterrupt` instead of
+    waiting for the clean stop: what was journaled stays for ``tickrec recover``.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop.is_set() and why:
+            # A second Ctrl-C: stop now; the journal is left for recovery.
+            raise KeyboardInterrupt
         why.append(signal.Signals(signum).name)
         stop.set()
 

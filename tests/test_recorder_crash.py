@@ -27,13 +27,13 @@ FSYNC_S = 0.05
 MARGIN_S = 0.3
 
 
-def _start(sim: Simulator, data: Path) -> subprocess.Popen[str]:
+def _start(sim: Simulator, data: Path, rotate: str = "250ms") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable, "-m", "tickrec", "record",
             "--symbols", "BTCUSD,ETHUSD", "--protocol", "v1",
             "--url", sim.ws_url, "--rest-url", sim.rest_url, "--data", str(data),
-            "--fsync-interval", f"{int(FSYNC_S * 1000)}ms", "--rotate", "250ms",
+            "--fsync-interval", f"{int(FSYNC_S * 1000)}ms", "--rotate", rotate,
             "--snapshot-every", "0", "--status-every", "0",
         ],
         stdout=subprocess.PIPE,
@@ -151,3 +151,32 @@ def test_sigterm_stops_cleanly_with_closed_files(
         ]
         assert events[-2]["event"] == "shutdown" and events[-2]["why"] == "SIGTERM"
         assert events[-1] == {**events[-1], "event": "disconnect", "code": 1000}
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_where_the_journal_is(
+    sim_factory: Callable[..., Simulator], tmp_path: Path, read_jsonl: Callable[[Path], Rows]
+) -> None:
+    sim = sim_factory(symbols=("BTCUSD", "ETHUSD"), rate=2000, truth_dir=tmp_path / "truth")
+    data = tmp_path / "data"
+    # One segment for the whole run, so the clean stop has seconds of rows to convert:
+    # the second Ctrl-C comes while it does.
+    proc = _start(sim, data, rotate="1h")
+    _wait_recording(data, proc, set())
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.02)  # two signals at once could arrive as one
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: recording stopped at once;")
+    assert f"under {data / 'journal'}, left for `tickrec recover`" in last
+    done = _tickrec("recover", "--data", str(data))
+    assert done.returncode == 0, done.stderr
+    sim.stop()
+    truth = read_jsonl(tmp_path / "truth" / "messages.jsonl")
+    for symbol in ("BTCUSD", "ETHUSD"):
+        (rows,) = _ws_by_connection(data, symbol)
+        payloads = [r["payload"] for r in rows]
+        sent = [m["msg"] for m in truth if f"/{symbol}?" in m["path"]]
+        assert len(payloads) > 100 and payloads == sent[: len(payloads)]

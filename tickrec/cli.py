@@ -318,6 +318,7 @@ def record_cmd(
     """Capture market data until stopped (SIGINT/SIGTERM stop cleanly, exit 0)."""
     from recorder.config import build_config, parse_until
     from recorder.record import record
+    from tickrec import contract
 
     flags = {
         "symbols": _split(symbols) or None,
@@ -337,7 +338,16 @@ def record_cmd(
     }
     cfg = build_config(config, flags)
     _log_to_stderr()
-    result = record(cfg)
+    try:
+        result = record(cfg)
+    except KeyboardInterrupt:
+        journal = contract.resolve_root(cfg.data) / "journal"
+        typer.echo(
+            f"interrupted: recording stopped at once; what was received is in the journal "
+            f"under {journal}, left for `tickrec recover` (the next `tickrec record` runs it too)",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     typer.echo(
         f"run {result.run_id} stopped ({result.stopped_by}): "
         f"{_plural(result.rows, 'row')} in {_plural(len(result.parts), 'file')}"
