@@ -52,7 +52,7 @@ DURATIONS = frozenset(
 )
 _INTS = frozenset({"snapshot_depth"})
 _FLOATS = frozenset({"connects_per_minute"})
-_STRINGS = frozenset({"venue", "protocol", "data", "url", "rest_url", "run_id"})
+_STRINGS = frozenset({"venue", "protocol", "data", "url", "rest_url", "run_id", "metrics"})
 # Internal: set in code (tests), not from a file or the command line.
 _FIELDS = {f.name for f in dataclasses.fields(RecordConfig)} - {"extra", "clock", "handover_lead"}
 

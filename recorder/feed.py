@@ -428,6 +428,11 @@ class Connection(threading.Thread):
             ws.shutdown()
         return received
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the websocket is connected now."""
+        return self._ws is not None and self._why is None
+
     def _disconnected(self, code: int | None, reason: str | None, why: str) -> None:
         """Note the end of the current connection: an event row and a log line."""
         level = logging.INFO if why in _PLANNED else logging.WARNING
@@ -547,7 +552,7 @@ class Connection(threading.Thread):
             header.venue_seq,
             defer=True,
         )
-        self.stats.message(symbols, recv_ns, header.exch_ns)
+        self.stats.message(symbols, recv_ns, header.exch_ns, len(data))
         problem = problem or header.problem or route_problem
         if problem is not None:
             self._event("malformed", seq=seq, problem=problem)

@@ -447,6 +447,8 @@ class Journal:
         self._backlog: deque[tuple[bytes, int]] = deque()  # (records, how many) the disk refused
         self._trouble: _DiskTrouble | None = None
         self.fatal: JournalError | None = None
+        #: Called with the seconds each fsync took (metrics), from the flusher thread.
+        self.on_fsync: Callable[[float], None] | None = None
         self._closed = False
         self._lock_fd = self._make_dir()
         try:
@@ -643,6 +645,12 @@ class Journal:
         elif self._on_closed is not None:
             self._on_closed(seg.path)
 
+    @property
+    def held_records(self) -> int:
+        """Records the disk refused that wait in memory (0 while writes succeed)."""
+        with self._lock:
+            return sum(n for _, n in self._backlog)
+
     def rotate(self) -> None:
         """Close the current segment now and start the next one."""
         with self._lock:
@@ -665,7 +673,10 @@ class Journal:
                 rotated = self._rotate_locked(now)
             fd = os.dup(self._seg.fd)
         try:
+            began = time.perf_counter()
             os.fsync(fd)
+            if self.on_fsync is not None:
+                self.on_fsync(time.perf_counter() - began)
         except OSError as exc:
             # After a failed fsync Linux may drop the dirty pages and report
             # success next time, so records already acknowledged could vanish

@@ -40,6 +40,7 @@ from types import FrameType
 
 from recorder.feed import Connection, ConnectLimiter, FeedSettings
 from recorder.journal import Journal, RunMeta
+from recorder.metrics import RunMetrics, parse_address
 from recorder.midnight import DayBoundary
 from recorder.recovery import recover
 from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
@@ -110,6 +111,7 @@ class RecordConfig:
     backoff_cap: float = 30.0
     disk_timeout: float = 600.0
     run_id: str | None = None
+    metrics: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     handover_lead: float = 20.0
     clock: Callable[[], int] = field(default=time.time_ns, repr=False, compare=False)
@@ -137,6 +139,8 @@ class RecordConfig:
                 raise UsageError(f"{name.replace('_', '-')}: must not be negative")
         if self.snapshot_depth < 0:
             raise UsageError("snapshot-depth: must not be negative (0 = whole book)")
+        if self.metrics is not None:
+            parse_address(self.metrics)
         if self.duration is not None and self.duration <= 0:
             raise UsageError("duration: must be positive")
         if self.run_id is not None:
@@ -408,6 +412,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         else None
     )
     end_ns = stop_time_ns(start_ns, config.duration, config.until)
+    metrics: RunMetrics | None = None
     day_boundary = DayBoundary(
         conns,
         clock,
@@ -417,6 +422,17 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     )
     why: list[str] = []
     try:
+        if config.metrics is not None:
+            metrics = RunMetrics(
+                config.venue,
+                stats,
+                lambda: [*conns, *day_boundary.retired()],
+                journal,
+                lambda: (len(result.parts), result.rows),
+                clock,
+            )
+            host, port = parse_address(config.metrics)
+            log.info("metrics on http://%s:%d/metrics", host, metrics.serve(host, port))
         with _signals_set(stop, why):
             for c in conns:
                 c.start()
@@ -451,6 +467,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         journal.close()
         result.unconverted = converter.close()
         journal.release()
+        if metrics is not None:
+            metrics.close()
     for line in stats.lines(clock()):
         log.info("%s", line)
     result.messages = {s: st.messages for s, st in stats.symbols.items()}

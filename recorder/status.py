@@ -34,6 +34,7 @@ class SymbolStats:
     """Counters of one symbol."""
 
     messages: int = 0
+    bytes: int = 0
     last_recv_ns: int = 0
     reconnects: int = 0
     gaps: int = 0
@@ -57,11 +58,14 @@ class Stats:
         self._lock = threading.Lock()
         self._last_line_ns: int | None = None
 
-    def message(self, symbols: Iterable[str], recv_ns: int, exch_ns: int | None) -> None:
-        """A message arrived for *symbols*."""
+    def message(
+        self, symbols: Iterable[str], recv_ns: int, exch_ns: int | None, size: int = 0
+    ) -> None:
+        """A message of *size* bytes arrived for *symbols*."""
         for s in symbols:
             st = self.symbols[s]
             st.messages += 1
+            st.bytes += size
             st.last_recv_ns = recv_ns
             if exch_ns is not None:
                 st.latency_ns.append(recv_ns - exch_ns)

@@ -311,6 +311,10 @@ def record_cmd(
     ] = None,
     duration: Annotated[str | None, typer.Option(help="Stop after this long (e.g. 30s).")] = None,
     until: Annotated[str | None, typer.Option(help="Stop at this UTC time, HH:MM.")] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9108)."),
+    ] = None,
     config: Annotated[
         str | None, typer.Option("--config", help="TOML file with these options; flags win.")
     ] = None,
@@ -335,6 +339,7 @@ def record_cmd(
         "status_every": _duration_or_none(status_every, "--status-every"),
         "duration": _duration_or_none(duration, "--duration"),
         "until": parse_until(until) if until is not None else None,
+        "metrics": metrics,
     }
     cfg = build_config(config, flags)
     _log_to_stderr()
