@@ -27,6 +27,7 @@ import datetime as dt
 import difflib
 import itertools
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -44,7 +45,7 @@ from recorder.metrics import RunMetrics, parse_address
 from recorder.midnight import DayBoundary
 from recorder.recovery import recover
 from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
-from recorder.status import Stats
+from recorder.status import STATUS_FILE, Stats
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
 from tickrec.errors import JournalError, ProtocolError, UsageError
@@ -75,6 +76,8 @@ DEFAULT_URLS = {
 #: Levels a side asked of the current API's ``depth`` request: its maximum
 #: (docs/venues/gemini.md section 3.2).
 WS_DEPTH_LIMIT = 5000
+#: Seconds between refreshes of the run's status file (``tickrec status``).
+STATUS_FILE_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -439,6 +442,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             if poller is not None:
                 poller.start()
             next_status = time.monotonic() + config.status_every
+            next_file = 0.0
             while not stop.wait(day_boundary.wait_s(0.1)):
                 day_boundary.tick()
                 now = time.monotonic()
@@ -453,6 +457,9 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
                 if end_ns is not None and clock() >= end_ns:
                     why.append("duration" if config.duration is not None else "until")
                     break
+                if now >= next_file:
+                    next_file = now + STATUS_FILE_EVERY
+                    _write_status(stats, journal, conns, clock())
                 if config.status_every and now >= next_status:
                     next_status = now + config.status_every
                     for line in stats.lines(clock()):
@@ -466,6 +473,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         stop.set()
         journal.close()
         result.unconverted = converter.close()
+        (journal.dir / STATUS_FILE).unlink(missing_ok=True)
         journal.release()
         if metrics is not None:
             metrics.close()
@@ -478,6 +486,23 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         if c.failure is not None:
             raise ProtocolError(c.failure)
     return result
+
+
+def _write_status(stats: Stats, journal: Journal, conns: list[Connection], now_ns: int) -> None:
+    """Refresh the run's status file for ``tickrec status`` (a failure only logs)."""
+    meta = journal.meta
+    try:
+        stats.write(
+            journal.dir,
+            now_ns,
+            run_id=meta.run_id,
+            venue=meta.venue,
+            protocol=meta.protocol,
+            pid=os.getpid(),
+            connections_open=sum(1 for c in conns if c.is_open),
+        )
+    except OSError as exc:
+        log.warning("cannot write the status file in %s: %s", journal.dir, exc)
 
 
 def _shut_down(

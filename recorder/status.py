@@ -6,16 +6,27 @@ the latency of the last REST snapshot. Over the run: exchange-to-local
 latency percentiles, ``recv_ts - exch_ts``: the exchange timestamp compared
 with the local clock. Gemini's exchange times come in milliseconds or finer
 (docs/venues/gemini.md sections 1 to 3), so the figures are good to about a millisecond.
+
+A live run also keeps its counters in ``{data}/journal/{run_id}/status.json``
+(:data:`STATUS_FILE`, replaced about once a second), which ``tickrec status``
+reads to show the runs recording now without disturbing them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-__all__ = ["Stats", "SymbolStats", "percentiles"]
+__all__ = ["STATUS_FILE", "Stats", "SymbolStats", "percentiles", "read_status"]
+
+#: The file a live run keeps its counters in, inside its journal directory.
+STATUS_FILE = "status.json"
 
 _SAMPLES = 4096
 
@@ -82,6 +93,28 @@ class Stats:
         st.snapshots += 1
         st.rest_latency_ns = latency_ns
 
+    def write(self, run_dir: Path, now_ns: int, **run: object) -> None:
+        """Replace *run_dir*'s :data:`STATUS_FILE` with the counters now and *run*'s facts.
+
+        Not fsynced: it is a view of a live run, never data.
+        """
+        body = {
+            **run,
+            "updated_ns": now_ns,
+            "symbols": {
+                name: {
+                    "messages": st.messages,
+                    "last_recv_ns": st.last_recv_ns or None,
+                    "reconnects": st.reconnects,
+                    "gaps": st.gaps,
+                }
+                for name, st in self.symbols.items()
+            },
+        }
+        tmp = run_dir / f".{STATUS_FILE}.tmp"
+        tmp.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, run_dir / STATUS_FILE)
+
     def lines(self, now_ns: int) -> list[str]:
         """One status line per symbol, then one of latency percentiles; resets the rates."""
         with self._lock:
@@ -111,3 +144,12 @@ class Stats:
                     + f" ms over the last {len(samples)} timestamped messages"
                 )
             return out
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """What a run last wrote to its :data:`STATUS_FILE`, or None if there is none (yet)."""
+    try:
+        body = json.loads((run_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None

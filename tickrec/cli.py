@@ -397,6 +397,62 @@ def recover_cmd(data: DataOpt = None) -> None:
         )
 
 
+@app.command("status")
+def status_cmd(data: DataOpt = None) -> None:
+    """Show the runs recording now and the age of each symbol's last stored row.
+
+    Exits with 1 when no run is recording, or one has not refreshed its status
+    for 10 s (a stuck recorder).
+    """
+    from recorder.journal import LOCK_NAME, list_segments, try_lock
+    from recorder.status import read_status
+    from tickrec import contract
+
+    root = contract.resolve_root(data)
+    journal = root / "journal"
+    runs = sorted(p for p in journal.iterdir() if p.is_dir()) if journal.is_dir() else []
+    now = dt.datetime.now(dt.UTC).timestamp()
+    live = stuck = 0
+    for run_dir in runs:
+        if run_dir.name.startswith("."):
+            continue
+        try:
+            fd = try_lock(run_dir / LOCK_NAME)
+        except FileNotFoundError:
+            continue  # its recorder just removed it
+        if fd is not None:
+            os.close(fd)
+            if list_segments(run_dir):
+                typer.echo(f"run {run_dir.name}: not running; its journal waits for recovery")
+            continue
+        live += 1
+        status = read_status(run_dir)
+        if status is None:
+            typer.echo(f"run {run_dir.name}: recording (starting; no status yet)")
+            continue
+        updated = now - status["updated_ns"] / 1e9
+        line = (
+            f"run {run_dir.name} ({status['protocol']}, pid {status['pid']}): recording, "
+            f"{_plural(status['connections_open'], 'connection')} open, "
+            f"status {updated:.1f} s old"
+        )
+        if updated > 10:
+            stuck += 1
+            line += ": not refreshed for over 10 s, the recorder may be stuck"
+        typer.echo(line)
+        for symbol, st in sorted(status["symbols"].items()):
+            last = st["last_recv_ns"]
+            age = f"{now - last / 1e9:.1f} s ago" if last else "never"
+            typer.echo(
+                f"  {symbol}: last row {age}, {_plural(st['messages'], 'message')}, "
+                f"{_plural(st['reconnects'], 'reconnect')}, {_plural(st['gaps'], 'gap')}"
+            )
+    if not live:
+        raise NotFoundError(f"no run is recording under {root}")
+    if stuck:
+        raise TickrecError(f"{_plural(stuck, 'run')} did not refresh its status for over 10 s")
+
+
 @app.command("verify")
 def verify_cmd(
     date: Annotated[str | None, typer.Option(help="Only this UTC date (YYYY-MM-DD).")] = None,

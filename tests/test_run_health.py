@@ -1,4 +1,4 @@
-"""``tickrec record --metrics``: the Prometheus endpoint, scraped during a real recording."""
+"""Health of an unattended run: the Prometheus endpoint (``--metrics``) and ``tickrec status``."""
 
 from __future__ import annotations
 
@@ -122,3 +122,43 @@ def test_never_connected_run_exposes_zero_messages_and_no_open_connection(
     assert sample(samples, "tickrec_messages_received_total", **labels) == 0
     assert sample(samples, "tickrec_connections_open", venue="gemini") == 0
     assert ("tickrec_last_message_age_seconds", tuple(sorted(labels.items()))) not in samples
+
+
+def test_status_shows_the_runs_recording_now(sim_factory: SimFactory, tmp_path: Path) -> None:
+    """``tickrec status`` reads the live runs' status files, by their journal locks."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+
+    def status() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tickrec", "status", "--data", str(data)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    idle = status()
+    assert idle.returncode == 1 and "no run is recording under" in idle.stderr
+    sim = sim_factory(symbols=SYMBOLS, rate=500.0)
+    config = RecordConfig(
+        symbols=SYMBOLS, protocol="v1", url=sim.ws_url, rest_url=sim.rest_url,
+        data=str(data), duration=4.0, snapshot_every=0.0, status_every=0.0,
+    )  # fmt: skip
+    done: list[RecordResult] = []
+    runner = threading.Thread(target=lambda: done.append(record(config)))
+    runner.start()
+    try:
+        time.sleep(2.5)
+        live = status()
+    finally:
+        runner.join()
+    assert live.returncode == 0, live.stderr
+    head, *symbols = live.stdout.splitlines()
+    assert head.startswith(f"run {done[0].run_id} (gemini.v1, pid ")
+    assert ": recording, 2 connections open, status " in head
+    assert [line.split(":")[0].strip() for line in symbols] == list(SYMBOLS)
+    for line in symbols:
+        age = float(line.split("last row ")[1].split(" s ago")[0])
+        assert age < 1.5 and " 0 gaps" in line
+    after = status()  # a clean stop leaves nothing behind
+    assert after.returncode == 1 and not (data / "journal" / done[0].run_id).exists()
