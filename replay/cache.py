@@ -14,8 +14,11 @@ The cache is derived data, never a second source of truth. An entry is used
 only if its manifest's key equals the key of the raw files as they are now:
 a hash of every part's name, size, modification time and footer (run id,
 first and last ``seq`` and ``recv_ts``, rows), of the cache format, and of
-the decoder's own source code, so a changed file, an added part or a new
-decoder version all rebuild it. Deleting it changes no output.
+the decoder (:func:`decoder_version`): the source of every project module
+that decoding imports (found from the imports themselves,
+:mod:`replay.sources`) and each protocol's ``DECODER_VERSION``. A changed
+file, an added part, an edited decoder or any module it uses, or a raised
+version all rebuild it. Deleting it changes no output.
 
 Every file is written under a temporary name, fsynced and renamed into
 place (as :func:`tickrec.contract.write_part` does); the manifest goes
@@ -39,15 +42,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from replay import sources
 from replay.columns import to_numpy
 from replay.decode import PartitionDecoder, connection_rows
 from replay.events import BookOps, Decoded, Marker, RestBook, SeqBreak, Trades
 from replay.overlap import decode_overlapping
+from replay.venues import decoder_versions
 from tickrec import contract
 from tickrec.contract import PartFile
 from tickrec.durable import make_dirs, write_atomic
 
-__all__ = ["CACHE_DIR", "cache_dir", "decode_partition", "decode_parts", "key_of", "load", "store"]
+__all__ = [
+    "CACHE_DIR",
+    "DECODER_MODULES",
+    "cache_dir",
+    "decode_partition",
+    "decode_parts",
+    "decoder_version",
+    "key_of",
+    "load",
+    "store",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +84,9 @@ _DELTAS = {
     "msgs": ("ts", "conn"),
     "rest": (),
 }
-# Modules whose code decides what a partition decodes to.
-_DECODER_SOURCES = ("book.py", "decode.py", "events.py", "overlap.py", "ticks.py", "venues")
+#: Where decoding starts: with every project module these import, their code decides
+#: what a partition decodes to (this module reads the raw parts and writes the entries).
+DECODER_MODULES = ("replay.cache", "replay.decode")
 
 
 def cache_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:
@@ -78,16 +94,20 @@ def cache_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) 
     return Path(root) / CACHE_DIR / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
 
 
-@functools.cache
-def _decoder_hash() -> str:
-    base = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in _DECODER_SOURCES:
-        path = base / name
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path]
-        for f in files:
-            h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
+def decoder_version() -> str:
+    """The decoder's part of the key: its sources and the protocols' decoder versions."""
+    text = json.dumps(
+        {
+            "sources": sources.digest(sources.closure(DECODER_MODULES)),
+            "versions": decoder_versions(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# Once per process: the sources are read once, not for every partition.
+_decoder_version = functools.cache(decoder_version)
 
 
 def key_of(parts: Sequence[PartFile]) -> str:
@@ -108,7 +128,7 @@ def key_of(parts: Sequence[PartFile]) -> str:
                 p.rows,
             ]
         )
-    text = json.dumps({"format": FORMAT, "decoder": _decoder_hash(), "files": files})
+    text = json.dumps({"format": FORMAT, "decoder": _decoder_version(), "files": files})
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -18,7 +18,7 @@ from conftest import V2_DATE, sha
 
 import replay
 from bench.synth import DayParams, make_day
-from replay import cache, columns, report
+from replay import cache, columns, report, sources
 from replay.parallel import map_partitions
 from tickrec import contract
 from tickrec.contract import Row, rows_to_table, write_part
@@ -133,11 +133,8 @@ def test_key_covers_every_module_decoding_runs():
     """A change to any replay module the decoding imports (transitively) rebuilds the cache."""
     import ast
 
-    base = Path(cache.__file__).parent
-    hashed = set()
-    for name in cache._DECODER_SOURCES:
-        path = base / name
-        hashed |= set(path.glob("*.py")) if path.is_dir() else {path}
+    base = Path(cache.__file__).resolve().parent
+    hashed = {sources.module_file(name) for name in sources.closure(cache.DECODER_MODULES)}
     todo, seen = [base / "decode.py", base / "overlap.py"], set()
     while todo:
         path = todo.pop()

@@ -19,12 +19,15 @@ clocks or sockets.
 
 from __future__ import annotations
 
+import sys
+
+from replay.venues import gemini_rest
 from replay.venues.gemini_v1 import GeminiV1Stream
 from replay.venues.gemini_v2 import GeminiV2Stream
 from replay.venues.gemini_ws import GeminiWsStream
 from replay.venues.sink import EventSink, VenueStream
 
-__all__ = ["CONFLATED", "STREAMS", "EventSink", "VenueStream"]
+__all__ = ["CONFLATED", "STREAMS", "EventSink", "VenueStream", "decoder_versions"]
 
 #: Stream class by the ``protocol`` column value of websocket rows.
 STREAMS: dict[str, type[VenueStream]] = {
@@ -37,3 +40,10 @@ STREAMS: dict[str, type[VenueStream]] = {
 #: section 3.3): the rebuilt book skips the states between two frames, so a REST
 #: reply taken in between matches none of them and is not compared.
 CONFLATED = frozenset({"gemini.ws"})
+
+
+def decoder_versions() -> dict[str, int]:
+    """The ``DECODER_VERSION`` of each protocol's module, by protocol (REST books included)."""
+    modules = {protocol: sys.modules[cls.__module__] for protocol, cls in STREAMS.items()}
+    modules["gemini.rest"] = gemini_rest
+    return {protocol: int(module.DECODER_VERSION) for protocol, module in sorted(modules.items())}

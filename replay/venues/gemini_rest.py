@@ -35,7 +35,11 @@ from replay.venues.json_bytes import (
     string,
 )
 
-__all__ = ["BookPairs", "Levels", "parse_book", "scan_book"]
+__all__ = ["DECODER_VERSION", "BookPairs", "Levels", "parse_book", "scan_book"]
+
+#: Raised whenever what this protocol decodes to changes, so that the normalized cache
+#: (:mod:`replay.cache`) rebuilds even where its sources alone would not show it.
+DECODER_VERSION = 1
 
 I64 = npt.NDArray[np.int64]
 

@@ -47,7 +47,11 @@ from replay.venues.sink import (
     RunSink,
 )
 
-__all__ = ["GeminiV1Stream"]
+__all__ = ["DECODER_VERSION", "GeminiV1Stream"]
+
+#: Raised whenever what this protocol decodes to changes, so that the normalized cache
+#: (:mod:`replay.cache`) rebuilds even where its sources alone would not show it.
+DECODER_VERSION = 1
 
 # Runs of at least this many rows are scanned in two halves at once.
 _SPLIT_ROWS = 256

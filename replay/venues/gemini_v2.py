@@ -29,7 +29,11 @@ from typing import Any
 from replay.events import ASK, BID, OP_CLEAR, OP_VALID
 from replay.venues.sink import EventSink
 
-__all__ = ["GeminiV2Stream"]
+__all__ = ["DECODER_VERSION", "GeminiV2Stream"]
+
+#: Raised whenever what this protocol decodes to changes, so that the normalized cache
+#: (:mod:`replay.cache`) rebuilds even where its sources alone would not show it.
+DECODER_VERSION = 1
 
 _SIDES = {"buy": BID, "sell": ASK}
 _TAKER = {"buy": 1, "sell": -1}

@@ -45,7 +45,11 @@ from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
 from replay.venues.sink import EventSink
 from tickrec.venues.gemini_ws import epoch_ns, kind_of
 
-__all__ = ["GeminiWsStream"]
+__all__ = ["DECODER_VERSION", "GeminiWsStream"]
+
+#: Raised whenever what this protocol decodes to changes, so that the normalized cache
+#: (:mod:`replay.cache`) rebuilds even where its sources alone would not show it.
+DECODER_VERSION = 1
 
 
 def _request_id(msg: dict[str, Any]) -> int | str | None:
