@@ -5,11 +5,17 @@ Modules: :mod:`replay.decode` (rows to normalized events, via
 :mod:`replay.venues`), :mod:`replay.book` (the compiled book kernel),
 :mod:`replay.gaps` (gap analysis and validity), :mod:`replay.ticks` (exact
 decimals), :mod:`replay.view` (book views and events), :mod:`replay.columns`
-(numpy columns to Arrow and back, without importing pandas).
+(numpy columns to Arrow and back, without importing pandas), :mod:`replay.kernels`
+(where the compiled kernels are cached, and compiling them ahead of use).
 """
 
-from replay.api import Day, open
-from replay.gaps import Gap
-from replay.view import BookView, Event
+from replay import kernels
+
+# Before any kernel module is imported: numba picks a kernel's cache when it is defined.
+kernels.use_cache_dir()
+
+from replay.api import Day, open  # noqa: E402
+from replay.gaps import Gap  # noqa: E402
+from replay.view import BookView, Event  # noqa: E402
 
 __all__ = ["BookView", "Day", "Event", "Gap", "open"]
