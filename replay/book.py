@@ -32,6 +32,11 @@ for all three. The status rows are all that gap analysis needs, and far
 fewer than the messages.
 
 Rows hold ticks and units; levels beyond the book's depth have size 0.
+
+Compiling. The helpers applied to every operation or row (``_apply`` and
+what it calls, ``_emit``, ``_status``) are inlined by numba; those run once
+per message or REST window are plain calls, as inlining them in numba's IR
+mostly made the kernel slower to compile.
 """
 
 from __future__ import annotations
@@ -81,8 +86,12 @@ def _grow(keys: Any, sizes: Any) -> tuple[Any, Any]:
     cap = keys.shape[1]
     k2 = np.zeros((2, cap * 2), dtype=np.int64)
     s2 = np.zeros((2, cap * 2), dtype=np.int64)
-    k2[:, :cap] = keys
-    s2[:, :cap] = sizes
+    # Loops rather than slice assignment, whose shape check alone (the error
+    # message it could raise) takes seconds to compile.
+    for s in range(2):
+        for i in range(cap):
+            k2[s, i] = keys[s, i]
+            s2[s, i] = sizes[s, i]
     return k2, s2
 
 
@@ -150,7 +159,7 @@ def _apply(
     return keys, sizes, valid
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _diff(keys: Any, sizes: Any, n: Any, s: int, rk: Any, rz: Any, a: int, b: int) -> int:
     """Levels of side *s* that differ from REST levels ``rk[a:b]`` (keys best first)."""
     lo_key = rk[b - 1] if b > a else -(2**63) + 1
@@ -176,7 +185,7 @@ def _diff(keys: Any, sizes: Any, n: Any, s: int, rk: Any, rz: Any, a: int, b: in
     return d
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _compare(keys: Any, sizes: Any, n: Any, win: Any, w: int) -> int:
     """Levels of the book that differ from REST window *w* (both sides)."""
     _, _, off, rk, rz = win
@@ -184,7 +193,7 @@ def _compare(keys: Any, sizes: Any, n: Any, win: Any, w: int) -> int:
     return d + _diff(keys, sizes, n, 1, rk, rz, off[w, 1], off[w, 2])
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _start_windows(
     keys: Any, sizes: Any, n: Any, valid: int, t: int, started: int, win: Any, res: Any
 ) -> int:
@@ -209,7 +218,7 @@ def _status(keys: Any, n: Any, valid: int) -> int:
     return _UNCROSSED
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _after_message(
     keys: Any, sizes: Any, n: Any, valid: int, t: int, lo: int, started: int, win: Any, res: Any
 ) -> int:

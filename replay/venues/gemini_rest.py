@@ -87,7 +87,7 @@ _K_PRICE = lit(b"price")
 _K_AMOUNT = lit(b"amount")
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _levels(data: Any, p: int, end: int, out: Any, n: int) -> tuple[int, int]:
     """A JSON array of levels at ``p`` into ``out[:, n:]``: ``(position after, count)``."""
     if p >= end or data[p] != 91:

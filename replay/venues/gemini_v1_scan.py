@@ -98,7 +98,7 @@ _L_MAKER = lit(b',"makerSide":"')
 _OTHER, _CHANGE, _TRADE = 0, 1, 2
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _update_layout(data: Any, p: int, end: int) -> tuple[int, int, int]:
     """The keys of an update before its events, in Gemini's layout: ``(position, seq, ms)``.
 
@@ -116,7 +116,7 @@ def _update_layout(data: Any, p: int, end: int) -> tuple[int, int, int]:
     return q, seq, ms
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _side(data: Any, p: int, end: int) -> int:
     """``BID`` or ``ASK`` for the bytes ``bid"`` or ``ask"`` at ``p``, else -1."""
     if p < 0 or p + 4 > end or data[p + 3] != 34:
@@ -128,7 +128,7 @@ def _side(data: Any, p: int, end: int) -> int:
     return -1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, bool]:
     """A change event in Gemini's layout, the common case.
 
@@ -155,7 +155,7 @@ def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int
     return q + 1, side, px_m, px_d, sz_m, sz_d, initial
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _trade_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, int]:
     """A trade event in Gemini's layout, with a ``bid`` or ``ask`` maker.
 
@@ -535,7 +535,7 @@ def _scan(
     return stop, n_ops, n_tr, n_br, DONE
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _control(ops: Any, j: int, ts: int, grp: int, op: int) -> None:
     """Store control operation *op* as operation *j*."""
     o_ts, o_grp, o_op, o_side, o_px, o_pxd, o_sz, o_szd, o_exch, o_snap = ops
