@@ -7,11 +7,11 @@ So the cache lives in a directory named by a hash of every file the kernels
 are compiled from: :data:`KERNEL_MODULES` and the project modules they
 import (:mod:`replay.sources`). After an edit to any of them the hash names
 a new, empty directory and every kernel is compiled afresh. The directory
-is ``replay/__pycache__/numba-<hash>``, or, where that cannot be written
-(an installed package), ``$XDG_CACHE_HOME/tickrec/numba/<hash>`` (default
-``~/.cache``); each place keeps its three most recently used directories
-and deletes older ones. A ``NUMBA_CACHE_DIR`` set by the user is used as it
-is. numba picks a kernel's cache when the kernel is defined, so
+is ``numba-<hash>`` in ``replay/__pycache__``, or, where that cannot be
+written (an installed package), in ``$XDG_CACHE_HOME/tickrec/numba``
+(default ``~/.cache``), or in ``$NUMBA_CACHE_DIR`` if the user set it. Each
+place keeps its three most recently used such directories and deletes
+older ones. numba picks a kernel's cache when the kernel is defined, so
 :func:`use_cache_dir` runs before any kernel module is imported (the
 ``replay`` package calls it first).
 
@@ -72,6 +72,9 @@ def _sources_hash() -> str:
 
 def _places() -> list[Path]:
     """Where hash-named cache directories go, in order of preference."""
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user:
+        return [Path(user)]
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return [Path(__file__).resolve().parent / "__pycache__", Path(xdg) / "tickrec" / "numba"]
 
@@ -85,10 +88,7 @@ def _writable(place: Path) -> bool:
 
 
 def cache_dir() -> Path:
-    """The directory numba caches the kernels in (the user's ``NUMBA_CACHE_DIR`` if set)."""
-    user = os.environ.get("NUMBA_CACHE_DIR")
-    if user:
-        return Path(user)
+    """The directory numba caches the kernels in, named by the hash of their sources."""
     name = _PREFIX + _sources_hash()
     for place in _places():
         if _writable(place):
@@ -116,18 +116,17 @@ def use_cache_dir() -> Path:
     from numba.core import config
 
     path = cache_dir()
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            os.utime(path)  # most recently used
-        except OSError:
-            pass
-        else:
-            _prune(path)
-        # numba reads its settings from the environment again when any NUMBA_
-        # variable changes: setting both keeps them one.
-        os.environ["NUMBA_CACHE_DIR"] = str(path)
-        config.CACHE_DIR = str(path)  # type: ignore[attr-defined]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        os.utime(path)  # the most recently used
+    except OSError:
+        pass
+    else:
+        _prune(path)
+    # Not in the environment: another process finds the same directory itself. (numba
+    # reads its settings again when a NUMBA_ variable changes, but by then the
+    # kernels, all defined when replay is imported, have their caches.)
+    config.CACHE_DIR = str(path)  # type: ignore[attr-defined]
     announce_compiles()
     return path
 

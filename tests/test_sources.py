@@ -179,7 +179,7 @@ def test_kernel_cache_dir_is_named_by_the_kernel_sources(
         kernels._sources_hash.cache_clear()
         assert kernels.cache_dir() == edited
         monkeypatch.setenv("NUMBA_CACHE_DIR", str(tree_copy / "mine"))
-        assert kernels.cache_dir() == tree_copy / "mine"
+        assert kernels.cache_dir() == tree_copy / "mine" / edited.name
     finally:
         kernels._sources_hash.cache_clear()
 
