@@ -15,12 +15,12 @@ older ones. numba picks a kernel's cache when the kernel is defined, so
 :func:`use_cache_dir` runs before any kernel module is imported (the
 ``replay`` package calls it first).
 
-First run. Compiling every kernel takes about a minute, once per version of
-the sources. When numba compiles (rather than loads) a kernel that Python
-calls, a line on stderr says so, once per process, with an estimate.
-:func:`warm` compiles them ahead of use by replaying a small made-up
-partition, so that what the first real replay needs is then in the cache;
-``tickrec demo`` runs it in a second process while it records.
+First run. Compiling every kernel takes about 25 s on one core, once per
+version of the sources. When numba compiles (rather than loads) a kernel
+that Python calls, a line on stderr says so, once per process, with an
+estimate. :func:`warm` compiles them ahead of use by replaying a small
+made-up partition, so that what the first real replay needs is then in the
+cache; ``tickrec demo`` runs it in a second process while it records.
 """
 
 from __future__ import annotations
