@@ -33,6 +33,7 @@ import orjson
 from tickrec import contract
 from tickrec.contract import RUN_CONN_ID, Row
 from tickrec.errors import DatasetError, ProtocolError, UsageError
+from tickrec.progress import Progress
 from tickrec.venues import header_of
 
 __all__ = [
@@ -340,6 +341,7 @@ def _import(
     root: str | os.PathLike[str],
     parse: Callable[[Path, ImportResult], _Parsed],
     on_file: Callable[[ImportResult], None] | None,
+    progress: Progress | None = None,
 ) -> list[ImportResult]:
     """Import each file as one run named by its content hash, unless it is already in.
 
@@ -353,15 +355,22 @@ def _import(
         if not os.access(path, os.R_OK):
             raise UsageError(f"{path}: not readable")
     results = []
-    for path in files:
+    for k, path in enumerate(files, 1):
+        where = f"import {path.name} ({k}/{len(files)})"
+        if progress is not None:
+            progress(f"{where}: reading")
         digest = _file_hash(path)
         result = ImportResult(path, _run_id(digest))
         venue, records, extra = parse(path, result)
         if _already_imported(Path(root), venue, result.run_id):
             result.already_imported = True
         else:
+            if progress is not None:
+                progress(f"{where}: writing {len(records):,} records")
             extra = {"source_sha256": digest, **extra}
             _write(Path(root), venue, result.run_id, records, extra, result)
+        if progress is not None:
+            progress("")
         results.append(result)
         if on_file is not None:
             on_file(result)
@@ -373,6 +382,7 @@ def import_cryptofeed(
     root: str | os.PathLike[str],
     strict: bool = False,
     on_file: Callable[[ImportResult], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[ImportResult]:
     """Import cryptofeed raw logs; one run per file. See the module docstring."""
 
@@ -380,7 +390,7 @@ def import_cryptofeed(
         venue, records = _parse_cryptofeed(path, _read_lines(path), strict, result.skipped)
         return venue, records, {"source_format": "cryptofeed"}
 
-    return _import(paths, root, parse, on_file)
+    return _import(paths, root, parse, on_file, progress)
 
 
 def import_lines(
@@ -393,6 +403,7 @@ def import_lines(
     step_ns: int = 1_000_000,
     strict: bool = False,
     on_file: Callable[[ImportResult], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[ImportResult]:
     """Import files of one message per line, optionally prefixed by a receive time.
 
@@ -417,7 +428,7 @@ def import_lines(
         extra = {"source_format": "lines", "synthetic_recv_ts": str(synthetic).lower()}
         return venue, records, extra
 
-    return _import(paths, root, parse, on_file)
+    return _import(paths, root, parse, on_file, progress)
 
 
 def _parse_lines(

@@ -33,6 +33,7 @@ from recorder.writer import convert_segment
 from tickrec.contract import list_partitions, parse_part_name, partition_dir, read_footer
 from tickrec.durable import fsync_dir, is_orphan
 from tickrec.errors import JournalError, TickrecError
+from tickrec.progress import Progress
 
 __all__ = [
     "JournalCheck",
@@ -81,14 +82,18 @@ def _next_seq_in_parts(root: str | os.PathLike[str], venue: str, run_id: str) ->
     return max((read_footer(p).last_seq + 1 for p in ours), default=0)
 
 
-def recover_run(root: str | os.PathLike[str], run_dir: Path) -> RunRecovery:
+def recover_run(
+    root: str | os.PathLike[str], run_dir: Path, progress: Progress | None = None
+) -> RunRecovery:
     """Convert every segment of one dead run (the caller holds its lock)."""
     result = RunRecovery(run_dir.name)
     segments = list_segments(run_dir)
     next_seq, last = _next_seq(segments)
     if last is not None:
         next_seq = max(next_seq, _next_seq_in_parts(root, last.meta.run.venue, run_dir.name))
-    for _, path in segments:
+    for k, (_, path) in enumerate(segments, 1):
+        if progress is not None:
+            progress(f"recover run {run_dir.name}: segment {k}/{len(segments)}")
         try:
             scan = last if last is not None and last.path == path else scan_segment(path)
         except JournalError as exc:
@@ -167,7 +172,7 @@ def remove_orphans(root: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def recover(root: str | os.PathLike[str]) -> list[RunRecovery]:
+def recover(root: str | os.PathLike[str], progress: Progress | None = None) -> list[RunRecovery]:
     """Recover every dead run's journal under *root*; live runs are left alone.
 
     Temporary parts left by killed writes are removed first (:func:`remove_orphans`).
@@ -190,11 +195,13 @@ def recover(root: str | os.PathLike[str]) -> list[RunRecovery]:
                 if not list_segments(run_dir):
                     shutil.rmtree(run_dir, ignore_errors=True)
                 continue
-            result = recover_run(root, run_dir)
+            result = recover_run(root, run_dir, progress)
             results.append(result)
             _remove_if_empty(run_dir)
         finally:
             os.close(fd)
+    if progress is not None:
+        progress("")
     return results
 
 

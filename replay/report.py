@@ -18,11 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +32,7 @@ from replay.columns import repeat_text
 from replay.gaps import KINDS, Gap
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
+from tickrec.progress import terminal_progress
 
 __all__ = [
     "ReplayJob",
@@ -116,18 +116,6 @@ class ReplayJob:
         )
         table = day.snapshot_table(depth=self.depth, every=self.every) if self.snapshots else None
         return Replayed(symbol, day.summary(), day.gap_list(), table)
-
-
-def terminal_progress(stream: TextIO = sys.stderr) -> Callable[[str], None] | None:
-    """A progress printer on *stream* if it is a terminal, else None."""
-    if not stream.isatty():
-        return None
-
-    def show(text: str) -> None:
-        stream.write("\r\033[K" + text)
-        stream.flush()
-
-    return show
 
 
 def check_options(out: str | os.PathLike[str] | None, every: str, silence: str) -> None:

@@ -282,3 +282,35 @@ def test_outside_tools_dedupe_connection_rows_by_run_and_seq(v2_root: Path) -> N
     messages = rows.unique(subset=["run_id", "seq"]).sort("run_id", "seq").collect()
     assert messages.height == distinct
     assert messages.filter(pl.col("source") == "ws")["payload"].to_list() == received
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    """``tickrec import`` says what it is doing on a terminal, and nothing into a pipe."""
+    import os
+    import pty
+
+    def run(*args: str, tty: bool) -> str:
+        cmd = [sys.executable, "-m", "tickrec", *args, "--data", str(tmp_path / "d")]
+        if not tty:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stderr
+        main, other = pty.openpty()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=other)
+        os.close(other)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.wait(timeout=120)
+        os.close(main)
+        return b"".join(chunks).decode()
+
+    shown = run("import", "cryptofeed", str(V2), tty=True)
+    assert "\r\x1b[Kimport GEMINI.ws.1.0 (1/1): reading" in shown
+    assert "\r\x1b[Kimport GEMINI.ws.1.0 (1/1): writing 680 records" in shown  # 761 rows
+    piped = run("import", "cryptofeed", str(V2), "--strict", tty=False)
+    assert "\x1b" not in piped and "\r" not in piped

@@ -21,6 +21,7 @@ import typer
 
 from tickrec.durations import parse_duration
 from tickrec.errors import DatasetError, NotFoundError, TickrecError, UsageError
+from tickrec.progress import terminal_progress
 
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
@@ -377,7 +378,7 @@ def recover_cmd(data: DataOpt = None) -> None:
 
     _log_to_stderr()
     root = contract.resolve_root(data)
-    results = recover(root)
+    results = recover(root, terminal_progress())
     if not results:
         typer.echo(f"nothing to recover under {root / 'journal'}")
     for r in results:
@@ -645,7 +646,13 @@ def import_cryptofeed_cmd(
     from recorder.importer import import_cryptofeed
     from tickrec import contract
 
-    import_cryptofeed(files, contract.resolve_root(data), strict=strict, on_file=_report_import)
+    import_cryptofeed(
+        files,
+        contract.resolve_root(data),
+        strict=strict,
+        on_file=_report_import,
+        progress=terminal_progress(),
+    )
 
 
 @import_app.command("lines")
@@ -688,6 +695,7 @@ def import_lines_cmd(
         step_ns=round(parse_duration(step, "--step") * 1e9),
         strict=strict,
         on_file=_report_import,
+        progress=terminal_progress(),
     )
 
 
