@@ -11,12 +11,18 @@ from tickrec import contract
 
 def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
     data = tmp_path / "demo"
+    # Run from a folder holding a clone called "tickrec", as a new user may: a folder
+    # named like a package must not shadow the real one in the demo's second process.
+    (tmp_path / "tickrec" / "tickrec").mkdir(parents=True)
+    (tmp_path / "replay").mkdir()
+    tickrec = str(Path(sys.executable).with_name("tickrec"))  # the command, as a user runs it
     proc = subprocess.run(
-        [sys.executable, "-m", "tickrec", "demo", "--duration", "5s", "--data", str(data)],
+        [tickrec, "demo", "--duration", "5s", "--data", str(data)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
@@ -28,6 +34,7 @@ def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
     assert f"tickrec ls --data {data}" in out
     # the kernels were compiled (or loaded) by the second process while recording
     assert "compiling the replay kernels ahead failed" not in out
+    assert "Traceback" not in proc.stderr
 
     partitions = contract.list_partitions(data)
     assert sorted(p.symbol for p in partitions) == ["BTCUSD", "ETHUSD"]

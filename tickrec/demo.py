@@ -61,8 +61,10 @@ def _compiling_meanwhile(protocol: str, echo: Callable[[str], None]) -> Iterator
 
     After the block, waits for them; if that fails, the replay compiles them itself.
     """
+    # -P: the working directory is not put on the module path, where a folder
+    # named like a package (a clone called "tickrec") would shadow the real one.
     proc = subprocess.Popen(
-        [sys.executable, "-c", _WARM, _WARM_NOTICE, f"gemini.{protocol}"],
+        [sys.executable, "-P", "-c", _WARM, _WARM_NOTICE, f"gemini.{protocol}"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
     )
