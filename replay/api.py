@@ -180,8 +180,17 @@ class Day:
 
     @property
     def span(self) -> tuple[int, int]:
-        """First and last receive time (ns) of the partition's rows."""
+        """First and last receive time (ns) of the partition's rows.
+
+        A day whose book was carried over midnight (:attr:`carried`) starts at
+        its midnight instead: the carried book holds from there on.
+        """
         return self.decoded.first_ns, self.decoded.last_ns
+
+    @property
+    def carried(self) -> tuple[tuple[str, int], ...]:
+        """Connections ``(run_id, conn_id)`` whose book was carried in from the previous date."""
+        return self.decoded.carried
 
     # --- the kernel ---------------------------------------------------------------
 
@@ -599,6 +608,7 @@ def open(
     silence: str | float | dt.timedelta = "10s",
     chunk_size: int = 1 << 20,
     cache: bool = True,
+    carry: bool = True,
 ) -> Day:
     """Replay one day of one symbol from the dataset under *data*.
 
@@ -606,6 +616,14 @@ def open(
     decoded from the normalized cache when it is current, else from the raw
     files, streamed, and the cache is written (:mod:`replay.cache`);
     ``cache=False`` neither reads nor writes it. Outputs are the same either way.
+
+    With *carry* (the default), a connection of this date that was open and
+    in sync at the end of the previous date (that date replayed alone) goes
+    on with its book and sequence state from midnight, so the minutes
+    before this date's own snapshot stay valid; the carried book counts as a
+    seen snapshot, and the day's span starts at midnight
+    (docs/architecture.md section 2.5). ``carry=False`` replays the date
+    strictly alone.
 
     *date* is ``"YYYY-MM-DD"`` or a :class:`datetime.date`; *symbol* may be
     in any case (``"btcusd"`` is ``BTCUSD``). Raises
@@ -615,7 +633,7 @@ def open(
     date = date_text(date)
     symbol = contract.check_name("symbol", symbol.upper())
     root = contract.resolve_root(data)
-    decoded = decode_partition(root, venue, date, symbol, cache=cache)
+    decoded = decode_partition(root, venue, date, symbol, cache=cache, carry=carry)
 
     def raw(columns: list[str]) -> Any:
         return contract.read_partition(root, venue, date, symbol, columns)

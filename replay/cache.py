@@ -7,8 +7,10 @@ Layout (docs/architecture.md section 2.1)::
         trades.parquet   trades (replay.events.Trades)
         msgs.parquet     receive time and connection of every received message
         rest.parquet     REST book levels, one row per level
-        manifest.json    the key, scales, counts, markers, sequence breaks and
-                         REST headers; written last
+        manifest.json    the key, scales, counts, markers, sequence breaks,
+                         REST headers and end-of-day checkpoints; written last
+        ends.json        the end-of-day checkpoints of the partition replayed
+                         alone (what the next date carries over midnight)
 
 The cache is derived data, never a second source of truth. An entry is used
 only if its manifest's key equals the key of the raw files as they are now:
@@ -18,7 +20,14 @@ the decoder (:func:`decoder_version`): the source of every project module
 that decoding imports (found from the imports themselves,
 :mod:`replay.sources`) and each protocol's ``DECODER_VERSION``. A changed
 file, an added part, an edited decoder or any module it uses, or a raised
-version all rebuild it. Deleting it changes no output.
+version all rebuild it. A partition decoded with a book carried over
+midnight has the carried checkpoints in its key as well. Deleting it
+changes no output.
+
+Carrying (docs/architecture.md section 2.5): the previous date's
+checkpoints are those of that date replayed alone, read from its
+``ends.json`` when current; else they are computed from its entry or its
+raw files once and written there, so carrying costs a small read.
 
 Every file is written under a temporary name, fsynced and renamed into
 place (as :func:`tickrec.contract.write_part` does); the manifest goes
@@ -29,6 +38,7 @@ that cannot be written is logged and skipped. Neither is an error.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -45,7 +55,7 @@ import pyarrow.parquet as pq
 from replay import sources
 from replay.columns import to_numpy
 from replay.decode import PartitionDecoder, connection_rows
-from replay.events import BookOps, Decoded, Marker, RestBook, SeqBreak, Trades
+from replay.events import BookOps, Checkpoint, Decoded, Marker, RestBook, SeqBreak, Trades
 from replay.overlap import decode_overlapping
 from replay.venues import decoder_versions
 from tickrec import contract
@@ -68,8 +78,10 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "normalized"
 #: Bumped whenever the stored layout changes.
-FORMAT = "2"
+FORMAT = "3"
 _MANIFEST = "manifest.json"
+_ENDS = "ends.json"
+_NS_PER_DAY = 86_400 * 1_000_000_000
 _TABLES = ("ops", "trades", "msgs", "rest")
 # lz4 reads back in about 60% of the time zstd takes, for files about 1.5 times
 # the size (a 10 M-change day: 0.43 s and 204 MiB against 0.70 s and 136 MiB).
@@ -132,37 +144,125 @@ def key_of(parts: Sequence[PartFile]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def decode_parts(parts: Sequence[PartFile], symbol: str) -> Decoded:
-    """Decode a partition from its part files, one record batch at a time."""
+def decode_parts(
+    parts: Sequence[PartFile],
+    symbol: str,
+    carry: Sequence[Checkpoint] = (),
+    start_ns: int | None = None,
+) -> Decoded:
+    """Decode a partition from its part files, one record batch at a time.
+
+    *carry* and *start_ns* as for :class:`~replay.decode.PartitionDecoder`.
+    """
     conns = connection_rows(contract.iter_parts(parts, ["source", "run_id", "conn_id"]))
     if conns.interleaved:
-        return decode_overlapping(contract.read_parts(parts), symbol)
-    decoder = PartitionDecoder(symbol, conns.last_ws, rows=sum(p.rows for p in parts))
+        return decode_overlapping(contract.read_parts(parts), symbol, carry, start_ns)
+    decoder = PartitionDecoder(
+        symbol, conns.last_ws, rows=sum(p.rows for p in parts), carry=carry, start_ns=start_ns
+    )
     for batch in contract.iter_parts(parts):
         decoder.feed(batch)
     return decoder.finish()
 
 
+def midnight_ns(date: str) -> int:
+    """The UTC midnight that starts *date* (``YYYY-MM-DD``), in ns since the epoch."""
+    return (dt.date.fromisoformat(date) - dt.date(1970, 1, 1)).days * _NS_PER_DAY
+
+
+def previous_date(date: str) -> str:
+    return (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
+
+
 def decode_partition(
-    root: str | os.PathLike[str], venue: str, date: str, symbol: str, cache: bool = True
+    root: str | os.PathLike[str],
+    venue: str,
+    date: str,
+    symbol: str,
+    cache: bool = True,
+    carry: bool = False,
 ) -> Decoded:
     """One partition decoded: from the cache when it is current, else from raw (then stored).
 
-    With ``cache=False`` the cache is neither read nor written.
+    With ``cache=False`` the cache is neither read nor written. With *carry*,
+    connections open and in sync at the end of the previous date
+    (:func:`day_ends`) go on with their books (:class:`~replay.decode.PartitionDecoder`).
     """
     parts = contract.partition_parts(root, venue, date, symbol)
+    ends = day_ends(root, venue, previous_date(date), symbol, cache) if carry else ()
+    start = midnight_ns(date)
     if not cache:
-        return decode_parts(parts, symbol)
+        return decode_parts(parts, symbol, ends, start)
     key = key_of(parts)
+    entry = key
+    if ends:
+        text = json.dumps([e.to_json() for e in ends], separators=(",", ":"))
+        entry = hashlib.sha256(f"{key}\0{text}".encode()).hexdigest()
     directory = cache_dir(root, venue, date, symbol)
-    decoded = load(directory, key)
+    decoded = load(directory, entry)
     if decoded is None:
-        decoded = decode_parts(parts, symbol)
+        decoded = decode_parts(parts, symbol, ends, start)
         try:
-            store(directory, key, decoded)
+            store(directory, entry, decoded)
         except OSError as exc:
             log.warning("normalized cache not written to %s (%s)", directory, exc)
+    if not decoded.carried:  # nothing carried: the partition as replayed alone
+        _store_ends(directory, key, decoded.ends)
     return decoded
+
+
+def day_ends(
+    root: str | os.PathLike[str], venue: str, date: str, symbol: str, cache: bool = True
+) -> tuple[Checkpoint, ...]:
+    """The :attr:`~replay.events.Decoded.ends` of a partition replayed alone; () if none.
+
+    Read from the entry's ``ends.json`` when current, else computed (and written).
+    """
+    parts = contract.list_parts(root, contract.Partition(venue, date, symbol))
+    if not parts:
+        return ()
+    if not cache:
+        return decode_parts(parts, symbol).ends
+    key = key_of(parts)
+    directory = cache_dir(root, venue, date, symbol)
+    got = _load_ends(directory, key)
+    if got is not None:
+        return got
+    decoded = load(directory, key)  # the entry, if it holds the partition alone
+    if decoded is None:
+        decoded = decode_parts(parts, symbol)
+        if not (directory / _MANIFEST).exists():
+            try:
+                store(directory, key, decoded)
+            except OSError as exc:
+                log.warning("normalized cache not written to %s (%s)", directory, exc)
+    _store_ends(directory, key, decoded.ends)
+    return decoded.ends
+
+
+def _store_ends(directory: Path, key: str, ends: Sequence[Checkpoint]) -> None:
+    if _load_ends(directory, key) is not None:
+        return
+    text = json.dumps({"key": key, "ends": [e.to_json() for e in ends]}, separators=(",", ":"))
+    try:
+        make_dirs(directory)
+        write_atomic(directory / _ENDS, lambda fh: fh.write(text.encode()))
+    except OSError as exc:
+        log.warning("normalized cache not written to %s (%s)", directory, exc)
+
+
+def _load_ends(directory: Path, key: str) -> tuple[Checkpoint, ...] | None:
+    path = directory / _ENDS
+    if not path.exists():
+        return None
+    try:
+        m = json.loads(path.read_bytes())
+        if m.get("key") != key:
+            return None
+        return tuple(Checkpoint.from_json(e) for e in m["ends"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("normalized cache %s is unreadable (%s); rebuilding", path, exc)
+        return None
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -225,6 +325,8 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
         "markers": [list(m) for m in dec.markers],
         "breaks": [list(b) for b in dec.breaks],
         "rest": [[r.sent, r.recv, r.grp, len(r.bid_px), len(r.ask_px)] for r in dec.rest],
+        "ends": [e.to_json() for e in dec.ends],
+        "carried": [list(k) for k in dec.carried],
     }
     text = json.dumps(manifest, separators=(",", ":")).encode()
     write_atomic(directory / _MANIFEST, lambda fh: fh.write(text))
@@ -294,6 +396,8 @@ def load(directory: Path, key: str) -> Decoded | None:
             first_ns=int(m["first_ns"]),
             last_ns=int(m["last_ns"]),
             counts={str(k): int(v) for k, v in m["counts"].items()},
+            ends=tuple(Checkpoint.from_json(e) for e in m["ends"]),
+            carried=tuple((str(r), int(c)) for r, c in m["carried"]),
         )
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         log.warning("normalized cache %s is unreadable (%s); rebuilding", directory, exc)

@@ -47,7 +47,7 @@ which path a message took, nor on how the rows were split into batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,13 +56,16 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from replay.book import BookEngine
 from replay.events import (
     NO_ID,
     NO_TS,
     OP_CLEAR,
     OP_INVALID,
     OP_SET,
+    OP_VALID,
     BookOps,
+    Checkpoint,
     Decoded,
     Marker,
     RestBook,
@@ -286,8 +289,15 @@ class PartitionDecoder:
         last_ws: dict[tuple[str, int], int],
         rows: int | None = None,
         payload_bytes: int | None = None,
+        carry: Sequence[Checkpoint] = (),
+        start_ns: int | None = None,
     ) -> None:
         """*last_ws* is :attr:`ConnectionRows.last_ws` of the same rows.
+
+        *carry* holds the previous date's :attr:`~replay.events.Decoded.ends`;
+        when the first connection of these rows is among them, its book and
+        stream state go on from there, from *start_ns* (the date's midnight)
+        on, and the partition's span starts there (docs/architecture.md section 2.5).
 
         *rows* and *payload_bytes*, if known, are the number of rows and of
         payload bytes of all the rows to be fed (an estimate too large does
@@ -315,6 +325,10 @@ class PartitionDecoder:
         self._rows = 0
         self._first_ns = 0
         self._max_ns = 0
+        first = next(iter(last_ws), None)
+        self._carry = next((c for c in carry if c.key == first), None)
+        self._start_ns = start_ns
+        self._carried: tuple[tuple[str, int], ...] = ()
 
     def _mark(
         self, i: int, ts: int, kind: str, detail: str = "", span: tuple[int, int] | None = None
@@ -334,6 +348,8 @@ class PartitionDecoder:
             recv = np.maximum(recv, self._max_ns)
         else:
             self._first_ns = int(recv[0])
+            if self._carry is not None:
+                self._carry_in(self._carry, min(self._start_ns or self._first_ns, self._first_ns))
         grp0, self._rows, self._max_ns = self._rows, self._rows + n, int(recv[-1])
 
         src_codes, src_values = _dictionary(batch.column("source"))
@@ -494,6 +510,41 @@ class PartitionDecoder:
         sink.control(OP_CLEAR)
         self._mark(i, ts, "reset", f"run {key[0]} conn {key[1]}")
 
+    def _carry_in(self, cp: Checkpoint, ts: int) -> None:
+        """Open connection *cp* at *ts* with its book and stream state from the previous date."""
+        sink = self._sink
+        sink.cur_ts, sink.cur_grp = ts, 0
+        self._connect(0, ts, cp.key, cp.protocol)
+        assert self._stream is not None
+        self._stream.resume(cp.state)
+        self._markers[-1] = self._markers[-1]._replace(detail=f"{self._markers[-1].detail} carried")
+        for side, px, sz in ((0, cp.bid_px, cp.bid_sz), (1, cp.ask_px, cp.ask_sz)):
+            for p, z in zip(px.tolist(), sz.tolist(), strict=True):
+                sink.ops.append(ts, 0, OP_SET, side, p, cp.price_scale, z, cp.size_scale, NO_TS, True)
+        sink.control(OP_VALID)
+        self._first_ns = ts
+        self._last_row_ts = ts
+        self._carried = (cp.key,)
+
+    def ends(self, ops: BookOps, price_scale: int, size_scale: int) -> tuple[Checkpoint, ...]:
+        """The open connection's :class:`Checkpoint`, if it is in sync after all of *ops*."""
+        stream, key = self._stream, self._cur
+        if stream is None or key is None or not self._live:
+            return ()
+        state = stream.sync_state()
+        if state is None:
+            return ()
+        # The open connection's book starts at its last clear (a connect or a snapshot).
+        clears = np.flatnonzero(ops.op == OP_CLEAR)
+        start = int(clears[-1]) if len(clears) else 0
+        engine = BookEngine(depth=0)
+        engine.feed(ops.slice(start, len(ops)), final=True)
+        if not engine.valid:
+            return ()
+        protocol = next(p for p, cls in STREAMS.items() if isinstance(stream, cls))
+        (bp, bs), (ap, az) = engine.levels(0), engine.levels(1)
+        return (Checkpoint(key[0], key[1], protocol, state, price_scale, size_scale, bp, bs, ap, az),)
+
     def _pairs(self, levels: BookPairs | Levels) -> BookPairs:
         """REST levels as exact pairs (those read on the general path are strings)."""
         if isinstance(levels, BookPairs):
@@ -580,26 +631,33 @@ class PartitionDecoder:
             first_ns=self._first_ns,
             last_ns=self._max_ns,
             counts=dict(sorted(sink.counts.items())),
+            ends=self.ends(book_ops, price_scale, size_scale),
+            carried=self._carried,
         )
 
 
-def decode(table: pa.Table, symbol: str) -> Decoded:
+def decode(
+    table: pa.Table, symbol: str, carry: Sequence[Checkpoint] = (), start_ns: int | None = None
+) -> Decoded:
     """Decode the rows of one partition (a contract table in contract order).
 
     A partition whose connections overlap in time goes to :mod:`replay.overlap`.
+    *carry* and *start_ns* are those of :class:`PartitionDecoder`.
     """
     batches = table.to_batches()
     conns = connection_rows(batches)
     if conns.interleaved:
         from replay.overlap import decode_overlapping  # it builds on this module
 
-        return decode_overlapping(table, symbol)
+        return decode_overlapping(table, symbol, carry, start_ns)
     payload_bytes = 0
     for batch in batches:
         if batch.num_rows:
             offsets = _payload_buffers(batch.column("payload"))[1]
             payload_bytes += int(offsets[-1] - offsets[0])
-    decoder = PartitionDecoder(symbol, conns.last_ws, table.num_rows, payload_bytes)
+    decoder = PartitionDecoder(
+        symbol, conns.last_ws, table.num_rows, payload_bytes, carry=carry, start_ns=start_ns
+    )
     for batch in batches:
         decoder.feed(batch)
     return decoder.finish()

@@ -24,7 +24,7 @@ items of one message share it and the replay order is ``grp`` order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ __all__ = [
     "OP_SET",
     "OP_VALID",
     "BookOps",
+    "Checkpoint",
     "Decoded",
     "Marker",
     "RestBook",
@@ -165,6 +166,59 @@ class SeqBreak(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """One connection's book and stream state at the end of a partition, to carry over midnight.
+
+    Kept for every connection still open and in sync at the partition's end
+    (docs/architecture.md section 2.5). ``state`` is the venue stream's own
+    (:meth:`~replay.venues.sink.VenueStream.sync_state`: the last update id,
+    the last sequence number); the levels are best first, in ticks and units
+    of ``10**-price_scale`` and ``10**-size_scale``.
+    """
+
+    run_id: str
+    conn_id: int
+    protocol: str
+    state: dict[str, int]
+    price_scale: int
+    size_scale: int
+    bid_px: I64
+    bid_sz: I64
+    ask_px: I64
+    ask_sz: I64
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.run_id, self.conn_id
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready form, exact (integers only)."""
+        return {
+            "run_id": self.run_id,
+            "conn_id": self.conn_id,
+            "protocol": self.protocol,
+            "state": dict(sorted(self.state.items())),
+            "price_scale": self.price_scale,
+            "size_scale": self.size_scale,
+            "bids": [self.bid_px.tolist(), self.bid_sz.tolist()],
+            "asks": [self.ask_px.tolist(), self.ask_sz.tolist()],
+        }
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> Checkpoint:
+        (bp, bs), (ap, az) = obj["bids"], obj["asks"]
+        return Checkpoint(
+            str(obj["run_id"]),
+            int(obj["conn_id"]),
+            str(obj["protocol"]),
+            {str(k): int(v) for k, v in obj["state"].items()},
+            int(obj["price_scale"]),
+            int(obj["size_scale"]),
+            *(np.asarray(x, np.int64) for x in (bp, bs, ap, az)),
+        )
+
+
+@dataclass(frozen=True)
 class Decoded:
     """Everything the replay needs from one partition, as a pure function of its rows."""
 
@@ -185,3 +239,7 @@ class Decoded:
     last_ns: int
     counts: dict[str, int] = field(default_factory=dict)
     """Message counts by kind (``l2_updates``, ``trade``, ``heartbeat``, ``update``, ...)."""
+    ends: tuple[Checkpoint, ...] = ()
+    """The connections open and in sync at the end, sorted by ``(run_id, conn_id)``."""
+    carried: tuple[tuple[str, int], ...] = ()
+    """Connections whose book was carried in from the previous date's :attr:`ends`."""

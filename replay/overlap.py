@@ -40,6 +40,7 @@ never overlap are decoded in one streaming pass by :mod:`replay.decode`.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -56,6 +57,7 @@ from replay.events import (
     OP_SET,
     OP_VALID,
     BookOps,
+    Checkpoint,
     Decoded,
     Marker,
     RestBook,
@@ -92,11 +94,20 @@ class _Conn:
         return self.alive is not None and self.alive[0] <= t < self.alive[1]
 
 
-def _decode(table: pa.Table, rows: I64, symbol: str, number: int) -> Decoded:
+def _decode(
+    table: pa.Table,
+    rows: I64,
+    symbol: str,
+    number: int,
+    carry: Sequence[Checkpoint] = (),
+    start_ns: int | None = None,
+) -> Decoded:
     """Decode rows *rows* of *table* alone; ``grp`` back in partition rows, connection *number*."""
     sub = table.take(pa.array(rows))
     batches = sub.to_batches()
-    decoder = PartitionDecoder(symbol, connection_rows(batches).last_ws, sub.num_rows)
+    decoder = PartitionDecoder(
+        symbol, connection_rows(batches).last_ws, sub.num_rows, carry=carry, start_ns=start_ns
+    )
     for batch in batches:
         decoder.feed(batch)
     dec = decoder.finish()
@@ -136,8 +147,26 @@ def _at_scale(dec: Decoded, price_scale: int, size_scale: int) -> Decoded:
         )
         for r in dec.rest
     ]
+    ends = tuple(
+        replace(
+            e,
+            price_scale=price_scale,
+            size_scale=size_scale,
+            bid_px=_scaled(e.bid_px, price_scale - e.price_scale),
+            bid_sz=_scaled(e.bid_sz, size_scale - e.size_scale),
+            ask_px=_scaled(e.ask_px, price_scale - e.price_scale),
+            ask_sz=_scaled(e.ask_sz, size_scale - e.size_scale),
+        )
+        for e in dec.ends
+    )
     return replace(
-        dec, ops=ops, trades=trades, rest=rest, price_scale=price_scale, size_scale=size_scale
+        dec,
+        ops=ops,
+        trades=trades,
+        rest=rest,
+        price_scale=price_scale,
+        size_scale=size_scale,
+        ends=ends,
     )
 
 
@@ -319,10 +348,14 @@ def _concat_trades(parts: list[Trades], empty: Trades) -> Trades:
     return Trades(*(np.concatenate([getattr(p, f) for p in [empty, *parts]]) for f in names))
 
 
-def decode_overlapping(table: pa.Table, symbol: str) -> Decoded:
+def decode_overlapping(
+    table: pa.Table, symbol: str, carry: Sequence[Checkpoint] = (), start_ns: int | None = None
+) -> Decoded:
     """Decode a partition whose connections overlap in time (module docstring).
 
-    *table* holds the partition's rows in contract order.
+    *table* holds the partition's rows in contract order. Every connection
+    in *carry* (the previous date's ends) goes on with its book from
+    *start_ns* (:class:`~replay.decode.PartitionDecoder`).
     """
     n = table.num_rows
     recv = np.maximum.accumulate(
@@ -350,7 +383,7 @@ def decode_overlapping(table: pa.Table, symbol: str) -> Decoded:
     for key, number in sorted(order.items()):
         mine = (runs == key[0]) & (((conn_ids == key[1]) & ~is_rest) | run_level)
         rows = np.flatnonzero(mine).astype(np.int64)
-        conns.append(_Conn(key, number, _decode(table, rows, symbol, number)))
+        conns.append(_Conn(key, number, _decode(table, rows, symbol, number, carry, start_ns)))
     # REST replies, and run-level events of runs that had no connection, on their own.
     connected_runs = {k[0] for k in order}
     lone = is_rest | (run_level & ~np.isin(runs, list(connected_runs)))
@@ -363,6 +396,9 @@ def decode_overlapping(table: pa.Table, symbol: str) -> Decoded:
     for c in conns:
         c.dec = _at_scale(c.dec, price_scale, size_scale)
         _find_sync(c, runs, conn_ids, source, recv)
+    carried = tuple(sorted(k for c in conns for k in c.dec.carried))
+    if carried:
+        first = min(first, *(c.dec.first_ns for c in conns if c.dec.carried))
     plan = _plan(conns, first, last)
     out = _assemble(conns, plan, recv, first)
 
@@ -395,6 +431,9 @@ def decode_overlapping(table: pa.Table, symbol: str) -> Decoded:
         first_ns=first,
         last_ns=last,
         counts=dict(sorted(counts.items())),
+        # Open and in sync at the end: not lost, nor stopped while another went on.
+        ends=tuple(e for c in conns if c.lost is None and c.alive for e in c.dec.ends),
+        carried=carried,
     )
 
 

@@ -115,6 +115,16 @@ class GeminiV1Stream:
         """
         return "undecodable message; the book waits for the next initial book"
 
+    def sync_state(self) -> dict[str, int] | None:
+        """The last ``socket_sequence`` and its time, so a break over midnight is seen."""
+        if self._prev_seq is None:
+            return {}
+        return {"prev_seq": self._prev_seq, "prev_ts": self._prev_ts}
+
+    def resume(self, state: dict[str, int]) -> None:
+        if "prev_seq" in state:
+            self._prev_seq, self._prev_ts = int(state["prev_seq"]), int(state["prev_ts"])
+
     def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
         """Decode received rows ``start:stop`` with the compiled scanner, until one it declines.
 

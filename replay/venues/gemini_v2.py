@@ -74,6 +74,13 @@ class GeminiV2Stream:
         """
         return "undecodable message; v2 has no sequence numbers, so the book waits for a snapshot"
 
+    def sync_state(self) -> dict[str, int] | None:
+        """v2 has no numbers to carry: only whether a subscribe awaits its snapshot."""
+        return {"expect_snapshot": int(self._expect_snapshot)}
+
+    def resume(self, state: dict[str, int]) -> None:
+        self._expect_snapshot = bool(state.get("expect_snapshot", 0))
+
     def _mine(self, msg: dict[str, Any]) -> bool:
         return str(msg.get("symbol", "")).upper() == self.symbol
 

@@ -113,6 +113,15 @@ class GeminiWsStream:
         self._unsure = self._last is not None
         return "undecodable message; the book waits for a depthUpdate whose U follows the last u"
 
+    def sync_state(self) -> dict[str, int] | None:
+        """The book's last update id ``u``; None when not in sync, or unsure of it."""
+        if self._last is None or self._unsure or self._expect_snapshot:
+            return None
+        return {"last": self._last, "prev_ts": self._prev_ts}
+
+    def resume(self, state: dict[str, int]) -> None:
+        self._last, self._prev_ts = int(state["last"]), int(state["prev_ts"])
+
     def _load(self, out: EventSink, bids: Any, asks: Any, exch: int | None, snapshot: bool) -> None:
         for side, levels in ((BID, bids), (ASK, asks)):
             for price, size in levels or ():

@@ -213,6 +213,15 @@ class VenueStream(Protocol):
         """
         ...
 
+    def sync_state(self) -> dict[str, int] | None:
+        """What the stream needs to go on with its book on the next date (integers only),
+        or None when it is not in sync (docs/architecture.md section 2.5)."""
+        ...
+
+    def resume(self, state: dict[str, int]) -> None:
+        """Go on from a :meth:`sync_state` of the same connection on the previous date."""
+        ...
+
 
 class RawRows(NamedTuple):
     """Rows of one record batch, as a :class:`RunDecoder` reads them (no copies)."""
