@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 
 from replay.book import BookEngine
 from replay.events import (
+    CARRIED,
     NO_ID,
     NO_TS,
     OP_CLEAR,
@@ -513,14 +514,16 @@ class PartitionDecoder:
     def _carry_in(self, cp: Checkpoint, ts: int) -> None:
         """Open connection *cp* at *ts* with its book and stream state from the previous date."""
         sink = self._sink
-        sink.cur_ts, sink.cur_grp = ts, 0
-        self._connect(0, ts, cp.key, cp.protocol)
+        sink.cur_ts, sink.cur_grp = ts, CARRIED
+        self._connect(CARRIED, ts, cp.key, cp.protocol)
         assert self._stream is not None
         self._stream.resume(cp.state)
         self._markers[-1] = self._markers[-1]._replace(detail=f"{self._markers[-1].detail} carried")
         for side, px, sz in ((0, cp.bid_px, cp.bid_sz), (1, cp.ask_px, cp.ask_sz)):
             for p, z in zip(px.tolist(), sz.tolist(), strict=True):
-                sink.ops.append(ts, 0, OP_SET, side, p, cp.price_scale, z, cp.size_scale, NO_TS, True)
+                sink.ops.append(
+                    ts, CARRIED, OP_SET, side, p, cp.price_scale, z, cp.size_scale, NO_TS, True
+                )
         sink.control(OP_VALID)
         self._first_ns = ts
         self._last_row_ts = ts
@@ -543,7 +546,8 @@ class PartitionDecoder:
             return ()
         protocol = next(p for p, cls in STREAMS.items() if isinstance(stream, cls))
         (bp, bs), (ap, az) = engine.levels(0), engine.levels(1)
-        return (Checkpoint(key[0], key[1], protocol, state, price_scale, size_scale, bp, bs, ap, az),)
+        scales = price_scale, size_scale
+        return (Checkpoint(key[0], key[1], protocol, state, *scales, bp, bs, ap, az),)
 
     def _pairs(self, levels: BookPairs | Levels) -> BookPairs:
         """REST levels as exact pairs (those read on the general path are strings)."""

@@ -32,6 +32,7 @@ import numpy.typing as npt
 __all__ = [
     "ASK",
     "BID",
+    "CARRIED",
     "NO_ID",
     "NO_TS",
     "OP_CLEAR",
@@ -59,6 +60,9 @@ OP_VALID = 3
 BID = 0
 ASK = 1
 
+#: ``grp`` of the book carried in from the previous date: before every row.
+CARRIED = -1
+
 #: Null marker for an absent exchange time.
 NO_TS = int(np.iinfo(np.int64).min)
 #: Null marker for an absent trade id.
@@ -72,7 +76,7 @@ class BookOps:
     ts: I64
     """Receive time (ns), made non-decreasing (see :mod:`replay.decode`)."""
     grp: I64
-    """Index of the raw row (message) the operation came from."""
+    """Index of the raw row (message) the operation came from (``CARRIED``: none)."""
     op: I8
     """``OP_SET``, ``OP_CLEAR``, ``OP_INVALID`` or ``OP_VALID``."""
     side: I8

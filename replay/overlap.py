@@ -52,6 +52,7 @@ from replay.decode import PartitionDecoder, connection_rows
 from replay.events import (
     ASK,
     BID,
+    CARRIED,
     NO_TS,
     OP_CLEAR,
     OP_SET,
@@ -111,11 +112,16 @@ def _decode(
     for batch in batches:
         decoder.feed(batch)
     dec = decoder.finish()
+
+    def row(grp: int) -> int:
+        return grp if grp == CARRIED else int(rows[grp])
+
+    ops_grp = np.where(dec.ops.grp == CARRIED, CARRIED, rows[np.maximum(dec.ops.grp, 0)])
     return replace(
         dec,
-        ops=replace(dec.ops, grp=rows[dec.ops.grp]),
+        ops=replace(dec.ops, grp=ops_grp),
         trades=replace(dec.trades, grp=rows[dec.trades.grp]),
-        markers=[m._replace(grp=int(rows[m.grp]), conn=number) for m in dec.markers],
+        markers=[m._replace(grp=row(m.grp), conn=number) for m in dec.markers],
         breaks=[b._replace(grp=int(rows[b.grp]), conn=number) for b in dec.breaks],
         msg_conn=np.full(len(dec.msg_ts), number, np.int64),
     )
@@ -431,8 +437,10 @@ def decode_overlapping(
         first_ns=first,
         last_ns=last,
         counts=dict(sorted(counts.items())),
-        # Open and in sync at the end: not lost, nor stopped while another went on.
-        ends=tuple(e for c in conns if c.lost is None and c.alive for e in c.dec.ends),
+        # In sync at its last row, with no event saying it was lost: one whose rows stop
+        # before another's is followed no further here, but goes on if the next date
+        # holds its rows.
+        ends=tuple(e for c in conns for e in c.dec.ends),
         carried=carried,
     )
 
