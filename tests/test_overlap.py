@@ -362,11 +362,21 @@ def _random_run(run_id: str, spec: dict, t0: int) -> Run:
     day=st.dates(dt.date(2020, 1, 1), dt.date(2035, 12, 31)),
     hour=st.integers(0, 23),
     probes=st.lists(st.floats(0, 1), min_size=3, max_size=3),
+    before=st.sampled_from([None, 1000, 998]),
 )
 def test_valid_time_and_gaps_account_for_the_span(
-    tmp_path_factory: object, runs: list[dict], day: dt.date, hour: int, probes: list[float]
+    tmp_path_factory: object,
+    runs: list[dict],
+    day: dt.date,
+    hour: int,
+    probes: list[float],
+    before: int | None,
 ) -> None:
-    t0 = int(pd.Timestamp(day, tz="UTC").value) + min(hour * 3600, 86_000) * S
+    """*before*: every run's connection 1 was in sync at the end of the previous date, its
+    last ``socket_sequence`` one before *before* (1000 follows on; 998 is a break), and is
+    carried over midnight where the day holds its rows."""
+    midnight = int(pd.Timestamp(day, tz="UTC").value)
+    t0 = midnight + min(hour * 3600, 86_000) * S
     root = Path(tmp_path_factory.mktemp("prop"))  # type: ignore[attr-defined]
     written = 0
     for k, spec in enumerate(runs):
@@ -374,9 +384,21 @@ def test_valid_time_and_gaps_account_for_the_span(
         if run.rows:
             run.write(root)
             written += 1
+        if before is not None:
+            prev = Run(f"run-{k}", t0=midnight)
+            prev.conn, prev.sock = 1, before - 2
+            prev.initial(-2.0)
+            prev.change(-1.0, "99.00", "2")
+            prev.write(root)
     if not written:
         return
     d = replay.open(day.isoformat(), "BTCUSD", data=root, cache=False)
+    if d.carried:
+        assert before is not None and d.span[0] == midnight
+        rows = [m.ts for m in d.decoded.markers if m.grp >= 0]
+        rows += d.decoded.ops.ts[d.decoded.ops.grp >= 0].tolist()
+        if min(rows) > midnight:  # the carried book holds until the first row of the day
+            assert d.book_at(midnight).valid
     first, last = d.span
     gap_list = d.gap_list()
     assert all(first <= g.start <= g.end <= last for g in gap_list)
