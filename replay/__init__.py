@@ -1,6 +1,8 @@
 """tickrec's replay side: deterministic order-book rebuild, trades, quotes and gaps.
 
 ``replay.open(date, symbol)`` returns a :class:`Day`; see :mod:`replay.api`.
+``replay.open_range(start, end, symbol)`` replays consecutive dates as one
+book (:class:`Days`, :mod:`replay.days`).
 Modules: :mod:`replay.decode` (rows to normalized events, via
 :mod:`replay.venues`), :mod:`replay.book` (the compiled book kernel),
 :mod:`replay.gaps` (gap analysis and validity), :mod:`replay.ticks` (exact
@@ -15,7 +17,8 @@ from replay import kernels
 kernels.use_cache_dir()
 
 from replay.api import Day, open  # noqa: E402
+from replay.days import Days, open_range  # noqa: E402
 from replay.gaps import Gap  # noqa: E402
 from replay.view import BookView, Event  # noqa: E402
 
-__all__ = ["BookView", "Day", "Event", "Gap", "open"]
+__all__ = ["BookView", "Day", "Days", "Event", "Gap", "open", "open_range"]

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from replay.api import Day, open, parse_interval_ns
 from replay.columns import repeat_text
+from replay.days import Days, open_range
 from replay.gaps import KINDS, Gap
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
@@ -49,17 +50,28 @@ __all__ = [
 OUT_FORMATS = (".parquet", ".csv")
 
 
-def resolve_symbols(root: Path, venue: str, date: str, symbol: str | None) -> list[str]:
-    """The symbols to replay: *symbol* (any case), or every symbol stored for *date*."""
+def resolve_symbols(
+    root: Path, venue: str, date: str, symbol: str | None, end: str | None = None
+) -> list[str]:
+    """The symbols to replay: *symbol* (any case), or every symbol stored for *date*
+    (or for any date from *date* to *end*)."""
     contract.check_date(date)
+    if end is not None:
+        contract.check_date(end)
+        if end < date:
+            raise UsageError(f"--to {end} is before --from {date}")
     if symbol is not None:
         return [contract.check_name("symbol", symbol.upper())]
     contract.check_name("venue", venue)
-    found = sorted({p.symbol for p in contract.list_partitions(root, venue=venue, date=date)})
+    last = date if end is None else end
+    found = sorted(
+        {p.symbol for p in contract.list_partitions(root, venue=venue) if date <= p.date <= last}
+    )
     if not found:
         dates = sorted({p.date for p in contract.list_partitions(root, venue=venue)})
+        when = f"on {date}" if end is None else f"from {date} to {end}"
         raise NotFoundError(
-            f"no data for {venue} on {date} under {root} "
+            f"no data for {venue} {when} under {root} "
             f"(dates for {venue}: {', '.join(dates) or 'none'})"
         )
     return found
@@ -73,12 +85,18 @@ def open_days(
     silence: str = "10s",
     progress: Callable[[str], None] | None = None,
     cache: bool = True,
-) -> Iterable[Day]:
-    """Open each symbol's day in turn (lazily, one in memory at a time)."""
+    *,
+    end: str | None = None,
+    carry: bool = True,
+) -> Iterable[Day | Days]:
+    """Open each symbol's day (or range *date* to *end*) in turn, one in memory at a time."""
     for k, sym in enumerate(symbols, 1):
         if progress is not None:
             progress(f"replay {venue} {date} {sym} ({k}/{len(symbols)})")
-        yield open(date, sym, venue=venue, data=root, silence=silence, cache=cache)
+        if end is None:
+            yield open(date, sym, venue, root, silence=silence, cache=cache, carry=carry)
+        else:
+            yield open_range(date, end, sym, venue, root, silence=silence, cache=cache, carry=carry)
 
 
 @dataclass(frozen=True)
@@ -104,15 +122,24 @@ class ReplayJob:
     every: str = "1s"
     snapshots: bool = False
     """Whether to compute the snapshot table (only when it will be written)."""
+    end: str | None = None
+    """The last date of a range replayed as one book (:func:`replay.days.open_range`)."""
+    carry: bool = True
 
     def __call__(self, symbol: str) -> Replayed:
-        day = open(
-            self.date,
-            symbol,
-            venue=self.venue,
-            data=self.root,
-            silence=self.silence,
-            cache=self.cache,
+        day = next(
+            iter(
+                open_days(
+                    self.root,
+                    self.venue,
+                    self.date,
+                    [symbol],
+                    self.silence,
+                    cache=self.cache,
+                    end=self.end,
+                    carry=self.carry,
+                )
+            )
         )
         table = day.snapshot_table(depth=self.depth, every=self.every) if self.snapshots else None
         return Replayed(symbol, day.summary(), day.gap_list(), table)
@@ -180,7 +207,8 @@ def _pct(x: float) -> str:
 def format_summary(rows: list[dict[str, Any]]) -> str:
     """The per-symbol summary table printed by ``tickrec replay``."""
     head = ["symbol", "protocol", "messages", "changes", "trades", "cover(day)", "cover(span)"]
-    head += list(KINDS)
+    kinds = list(rows[0]["gaps"]) if rows else list(KINDS)
+    head += kinds
     table = [head]
     for r in rows:
         table.append(
@@ -192,7 +220,7 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
                 str(r["trades"]),
                 _pct(r["coverage"]),
                 _pct(r["span_coverage"]),
-                *(str(r["gaps"][k]) for k in KINDS),
+                *(str(r["gaps"][k]) for k in kinds),
             ]
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]

@@ -533,9 +533,38 @@ NoCacheOpt = Annotated[
 ]
 
 
+NoCarryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-carry",
+        help="Replay each date strictly alone: no book carried over midnight from the day before.",
+    ),
+]
+DateOpt = Annotated[
+    str | None, typer.Option(help="UTC date (YYYY-MM-DD); or --from and --to.")
+]
+FromOpt = Annotated[
+    str | None, typer.Option("--from", help="First UTC date of a range replayed as one book.")
+]
+ToOpt = Annotated[str | None, typer.Option("--to", help="Last UTC date of the range (included).")]
+
+
+def _dates(date: str | None, start: str | None, end: str | None) -> tuple[str, str | None]:
+    """``(date, None)`` for ``--date``, ``(first, last)`` for ``--from``/``--to``."""
+    if date is not None:
+        if start is not None or end is not None:
+            raise UsageError("--date and --from/--to exclude each other")
+        return date, None
+    if start is None or end is None:
+        raise UsageError("give --date, or both --from and --to")
+    return start, end
+
+
 @app.command("replay")
 def replay_cmd(
-    date: Annotated[str, typer.Option(help="UTC date to replay (YYYY-MM-DD).")],
+    date: DateOpt = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
     symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
     venue: VenueOpt = "gemini",
     depth: Annotated[int, typer.Option(help="Levels per side in snapshots.")] = 10,
@@ -551,22 +580,36 @@ def replay_cmd(
         int, typer.Option(help="Replay symbols in this many processes (same output).")
     ] = 1,
     no_cache: NoCacheOpt = False,
+    no_carry: NoCarryOpt = False,
     data: DataOpt = None,
 ) -> None:
-    """Rebuild books for a day, write snapshots, print a summary and the gaps."""
+    """Rebuild books for a day (or a range of days as one book), write snapshots,
+    print a summary and the gaps."""
     from replay import parallel, report
     from tickrec import contract
 
+    date, end = _dates(date, from_, to)
     report.check_options(out, every, silence)
     for name, value in (("--depth", depth), ("--workers", workers)):
         if value < 1:
             raise UsageError(f"{name}: must be at least 1, not {value}")
     root = contract.resolve_root(data)
-    symbols = report.resolve_symbols(root, venue, date, symbol)
+    symbols = report.resolve_symbols(root, venue, date, symbol, end)
     progress = report.terminal_progress()
     job = report.ReplayJob(
-        root, venue, date, silence, not no_cache, depth, every, snapshots=out is not None
+        root,
+        venue,
+        date,
+        silence,
+        not no_cache,
+        depth,
+        every,
+        snapshots=out is not None,
+        end=end,
+        carry=not no_carry,
     )
+    if end is not None:
+        date = f"{date}..{end}"
     frames, summaries, gap_lists = {}, [], []
     for k, done in enumerate(parallel.map_partitions(job, symbols, workers), 1):
         if progress is not None:
@@ -583,29 +626,38 @@ def replay_cmd(
         if gaps:
             typer.echo(report.format_gaps(sym, gaps))
     if out is not None:
-        params = {"venue": venue, "date": date, "depth": depth, "every": every}
+        params: dict[str, object] = {"venue": venue, "depth": depth, "every": every}
+        params.update({"date": date} if end is None else {"from": date.split("..")[0], "to": end})
         path = report.write_snapshots(frames, out, params)
         typer.echo(f"wrote {path}")
 
 
 @app.command("gaps")
 def gaps_cmd(
-    date: Annotated[str, typer.Option(help="UTC date (YYYY-MM-DD).")],
+    date: DateOpt = None,
+    from_: FromOpt = None,
+    to: ToOpt = None,
     symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
     venue: VenueOpt = "gemini",
     silence: SilenceOpt = "10s",
     no_cache: NoCacheOpt = False,
+    no_carry: NoCarryOpt = False,
     data: DataOpt = None,
 ) -> None:
-    """Print the gap report of a day: disconnects, sequence breaks, silences, mismatches."""
+    """Print the gap report of a day (or a range of days): disconnects, sequence breaks,
+    silences, mismatches."""
     from replay import report
     from tickrec import contract
 
+    date, end = _dates(date, from_, to)
     report.check_options(None, "1s", silence)
     root = contract.resolve_root(data)
-    symbols = report.resolve_symbols(root, venue, date, symbol)
+    symbols = report.resolve_symbols(root, venue, date, symbol, end)
     progress = report.terminal_progress()
-    for day in report.open_days(root, venue, date, symbols, silence, progress, not no_cache):
+    days = report.open_days(
+        root, venue, date, symbols, silence, progress, not no_cache, end=end, carry=not no_carry
+    )
+    for day in days:
         if progress is not None:
             progress("")
         typer.echo(report.format_gaps(day.symbol, day.gap_list()))
