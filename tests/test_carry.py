@@ -10,18 +10,24 @@ real part files written with :mod:`tickrec.contract`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import replay
 from replay.cache import cache_dir, day_ends
 from tickrec import contract
 from tickrec.contract import Row, rows_to_table
+from tickrec.errors import NotFoundError
 from tickrec.venues import GEMINI_V1, GEMINI_WS, header_of
 
 DAY1, DAY2 = "2026-11-23", "2026-11-24"
@@ -31,12 +37,13 @@ MS = 10**6
 Spec = tuple[int, str, int, str, str, Any]  # ms from M, run, conn, protocol, source, payload
 
 
-def _write(root: Path, rows: list[Spec]) -> None:
+def _write(root: Path, rows: list[Spec], symbol: str = "BTCUSD") -> None:
     """Write *rows* as part files, one per (date, run), seq numbered per run in order."""
     by_part: dict[tuple[str, str], list[Row]] = {}
     seqs: dict[str, int] = {}
     for ms, run, conn, protocol, source, payload in rows:
         text = payload if isinstance(payload, str) else json.dumps(payload)
+        text = text.replace("btcusd", symbol.lower())
         h = header_of(protocol, text) if source == "ws" else None
         ts = M + ms * MS
         seq = seqs.get(run, 0)
@@ -46,7 +53,7 @@ def _write(root: Path, rows: list[Spec]) -> None:
                 exch_ns=h.exch_ns if h else None, venue_seq=h.venue_seq if h else None)
         )  # fmt: skip
     for n, ((_, run), part) in enumerate(sorted(by_part.items())):
-        contract.write_part(root, "gemini", "BTCUSD", run, n, rows_to_table(part))
+        contract.write_part(root, "gemini", symbol, run, n, rows_to_table(part))
 
 
 def _diff(first: int, last: int, bids: list[list[str]], asks: list[list[str]]) -> dict[str, Any]:
@@ -274,3 +281,123 @@ def test_outputs_are_the_same_with_and_without_the_cache(ws_data: Path) -> None:
         else:
             assert a.equals(b) and a.equals(c)
     assert np.array_equal(cold[0].column("valid").to_numpy(), np.ones(len(cold[0]), bool))
+
+
+# --- a range of dates as one book ----------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> None:
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b)
+    else:
+        assert a == b
+
+
+def test_a_range_equals_the_days_one_by_one_with_carry(ws_data: Path) -> None:
+    days = replay.open_range(DAY1, DAY2, "btcusd", data=ws_data, cache=False)
+    one = [replay.open(d, "BTCUSD", data=ws_data, cache=False) for d in (DAY1, DAY2)]
+    assert [d.date for d in days.days] == [DAY1, DAY2] and days.missing == []
+    assert days.days[1].carried == (("run-a", 7),)
+    snaps = days.book_snapshots(depth=3, every="250ms")
+    by_day = [one[0].book_snapshots(3, "250ms"), one[1].book_snapshots(3, "250ms", start=M)]
+    _same(snaps, pd.concat(by_day, ignore_index=True))
+    assert pd.Timestamp(DAY2, tz="UTC") in set(snaps["ts"])  # the grid row at midnight
+    tables = [one[0].snapshot_table(3, "250ms"), one[1].snapshot_table(3, "250ms", start=M)]
+    assert days.snapshot_table(3, "250ms").equals(pa.concat_tables(tables))
+    for name in ("trades", "quotes", "book_changes"):
+        whole = pd.concat([getattr(d, name)() for d in one], ignore_index=True)
+        _same(getattr(days, name)(), whole)
+    assert days.gap_list() == one[0].gap_list() + one[1].gap_list()
+    events = [(e, v.bids.tolist(), v.asks.tolist(), v.valid) for e, v in days.events()]
+    assert events == [(e, v.bids.tolist(), v.asks.tolist(), v.valid) for d in one
+                      for e, v in d.events()]  # fmt: skip
+    # Valid across midnight: from day 1's snapshot to day 2's end, but for nothing.
+    assert days.valid_ns == one[0].valid_ns + one[1].valid_ns
+    assert days.span == (one[0].span[0], one[1].span[1])
+    assert snaps["valid"][snaps["ts"] >= pd.Timestamp(DAY2, tz="UTC")].all()
+
+
+def test_a_missing_date_in_the_range_is_said_and_counted(tmp_path: Path) -> None:
+    day3 = [(ms + 2 * 86_400_000, *rest) for ms, *rest in DAY1_ROWS]  # type: ignore[misc]
+    _write(tmp_path, DAY1_ROWS + day3)
+    days = replay.open_range(DAY1, "2026-11-25", "BTCUSD", data=tmp_path, cache=False)
+    assert days.missing == ["2026-11-24"]
+    gap = next(g for g in days.gap_list() if g.kind == "no_data")
+    assert (gap.start, gap.end) == (M, M + 86_400 * 10**9)
+    assert "2026-11-24" in gap.detail
+    assert days.coverage == days.valid_ns / (3 * 86_400 * 10**9)
+    assert days.summary()["gaps"]["no_data"] == 1
+    assert days.gaps()["kind"].tolist().count("no_data") == 1
+    with pytest.raises(NotFoundError):
+        replay.open_range("2026-11-20", "2026-11-21", "BTCUSD", data=tmp_path)
+
+
+# --- the command line -------------------------------------------------------------------
+
+TICKREC = str(Path(sys.executable).with_name("tickrec"))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TICKREC, *args], capture_output=True, text=True, timeout=300)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def two_symbols(tmp_path: Path) -> Path:
+    for symbol in ("BTCUSD", "ETHUSD"):
+        _write(tmp_path, DAY1_ROWS + DAY2_DIFFS + DAY2_SNAPSHOT, symbol)
+    return tmp_path
+
+
+def test_cli_carry_workers_cache_and_range(two_symbols: Path, tmp_path: Path) -> None:
+    root = str(two_symbols)
+    outs = {}
+    for name, extra in {
+        "raw": ("--no-cache",),
+        "cold": (),
+        "warm": (),
+        "parallel": ("--workers", "2"),
+        "alone": ("--no-carry", "--no-cache"),
+    }.items():
+        out = tmp_path / f"{name}.parquet"
+        done = _cli("replay", "--date", DAY2, "--data", root, "--out", str(out), *extra)
+        assert done.returncode == 0, done.stderr
+        outs[name] = (_digest(out), done.stdout.replace(str(out), ""))
+    assert outs["raw"] == outs["cold"] == outs["warm"] == outs["parallel"]
+    assert _unsynced(outs["raw"][1]) == 0 and _unsynced(outs["alone"][1]) == 1
+    valid = pq_valid(tmp_path / "raw.parquet")
+    assert valid.all() and not pq_valid(tmp_path / "alone.parquet")[:2].any()
+
+    ranged = {}
+    runs = {"serial": (), "parallel": ("--workers", "2"), "raw": ("--no-cache",)}
+    for name, extra in runs.items():
+        out = tmp_path / f"range-{name}.parquet"
+        args = ("replay", "--from", DAY1, "--to", DAY2, "--data", root, "--out", str(out))
+        done = _cli(*args, *extra)
+        assert done.returncode == 0, done.stderr
+        ranged[name] = (_digest(out), done.stdout.replace(str(out), ""))
+    assert ranged["serial"] == ranged["parallel"] == ranged["raw"]
+    table = pq.read_table(tmp_path / "range-serial.parquet")
+    one = replay.open_range(DAY1, DAY2, "BTCUSD", data=root).snapshot_table()
+    assert table.num_rows == 2 * one.num_rows
+    gaps = _cli("gaps", "--from", DAY1, "--to", DAY2, "--symbol", "btcusd", "--data", root)
+    assert gaps.returncode == 0 and "BTCUSD:" in gaps.stdout
+    alone = _cli("gaps", "--date", DAY2, "--no-carry", "--symbol", "btcusd", "--data", root)
+    assert "\n  unsynced " in alone.stdout
+    both = _cli("replay", "--date", DAY2, "--from", DAY1, "--to", DAY2, "--data", root)
+    assert both.returncode != 0 and "exclude each other" in both.stderr
+
+
+def _unsynced(summary: str) -> int:
+    """The BTCUSD row's ``unsynced`` count in a ``tickrec replay`` summary."""
+    head, *rows = summary.splitlines()
+    row = next(r for r in rows if r.startswith("BTCUSD"))
+    return int(row.split()[head.split().index("unsynced")])
+
+
+def pq_valid(path: Path) -> np.ndarray:
+    t = pq.read_table(path)
+    return t.column("valid").to_numpy()[np.asarray(t.column("symbol").to_pylist()) == "BTCUSD"]
