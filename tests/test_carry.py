@@ -401,3 +401,59 @@ def _unsynced(summary: str) -> int:
 def pq_valid(path: Path) -> np.ndarray:
     t = pq.read_table(path)
     return t.column("valid").to_numpy()[np.asarray(t.column("symbol").to_pylist()) == "BTCUSD"]
+
+
+# --- recorded from the simulator through midnight -----------------------------------------
+
+
+def test_recorded_through_midnight_the_carried_book_is_the_true_book(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """The current API recorded through midnight with the shifted clock: day 2 with carry is
+    valid from 00:00, its book before the midnight ``depth`` reply and at 00:00:01 is the
+    simulator's true book; without carry it is ``unsynced`` until that reply."""
+    from decimal import Decimal
+
+    from test_midnight import DAY2 as REC_DAY2
+    from test_midnight import MIDNIGHT, record_through_midnight, ws_depth_after_midnight
+    from truth import TrueBooks, read_jsonl
+
+    run = record_through_midnight(sim_factory, tmp_path, "ws")
+    books = TrueBooks(run.truth_dir)
+    event_of = {
+        (line["symbol"], line["update_id"]): line["event_id"]
+        for line in read_jsonl(run.truth_dir / "book.jsonl")
+    }
+    for symbol in ("BTCUSD", "ETHUSD"):
+        rows = run.rows(REC_DAY2, symbol)
+        _, reply = ws_depth_after_midnight(rows, symbol)
+        day = replay.open(REC_DAY2, symbol, data=run.root, silence="1s", cache=False)
+        assert day.carried and day.span[0] == MIDNIGHT
+        assert not [g for g in day.gap_list() if g.kind == "unsynced"]
+        diffs = [
+            r for r in rows
+            if r["source"] == "ws" and isinstance(r["obj"], dict)
+            and r["obj"].get("e") == "depthUpdate" and r["obj"]["s"].upper() == symbol
+        ]  # fmt: skip
+        for t in (reply["recv"] - 1, MIDNIGHT + 10**9):
+            view = day.book_at(t)
+            assert view.valid, t
+            last = max(r["obj"]["u"] for r in diffs if r["recv"] <= t)
+            if reply["recv"] <= t:
+                last = max(last, reply["obj"]["result"]["lastUpdateId"])
+            want = books.after(symbol, event_of[(symbol, last)])
+            ps, zs = -day.price_scale, -day.size_scale
+            got = {
+                side: {
+                    Decimal(int(p)).scaleb(ps): Decimal(int(z)).scaleb(zs)
+                    for p, z in zip(px.tolist(), sz.tolist(), strict=True)
+                }
+                for side, px, sz in (
+                    ("bid", view.bid_px, view.bid_sz), ("ask", view.ask_px, view.ask_sz)
+                )
+            }  # fmt: skip
+            assert got == want, (symbol, t)
+        alone = replay.open(REC_DAY2, symbol, data=run.root, silence="1s", cache=False, carry=False)
+        unsynced = [g for g in alone.gap_list() if g.kind == "unsynced"]
+        assert unsynced and unsynced[0].start == alone.span[0]
+        assert not alone.book_at(reply["recv"] - 1).valid
