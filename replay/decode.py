@@ -518,7 +518,10 @@ class PartitionDecoder:
         self._connect(CARRIED, ts, cp.key, cp.protocol)
         assert self._stream is not None
         self._stream.resume(cp.state)
-        self._markers[-1] = self._markers[-1]._replace(detail=f"{self._markers[-1].detail} carried")
+        reset = self._markers[-1]
+        self._markers[-1] = reset._replace(detail=f"{reset.detail} carried")
+        # Silence is measured from the connection's last message on the previous date.
+        self._mark(CARRIED, ts, "carried", reset.detail, (cp.last_msg_ns, ts))
         for side, px, sz in ((0, cp.bid_px, cp.bid_sz), (1, cp.ask_px, cp.ask_sz)):
             for p, z in zip(px.tolist(), sz.tolist(), strict=True):
                 sink.ops.append(
@@ -529,8 +532,13 @@ class PartitionDecoder:
         self._last_row_ts = ts
         self._carried = (cp.key,)
 
-    def ends(self, ops: BookOps, price_scale: int, size_scale: int) -> tuple[Checkpoint, ...]:
-        """The open connection's :class:`Checkpoint`, if it is in sync after all of *ops*."""
+    def ends(
+        self, ops: BookOps, msgs: dict[str, npt.NDArray[Any]], price_scale: int, size_scale: int
+    ) -> tuple[Checkpoint, ...]:
+        """The open connection's :class:`Checkpoint`, if it is in sync after all of *ops*.
+
+        *msgs* are the message times and connection numbers (``ts``, ``conn``).
+        """
         stream, key = self._stream, self._cur
         if stream is None or key is None or not self._live:
             return ()
@@ -547,7 +555,9 @@ class PartitionDecoder:
         protocol = next(p for p, cls in STREAMS.items() if isinstance(stream, cls))
         (bp, bs), (ap, az) = engine.levels(0), engine.levels(1)
         scales = price_scale, size_scale
-        return (Checkpoint(key[0], key[1], protocol, state, *scales, bp, bs, ap, az),)
+        mine = msgs["ts"][msgs["conn"] == self._sink.cur_conn]
+        last = int(mine[-1]) if len(mine) else self._last_row_ts
+        return (Checkpoint(key[0], key[1], protocol, state, *scales, bp, bs, ap, az, last),)
 
     def _pairs(self, levels: BookPairs | Levels) -> BookPairs:
         """REST levels as exact pairs (those read on the general path are strings)."""
@@ -635,7 +645,7 @@ class PartitionDecoder:
             first_ns=self._first_ns,
             last_ns=self._max_ns,
             counts=dict(sorted(sink.counts.items())),
-            ends=self.ends(book_ops, price_scale, size_scale),
+            ends=self.ends(book_ops, msgs, price_scale, size_scale),
             carried=self._carried,
         )
 

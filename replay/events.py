@@ -137,6 +137,8 @@ class Marker(NamedTuple):
     ``kind`` is a recorder event name (``connect``, ``disconnect``, ``error``,
     ``stale``, ``shutdown``, ``journal_loss``, ... or any unknown name, kept
     as is), or one of the replay's own: ``reset`` (a new connection was seen),
+    ``carried`` (its book came from the previous date; ``start`` is its last
+    message there),
     ``lost`` (the connection ended: detail says how), ``undecodable``.
     ``conn`` numbers connections in order of appearance (a connection is a
     ``(run_id, conn_id)`` pair). ``start``/``end`` are set for
@@ -190,6 +192,8 @@ class Checkpoint:
     bid_sz: I64
     ask_px: I64
     ask_sz: I64
+    last_msg_ns: int
+    """Receive time of the connection's last message in the partition."""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -206,6 +210,7 @@ class Checkpoint:
             "size_scale": self.size_scale,
             "bids": [self.bid_px.tolist(), self.bid_sz.tolist()],
             "asks": [self.ask_px.tolist(), self.ask_sz.tolist()],
+            "last_msg_ns": self.last_msg_ns,
         }
 
     @staticmethod
@@ -219,6 +224,7 @@ class Checkpoint:
             int(obj["price_scale"]),
             int(obj["size_scale"]),
             *(np.asarray(x, np.int64) for x in (bp, bs, ap, az)),
+            int(obj["last_msg_ns"]),
         )
 
 

@@ -185,6 +185,12 @@ def _silence_gaps(dec: Decoded, silence_ns: int) -> list[Gap]:
         Gap("silence", int(ts[k]), int(ts[k + 1]), f"no message for {_secs(int(d[k]))}")
         for k in hit
     ]
+    # The connection carried over midnight that the first messages are on: silent from
+    # its last message on the previous date to its first one here.
+    for m in dec.markers:
+        if m.kind == "carried" and conn[0] == m.conn and ts[0] - m.start > silence_ns:
+            quiet = _secs(int(ts[0]) - m.start)
+            gaps.append(Gap("silence", m.start, int(ts[0]), f"no message for {quiet}"))
     # A connection that went silent and was then lost (the recorder's watchdog
     # drops a stalled feed) has no next message: its silence ends at the loss.
     for m in dec.markers:

@@ -164,7 +164,9 @@ def test_the_previous_date_is_replayed_alone_never_recursively(tmp_path: Path) -
     diffs = [(ms - day, *rest) for ms, *rest in DAY1_ROWS[3:]]  # type: ignore[misc]
     _write(tmp_path, opening + [(ms + day, *rest) for ms, *rest in diffs] + DAY2_DIFFS)  # type: ignore[misc]
     day1 = replay.open(DAY1, "BTCUSD", data=tmp_path, cache=False)
-    assert day1.carried == (("run-a", 7),) and day1.valid_ns == day1.span[1] - day1.span[0]
+    assert day1.carried == (("run-a", 7),)
+    assert [g.kind for g in day1.gap_list()] == ["silence"]  # a day without a message
+    assert day1.book_at(M - 1).valid
     assert day_ends(tmp_path, "gemini", DAY1, "BTCUSD", cache=False) == ()
     day2 = replay.open(DAY2, "BTCUSD", data=tmp_path, cache=False)
     assert day2.carried == () and day2.valid_ns == 0
@@ -457,3 +459,18 @@ def test_recorded_through_midnight_the_carried_book_is_the_true_book(
         unsynced = [g for g in alone.gap_list() if g.kind == "unsynced"]
         assert unsynced and unsynced[0].start == alone.span[0]
         assert not alone.book_at(reply["recv"] - 1).valid
+
+
+def test_silence_over_midnight_is_measured_from_the_last_message_before_it(
+    tmp_path: Path,
+) -> None:
+    late = [_ws(12_000, _diff(505, 506, [], [["101.00", "1"]]))]  # 12.1 s after the last diff
+    _write(tmp_path, DAY1_ROWS + late + [_ws(13_000, _diff(507, 507, [["99.5", "2"]], []))])
+    day = replay.open(DAY2, "BTCUSD", data=tmp_path, cache=False)
+    assert day.carried == (("run-a", 7),)
+    assert [(g.kind, g.start, g.end) for g in day.gap_list()] == [
+        ("silence", M, M + 12_000 * MS)
+    ]
+    assert day.gap_list()[0].detail == "no message for 12.100 s"
+    quiet = replay.open(DAY2, "BTCUSD", data=tmp_path, cache=False, silence="20s")
+    assert quiet.gap_list() == []
