@@ -223,7 +223,10 @@ class Checkpoint:
             {str(k): int(v) for k, v in obj["state"].items()},
             int(obj["price_scale"]),
             int(obj["size_scale"]),
-            *(np.asarray(x, np.int64) for x in (bp, bs, ap, az)),
+            np.asarray(bp, np.int64),
+            np.asarray(bs, np.int64),
+            np.asarray(ap, np.int64),
+            np.asarray(az, np.int64),
             int(obj["last_msg_ns"]),
         )
 
