@@ -274,6 +274,13 @@ def test_outputs_are_the_same_with_and_without_the_cache(ws_data: Path) -> None:
         ]
 
     cold, warm, raw = outputs(True), outputs(True), outputs(False)
+    # The cache holds one variant at a time; switching between carried and alone is exact.
+    alone_raw = replay.open(DAY2, "BTCUSD", data=ws_data, cache=False, carry=False)
+    alone_cached = replay.open(DAY2, "BTCUSD", data=ws_data, carry=False)
+    assert alone_cached.gap_list() == alone_raw.gap_list() != []
+    assert outputs(True)[0].equals(cold[0])
+    chunked = replay.open(DAY2, "BTCUSD", data=ws_data, chunk_size=2)
+    assert chunked.snapshot_table(depth=3, every="100ms").equals(cold[0])
     for a, b, c in zip(cold, warm, raw, strict=True):
         if isinstance(a, pd.DataFrame):
             pd.testing.assert_frame_equal(a, b)
@@ -432,9 +439,10 @@ def test_recorded_through_midnight_the_carried_book_is_the_true_book(
         day = replay.open(REC_DAY2, symbol, data=run.root, silence="1s", cache=False)
         assert day.carried and day.span[0] == MIDNIGHT
         assert not [g for g in day.gap_list() if g.kind == "unsynced"]
+        conns = {c for _, c in day.carried}
         diffs = [
-            r for r in rows
-            if r["source"] == "ws" and isinstance(r["obj"], dict)
+            r for r in run.both_days(symbol)
+            if r["source"] == "ws" and r["conn_id"] in conns and isinstance(r["obj"], dict)
             and r["obj"].get("e") == "depthUpdate" and r["obj"]["s"].upper() == symbol
         ]  # fmt: skip
         for t in (reply["recv"] - 1, MIDNIGHT + 10**9):
