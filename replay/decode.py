@@ -25,6 +25,15 @@ of two connections interleave (:attr:`ConnectionRows.interleaved`) is
 decoded by :mod:`replay.overlap` instead, which follows one of them at a
 time.
 
+Carry over midnight (docs/architecture.md section 2.5). Given the previous
+date's end-of-day checkpoints (:attr:`~replay.events.Decoded.ends`, that
+date decoded alone), a partition whose first connection is among them opens
+that connection at midnight, before every row (``grp`` ``CARRIED``): its
+book as it stood, valid, and its stream's sync state, so the next message
+is checked against the last sequence number or update id; any loss event
+ends it as usual. At the end, the connection still open, in sync by its
+stream and by its book, is the partition's own checkpoint.
+
 Time. Replay order is row order. Receive times come from a wall clock and
 could step back; the time used for the book is the running maximum of
 ``recv_ts``, so "the book after every message with ``recv_ts <= T``" stays
