@@ -330,6 +330,7 @@ class PartitionDecoder:
         self._conn_number: dict[tuple[str, int], int] = {}
         self._stream: VenueStream | None = None
         self._cur: tuple[str, int] | None = None
+        self._protocol = ""
         self._live = False
         self._last_row_ts = 0
         self._rows = 0
@@ -516,7 +517,7 @@ class PartitionDecoder:
             )
         self._protocols.add(protocol)
         self._stream = stream_cls(self.symbol)
-        self._cur, self._live = key, True
+        self._cur, self._live, self._protocol = key, True, protocol
         sink.control(OP_CLEAR)
         self._mark(i, ts, "reset", f"run {key[0]} conn {key[1]}")
 
@@ -561,12 +562,12 @@ class PartitionDecoder:
         engine.feed(ops.slice(start, len(ops)), final=True)
         if not engine.valid:
             return ()
-        protocol = next(p for p, cls in STREAMS.items() if isinstance(stream, cls))
         (bp, bs), (ap, az) = engine.levels(0), engine.levels(1)
         scales = price_scale, size_scale
         mine = msgs["ts"][msgs["conn"] == self._sink.cur_conn]
         last = int(mine[-1]) if len(mine) else self._last_row_ts
-        return (Checkpoint(key[0], key[1], protocol, state, *scales, bp, bs, ap, az, last),)
+        cp = Checkpoint(key[0], key[1], self._protocol, state, *scales, bp, bs, ap, az, last)
+        return (cp,)
 
     def _pairs(self, levels: BookPairs | Levels) -> BookPairs:
         """REST levels as exact pairs (those read on the general path are strings)."""

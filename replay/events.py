@@ -171,7 +171,7 @@ class SeqBreak(NamedTuple):
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Checkpoint:
     """One connection's book and stream state at the end of a partition, to carry over midnight.
 
@@ -198,6 +198,12 @@ class Checkpoint:
     @property
     def key(self) -> tuple[str, int]:
         return self.run_id, self.conn_id
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Checkpoint) and self.to_json() == other.to_json()
+
+    def __hash__(self) -> int:
+        return hash((self.run_id, self.conn_id, self.last_msg_ns))
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready form, exact (integers only)."""

@@ -51,6 +51,12 @@ class GeneralV1:
     def on_message(self, out: EventSink, msg: Any, venue_seq: int | None) -> str:
         return self._stream.on_message(out, msg, venue_seq)
 
+    def sync_state(self) -> dict[str, int] | None:
+        return self._stream.sync_state()
+
+    def resume(self, state: dict[str, int]) -> None:
+        self._stream.resume(state)
+
     def on_undecodable(self) -> str:
         return self._stream.on_undecodable()
 
