@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-__all__ = ["from_numpy", "repeat_text", "to_numpy"]
+__all__ = ["from_numpy", "repeat_text", "to_numpy", "with_nulls"]
 
 
 def from_numpy(
@@ -47,6 +47,18 @@ def to_numpy(arr: pa.Array) -> npt.NDArray[Any]:
         out = np.from_dlpack(arr)
     out.setflags(write=False)
     return out
+
+
+def with_nulls(arr: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """An int64 column that may hold nulls: its values (0 where null) and where it is valid."""
+    n, off = len(arr), arr.offset
+    validity, data = arr.buffers()[:2]
+    values = np.frombuffer(data, np.int64, count=n, offset=off * 8) if n else np.zeros(0, np.int64)
+    if validity is None or arr.null_count == 0:
+        return values.copy(), np.ones(n, np.bool_)
+    bits = np.frombuffer(validity, np.uint8)
+    valid = np.unpackbits(bits, count=off + n, bitorder="little")[off:].view(np.bool_)
+    return np.where(valid, values, 0), valid
 
 
 def repeat_text(text: str, n: int) -> pa.Array:

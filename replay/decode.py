@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from replay.book import BookEngine
+from replay.columns import with_nulls
 from replay.events import (
     CARRIED,
     NO_ID,
@@ -368,9 +369,7 @@ class PartitionDecoder:
         run, run_values = _dictionary(batch.column("run_id"))
         proto, proto_values = _dictionary(batch.column("protocol"))
         conn = batch.column("conn_id").to_numpy(zero_copy_only=False)
-        vseq_col = batch.column("venue_seq")
-        vseq_ok = vseq_col.is_valid().to_numpy(zero_copy_only=False)
-        vseq = vseq_col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        vseq, vseq_ok = with_nulls(batch.column("venue_seq"))
         sent = batch.column("sent_ts").cast(pa.int64())
         payload = batch.column("payload")
         data, offsets = _payload_buffers(payload)

@@ -62,14 +62,17 @@ def test_snapshot_table_is_the_snapshot_frame(v2_root: Path, every: str, exact: 
     assert got.column("bid_px_9").null_count == (0 if exact else frame["bid_px_9"].isna().sum())
 
 
-def test_replay_to_parquet_needs_no_pandas(v2_root: Path, tmp_path: Path):
-    """pandas costs half a second to import; a replay to Parquet runs with it unavailable."""
+@pytest.mark.parametrize("cache", ["--no-cache", "--cache"])
+def test_replay_to_parquet_needs_no_pandas(v2_root: Path, tmp_path: Path, cache: str):
+    """pandas costs half a second to import; a replay to Parquet runs with it unavailable,
+    decoding the raw files as well as reading the normalized cache."""
     out = tmp_path / "nopandas.parquet"
+    extra = ", '--no-cache'" if cache == "--no-cache" else ""
     code = (
         "import sys; sys.modules['pandas'] = None\n"
         "from tickrec.cli import main\n"
         f"sys.argv = ['tickrec', 'replay', '--date', '{V2_DATE}', '--data', {str(v2_root)!r},"
-        f" '--out', {str(out)!r}]\n"
+        f" '--out', {str(out)!r}{extra}]\n"
         "main()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
