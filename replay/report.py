@@ -33,7 +33,6 @@ from replay.days import Days, open_range
 from replay.gaps import KINDS, Gap
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
-from tickrec.progress import terminal_progress
 
 __all__ = [
     "ReplayJob",
@@ -43,7 +42,6 @@ __all__ = [
     "format_summary",
     "open_days",
     "resolve_symbols",
-    "terminal_progress",
     "write_snapshots",
 ]
 

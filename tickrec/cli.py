@@ -595,7 +595,7 @@ def replay_cmd(
             raise UsageError(f"{name}: must be at least 1, not {value}")
     root = contract.resolve_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol, end)
-    progress = report.terminal_progress()
+    progress = terminal_progress()
     job = report.ReplayJob(
         root,
         venue,
@@ -653,7 +653,7 @@ def gaps_cmd(
     report.check_options(None, "1s", silence)
     root = contract.resolve_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol, end)
-    progress = report.terminal_progress()
+    progress = terminal_progress()
     days = report.open_days(
         root, venue, date, symbols, silence, progress, not no_cache, end=end, carry=not no_carry
     )
