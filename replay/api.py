@@ -44,7 +44,7 @@ from tickrec.errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Day", "date_text", "open", "parse_interval_ns", "to_ns"]
+__all__ = ["Day", "date_text", "gap_frame", "open", "parse_interval_ns", "to_ns"]
 
 I64 = npt.NDArray[np.int64]
 NS_PER_DAY = 86_400 * 1_000_000_000
@@ -108,6 +108,24 @@ def _read_only(dec: Decoded) -> None:
             getattr(table, name).setflags(write=False)
     dec.msg_ts.setflags(write=False)
     dec.msg_conn.setflags(write=False)
+
+
+def gap_frame(gaps: list[Gap], kinds: tuple[str, ...]) -> pd.DataFrame:
+    """*gaps* as a DataFrame: ``kind`` (a categorical of *kinds*), ``start``, ``end``,
+    ``duration``, ``detail``."""
+    import pandas as pd
+
+    start = np.array([x.start for x in gaps], np.int64)
+    end = np.array([x.end for x in gaps], np.int64)
+    return pd.DataFrame(
+        {
+            "kind": pd.Categorical([x.kind for x in gaps], categories=list(kinds)),
+            "start": _times(start),
+            "end": _times(end),
+            "duration": pd.to_timedelta(end - start, unit="ns"),
+            "detail": pd.Series([x.detail for x in gaps], dtype=object),
+        }
+    )
 
 
 class Day:
@@ -473,20 +491,7 @@ class Day:
 
     def gaps(self) -> pd.DataFrame:
         """Gaps: ``kind``, ``start``, ``end``, ``duration``, ``detail`` (see :mod:`replay.gaps`)."""
-        import pandas as pd
-
-        g = self.gap_list()
-        start = np.array([x.start for x in g], np.int64)
-        end = np.array([x.end for x in g], np.int64)
-        return pd.DataFrame(
-            {
-                "kind": pd.Categorical([x.kind for x in g], categories=list(KINDS)),
-                "start": _times(start),
-                "end": _times(end),
-                "duration": pd.to_timedelta(end - start, unit="ns"),
-                "detail": pd.Series([x.detail for x in g], dtype=object),
-            }
-        )
+        return gap_frame(self.gap_list(), KINDS)
 
     @property
     def valid_ns(self) -> int:

@@ -18,10 +18,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 
-from replay.api import NS_PER_DAY, Day, date_text, open, to_ns
+from replay.api import NS_PER_DAY, Day, date_text, gap_frame, open, to_ns
 from replay.cache import midnight_ns
 from replay.gaps import KINDS, Gap
 from replay.view import BookView, Event
@@ -138,20 +137,7 @@ class Days:
 
     def gaps(self) -> pd.DataFrame:
         """Gaps as :meth:`Day.gaps <replay.api.Day.gaps>` has them, ``no_data`` among the kinds."""
-        import pandas as pd
-
-        g = self.gap_list()
-        start = np.array([x.start for x in g], np.int64)
-        end = np.array([x.end for x in g], np.int64)
-        return pd.DataFrame(
-            {
-                "kind": pd.Categorical([x.kind for x in g], categories=list(RANGE_KINDS)),
-                "start": pd.Series(pd.to_datetime(start, unit="ns", utc=True)),
-                "end": pd.Series(pd.to_datetime(end, unit="ns", utc=True)),
-                "duration": pd.to_timedelta(end - start, unit="ns"),
-                "detail": pd.Series([x.detail for x in g], dtype=object),
-            }
-        )
+        return gap_frame(self.gap_list(), RANGE_KINDS)
 
     @property
     def valid_ns(self) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 from test_ground_truth import DEPTH, GRID, expected_row, snapshot_columns
 from test_midnight import DAY1, DAY2, MIDNIGHT, SYMBOLS, Run, record_through_midnight
+from test_overlap import _union_ns
 from truth import UNREADABLE, Partition, TrueBooks, load_json, read_jsonl
 
 import replay
@@ -137,7 +138,7 @@ def test_both_days_replay_alone_equal_to_the_true_book(
             snaps = assert_valid_rows_are_a_true_book(day, placed, books)
             first, last = day.span
             gaps = day.gap_list()
-            union = _union([(g.start, g.end) for g in gaps])
+            union = _union_ns(gaps)
             assert day.valid_ns + union == last - first
             ts = snaps["ts"].astype("int64").to_numpy()
             valid = snaps["valid"].to_numpy()
@@ -153,18 +154,6 @@ def test_both_days_replay_alone_equal_to_the_true_book(
                 late = (ts > MIDNIGHT - 2 * S) & (ts <= last)
                 assert late.sum() > 10 and valid[late].all(), (symbol, protocol, gaps)
                 assert valid.mean() > 0.5
-
-
-def _union(spans: list[tuple[int, int]]) -> int:
-    total, reach = 0, None
-    for a, z in sorted(spans):
-        if reach is None or a > reach:
-            total += z - a
-            reach = z
-        elif z > reach:
-            total += z - reach
-            reach = z
-    return total
 
 
 @pytest.mark.parametrize("protocol", ["v1", "ws"])
@@ -207,6 +196,4 @@ def test_two_recorders_on_one_dataset_replay_as_one_clean_run(
         assert gaps and gaps[0].start == first, gaps
         assert all(g.end < first + S or g.start > last - S for g in gaps), gaps
         valid = snaps["valid"].to_numpy()
-        assert valid.mean() > 0.85 and day.valid_ns + _union(
-            [(g.start, g.end) for g in gaps]
-        ) == last - first
+        assert valid.mean() > 0.85 and day.valid_ns + _union_ns(gaps) == last - first
