@@ -4,6 +4,7 @@ Usage::
 
     python -m bench [--changes N] [--reps 3] [--quick] [--skip e2e,workers,recorder,node,naive]
     python -m bench --only recorder [--recorder-rates 1000,20000] [--recorder-seconds 20]
+    python -m bench --only soak [--soak-seconds 600] [--soak-rate 5000] [--soak-rotate 20s]
 
 Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
 ``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):
@@ -19,6 +20,11 @@ Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
    then over the day stored under two symbols, with ``--workers 1`` and ``2``;
 5. the recorder against the loopback simulator (messages/s with zero loss,
    CPU per 1,000 messages).
+
+``--only soak`` runs :mod:`bench.soak` instead (10 minutes by default): the
+simulator and the recorder in two processes across many rotations, with
+``recv_ts`` lag, RSS over time and its slope, fds and CPU; it exits with
+status 1 when a target is not met.
 
 Every figure is the median of ``--reps`` runs (peak memory: the highest),
 except the two-symbol ``--workers`` and recorder runs, which are single
@@ -40,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench import peers, processes, subject
+from bench import peers, processes, soak, subject
 from bench.changes import Changes, load_changes, time_grid
 from bench.synth import DayParams, make_day
 from tickrec.contract import read_partition
@@ -192,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recorder-rates", default="1000,10000,20000,30000", help="sim events/s")
     parser.add_argument("--recorder-seconds", type=float, help="capture time per rate")
     parser.add_argument(
-        "--only", choices=("recorder",), help="run just this part (no synthetic day is made)"
+        "--only", choices=("recorder", "soak"), help="run just this part (no synthetic day)"
     )
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak run length")
+    parser.add_argument("--soak-rate", type=float, default=5000.0, help="soak sim events/s")
+    parser.add_argument("--soak-rotate", default="20s", help="soak recorder --rotate")
     parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(_SKIPPABLE)}")
     args = parser.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
@@ -205,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec_seconds = args.recorder_seconds or (3.0 if args.quick else 8.0)
     rates = [float(r) for r in args.recorder_rates.split(",") if r]
     reps = args.reps
+    if args.only == "soak":
+        text, ok = soak.report(soak.soak(args.soak_rate, args.soak_seconds, args.soak_rotate))
+        print(text)
+        return 0 if ok else 1
     if args.only == "recorder":
         recs, rec_note = _record(rates, rec_seconds)
         print(
