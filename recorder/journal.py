@@ -646,6 +646,11 @@ class Journal:
             self._on_closed(seg.path)
 
     @property
+    def lock_fd(self) -> int:
+        """The fd holding the run's lock; a child that inherits it keeps the run live."""
+        return self._lock_fd
+
+    @property
     def held_records(self) -> int:
         """Records the disk refused that wait in memory (0 while writes succeed)."""
         with self._lock:

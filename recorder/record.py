@@ -380,6 +380,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         clock=clock,
         disk_timeout=config.disk_timeout,
     )
+    converter.lock_fd = journal.lock_fd
     settings = {
         k: (str(v) if isinstance(v, dt.time) else v)
         for k, v in asdict(config).items()

@@ -8,8 +8,9 @@ segment twice finds its parts already there and skips them: a crash after a
 part's rename but before the segment's deletion costs nothing. The segment is
 deleted only once every one of its parts exists.
 
-:class:`Converter` does this in a background thread, so capture never waits
-for Parquet.
+:class:`Converter` does this in a child process (:mod:`recorder.convert`)
+started from a background thread, so capture never waits for Parquet, and
+the recorder's memory does not grow with the segment.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.journal import SegmentScan, scan_segment
+import orjson
+
+from recorder.journal import SegmentScan
 from tickrec.contract import (
     RUN_CONN_ID,
     Row,
@@ -131,6 +136,13 @@ def convert_segment(
 class Converter:
     """A background thread that converts closed segments of a live run, in order.
 
+    Each segment is converted by a child process (:mod:`recorder.convert`);
+    the thread only waits for its result. *lock_fd*, the run's journal lock,
+    is passed down to the child, so no recovery converts the run meanwhile.
+    A child killed before it finishes is treated like an OS error: the
+    segment is converted again, and the parts the child already renamed
+    are skipped.
+
     A conversion that fails with an OS error (the disk is full, say) is
     retried with backoff; the segment stays on disk meanwhile, so nothing is
     lost if the process dies: recovery converts it later. A segment that fails
@@ -146,6 +158,8 @@ class Converter:
         retry_cap: float = 60.0,
     ) -> None:
         self.root = root
+        #: The run's journal lock fd, inherited by every conversion child.
+        self.lock_fd: int | None = None
         self._on_done = on_done
         self._retry_base, self._retry_cap = retry_base, retry_cap
         self._queue: queue.Queue[Path | None] = queue.Queue()
@@ -159,24 +173,46 @@ class Converter:
         self._queue.put(segment)
 
     def _convert(self, segment: Path) -> bool:
+        from recorder import convert  # the exit codes; imported late, it imports this module
+
+        fds = (self.lock_fd,) if self.lock_fd is not None else ()
+        argv = [sys.executable, "-m", "recorder.convert", os.fspath(self.root), os.fspath(segment)]
         try:
-            scan = scan_segment(segment)
-            if scan.problem is not None:
-                # A closed segment of a live run should be whole; leave it to recovery,
-                # which can give the journal_loss row its proper seq.
-                self.failed.append((segment, scan.problem))
-                log.error(
-                    "journal segment %s is damaged (%s); left for recovery", segment, scan.problem
-                )
-                return True
-            result = convert_segment(self.root, scan)
-        except OSError as exc:  # the disk may take it later
-            log.error("writing Parquet from %s failed: %s", segment, exc)
+            child = subprocess.run(
+                [*argv, str(os.getpid())], capture_output=True, pass_fds=fds, check=False
+            )
+        except OSError as exc:  # cannot start a process now (no memory, no pids): later
+            log.error("cannot start the Parquet conversion of %s: %s", segment, exc)
             return False
-        except Exception as exc:  # would fail the same way again; the thread must go on
-            self.failed.append((segment, f"{type(exc).__name__}: {exc}"))
-            log.exception("cannot write Parquet from %s; left for recovery", segment)
+        try:
+            reply = orjson.loads(child.stdout) if child.stdout else {}
+        except orjson.JSONDecodeError:
+            reply = {}
+        why = str(reply.get("error") or child.stderr.decode(errors="replace").strip()[-500:])
+        if child.returncode == 0:
+            result = ConvertResult(
+                segment,
+                [Path(p) for p in reply["written"]],
+                [Path(p) for p in reply["skipped"]],
+                int(reply["rows"]),
+            )
+        elif child.returncode == convert.EXIT_DAMAGED:
+            # A closed segment of a live run should be whole; leave it to recovery,
+            # which can give the journal_loss row its proper seq.
+            self.failed.append((segment, reply["problem"]))
+            log.error(
+                "journal segment %s is damaged (%s); left for recovery", segment, reply["problem"]
+            )
             return True
+        elif child.returncode == convert.EXIT_FAILED and "error" in reply:  # would fail again
+            self.failed.append((segment, why))
+            log.error("cannot write Parquet from %s; left for recovery: %s", segment, why)
+            return True
+        else:  # an OS error, or the child was killed: the disk may take it later
+            log.error(
+                "writing Parquet from %s failed (status %d): %s", segment, child.returncode, why
+            )
+            return False
         if self._on_done is not None:
             self._on_done(result)
         return True
