@@ -40,6 +40,7 @@ from replay.view import BookView, Event
 from tickrec import contract
 from tickrec.durations import parse_duration_ns
 from tickrec.errors import UsageError
+from tickrec.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -614,6 +615,7 @@ def open(
     chunk_size: int = 1 << 20,
     cache: bool = True,
     carry: bool = True,
+    progress: Progress | None = None,
 ) -> Day:
     """Replay one day of one symbol from the dataset under *data*.
 
@@ -630,6 +632,9 @@ def open(
     (docs/architecture.md section 2.5). ``carry=False`` replays the date
     strictly alone.
 
+    *progress* (a :mod:`tickrec.progress` printer) shows the rows decoded
+    so far while the day is decoded from raw files.
+
     *date* is ``"YYYY-MM-DD"`` or a :class:`datetime.date`; *symbol* may be
     in any case (``"btcusd"`` is ``BTCUSD``). Raises
     :class:`~tickrec.errors.NotFoundError` (listing what exists) when there
@@ -638,7 +643,9 @@ def open(
     date = date_text(date)
     symbol = contract.check_name("symbol", symbol.upper())
     root = contract.resolve_root(data)
-    decoded = decode_partition(root, venue, date, symbol, cache=cache, carry=carry)
+    decoded = decode_partition(
+        root, venue, date, symbol, cache=cache, carry=carry, progress=progress
+    )
 
     def raw(columns: list[str]) -> Any:
         return contract.read_partition(root, venue, date, symbol, columns)

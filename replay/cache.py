@@ -44,7 +44,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from replay.venues import decoder_versions
 from tickrec import contract
 from tickrec.contract import PartFile
 from tickrec.durable import make_dirs, write_atomic
+from tickrec.progress import Progress, RowMeter
 
 __all__ = [
     "CACHE_DIR",
@@ -149,19 +150,27 @@ def decode_parts(
     symbol: str,
     carry: Sequence[Checkpoint] = (),
     start_ns: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Decoded:
     """Decode a partition from its part files, one record batch at a time.
 
     *carry* and *start_ns* as for :class:`~replay.decode.PartitionDecoder`.
+    *progress*, if given, is called with the row count of each batch decoded
+    (once with all rows when overlapping runs are merged first).
     """
     conns = connection_rows(contract.iter_parts(parts, ["source", "run_id", "conn_id"]))
     if conns.interleaved:
-        return decode_overlapping(contract.read_parts(parts), symbol, carry, start_ns)
+        decoded = decode_overlapping(contract.read_parts(parts), symbol, carry, start_ns)
+        if progress is not None:
+            progress(sum(p.rows for p in parts))
+        return decoded
     decoder = PartitionDecoder(
         symbol, conns.last_ws, rows=sum(p.rows for p in parts), carry=carry, start_ns=start_ns
     )
     for batch in contract.iter_parts(parts):
         decoder.feed(batch)
+        if progress is not None:
+            progress(batch.num_rows)
     return decoder.finish()
 
 
@@ -181,8 +190,12 @@ def decode_partition(
     symbol: str,
     cache: bool = True,
     carry: bool = False,
+    progress: Progress | None = None,
 ) -> Decoded:
     """One partition decoded: from the cache when it is current, else from raw (then stored).
+
+    When the partition is decoded from raw and *progress* is given, the rows
+    decoded so far are shown on it (:class:`tickrec.progress.RowMeter`).
 
     With ``cache=False`` the cache is neither read nor written. With *carry*,
     connections open and in sync at the end of the previous date
@@ -191,8 +204,11 @@ def decode_partition(
     parts = contract.partition_parts(root, venue, date, symbol)
     ends = day_ends(root, venue, previous_date(date), symbol, cache) if carry else ()
     start = midnight_ns(date)
+    meter = None
+    if progress is not None:
+        meter = RowMeter(progress, f"decode {venue} {date} {symbol}", sum(p.rows for p in parts))
     if not cache:
-        return decode_parts(parts, symbol, ends, start)
+        return decode_parts(parts, symbol, ends, start, meter)
     key = key_of(parts)
     entry = key
     if ends:
@@ -201,7 +217,7 @@ def decode_partition(
     directory = cache_dir(root, venue, date, symbol)
     decoded = load(directory, entry)
     if decoded is None:
-        decoded = decode_parts(parts, symbol, ends, start)
+        decoded = decode_parts(parts, symbol, ends, start, meter)
         try:
             store(directory, entry, decoded)
         except OSError as exc:

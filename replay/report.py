@@ -33,6 +33,7 @@ from replay.days import Days, open_range
 from replay.gaps import KINDS, Gap
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
+from tickrec.progress import Progress, terminal_progress
 
 __all__ = [
     "ReplayJob",
@@ -86,13 +87,19 @@ def open_days(
     *,
     end: str | None = None,
     carry: bool = True,
+    rows: Progress | None = None,
 ) -> Iterable[Day | Days]:
-    """Open each symbol's day (or range *date* to *end*) in turn, one in memory at a time."""
+    """Open each symbol's day (or range *date* to *end*) in turn, one in memory at a time.
+
+    *rows*, if given, shows the rows decoded inside a single day (:func:`replay.api.open`).
+    """
     for k, sym in enumerate(symbols, 1):
         if progress is not None:
             progress(f"replay {venue} {date} {sym} ({k}/{len(symbols)})")
         if end is None:
-            yield open(date, sym, venue, root, silence=silence, cache=cache, carry=carry)
+            yield open(
+                date, sym, venue, root, silence=silence, cache=cache, carry=carry, progress=rows
+            )
         else:
             yield open_range(date, end, sym, venue, root, silence=silence, cache=cache, carry=carry)
 
@@ -123,6 +130,8 @@ class ReplayJob:
     end: str | None = None
     """The last date of a range replayed as one book (:func:`replay.days.open_range`)."""
     carry: bool = True
+    progress: bool = False
+    """Whether to show the rows decoded inside the day on a terminal's stderr."""
 
     def __call__(self, symbol: str) -> Replayed:
         day = next(
@@ -136,6 +145,7 @@ class ReplayJob:
                     cache=self.cache,
                     end=self.end,
                     carry=self.carry,
+                    rows=terminal_progress() if self.progress else None,
                 )
             )
         )

@@ -607,6 +607,7 @@ def replay_cmd(
         snapshots=out is not None,
         end=end,
         carry=not no_carry,
+        progress=progress is not None and workers == 1,
     )
     if end is not None:
         date = f"{date}..{end}"
