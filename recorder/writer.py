@@ -176,7 +176,14 @@ class Converter:
         from recorder import convert  # the exit codes; imported late, it imports this module
 
         fds = (self.lock_fd,) if self.lock_fd is not None else ()
-        argv = [sys.executable, "-m", "recorder.convert", os.fspath(self.root), os.fspath(segment)]
+        argv = [
+            sys.executable,
+            "-P",
+            "-m",
+            "recorder.convert",
+            os.fspath(self.root),
+            os.fspath(segment),
+        ]
         try:
             child = subprocess.run(
                 [*argv, str(os.getpid())], capture_output=True, pass_fds=fds, check=False
