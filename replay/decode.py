@@ -96,7 +96,7 @@ from replay.venues.sink import (
     RunDecoder,
 )
 from tickrec.errors import DatasetError
-from tickrec.values import MAX_DECIMALS, BadValue, decimal_pair
+from tickrec.values import MAX_DECIMALS, BadValue, check_level, decimal_pair
 
 __all__ = [
     "LOSS_EVENTS",
@@ -155,14 +155,18 @@ class _Sink:
             got = self._pairs[text] = decimal_pair(text)
         return got
 
+    def level(self, price: str, size: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Exact pairs of a price and a size; raises :class:`~tickrec.values.BadValue`
+        for a price not positive or a negative size (or a value out of the limits)."""
+        px, sz = self.pair(price), self.pair(size)
+        check_level(px, sz, price, size)
+        return px, sz
+
     def count(self, kind: str, n: int = 1) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + n
 
     def change(self, side: int, price: str, size: str, exch: int | None, snapshot: bool) -> None:
-        pm, pd = self.pair(price)
-        sm, sd = self.pair(size)
-        if sm < 0:
-            raise BadValue(f"negative size: {size!r}")
+        (pm, pd), (sm, sd) = self.level(price, size)
         exch_ts = NO_TS if exch is None else exch
         self.ops.append(self.cur_ts, self.cur_grp, OP_SET, side, pm, pd, sm, sd, exch_ts, snapshot)
 
@@ -178,10 +182,7 @@ class _Sink:
         exch: int | None,
         historical: bool,
     ) -> None:
-        pm, pd = self.pair(price)
-        sm, sd = self.pair(size)
-        if sm < 0:
-            raise BadValue(f"negative size: {size!r}")
+        (pm, pd), (sm, sd) = self.level(price, size)
         self.trades.append(
             self.cur_ts,
             self.cur_grp,
@@ -644,7 +645,8 @@ class PartitionDecoder:
             flat = np.asarray(pairs, np.int64).reshape(-1, 4).T
             levels = BookPairs(flat[0], flat[1], flat[2], flat[3], len(levels[0]))
         in_range = (
-            levels.sz.min(initial=0) >= 0
+            levels.px.min(initial=1) > 0
+            and levels.sz.min(initial=0) >= 0
             and levels.px_dec.max(initial=0) <= MAX_DECIMALS
             and levels.sz_dec.max(initial=0) <= MAX_DECIMALS
         )
