@@ -10,7 +10,14 @@ each by its ``source``:
   snapshots, unless the partition's stream is conflated
   (:data:`replay.venues.CONFLATED`);
 - ``event`` rows (recorder events, JSON ``{"event": kind, ...}``) become
-  markers; unknown kinds are kept as markers and otherwise ignored.
+  markers; unknown kinds are kept as markers and otherwise ignored. A
+  ``skipped`` event (a line the importer left out) is handled as a bad
+  message of its connection.
+
+A bad message (not UTF-8, not JSON, or a value no exact column holds:
+:mod:`tickrec.values`) costs only what the protocol's own rules make
+invalid: the stream is told (``on_undecodable``), the book is invalid from
+that row, and the gap's detail names the row by ``run_id`` and ``seq``.
 
 Connections. A connection is a ``(run_id, conn_id)`` pair; ``conn_id`` alone
 restarts with every run. The first row of a new connection clears the book,
@@ -549,6 +556,11 @@ class PartitionDecoder:
         else:
             self._mark(i, ts, kind, detail)
         cur = self._cur
+        if kind == "skipped" and key == cur and self._live and self._stream is not None:
+            # A line the importer left out may have changed the book, as a bad message.
+            assert isinstance(obj, dict)
+            where = f"{obj.get('file')}:{obj.get('line')}"
+            self._bad_message(self._stream, f"skipped on import, {where}: {obj.get('why')}")
         # Run-level events (conn_id 0, e.g. shutdown) concern the run's open connection.
         if (
             kind in LOSS_EVENTS
