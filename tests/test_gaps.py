@@ -506,3 +506,17 @@ def test_book_status_answers_as_the_full_timeline_does():
     assert {g.kind for g in day.gap_list()} >= {"snapshot_mismatch", "crossed", "sequence"}
     span = day.span
     assert valid_ns(day.gap_list(), *span) == day.valid_ns > 0
+
+
+def test_bad_and_unknown_messages_are_counted_in_the_summary():
+    from replay.report import format_summary
+
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.ws(2, {"type": "mystery"})
+    f.change(3, "bid", "NaN", "1")
+    f.initial(4, *BOOK)
+    summary = f.day().summary()
+    assert (summary["bad_messages"], summary["unknown_messages"]) == (1, 1)
+    last = format_summary([summary]).splitlines()[-1]
+    assert last == "BTCUSD: 1 bad message (each a gap), 1 message of a kind not read"
