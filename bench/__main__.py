@@ -5,6 +5,7 @@ Usage::
     python -m bench [--changes N] [--reps 3] [--quick] [--skip e2e,workers,recorder,node,naive]
     python -m bench --only recorder [--recorder-rates 1000,20000] [--recorder-seconds 20]
     python -m bench --only soak [--soak-seconds 600] [--soak-rate 5000] [--soak-rotate 20s]
+    python -m bench --only serve [--changes N]
 
 Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
 ``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):
@@ -24,7 +25,9 @@ Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
 ``--only soak`` runs :mod:`bench.soak` instead (10 minutes by default): the
 simulator and the recorder in two processes across many rotations, with
 ``recv_ts`` lag, RSS over time and its slope, fds and CPU; it exits with
-status 1 when a target is not met.
+status 1 when a target is not met. ``--only serve`` runs :mod:`bench.serve`:
+``tickrec serve`` streaming the synthetic day to one client process
+(messages/s and MB/s; 1,000,000 changes unless ``--changes``).
 
 Every figure is the median of ``--reps`` runs (peak memory: the highest),
 except the two-symbol ``--workers`` and recorder runs, which are single
@@ -46,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench import peers, processes, soak, subject
+from bench import peers, processes, serve, soak, subject
 from bench.changes import Changes, load_changes, time_grid
 from bench.synth import DayParams, make_day
 from tickrec.contract import read_partition
@@ -198,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recorder-rates", default="1000,10000,20000,30000", help="sim events/s")
     parser.add_argument("--recorder-seconds", type=float, help="capture time per rate")
     parser.add_argument(
-        "--only", choices=("recorder", "soak"), help="run just this part (no synthetic day)"
+        "--only",
+        choices=("recorder", "soak", "serve"),
+        help="run just this part (no synthetic day)",
     )
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak run length")
     parser.add_argument("--soak-rate", type=float, default=5000.0, help="soak sim events/s")
@@ -218,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         text, ok = soak.report(soak.soak(args.soak_rate, args.soak_seconds, args.soak_rotate))
         print(text)
         return 0 if ok else 1
+    if args.only == "serve":
+        print(serve.report(serve.throughput(args.changes or 1_000_000, args.seed)))
+        return 0
     if args.only == "recorder":
         recs, rec_note = _record(rates, rec_seconds)
         print(

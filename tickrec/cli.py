@@ -540,9 +540,7 @@ NoCarryOpt = Annotated[
         help="Replay each date strictly alone: no book carried over midnight from the day before.",
     ),
 ]
-DateOpt = Annotated[
-    str | None, typer.Option(help="UTC date (YYYY-MM-DD); or --from and --to.")
-]
+DateOpt = Annotated[str | None, typer.Option(help="UTC date (YYYY-MM-DD); or --from and --to.")]
 FromOpt = Annotated[
     str | None, typer.Option("--from", help="First UTC date of a range replayed as one book.")
 ]
@@ -662,6 +660,73 @@ def gaps_cmd(
         if progress is not None:
             progress("")
         typer.echo(report.format_gaps(day.symbol, day.gap_list()))
+
+
+# --- serve (replay.serve) --------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd(
+    data: DataOpt = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Replay from this time or date (UTC).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Replay up to this time or date (UTC), exclusive.")
+    ] = None,
+    speed: Annotated[
+        float | None,
+        typer.Option(
+            help="Pace by the stored receive times, this many times faster (1: real time)."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8765,
+    max_connections: Annotated[int, typer.Option(help="Open connections at most.")] = 64,
+) -> None:
+    """Replay recorded data on the venue's own websocket and REST routes until Ctrl-C.
+
+    Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata (after an
+    l2 subscribe), REST at /v1/book/{symbol} and /v1/symbols: the stored
+    messages, byte for byte, in recorded order. By default as fast as the
+    client reads.
+    """
+    from replay.api import to_ns
+    from replay.serve import ServeConfig, Served, run
+    from tickrec import contract
+
+    if speed is not None and speed <= 0:
+        raise UsageError(f"--speed: must be positive, not {speed}")
+    if max_connections < 1:
+        raise UsageError(f"--max-connections: must be at least 1, not {max_connections}")
+
+    def instant(text: str | None, option: str) -> int | None:
+        if text is None:
+            return None
+        try:
+            return to_ns(text)
+        except ValueError:
+            raise UsageError(f"{option}: cannot read time {text!r} (ISO-8601 UTC)") from None
+
+    config = ServeConfig(
+        data=contract.resolve_root(data),
+        start_ns=instant(start, "--from"),
+        end_ns=instant(end, "--to"),
+        speed=speed,
+        host=host,
+        port=port,
+        max_connections=max_connections,
+    )
+
+    def ready(url: Served) -> None:
+        typer.echo(f"market data v1: {url.ws_url}/v1/marketdata/{{symbol}}")
+        typer.echo(f"market data v2: {url.ws_url}/v2/marketdata")
+        typer.echo(f"REST:           {url.rest_url}/v1/book/{{symbol}}, /v1/symbols")
+        typer.echo("Ctrl-C to stop")
+
+    _log_to_stderr()
+    run(config, ready)
+    typer.echo("stopped")
 
 
 # --- import (recorder.importer) ---------------------------------------------------

@@ -1,0 +1,471 @@
+"""``tickrec serve``: recorded data replayed over a local websocket in the venue's own protocol.
+
+A bot, or any client of the venue, points its websocket URL at this server
+instead of the exchange and gets the recorded messages back, byte for byte
+and in recorded order, on the same routes as :mod:`tickrec.sim`:
+
+- Gemini market data v1 at ``/v1/marketdata/{symbol}``: the stored ``ws``
+  rows of that symbol's ``gemini.v1`` connections;
+- Gemini market data v2 at ``/v2/marketdata``: after the client's
+  ``subscribe`` to ``l2``, the stored ``gemini.v2`` rows of the subscribed
+  symbols, merged in recorded order (a connection-wide row, such as a
+  heartbeat, is stored in every symbol's partition and sent once);
+- REST ``/v1/book/{symbol}``: the last book reply stored at or before the
+  replay clock (the receive time of the last message sent on any
+  connection; before any, the start of the replay), and ``/v1/symbols``.
+
+Stored connections. The data may hold many connections one after another
+(reconnects, restarts, midnight). One client connection replays one stored
+connection; when it ends, the server closes the client with code 1012
+(service restart), and the next client on the same route and symbols goes on
+with the next stored connection. After the last one, the close code is 1000
+("end of recording"), and a later client on that route is closed at once with
+the same code: time never runs backwards. So a client that reconnects, as
+every venue client must, sees the recording as it happened, disconnects
+included; a new session is a new server.
+
+Pacing. By default frames go as fast as the client reads them (each send
+waits for the socket to drain); a client that reads nothing for
+:attr:`ServeConfig.send_timeout_s` is closed with code 1008 and a logged
+reason. With ``speed`` set, frames follow their stored receive times, that
+many times faster than recorded (1: real time), from the connection's first
+frame.
+
+Limits. The server binds loopback unless told otherwise, and caps the
+number of open connections, the size of a client message and the symbols of
+one subscription. A request it cannot serve is refused as the simulator
+refuses it: an HTTP error with Gemini's error body, or a close with code
+1008 and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import NamedTuple
+from urllib.parse import urlsplit
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from websockets.asyncio import server as ws_server
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from tickrec import contract
+from tickrec.errors import NotFoundError, TickrecError
+from tickrec.sim.protocols import v1, v2
+from tickrec.sim.protocols.base import Reject
+
+__all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
+
+log = logging.getLogger("tickrec.serve")
+
+VENUE = "gemini"
+_V1, _V2, _REST = "gemini.v1", "gemini.v2", "gemini.rest"
+_BOOK_PATH = re.compile(r"^/v1/book/([^/]+)/?$")
+_SYMBOLS_PATH = re.compile(r"^/v1/symbols/?$")
+_NORMAL, _RESTART, _POLICY, _TRY_LATER = 1000, 1012, 1008, 1013
+_BATCH = 512  # frames written before waiting for the socket to drain
+_COLUMNS = ("recv_ts", "seq", "run_id", "conn_id", "protocol", "source", "payload")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``tickrec serve`` serves, and how."""
+
+    data: Path
+    start_ns: int | None = None
+    end_ns: int | None = None
+    speed: float | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_connections: int = 64
+    max_message: int = 64 * 1024
+    max_symbols: int = 100
+    send_timeout_s: float = 30.0
+
+
+class Stored(NamedTuple):
+    """One stored connection's received messages, in recorded order."""
+
+    run_id: str
+    conn_id: int
+    recv_ns: np.ndarray
+    payloads: list[bytes]
+
+
+class _Rows:
+    """A dataset's stored rows, read once per (protocol, symbol) and kept."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._tables: dict[tuple[str, str], pa.Table] = {}
+        self._connections: dict[tuple[str, tuple[str, ...]], list[Stored]] = {}
+        self._lock = threading.Lock()
+        self.symbols = sorted({p.symbol for p in contract.list_partitions(config.data, VENUE)})
+
+    def table(self, protocol: str, source: str, symbol: str) -> pa.Table:
+        """The rows of *symbol* with *protocol* and *source*, within the replay's span."""
+        key = (protocol + "/" + source, symbol)
+        with self._lock:
+            got = self._tables.get(key)
+            if got is None:
+                got = self._tables[key] = self._read(protocol, source, symbol)
+        return got
+
+    def _read(self, protocol: str, source: str, symbol: str) -> pa.Table:
+        parts = []
+        for p in contract.list_partitions(self.config.data, VENUE, symbol=symbol):
+            t = contract.read_partition(self.config.data, p.venue, p.date, p.symbol, _COLUMNS)
+            keep = pc.and_(
+                pc.equal(t.column("protocol").cast(pa.string()), protocol),
+                pc.equal(t.column("source").cast(pa.string()), source),
+            )
+            recv = t.column("recv_ts").cast(pa.int64())
+            if self.config.start_ns is not None:
+                keep = pc.and_(keep, pc.greater_equal(recv, self.config.start_ns))
+            if self.config.end_ns is not None:
+                keep = pc.and_(keep, pc.less(recv, self.config.end_ns))
+            parts.append(t.filter(keep))
+        if not parts:
+            return pa.table({c: pa.array([], pa.string()) for c in _COLUMNS}).slice(0, 0)
+        return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
+
+    def connections(self, protocol: str, symbols: Sequence[str]) -> list[Stored]:
+        """The stored connections of *protocol* carrying *symbols*, each in recorded order.
+
+        Rows of one connection stored in several symbols' partitions (the
+        connection-wide ones) are kept once, by ``(run_id, seq)``. Connections
+        come in the order of their first receive time.
+        """
+        key = (protocol, tuple(symbols))
+        with self._lock:
+            got = self._connections.get(key)
+        if got is None:
+            got = self._connect(protocol, symbols)
+            with self._lock:
+                self._connections[key] = got
+        return got
+
+    def _connect(self, protocol: str, symbols: Sequence[str]) -> list[Stored]:
+        tables = [self.table(protocol, "ws", s) for s in symbols]
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return []
+        t = pa.concat_tables([x.cast(tables[0].schema) for x in tables])
+        run = t.column("run_id").cast(pa.string()).to_numpy(zero_copy_only=False)
+        seq = t.column("seq").to_numpy()
+        conn = t.column("conn_id").to_numpy()
+        recv = t.column("recv_ts").cast(pa.int64()).to_numpy()
+        # Recorded order: by run, then seq (the recorder's own order); a row twice is kept once.
+        order = np.lexsort((seq, run))
+        keep = np.ones(len(order), bool)
+        keep[1:] = (run[order][1:] != run[order][:-1]) | (seq[order][1:] != seq[order][:-1])
+        order = order[keep]
+        payloads = t.column("payload").cast(pa.binary()).take(pa.array(order)).to_pylist()
+        out: list[Stored] = []
+        start = 0
+        o_run, o_conn = run[order], conn[order]
+        for i in range(1, len(order) + 1):
+            if i == len(order) or o_run[i] != o_run[start] or o_conn[i] != o_conn[start]:
+                rows = slice(start, i)
+                out.append(
+                    Stored(str(o_run[start]), int(o_conn[start]), recv[order][rows], payloads[rows])
+                )
+                start = i
+        # A run's connections are numbered in order; runs are taken by their first row.
+        out.sort(key=lambda s: (int(s.recv_ns[0]), s.run_id, s.conn_id))
+        return out
+
+    def book(self, symbol: str, at_ns: int) -> str | None:
+        """The last stored REST book reply of *symbol* received at or before *at_ns*."""
+        t = self.table(_REST, "rest", symbol)
+        if t.num_rows == 0:
+            return None
+        recv = t.column("recv_ts").cast(pa.int64()).to_numpy()
+        k = int(np.searchsorted(recv, at_ns, side="right")) - 1
+        return str(t.column("payload")[max(k, 0)].as_py())
+
+
+class ServeServer:
+    """The replay server inside a running event loop: :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.rows = _Rows(config)
+        if not self.rows.symbols:
+            raise NotFoundError(f"no {VENUE} data under {config.data}")
+        self.port = 0
+        self._server: ws_server.Server | None = None
+        self._cursor: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._open = 0
+        self.clock_ns = config.start_ns or 0
+        self.sent = 0
+
+    async def start(self) -> None:
+        """Start listening."""
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=self._process_request,
+            compression=None,
+            max_size=self.config.max_message,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("serving %s on %s port %d", self.config.data, self.config.host, self.port)
+
+    async def stop(self) -> None:
+        """Close every connection (code 1001) and stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    def _symbol(self, name: str) -> str:
+        symbol = name.upper()
+        if symbol not in self.rows.symbols:
+            raise Reject(400, "InvalidSymbol", f"Supplied value '{name}' is not a valid symbol")
+        return symbol
+
+    @staticmethod
+    def _reply(connection: ServerConnection, status: int, body: str) -> Response:
+        response = connection.respond(http.HTTPStatus(status), body)
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        path = parts.path
+        try:
+            if "upgrade" in request.headers.get("Connection", "").lower():
+                if self._open >= self.config.max_connections:
+                    raise Reject(429, "TooManyConnections", "too many open connections")
+                if m := v1.PATH.match(path):
+                    self._symbol(m.group(1))
+                    return None
+                if v2.PATH.match(path):
+                    return None
+                raise Reject(404, "NotFound", f"no such endpoint: {path}")
+            if m := _BOOK_PATH.match(path):
+                body = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
+                if body is None:
+                    raise Reject(404, "NotFound", f"no book stored for {m.group(1)}")
+                return self._reply(connection, 200, body)
+            if _SYMBOLS_PATH.match(path):
+                return self._reply(
+                    connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
+                )
+            raise Reject(404, "NotFound", f"no such endpoint: {path}")
+        except Reject as exc:
+            return self._reply(connection, exc.status, exc.body())
+
+    # --- websockets ---------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        path = urlsplit(ws.request.path).path
+        self._open += 1
+        try:
+            if m := v1.PATH.match(path):
+                await self._replay(ws, _V1, (m.group(1).upper(),))
+            else:
+                symbols = await self._subscription(ws)
+                if symbols:
+                    await self._replay(ws, _V2, symbols)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._open -= 1
+
+    async def _subscription(self, ws: ServerConnection) -> tuple[str, ...] | None:
+        """The symbols of the client's first v2 ``subscribe`` to ``l2``; None if it was refused."""
+        text = await ws.recv()
+        try:
+            msg = orjson.loads(text)
+            if msg["type"] != "subscribe":
+                raise Reject(400, "InvalidRequest", f"unknown request type {msg['type']!r}")
+            wanted: list[str] = []
+            for sub in msg["subscriptions"]:
+                if sub["name"] != "l2":
+                    raise Reject(400, "InvalidRequest", f"unsupported subscription {sub['name']!r}")
+                wanted.extend(self._symbol(str(s)) for s in sub["symbols"])
+            if not wanted or len(wanted) > self.config.max_symbols:
+                raise Reject(
+                    400, "InvalidRequest", f"subscribe to 1 to {self.config.max_symbols} symbols"
+                )
+        except Reject as exc:
+            await ws.close(_POLICY, exc.message)
+            return None
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            await ws.close(_POLICY, f"malformed request: {exc}")
+            return None
+        return tuple(sorted(set(wanted)))
+
+    async def _replay(self, ws: ServerConnection, protocol: str, symbols: tuple[str, ...]) -> None:
+        """Send the next stored connection of this route to *ws*, then close it."""
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(None, self.rows.connections, protocol, symbols)
+        if not stored:
+            await ws.close(_TRY_LATER, f"no {protocol} data for {','.join(symbols)}")
+            return
+        key = (protocol, symbols)
+        k = self._cursor.get(key, 0)
+        if k >= len(stored):
+            await ws.close(_NORMAL, "end of recording")
+            return
+        self._cursor[key] = k + 1
+        conn = stored[k]
+        if not await self._send(ws, conn):
+            return
+        last = k + 1 == len(stored)
+        await ws.close(
+            _NORMAL if last else _RESTART, "end of recording" if last else "stored connection ended"
+        )
+
+    async def _send(self, ws: ServerConnection, conn: Stored) -> bool:
+        """Send *conn*'s frames, paced by ``speed``; False if the client was too slow.
+
+        Frames are written in batches of those due (up to :data:`_BATCH`), each
+        batch with one wait for the socket to drain.
+        """
+        speed, timeout = self.config.speed, self.config.send_timeout_s
+        recv = conn.recv_ns
+        n = len(recv)
+        t0_ns, t0 = int(recv[0]), time.monotonic()
+        i = 0
+        while i < n:
+            j = min(i + _BATCH, n)
+            if speed is not None:
+                now_ns = t0_ns + int((time.monotonic() - t0) * speed * 1e9)
+                if recv[i] > now_ns:
+                    await asyncio.sleep((int(recv[i]) - now_ns) / 1e9 / speed)
+                    continue
+                j = min(j, int(np.searchsorted(recv, now_ns, side="right")))
+            try:
+                async with asyncio.timeout(timeout), ws.send_context():
+                    send_text = ws.protocol.send_text
+                    for payload in conn.payloads[i:j]:
+                        send_text(payload)
+            except TimeoutError:
+                log.warning("closing a client that read nothing for %.0f s", timeout)
+                await ws.close(_POLICY, "client too slow")
+                return False
+            self.clock_ns = max(self.clock_ns, int(recv[j - 1]))
+            self.sent += j - i
+            i = j
+        return True
+
+
+class Served(NamedTuple):
+    """Where a running server listens."""
+
+    ws_url: str
+    rest_url: str
+
+
+class Server:
+    """A replay server running in a background thread; a context manager (tests, notebooks)."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.server: ServeServer | None = None
+
+    @property
+    def url(self) -> Served:
+        """The websocket and REST base URLs."""
+        assert self.server is not None, "the server is not running"
+        host = self.config.host
+        authority = f"[{host}]:{self.server.port}" if ":" in host else f"{host}:{self.server.port}"
+        return Served(f"ws://{authority}", f"http://{authority}")
+
+    def start(self) -> Server:
+        """Start the server thread and wait until it listens."""
+        self._thread = threading.Thread(target=self._main, name="tickrec-serve", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        server = ServeServer(self.config)
+        await server.start()
+        self.server = server
+        self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            await server.stop()
+
+    def stop(self) -> None:
+        """Stop the server and join its thread."""
+        if self._thread is None or self._loop is None or self._stopping is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run(config: ServeConfig, on_ready: Callable[[Served], None] | None = None) -> None:
+    """Serve in the foreground until SIGINT or SIGTERM, then stop cleanly."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        server = ServeServer(config)
+        await server.start()
+        try:
+            host = f"[{config.host}]" if ":" in config.host else config.host
+            if on_ready is not None:
+                on_ready(Served(f"ws://{host}:{server.port}", f"http://{host}:{server.port}"))
+            await stopping.wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(main())
+    except OSError as exc:
+        raise TickrecError(f"cannot serve on {config.host} port {config.port}: {exc}") from None
