@@ -377,6 +377,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         fsync_interval=config.fsync_interval,
         rotate_every_ns=int(config.rotate * 1e9),
         on_closed=converter.submit,
+        converting=converter.pending,
         clock=clock,
         disk_timeout=config.disk_timeout,
     )
