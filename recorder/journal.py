@@ -95,10 +95,11 @@ LOCK_NAME = "lock"
 #: Name of the reserve file in a run's journal directory, and its size: room
 #: given back on a full disk to write the ``journal_loss`` row of dropped records.
 RESERVE_NAME, RESERVE_BYTES = "reserve", 256 << 10
-#: While the disk is full, held records are written only while the filesystem
-#: keeps this fraction of the segment's size free, plus :data:`CONVERT_MARGIN`
-#: bytes, for its Parquet parts (about a fifth of it, measured: docs in README).
-CONVERT_ROOM, CONVERT_MARGIN = 0.4, 256 << 10
+#: The room a segment needs to become Parquet: this fraction of its size plus
+#: :data:`CONVERT_MARGIN` bytes (its parts measured 0.12 of it on v1, 0.23 on the
+#: current API). The flusher closes a segment early when the filesystem has
+#: less free, and held records are written only while it keeps that much.
+CONVERT_ROOM, CONVERT_MARGIN = 0.4, 64 << 10
 _STAMP = struct.Struct("<qq")  # a body's recv_ns and seq
 
 log = logging.getLogger("tickrec.recorder")
@@ -447,8 +448,10 @@ class Journal:
     over segments are not converted yet; while the disk is full the journal
     leaves the space that comes back to them (see :meth:`sync`).
 
-    When the disk refuses a write, the records wait in memory, in order, and
-    the flusher works its way out: it closes the segment being written, so it
+    While the filesystem runs short, the flusher closes the segment early,
+    while there is still room to convert it (:data:`CONVERT_ROOM`). When the
+    disk refuses a write, the records wait in memory, in order, and the
+    flusher works its way out: it closes the segment being written, so it
     can become Parquet (about five times smaller) and be deleted; once no
     segment waits for conversion it opens the next one and writes the held
     records, but only while the filesystem keeps room to convert what it
@@ -777,9 +780,24 @@ class Journal:
             "since_ns": trouble.since_ns,
             "resumed_ns": now,
             "records_held": trouble.records,
+            "bytes_held": trouble.bytes,
             "segments_freed": trouble.segments_freed,
             "lost": 0,
         }, None
+
+    def _due_locked(self, now_ns: int) -> bool:
+        """Whether the flusher closes the segment now: its time, or the disk is getting full.
+
+        A segment closed while the filesystem still has the room to convert
+        it becomes Parquet and gives most of that room back; one kept open
+        until the disk is full could not be converted at all.
+        """
+        assert self._seg is not None
+        if now_ns >= self._rotate_at:
+            return True
+        if not self._seg.records or (self._converting is not None and self._converting() > 0):
+            return False
+        return not self._room_for(0)
 
     def _check_timeout_locked(self) -> None:
         trouble = self._trouble
@@ -840,7 +858,7 @@ class Journal:
             self._write_deferred_locked()
             event, rotated = self._make_room_locked()
             now = self._clock()
-            if self._trouble is None and self._seg is not None and now >= self._rotate_at:
+            if self._trouble is None and self._seg is not None and self._due_locked(now):
                 rotated = self._rotate_locked(now)
             fd = os.dup(self._seg.fd) if self._seg is not None else -1
         try:

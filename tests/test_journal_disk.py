@@ -3,8 +3,8 @@
 Each test runs a child under ``unshare -rm`` (a user and mount namespace of
 its own, so no privilege is needed and the mount vanishes with the child).
 The child mounts an 8 MB tmpfs, starts a journal there with the real
-Parquet converter, fills the filesystem with a filler file, keeps appending,
-then gives space back by shrinking the filler (or does not), and copies the
+Parquet converter, appends about 1 MB, fills the rest of the filesystem
+with a filler file, keeps appending, then gives space back by shrinking the filler (or does not), and copies the
 dataset out of the tmpfs before it exits. The test reads the copy.
 """
 
@@ -42,8 +42,16 @@ _CHILD = textwrap.dedent(
                 disk_timeout=60.0, drain_for=0.5)
     converter.lock_fd = j.lock_fd
     filler = mnt / "filler"
-    with open(filler, "wb") as fh:  # leave 3 MB for the journal, then it is full
-        fh.write(bytes(max(0, free_bytes(mnt) - (3 << 20))))
+
+    def fill():  # another program takes every byte left
+        with open(filler, "ab") as fh:
+            try:
+                while True:
+                    fh.write(bytes(64 << 10))
+                    fh.flush()
+            except OSError:
+                pass
+
     n, t0 = 0, time.time_ns()
 
     def add(count):
@@ -55,10 +63,12 @@ _CHILD = textwrap.dedent(
             j.append(t0 + n * 1000, 1, "gemini.v1", "ws", payload, ("BTCUSD",))
             n += 1
 
+    add(5000)  # about 1 MB in the journal, then the disk is full
+    fill()
     while not j.held_records:
         add(100)
     failed_at = n
-    while j.held_records * 160 < (2 << 20):  # 2 MB held in memory
+    while j.held_records * 160 < (2 << 20):  # 2 MB held in memory (records are 220 bytes)
         add(100)
     held = j.held_records
     freed = {"small": 1 << 20, "large": 4 << 20, "none": 0}[mode]
