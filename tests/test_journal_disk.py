@@ -4,8 +4,9 @@ Each test runs a child under ``unshare -rm`` (a user and mount namespace of
 its own, so no privilege is needed and the mount vanishes with the child).
 The child mounts an 8 MB tmpfs, starts a journal there with the real
 Parquet converter, appends about 1 MB, fills the rest of the filesystem
-with a filler file, keeps appending, then gives space back by shrinking the filler (or does not), and copies the
-dataset out of the tmpfs before it exits. The test reads the copy.
+with a filler file, keeps appending, then gives space back by shrinking
+the filler (or does not), and copies the dataset out of the tmpfs before
+it exits. The test reads the copy.
 """
 
 from __future__ import annotations

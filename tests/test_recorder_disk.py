@@ -49,9 +49,11 @@ _CHILD = textwrap.dedent(
 
     seen = {}
 
+    KEYS = ("journal write failed", "journal writable again", "cannot write the journal")
+
     class Watch(logging.Handler):
         def emit(self, record):
-            for key in ("journal write failed", "journal writable again", "cannot write the journal"):
+            for key in KEYS:
                 if record.getMessage().startswith(key):
                     seen.setdefault(key, time.monotonic())
 
