@@ -4,6 +4,7 @@ Every row goes to the journal before anything else happens to it, so a crash
 loses at most what was not yet fsynced. Layout, per recorder run::
 
     {root}/journal/{run_id}/lock            flock held by the live recorder
+    {root}/journal/{run_id}/reserve         room kept for a loss row on a full disk
     {root}/journal/{run_id}/seg-000001.tj   segments, one per rotation period
 
 A segment starts with a header, then holds records::
@@ -29,8 +30,9 @@ together: a connection writes the messages of one socket read in one
 least every ``fsync_interval``. A failed write (disk full, file too large,
 read-only) is cut back to the last record boundary, so no half record is ever
 followed by a good one; the records wait in memory with everything after
-them, in order, and the flusher retries until the disk takes them or a limit
-is reached.
+them, in order, while the flusher makes room by having closed segments
+turned into Parquet, until the disk takes them or a limit is reached and a
+``journal_loss`` row names the records dropped (see :class:`Journal`).
 """
 
 from __future__ import annotations
