@@ -454,16 +454,16 @@ class Journal:
     while there is still room to convert it (:data:`CONVERT_ROOM`). When the
     disk refuses a write, the records wait in memory, in order, and the
     flusher works its way out: it closes the segment being written, so it
-    can become Parquet (about five times smaller) and be deleted; once no
+    can become Parquet (four to eight times smaller) and be deleted; once no
     segment waits for conversion it opens the next one and writes the held
     records, but only while the filesystem keeps room to convert what it
-    wrote (:data:`CONVERT_ROOM`), closing it again for conversion when it
-    does not. If the disk has not taken them after *disk_timeout* seconds,
-    or they pass *max_backlog_bytes*, or *drain_for* seconds into
-    :meth:`close`, they are dropped:
-    a ``journal_loss`` event names their count, ``seq`` range and receive
-    times, written with the room a reserve file (*reserve_bytes*, allocated
-    at start) gives back, and the journal stops taking rows (:attr:`fatal`).
+    wrote, closing it again for conversion when it does not. If the disk
+    has not taken them after *disk_timeout* seconds, or they pass
+    *max_backlog_bytes*, or *drain_for* seconds into :meth:`close`, they are
+    dropped: a ``journal_loss`` event names their count, ``seq`` range and
+    receive times, written with the room a reserve file (*reserve_bytes*,
+    allocated at start) gives back, and the journal stops taking rows
+    (:attr:`fatal`).
     """
 
     def __init__(
@@ -797,8 +797,10 @@ class Journal:
         assert self._seg is not None
         if now_ns >= self._rotate_at:
             return True
-        if not self._seg.records or (self._converting is not None and self._converting() > 0):
-            return False
+        if self._seg.size < CONVERT_MARGIN or (
+            self._converting is not None and self._converting() > 0
+        ):
+            return False  # too small to give room back, or the room is being made already
         return not self._room_for(0)
 
     def _check_timeout_locked(self) -> None:
