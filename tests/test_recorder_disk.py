@@ -163,3 +163,12 @@ def test_records_dropped_when_no_room_comes_back_are_a_journal_loss_gap_of_their
     assert max(kept) <= loss["start_ns"] <= loss["end_ns"]
     (gap,) = [g for g in day.gap_list() if g.kind == "journal_loss"]
     assert (gap.start, gap.end) == (loss["start_ns"], loss["end_ns"])
+    # and the command line reports it, with its duration
+    data = str(tmp_path / "out")
+    cli = subprocess.run(
+        [sys.executable, "-m", "tickrec", "gaps", "--date", day.date, "--data", data],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    (line,) = [ln for ln in cli.stdout.splitlines() if ln.strip().startswith("journal_loss")]
+    assert f"{(gap.end - gap.start) / 1e9:.3f} s" in line
