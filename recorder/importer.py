@@ -34,7 +34,7 @@ from tickrec import contract
 from tickrec.contract import RUN_CONN_ID, Row
 from tickrec.errors import DatasetError, ProtocolError, UsageError
 from tickrec.progress import Progress
-from tickrec.venues import header_of
+from tickrec.venues import header_of, value_problem
 
 __all__ = [
     "ImportResult",
@@ -209,11 +209,18 @@ def _parse_cryptofeed(
     conn_id = 0
     venues: set[str] = set()
 
-    def bad(lineno: int, why: str) -> None:
+    def bad(
+        lineno: int, why: str, symbols: tuple[str, ...] | None = None, mark: bool = True
+    ) -> None:
         message = f"{path}:{lineno}: {why}"
         if strict:
             raise DatasetError(message)
         skipped.append(message)
+        if mark and conn is not None:
+            # The line may have changed the book: the replayer marks it invalid there.
+            ns = records[-1].recv_ns if records else 0
+            payload = _skipped_payload(path, lineno, why)
+            records.append(_Record(ns, conn_id, conn.protocol, "event", payload, symbols, conn))
 
     for lineno, line in enumerate(lines, 1):
         if not line.strip() or line.startswith("configuration: "):
@@ -225,6 +232,9 @@ def _parse_cryptofeed(
                     continue
                 ns, payload = parse_epoch_ns(m.group(1)), m.group(2)
                 symbols = _message_symbols(conn.protocol, payload, conn)
+                if problem := value_problem(conn.protocol, payload):
+                    bad(lineno, problem, symbols)
+                    continue
                 records.append(_Record(ns, conn_id, conn.protocol, "ws", payload, symbols, conn))
             elif m := _CONNECT.match(line):
                 venue, protocol, symbol = _classify_url(m.group(1))
@@ -246,6 +256,10 @@ def _parse_cryptofeed(
                 venues.add(venue)
                 ns, body = parse_epoch_ns(m.group(2)), m.group(3)
                 # REST replies belong to the run, not to a websocket (contract.RUN_CONN_ID)
+                if problem := value_problem(protocol, body):
+                    # A book reply is no snapshot then; the stream it checks is not marked.
+                    bad(lineno, f"{problem} (in a book reply)", mark=False)
+                    continue
                 if symbol is not None:
                     records.append(_Record(ns, RUN_CONN_ID, protocol, "rest", body, (symbol,)))
                 else:
@@ -263,6 +277,11 @@ def _parse_cryptofeed(
         raise DatasetError(f"{path}: no cryptofeed records found")
     _resolve_targets(records)
     return venues.pop(), records
+
+
+def _skipped_payload(path: Path, lineno: int, why: str) -> str:
+    """The ``skipped`` event of an input line left out of the import (docs/architecture.md)."""
+    return contract.event_payload("skipped", file=path.name, line=lineno, why=why)
 
 
 def _resolve_targets(records: Sequence[_Record]) -> None:
@@ -441,33 +460,32 @@ def _parse_lines(
     strict: bool,
     skipped: list[str],
 ) -> tuple[list[_Record], bool]:
-    parsed: list[tuple[int | None, str]] = []
+    # (time or None, payload, None) per message; (time or None, None, why) per skipped line
+    parsed: list[tuple[int | None, str | None, str | None]] = []
     for lineno, line in enumerate(lines, 1):
         text = line.rstrip("\r")
         if not text.strip():
             continue
         stamp: int | None = None
+        problem: str | None = None
         if not text.startswith(("{", "[")):
             head, _, text = text.partition(" ")
             try:
                 stamp = parse_time_ns(head)
             except ValueError as exc:
-                message = f"{path}:{lineno}: {exc}"
-                if strict:
-                    raise DatasetError(message) from None
-                skipped.append(message)
-                continue
-        problem = header_of(protocol, text).problem
+                problem = str(exc)
+        problem = problem or header_of(protocol, text).problem or value_problem(protocol, text)
         if problem is not None:
             message = f"{path}:{lineno}: {problem}"
             if strict:
                 raise DatasetError(message)
             skipped.append(message)
+            parsed.append((stamp, None, _skipped_payload(path, lineno, problem)))
             continue
-        parsed.append((stamp, text))
-    if not parsed:
+        parsed.append((stamp, text, None))
+    if not any(payload is not None for _, payload, _ in parsed):
         raise DatasetError(f"{path}: no messages found")
-    stamped = [s is not None for s, _ in parsed]
+    stamped = [s is not None for s, payload, _ in parsed if payload is not None]
     if any(stamped) and not all(stamped):
         raise DatasetError(f"{path}: some lines have a timestamp and some do not")
     synthetic = not stamped[0]
@@ -475,8 +493,21 @@ def _parse_lines(
         raise UsageError(f"{path}: lines have no timestamps; give --start (ISO-8601 UTC)")
     conn_symbols = {symbol.upper()} if symbol else set()
     records: list[_Record] = []
-    for i, (stamp, payload) in enumerate(parsed):
-        ns = stamp if stamp is not None else (start_ns or 0) + i * step_ns
+    # Synthetic times count messages only. A skipped line whose own time could not be
+    # read takes the time of the message before it (or of the first message).
+    last_ns = next(s for s, payload, _ in parsed if payload is not None)
+    k = 0
+    for stamp, payload, skip in parsed:
+        if synthetic:
+            ns = (start_ns or 0) + k * step_ns
+        else:
+            ns = stamp if stamp is not None else last_ns or 0
+        last_ns = ns
+        if payload is None:
+            # The line may have changed the book: the replayer marks it invalid there.
+            records.append(_Record(ns, 1, protocol, "event", skip or "", None))
+            continue
+        k += 1
         own = header_of(protocol, payload).symbol
         if own is not None:
             conn_symbols.add(own.upper())

@@ -525,6 +525,10 @@ class Day:
             "symbol": self.symbol,
             "protocols": ",".join(self.protocols),
             "messages": self.decoded.counts.get("messages", 0),
+            # read but not decoded: bad messages (each a gap), and messages of a kind the
+            # stream does not know (counted only: they are none of the kinds a book uses)
+            "bad_messages": self.decoded.counts.get("undecodable", 0),
+            "unknown_messages": self.decoded.counts.get("other", 0),
             "book_changes": int(np.count_nonzero(ops.op == OP_SET)),
             "trades": int(np.count_nonzero(~self.decoded.trades.historical)),
             "coverage": self.coverage,

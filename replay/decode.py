@@ -10,7 +10,14 @@ each by its ``source``:
   snapshots, unless the partition's stream is conflated
   (:data:`replay.venues.CONFLATED`);
 - ``event`` rows (recorder events, JSON ``{"event": kind, ...}``) become
-  markers; unknown kinds are kept as markers and otherwise ignored.
+  markers; unknown kinds are kept as markers and otherwise ignored. A
+  ``skipped`` event (a line the importer left out) is handled as a bad
+  message of its connection.
+
+A bad message (not UTF-8, not JSON, or a value no exact column holds:
+:mod:`tickrec.values`) costs only what the protocol's own rules make
+invalid: the stream is told (``on_undecodable``), the book is invalid from
+that row, and the gap's detail names the row by ``run_id`` and ``seq``.
 
 Connections. A connection is a ``(run_id, conn_id)`` pair; ``conn_id`` alone
 restarts with every run. The first row of a new connection clears the book,
@@ -83,7 +90,7 @@ from replay.events import (
     SeqBreak,
     Trades,
 )
-from replay.ticks import pair_of, rescale
+from replay.ticks import rescale
 from replay.venues import CONFLATED, STREAMS, VenueStream
 from replay.venues.gemini_rest import BookPairs, Levels, parse_book, scan_book
 from replay.venues.sink import (
@@ -96,6 +103,7 @@ from replay.venues.sink import (
     RunDecoder,
 )
 from tickrec.errors import DatasetError
+from tickrec.values import MAX_DECIMALS, BadValue, check_level, decimal_pair
 
 __all__ = [
     "LOSS_EVENTS",
@@ -123,9 +131,8 @@ LOSS_SPAN_EVENTS = {
 _RECEIVED, _SENT, _REST, _EVENT = 0, 1, 2, 3
 _SOURCES = {"ws_sent": _SENT, "rest": _REST, "event": _EVENT}
 
-# A REST book as read: (sent, recv, row, levels), the levels as scanned pairs, or
-# as strings from the general path (turned into pairs at the end, as the rest).
-RestRaw = tuple[int, int, int, BookPairs | Levels]
+# A REST book as read: (sent, recv, row, levels as exact pairs).
+RestRaw = tuple[int, int, int, BookPairs]
 
 
 class _Sink:
@@ -146,25 +153,28 @@ class _Sink:
         return self.cur_ts
 
     def pair(self, text: str) -> tuple[int, int]:
-        """Exact ``(mantissa, decimals)`` of a decimal string; each distinct one is parsed once."""
+        """Exact ``(mantissa, decimals)`` of a decimal string; each distinct one is parsed once.
+
+        Raises :class:`~tickrec.values.BadValue` for a value out of the limits
+        of :func:`~tickrec.values.decimal_pair`.
+        """
         got = self._pairs.get(text)
         if got is None:
-            if not isinstance(text, str):
-                raise DatasetError(f"not a decimal string: {text!r}")
-            got = self._pairs[text] = pair_of(text)
-            # The scanner's never pass 18, but a decimal string may have many more.
-            if got[1] > np.iinfo(np.int8).max:
-                for cols in (self.ops, self.trades):
-                    cols.widen("px_dec", "i")
-                    cols.widen("sz_dec", "i")
+            got = self._pairs[text] = decimal_pair(text)
         return got
+
+    def level(self, price: str, size: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Exact pairs of a price and a size; raises :class:`~tickrec.values.BadValue`
+        for a price not positive or a negative size (or a value out of the limits)."""
+        px, sz = self.pair(price), self.pair(size)
+        check_level(px, sz, price, size)
+        return px, sz
 
     def count(self, kind: str, n: int = 1) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + n
 
     def change(self, side: int, price: str, size: str, exch: int | None, snapshot: bool) -> None:
-        pm, pd = self.pair(price)
-        sm, sd = self.pair(size)
+        (pm, pd), (sm, sd) = self.level(price, size)
         exch_ts = NO_TS if exch is None else exch
         self.ops.append(self.cur_ts, self.cur_grp, OP_SET, side, pm, pd, sm, sd, exch_ts, snapshot)
 
@@ -180,8 +190,7 @@ class _Sink:
         exch: int | None,
         historical: bool,
     ) -> None:
-        pm, pd = self.pair(price)
-        sm, sd = self.pair(size)
+        (pm, pd), (sm, sd) = self.level(price, size)
         self.trades.append(
             self.cur_ts,
             self.cur_grp,
@@ -215,6 +224,25 @@ def _load(payload: str | None) -> Any:
         return orjson.loads(payload) if payload is not None else None
     except orjson.JSONDecodeError:
         return None
+
+
+def _text(payload: pa.Array, i: int) -> str | None:
+    """Payload *i* as text, or None if it is not valid UTF-8 (or null)."""
+    try:
+        text: str | None = payload[i].as_py()
+    except UnicodeDecodeError:
+        return None
+    return text
+
+
+def _texts(payload: pa.Array, start: int, stop: int) -> list[str | None]:
+    """Payloads ``start:stop`` as text; one that is not valid UTF-8 is None."""
+    part = payload.slice(start, stop - start)
+    try:
+        texts: list[str | None] = part.to_pylist()
+    except UnicodeDecodeError:
+        return [_text(part, i) for i in range(len(part))]
+    return texts
 
 
 def _int_or_none(value: object) -> int | None:
@@ -323,6 +351,8 @@ class PartitionDecoder:
         self._sink = _Sink()
         self._markers: list[Marker] = []
         self._rest: list[RestRaw] = []
+        self._batch: pa.RecordBatch | None = None
+        self._batch_grp0 = 0
         self._msgs = Columns(("ts", "conn"), ("q", "q"))
         self._expect = (rows, payload_bytes)
         self._bytes = 0
@@ -376,6 +406,7 @@ class PartitionDecoder:
         data, offsets = _payload_buffers(payload)
         received = src == _RECEIVED
         rows = RawRows(data, offsets, recv, vseq, vseq_ok, received, grp0)
+        self._batch, self._batch_grp0 = batch, grp0
         sink = self._sink
 
         # REST replies stand apart from the websocket streams: read them first.
@@ -387,11 +418,15 @@ class PartitionDecoder:
                 data, int(offsets[h]), int(offsets[h + 1])
             )
             if levels is None:
-                levels = parse_book(_load(payload[h].as_py()))
-            if levels is not None:
+                levels = parse_book(_load(_text(payload, h)))
+            pairs = self._book_pairs(levels)
+            if pairs is None:
+                if levels is not None:
+                    sink.count("bad_rest")  # a book with a value out of range: not a snapshot
+            else:
                 s = sent[h].as_py()
                 s = ts if s is None else s
-                self._rest.append((min(s, ts), ts, grp0 + h, levels))
+                self._rest.append((min(s, ts), ts, grp0 + h, pairs))
 
         # The other rows in runs: a run starts at every row that is not a received
         # message, and wherever the connection or protocol changes; only run starts
@@ -416,7 +451,7 @@ class PartitionDecoder:
             code = src[h]
             key = (run_values[run[h]], int(conn[h]))
             if code == _EVENT:
-                self._event(i, ts, key, payload[h].as_py())
+                self._event(i, ts, key, _text(payload, h))
                 continue
             if key != self._cur:
                 self._connect(i, ts, key, proto_values[proto[h]])
@@ -424,7 +459,7 @@ class PartitionDecoder:
             assert stream is not None
             if code == _SENT:
                 self._last_row_ts = ts
-                stream.on_sent(sink, _load(payload[h].as_py()))
+                stream.on_sent(sink, _load(_text(payload, h)))
                 continue
             self._last_row_ts = int(recv[e - 1])
             msg_ts = recv[h:e] if count == e - h else recv[h:e][received[h:e]]
@@ -434,10 +469,10 @@ class PartitionDecoder:
                 while r < e:
                     r = stream.decode_run(sink, rows, r, e)
                     if r < e:
-                        self._received(stream, rows, r, payload[r].as_py())
+                        self._received(stream, rows, r, _text(payload, r))
                         r += 1
             else:
-                for r, text in enumerate(payload.slice(h, e - h).to_pylist(), h):
+                for r, text in enumerate(_texts(payload, h, e), h):
                     if received[r]:
                         self._received(stream, rows, r, text)
         self._bytes += int(offsets[-1] - offsets[0])
@@ -468,13 +503,47 @@ class PartitionDecoder:
             # The connection's stream keeps its state (a fresh one would take
             # the next v2 l2_updates for a snapshot, docs/venues/gemini.md section 2) and
             # says when the book can be trusted again.
-            detail = stream.on_undecodable()
-            sink.count("undecodable")
-            sink.control(OP_INVALID)
-            sink.breaks.append(SeqBreak(ts, ts, sink.cur_grp, sink.cur_conn, -1, -1, detail))
+            self._bad_message(stream, "not valid UTF-8" if text is None else "not JSON")
             return
         vseq = int(rows.venue_seq[r]) if rows.venue_seq_ok[r] else None
-        sink.count(stream.on_message(sink, msg, vseq))
+        ops_n, trades_n, breaks_n = sink.ops.n, sink.trades.n, len(sink.breaks)
+        try:
+            kind = stream.on_message(sink, msg, vseq)
+        except (BadValue, TypeError, KeyError, ValueError, AttributeError) as exc:
+            # A value no column can hold, or a field of the wrong JSON type: the
+            # message is read as far as the failure, so drop what it added and
+            # handle it like an undecodable one.
+            sink.ops.n, sink.trades.n = ops_n, trades_n
+            del sink.breaks[breaks_n:]
+            reason = str(exc) if isinstance(exc, BadValue) else f"malformed message ({exc!r})"
+            self._bad_message(stream, reason)
+            return
+        sink.count(kind)
+
+    def _bad_message(self, stream: VenueStream, reason: str) -> None:
+        """Mark the book invalid at the current row, with a gap naming the row and *reason*."""
+        sink = self._sink
+        ts = sink.cur_ts
+        # The stream says what it is and how the book comes back: "what; how".
+        what, sep, how = stream.on_undecodable().partition(";")
+        run_id = self._cur[0] if self._cur is not None else "?"
+        seq = self._seq_of(sink.cur_grp)
+        where = f"run {run_id} seq {seq}" if seq is not None else f"run {run_id}"
+        detail = f"{what} at {where} ({reason}){sep}{how}"
+        sink.count("undecodable")
+        sink.control(OP_INVALID)
+        sink.breaks.append(SeqBreak(ts, ts, sink.cur_grp, sink.cur_conn, -1, -1, detail))
+
+    def _seq_of(self, grp: int) -> int | None:
+        """The ``seq`` column of partition row *grp*, if it is in the batch being decoded."""
+        batch = self._batch
+        if batch is None or "seq" not in batch.schema.names:
+            return None
+        r = grp - self._batch_grp0
+        if not 0 <= r < batch.num_rows:
+            return None
+        value = batch.column("seq")[r].as_py()
+        return int(value) if value is not None else None
 
     def _event(self, i: int, ts: int, key: tuple[str, int], text: str | None) -> None:
         obj = _load(text)
@@ -488,6 +557,11 @@ class PartitionDecoder:
         else:
             self._mark(i, ts, kind, detail)
         cur = self._cur
+        if kind == "skipped" and key == cur and self._live and self._stream is not None:
+            # A line the importer left out may have changed the book, as a bad message.
+            assert isinstance(obj, dict)
+            where = f"{obj.get('file')}:{obj.get('line')}"
+            self._bad_message(self._stream, f"skipped on import, {where}: {obj.get('why')}")
         # Run-level events (conn_id 0, e.g. shutdown) concern the run's open connection.
         if (
             kind in LOSS_EVENTS
@@ -569,13 +643,27 @@ class PartitionDecoder:
         cp = Checkpoint(key[0], key[1], self._protocol, state, *scales, bp, bs, ap, az, last)
         return (cp,)
 
-    def _pairs(self, levels: BookPairs | Levels) -> BookPairs:
-        """REST levels as exact pairs (those read on the general path are strings)."""
-        if isinstance(levels, BookPairs):
-            return levels
-        pairs = [self._sink.pair(text) for side in levels for level in side for text in level]
-        flat = np.asarray(pairs, np.int64).reshape(-1, 4).T
-        return BookPairs(flat[0], flat[1], flat[2], flat[3], len(levels[0]))
+    def _book_pairs(self, levels: BookPairs | Levels | None) -> BookPairs | None:
+        """REST levels as exact pairs, or None if a value is bad (the reply is then no book).
+
+        Those read on the general path are strings; the scanner's are pairs already.
+        """
+        if levels is None:
+            return None
+        if not isinstance(levels, BookPairs):
+            try:
+                pairs = [self._sink.pair(t) for side in levels for level in side for t in level]
+            except BadValue:
+                return None
+            flat = np.asarray(pairs, np.int64).reshape(-1, 4).T
+            levels = BookPairs(flat[0], flat[1], flat[2], flat[3], len(levels[0]))
+        in_range = (
+            levels.px.min(initial=1) > 0
+            and levels.sz.min(initial=0) >= 0
+            and levels.px_dec.max(initial=0) <= MAX_DECIMALS
+            and levels.sz_dec.max(initial=0) <= MAX_DECIMALS
+        )
+        return levels if in_range else None
 
     def finish(self) -> Decoded:
         """Everything decoded, at the partition's scales (:mod:`replay.ticks`)."""
@@ -586,7 +674,7 @@ class PartitionDecoder:
             self._rest.clear()
         ops = sink.ops.take()
         tr = sink.trades.take()
-        books = [self._pairs(levels) for *_, levels in self._rest]
+        books = [levels for *_, levels in self._rest]
         rest_px_m, rest_px_d, rest_sz_m, rest_sz_d = (
             np.concatenate([b[k] for b in books]) if books else np.zeros(0, np.int64)
             for k in range(4)

@@ -232,13 +232,21 @@ def format_summary(rows: list[dict[str, Any]]) -> str:
             ]
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    return "\n".join(
+    lines = [
         "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         )
         for row in table
-    )
+    ]
+    for r in rows:
+        bad, unknown = r.get("bad_messages", 0), r.get("unknown_messages", 0)
+        notes = [f"{bad} bad message{'s' if bad != 1 else ''} (each a gap)"] if bad else []
+        if unknown:
+            notes.append(f"{unknown} message{'s' if unknown != 1 else ''} of a kind not read")
+        if notes:
+            lines.append(f"{r['symbol']}: {', '.join(notes)}")
+    return "\n".join(lines)
 
 
 def _iso(ns: int) -> str:

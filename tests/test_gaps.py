@@ -276,9 +276,75 @@ def test_undecodable_message_breaks_the_book():
     )
     day = f.day()
     assert [(g.kind, g.start, g.end, g.detail) for g in day.gap_list()] == [
-        ("sequence", at(2), at(3), "undecodable message; the book waits for the next initial book")
+        (
+            "sequence",
+            at(2),
+            at(3),
+            "undecodable message at run run-a seq 1 (not JSON); "
+            "the book waits for the next initial book",
+        )
     ]
     assert valid_at(day, 1, 2, 3) == [True, False, False]
+
+
+BAD_VALUES = {
+    "negative size": ("100.00", "-3"),
+    "10,000-digit price": ("1" * 10_000, "3"),
+    "40 decimals": ("100." + "1" * 40, "3"),
+    "NaN": ("NaN", "3"),
+    "Infinity": ("100.00", "Infinity"),
+    "huge exponent": ("1e999999999", "3"),
+    "tiny exponent": ("1e-999999999", "3"),
+    "number, not string": (100, "3"),
+}
+
+
+@pytest.mark.parametrize("price,size", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_value_is_a_gap_naming_the_row(price: object, size: str):
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.change(2, "bid", "100.00", "2")
+    f.change(3, "bid", price, size)  # type: ignore[arg-type]
+    f.heartbeat(4)
+    f.initial(5, *BOOK)
+    f.heartbeat(6)
+    day = f.day()
+    (gap,) = day.gap_list()
+    assert (gap.kind, gap.start, gap.end) == ("sequence", at(3), at(5))
+    assert "undecodable message at run run-a seq 2 (" in gap.detail
+    assert valid_at(day, 2, 3, 4, 5) == [True, False, False, True]
+    snaps = day.book_snapshots(depth=1, every=0)
+    assert snaps["bid_sz_0"].tolist()[:2] == [1.0, 2.0]
+
+
+def test_a_bad_value_drops_the_whole_message():
+    """A message with one bad change among good ones adds none of them to the book."""
+    f = Feed()
+    f.initial(1, *BOOK)
+    events = [
+        {
+            "type": "change",
+            "reason": "place",
+            "side": "bid",
+            "price": "99.00",
+            "remaining": "5",
+            "delta": "5",
+        },
+        {
+            "type": "change",
+            "reason": "place",
+            "side": "bid",
+            "price": "98.00",
+            "remaining": "-5",
+            "delta": "-5",
+        },
+    ]
+    f.ws(2, {"type": "update", "eventId": 2, "events": events})
+    f.initial(3, *BOOK)
+    day = f.day()
+    snaps = day.book_snapshots(depth=3, every=0)
+    assert snaps["bid_px_1"].isna().all()
+    assert "negative size" in day.gap_list()[0].detail
 
 
 def test_gaps_frame_columns():
@@ -445,3 +511,17 @@ def test_book_status_answers_as_the_full_timeline_does():
     assert {g.kind for g in day.gap_list()} >= {"snapshot_mismatch", "crossed", "sequence"}
     span = day.span
     assert valid_ns(day.gap_list(), *span) == day.valid_ns > 0
+
+
+def test_bad_and_unknown_messages_are_counted_in_the_summary():
+    from replay.report import format_summary
+
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.ws(2, {"type": "mystery"})
+    f.change(3, "bid", "NaN", "1")
+    f.initial(4, *BOOK)
+    summary = f.day().summary()
+    assert (summary["bad_messages"], summary["unknown_messages"]) == (1, 1)
+    last = format_summary([summary]).splitlines()[-1]
+    assert last == "BTCUSD: 1 bad message (each a gap), 1 message of a kind not read"

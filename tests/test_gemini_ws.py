@@ -464,7 +464,7 @@ def test_replay_resyncs_on_update_ids_after_an_undecodable_frame() -> None:
     first, second = [g for g in day.gap_list() if g.kind == "sequence"]
     assert (first.start, first.end) == (T0 + 4 * 10**8, T0 + 5 * 10**8)
     assert (
-        first.detail.startswith("undecodable message;") and "U follows the last u" in first.detail
+        first.detail.startswith("undecodable message at") and "U follows the last u" in first.detail
     )
     assert second.start == T0 + 6 * 10**8 and second.end == day.decoded.last_ns
     details = [b.detail for b in day.decoded.breaks]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_malformed_lines_are_reported_with_file_and_line_or_fail_under_strict(
     lines = V1.read_text().splitlines()
     src.write_text("\n".join([lines[0], '{"type":"update",', lines[1]]) + "\n")
     [result] = import_lines([src], tmp_path / "d", "gemini", "v1", symbol="BTCUSD", start_ns=0)
-    assert result.rows == 2
+    assert result.rows == 3  # two messages, and the skipped line's event between them
     assert len(result.skipped) == 1 and result.skipped[0].startswith(f"{src}:2: ")
     with pytest.raises(DatasetError, match=f"{src}:2: "):
         import_lines(
@@ -200,8 +201,10 @@ def test_crlf_logs_import_as_their_lf_twins(tmp_path: Path) -> None:
     [cr] = import_cryptofeed([crlf], tmp_path / "cr")
     assert not cr.skipped and cr.rows == lf.rows == 761
     for a, b in zip(sorted(lf.parts), sorted(cr.parts), strict=True):
-        assert contract.read_parts([contract.read_footer(a)]).drop_columns("run_id").equals(
-            contract.read_parts([contract.read_footer(b)]).drop_columns("run_id")
+        assert (
+            contract.read_parts([contract.read_footer(a)])
+            .drop_columns("run_id")
+            .equals(contract.read_parts([contract.read_footer(b)]).drop_columns("run_id"))
         )
 
 
@@ -214,7 +217,8 @@ def test_a_time_out_of_range_is_a_skipped_line(tmp_path: Path) -> None:
     src = tmp_path / "future.log"
     src.write_text("\n".join([*lines[: received + 1], *bad, *lines[received + 1 :]]) + "\n")
     [result] = import_cryptofeed([src], tmp_path / "d")
-    assert result.rows == 761
+    # the capture's rows, and a skipped event per bad line in each of its ten partitions
+    assert result.rows == 761 + 2 * 10
     assert [m.split(": ", 1)[0] for m in result.skipped] == [
         f"{src}:{received + 2}",
         f"{src}:{received + 3}",
@@ -242,7 +246,7 @@ def test_a_time_out_of_range_is_a_skipped_line(tmp_path: Path) -> None:
 )
 def test_urls_are_classified_by_exact_host_and_plain_path(tmp_path: Path, url: str) -> None:
     src = tmp_path / "in.log"
-    src.write_text(f"{url} <-> 1624493656.3\n1624493656.4: {{\"type\":\"heartbeat\"}}\n")
+    src.write_text(f'{url} <-> 1624493656.3\n1624493656.4: {{"type":"heartbeat"}}\n')
     with pytest.raises(ProtocolError, match=r"in\.log:1: unknown URL"):
         import_cryptofeed([src], tmp_path / "d")
     assert not (tmp_path / "d").exists()
@@ -314,3 +318,55 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert "\r\x1b[Kimport GEMINI.ws.1.0 (1/1): writing 680 records" in shown  # 761 rows
     piped = run("import", "cryptofeed", str(V2), "--strict", tty=False)
     assert "\x1b" not in piped and "\r" not in piped
+
+
+_FIRST_SIZE = re.compile(r'("changes":\[\["(?:buy|sell)","[^"]*",")([^"]*)"')
+POISON = ["-1", "NaN", "1e999999999", "1e-999999999", "9" * 10_000, "1." + "1" * 40]
+
+
+def _poisoned_v2(tmp_path: Path, value: str) -> tuple[Path, int, str]:
+    """The v2 capture with the size of one later ``l2_updates`` change replaced by *value*.
+
+    Returns the file, the 1-based line number and the symbol of that message.
+    """
+    lines = V2.read_text().splitlines()
+    seen: set[str] = set()
+    for lineno, line in enumerate(lines, 1):
+        if '"type":"l2_updates"' in line and (m := _FIRST_SIZE.search(line)):
+            symbol = line.split('"symbol":"', 1)[1].split('"', 1)[0]
+            if symbol in seen:
+                lines[lineno - 1] = line[: m.start(2)] + value + line[m.end(2) :]
+                break
+            seen.add(symbol)
+    src = tmp_path / "poisoned.log"
+    src.write_text("\n".join(lines) + "\n")
+    return src, lineno, symbol
+
+
+@pytest.mark.parametrize(
+    "value", POISON, ids=["negative", "nan", "exp", "tiny-exp", "digits", "decimals"]
+)
+def test_a_poisoned_value_is_a_skipped_line_and_a_gap_or_fails_under_strict(
+    tmp_path: Path, value: str
+) -> None:
+    import replay
+
+    src, lineno, symbol = _poisoned_v2(tmp_path, value)
+    [result] = import_cryptofeed([src], tmp_path / "d")
+    assert len(result.skipped) == 1 and result.skipped[0].startswith(f"{src}:{lineno}: ")
+    with pytest.raises(DatasetError, match=f"{src}:{lineno}: "):
+        import_cryptofeed([src], tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict").exists()
+
+    [clean] = import_cryptofeed([V2], tmp_path / "clean")
+    # the message left out, and one skipped event in its own partition instead
+    assert clean.rows == result.rows
+    day = replay.open("2021-06-24", symbol, data=tmp_path / "d")
+    gaps = [g for g in day.gap_list() if "skipped on import" in g.detail]
+    assert len(gaps) == 1 and f"poisoned.log:{lineno}: " in gaps[0].detail
+    # Every other symbol replays exactly as from the clean capture.
+    for other in V2_SYMBOLS:
+        if other != symbol:
+            got = replay.open("2021-06-24", other, data=tmp_path / "d").snapshot_table(depth=5)
+            want = replay.open("2021-06-24", other, data=tmp_path / "clean").snapshot_table(depth=5)
+            assert got.equals(want), other

@@ -209,12 +209,10 @@ def test_odd_messages(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
         check(v1_table(payloads, venue_seq), monkeypatch)
 
 
-def test_errors_match(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_price_costs_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
     bad = update(1, CHANGE.replace('"100.4"', '"abc"'))
-    got = check(v1_table([INITIAL, bad]), monkeypatch)
-    assert got[0].__name__ == "DatasetError"
-    negative = update(1, CHANGE.replace('"1.25"', '"-1"'))
-    assert check(v1_table([INITIAL, negative]), monkeypatch)[0].__name__ == "DatasetError"
+    got = check(v1_table([INITIAL, bad, update(2, CHANGE)]), monkeypatch)
+    assert got.counts["undecodable"] == 1 and "not a plain decimal" in got.breaks[0].detail
 
 
 def test_sequence_breaks_and_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -292,11 +290,11 @@ def test_rest_replies_among_the_messages(monkeypatch: pytest.MonkeyPatch) -> Non
     assert np.array_equal(got.ops.grp, 2 * no_rest.ops.grp)
 
 
-def test_more_decimals_than_int8_holds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A size of 10^-130 widens the decimal columns; the scanner goes on with them."""
-    initial = INITIAL.replace('"2"', '"0"').replace('"0.5"', '"0"')
-    tiny = update(1, CHANGE.replace('"1.25"', '"1e-130"'))
-    zero = CHANGE.replace('"1.25"', '"0"')
-    got = check(v1_table([initial, tiny, update(2, zero), update(3, zero)]), monkeypatch)
-    assert got.size_scale == 130 and got.ops.size.tolist() == [0, 0, 0, 0, 0, 1, 0, 0]
-    assert got.counts["update"] == 4
+@pytest.mark.parametrize("size", ["1e-130", "0." + "0" * 129 + "1", "-1.25", "NaN"])
+def test_a_bad_size_costs_its_message(monkeypatch: pytest.MonkeyPatch, size: str) -> None:
+    """A size no fixed-point column holds is a bad message on both paths; the rest decodes."""
+    tiny = update(1, CHANGE.replace('"1.25"', f'"{size}"'))
+    good = update(2, CHANGE)
+    got = check(v1_table([INITIAL, tiny, good]), monkeypatch)
+    assert got.counts["undecodable"] == 1 and got.counts["update"] == 2
+    assert got.size_scale == 2 and 125 in got.ops.size.tolist()

@@ -110,6 +110,9 @@ SOURCES = ("ws", "ws_sent", "rest", "event")
 #:                     (``problem``); it is stored raw all the same
 #: ``rest_error``      a REST snapshot request failed (``status``/``error``)
 #: ``http``            an imported HTTP reply that is not a book snapshot
+#: ``skipped``         an input line the importer left out (``file``, ``line``,
+#:                     ``why``: a bad value or an unreadable line); the
+#:                     replayer treats it as a bad message of its connection
 #: ``disk_error``      journal writes failed from ``since_ns`` to ``resumed_ns``;
 #:                     the ``records_held`` meanwhile were written late, with
 #:                     their receive times (``lost`` 0)
@@ -134,6 +137,7 @@ EVENTS = (
     "malformed",
     "rest_error",
     "http",
+    "skipped",
     "disk_error",
     "journal_loss",
     "shutdown",

@@ -16,10 +16,12 @@ values, plain decimal strings (``-?digits[.digits]``, at most 18 significant
 digits), and other values that are plain strings, integers, fractions,
 ``true``, ``false`` or ``null``. Keys may come in any order; unknown keys
 are skipped. Anything else (escapes, non-ASCII bytes, nested values,
-exponents, duplicate keys, malformed JSON, a message that is not an object)
-stops the scan at that message, and the caller decodes it on the general
-path (``orjson`` and the stream), so correctness never depends on the
-scanner: it either agrees with the general path or declines.
+exponents, prices not positive, negative sizes, more decimals than
+:data:`tickrec.values.MAX_DECIMALS`, duplicate keys, malformed JSON, a
+message that is not an object) stops the scan at that message, and the
+caller decodes it on the general path (``orjson`` and the stream), so
+correctness never depends on the scanner: it either agrees with the general
+path or declines.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from replay.venues.json_bytes import (
     string,
 )
 from replay.venues.sink import Columns, RawRows
+from tickrec.values import MAX_DECIMALS
 
 __all__ = ["scan"]
 
@@ -129,6 +132,17 @@ def _side(data: Any, p: int, end: int) -> int:
 
 
 @numba.njit(cache=True)
+def _in_range(px_m: int, px_d: int, sz_m: int, sz_d: int) -> bool:
+    """A positive price and a size not negative, in :func:`tickrec.values.decimal_pair`'s limits.
+
+    The scanner's decimals never have more than 18 significant digits; this
+    adds the rest of the limits, so the scanner declines what the general
+    path reports as a bad value.
+    """
+    return px_m > 0 and sz_m >= 0 and px_d <= MAX_DECIMALS and sz_d <= MAX_DECIMALS
+
+
+@numba.njit(cache=True)
 def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, bool]:
     """A change event in Gemini's layout, the common case.
 
@@ -143,7 +157,7 @@ def _change_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int
     px_m, px_d, _, q = decimal_value(data, at(data, q + 3, end, _L_PRICE), end)
     sz_m, sz_d, _, q = decimal_value(data, at(data, q, end, _L_REMAINING), end)
     q = at(data, q, end, _L_DELTA)
-    if q < 0 or q >= end or data[q] != 34:
+    if q < 0 or q >= end or data[q] != 34 or not _in_range(px_m, px_d, sz_m, sz_d):
         return -1, 0, 0, 0, 0, 0, False
     q = at(data, string(data, q, end)[1], end, _L_REASON)
     if q < 0 or q >= end or data[q] != 34:
@@ -168,7 +182,7 @@ def _trade_layout(data: Any, p: int, end: int) -> tuple[int, int, int, int, int,
     amt_m, amt_d, _, q = decimal_value(data, at(data, q, end, _L_AMOUNT), end)
     q = at(data, q, end, _L_MAKER)
     maker = _side(data, q, end)
-    if maker < 0 or q + 5 > end or data[q + 4] != 125:
+    if maker < 0 or not _in_range(px_m, px_d, amt_m, amt_d) or q + 5 > end or data[q + 4] != 125:
         return -1, 0, 0, 0, 0, 0, 0
     # Taker is opposite the maker (docs/venues/gemini.md section 5).
     return q + 5, tid, px_m, px_d, amt_m, amt_d, (1 if maker == ASK else -1)
@@ -273,11 +287,11 @@ def _event(data: Any, p: int, end: int) -> tuple[int, int, int, int, int, int, i
             if not more:
                 break
     if kind == _CHANGE:
-        if side >= 0 and (px_st != OK or rem_st != OK):
+        if side >= 0 and (px_st != OK or rem_st != OK or not _in_range(px_m, px_d, rem_m, rem_d)):
             return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
         return p, kind, side, px_m, px_d, rem_m, rem_d, 0, tid, initial
     if kind == _TRADE:
-        if px_st != OK or amt_st != OK:
+        if px_st != OK or amt_st != OK or not _in_range(px_m, px_d, amt_m, amt_d):
             return -1, 0, 0, 0, 0, 0, 0, 0, 0, False
         return p, kind, -1, px_m, px_d, amt_m, amt_d, taker, tid, False
     return p, kind, -1, 0, 0, 0, 0, 0, 0, False

@@ -39,9 +39,8 @@ I64 = npt.NDArray[np.int64]
 #: Columns of book operations. Prices and sizes are exact ``(mantissa,
 #: decimals)`` pairs: ``px / 10**px_dec``.
 OP_COLUMNS = ("ts", "grp", "op", "side", "px", "px_dec", "sz", "sz_dec", "exch", "snap")
-#: Their types. Flags, sides and decimal counts are ``int8``: a decimal
-#: string of more than 127 decimals (:func:`replay.ticks.pair_of` allows up
-#: to ``int32``) needs the decimal columns widened (:meth:`Columns.widen`).
+#: Their types. Flags, sides and decimal counts are ``int8``: no value has more
+#: than :data:`tickrec.values.MAX_DECIMALS` decimals.
 OP_TYPES = ("q", "q", "b", "b", "q", "b", "q", "b", "q", "b")
 #: Columns of trades.
 TRADE_COLUMNS = ("ts", "grp", "exch", "px", "px_dec", "sz", "sz_dec", "side", "tid", "hist")
@@ -91,16 +90,6 @@ class Columns:
             for new, old in zip(grown, self.arrays, strict=True):
                 new[: self.n] = old[: self.n]
             self.arrays = grown
-
-    def widen(self, name: str, code: str) -> None:
-        """Make column *name* of type *code* (a wider one), keeping its rows."""
-        k = self.names.index(name)
-        if self.arrays[k].dtype == np.dtype(code):
-            return
-        self._settle()
-        arrays = list(self.arrays)
-        arrays[k] = arrays[k].astype(np.dtype(code))
-        self.arrays = tuple(arrays)
 
     def append(self, *values: int) -> None:
         """Append one row."""

@@ -10,7 +10,8 @@ the same functions to read old files the same way.
 
 from __future__ import annotations
 
-from tickrec.venues.base import Header, header_of
+from tickrec.venues.base import Header, header_of, value_problem
+from tickrec.venues.gemini_rest import PROTOCOL as GEMINI_REST
 from tickrec.venues.gemini_v1 import PROTOCOL as GEMINI_V1
 from tickrec.venues.gemini_v1 import SequenceTracker
 from tickrec.venues.gemini_v2 import PROTOCOL as GEMINI_V2
@@ -18,6 +19,7 @@ from tickrec.venues.gemini_v2 import subscribe_message
 from tickrec.venues.gemini_ws import PROTOCOL as GEMINI_WS
 
 __all__ = [
+    "GEMINI_REST",
     "GEMINI_V1",
     "GEMINI_V2",
     "GEMINI_WS",
@@ -25,4 +27,5 @@ __all__ = [
     "SequenceTracker",
     "header_of",
     "subscribe_message",
+    "value_problem",
 ]

@@ -9,12 +9,15 @@ well formed. A message that cannot be read still gets a header (with
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import orjson
 
 from tickrec.errors import UsageError
+from tickrec.values import BadValue, check_level, decimal_pair
 
-__all__ = ["Header", "header_of", "register"]
+__all__ = ["Header", "header_of", "register", "value_problem"]
 
 
 class Header(NamedTuple):
@@ -38,12 +41,48 @@ class Header(NamedTuple):
     first_seq: int | None = None
 
 
+#: A protocol's reader of the ``(price, size)`` values a parsed message gives the book
+#: (levels and trades), as sent: the values the replayer turns into exact pairs.
+Levels = Callable[[Any], Iterable[tuple[object, object]]]
+
 _CODECS: dict[str, Callable[[str | bytes], Header]] = {}
+_LEVELS: dict[str, Levels] = {}
 
 
-def register(protocol: str, codec: Callable[[str | bytes], Header]) -> None:
-    """Make *codec* the header reader of *protocol* (called by each codec module)."""
-    _CODECS[protocol] = codec
+def register(
+    protocol: str, codec: Callable[[str | bytes], Header] | None, levels: Levels | None = None
+) -> None:
+    """Make *codec* the header reader of *protocol*, and *levels* its value reader
+    (called by each codec module)."""
+    if codec is not None:
+        _CODECS[protocol] = codec
+    if levels is not None:
+        _LEVELS[protocol] = levels
+
+
+def value_problem(protocol: str, payload: str | bytes) -> str | None:
+    """What is wrong with a price or size in *payload*, by the replayer's checks, or None.
+
+    The checks are :func:`tickrec.values.decimal_pair` and
+    :func:`~tickrec.values.check_level`: a value the replayer would report as
+    a bad message. A payload that is not JSON has no value problem (its header
+    says so), nor has a protocol with no value reader.
+    """
+    levels = _LEVELS.get(protocol)
+    if levels is None:
+        return None
+    try:
+        msg = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    try:
+        for price, size in levels(msg):
+            check_level(decimal_pair(price), decimal_pair(size), price, size)
+    except BadValue as exc:
+        return str(exc)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return f"malformed message ({exc})"
+    return None
 
 
 def header_of(protocol: str, payload: str | bytes) -> Header:

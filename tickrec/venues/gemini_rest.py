@@ -9,9 +9,21 @@ dummy ("DO NOT USE"), so a stored snapshot has neither ``exch_ts`` nor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import orjson
 
-__all__ = ["PROTOCOL", "book_url", "parse_symbols", "retry_after_seconds", "symbols_url"]
+from tickrec.venues.base import register
+
+__all__ = [
+    "PROTOCOL",
+    "book_url",
+    "levels",
+    "parse_symbols",
+    "retry_after_seconds",
+    "symbols_url",
+]
 
 PROTOCOL = "gemini.rest"
 
@@ -50,3 +62,15 @@ def retry_after_seconds(value: str | None, default: float) -> float:
     except ValueError:
         return default
     return seconds if seconds >= 0 else default
+
+
+def levels(msg: Any) -> Iterator[tuple[object, object]]:
+    """``(price, amount)`` of each level of a ``/v1/book`` reply."""
+    if not isinstance(msg, dict):
+        return
+    for key in ("bids", "asks"):
+        for level in msg.get(key) or ():
+            yield level.get("price"), level.get("amount")
+
+
+register(PROTOCOL, None, levels)

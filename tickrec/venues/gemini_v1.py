@@ -9,6 +9,7 @@ update; the first (initial) update may lack it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -16,7 +17,7 @@ import msgspec
 from tickrec.venues._json import INT64_MAX, as_int64, ms_to_ns
 from tickrec.venues.base import Header, register
 
-__all__ = ["PROTOCOL", "Gap", "SequenceTracker", "header", "stream_url"]
+__all__ = ["PROTOCOL", "Gap", "SequenceTracker", "header", "levels", "stream_url"]
 
 PROTOCOL = "gemini.v1"
 
@@ -87,7 +88,19 @@ def _problem(payload: str | bytes) -> Header:
     return Header(kind=kind, exch_ns=exch_ns, venue_seq=seq)  # only timestampms was off
 
 
-register(PROTOCOL, header)
+def levels(msg: Any) -> Iterator[tuple[object, object]]:
+    """``(price, size)`` of each change on a side and each trade of an ``update``."""
+    if not isinstance(msg, dict) or msg.get("type") != "update":
+        return
+    for e in msg.get("events") or ():
+        kind = e.get("type")
+        if kind == "change" and e.get("side") in ("bid", "ask"):
+            yield e.get("price"), e.get("remaining")
+        elif kind == "trade":
+            yield e.get("price"), e.get("amount")
+
+
+register(PROTOCOL, header, levels)
 
 
 class Gap(NamedTuple):

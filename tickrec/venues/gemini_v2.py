@@ -8,14 +8,15 @@ whole connection. ``trade`` and ``heartbeat`` carry ``timestamp`` in ms.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import orjson
 
 from tickrec.venues._json import load_object, ms_to_ns
 from tickrec.venues.base import Header, register
 
-__all__ = ["PROTOCOL", "header", "stream_url", "subscribe_message"]
+__all__ = ["PROTOCOL", "header", "levels", "stream_url", "subscribe_message"]
 
 PROTOCOL = "gemini.v2"
 
@@ -63,4 +64,19 @@ def header(payload: str | bytes) -> Header:
     return Header(kind=kind, exch_ns=exch_ns, symbol=symbol)
 
 
-register(PROTOCOL, header)
+def levels(msg: Any) -> Iterator[tuple[object, object]]:
+    """``(price, size)`` of each change on a side and each trade of ``l2_updates``, or a trade."""
+    if not isinstance(msg, dict):
+        return
+    kind = msg.get("type")
+    if kind == "l2_updates":
+        for side, price, size in msg.get("changes") or ():
+            if side in ("buy", "sell"):
+                yield price, size
+        for t in msg.get("trades") or ():
+            yield t.get("price"), t.get("quantity")
+    elif kind == "trade":
+        yield msg.get("price"), msg.get("quantity")
+
+
+register(PROTOCOL, header, levels)

@@ -19,7 +19,7 @@ milliseconds: the unit is inferred from the digit count (:func:`epoch_ns`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -164,7 +164,22 @@ def header(payload: str | bytes) -> Header:
     return Header(kind=kind, exch_ns=exch_ns, venue_seq=last, symbol=symbol, first_seq=first)
 
 
-register(PROTOCOL, header)
+def levels(msg: Any) -> Iterator[tuple[object, object]]:
+    """``(price, size)`` of each level of a diff or depth reply, and of a trade."""
+    if not isinstance(msg, dict):
+        return
+    kind = kind_of(msg)
+    if kind == "trade":
+        yield msg.get("p"), msg.get("q")
+        return
+    book = msg.get("result") if kind == "reply" else msg if kind == "depthUpdate" else None
+    if isinstance(book, dict):
+        for key in ("bids", "asks") if kind == "reply" else ("b", "a"):
+            for price, size in book.get(key) or ():  # noqa: UP028 (unpacking checks the shape)
+                yield price, size
+
+
+register(PROTOCOL, header, levels)
 
 
 class Reply(NamedTuple):
