@@ -48,6 +48,7 @@ DURATIONS = frozenset(
         "backoff_base",
         "backoff_cap",
         "disk_timeout",
+        "max_offline",
     }
 )
 _INTS = frozenset({"snapshot_depth"})

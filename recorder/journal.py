@@ -4,6 +4,7 @@ Every row goes to the journal before anything else happens to it, so a crash
 loses at most what was not yet fsynced. Layout, per recorder run::
 
     {root}/journal/{run_id}/lock            flock held by the live recorder
+    {root}/journal/{run_id}/reserve         room kept for a loss row on a full disk
     {root}/journal/{run_id}/seg-000001.tj   segments, one per rotation period
 
 A segment starts with a header, then holds records::
@@ -29,8 +30,9 @@ together: a connection writes the messages of one socket read in one
 least every ``fsync_interval``. A failed write (disk full, file too large,
 read-only) is cut back to the last record boundary, so no half record is ever
 followed by a good one; the records wait in memory with everything after
-them, in order, and the flusher retries until the disk takes them or a limit
-is reached.
+them, in order, while the flusher makes room by having closed segments
+turned into Parquet, until the disk takes them or a limit is reached and a
+``journal_loss`` row names the records dropped (see :class:`Journal`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LOCK_NAME",
     "MAGIC",
+    "RESERVE_NAME",
     "Journal",
     "JournalRecord",
     "RunMeta",
@@ -69,6 +72,7 @@ __all__ = [
     "SegmentScan",
     "decode_body",
     "encode_record",
+    "free_bytes",
     "journal_dir",
     "list_segments",
     "scan_segment",
@@ -90,6 +94,15 @@ _EXCH, _VSEQ, _SENT = 1, 2, 4
 _SEG_PREFIX, _SEG_SUFFIX = "seg-", ".tj"
 #: Name of the lock file in a run's journal directory (held by the live recorder).
 LOCK_NAME = "lock"
+#: Name of the reserve file in a run's journal directory, and its size: room
+#: given back on a full disk to write the ``journal_loss`` row of dropped records.
+RESERVE_NAME, RESERVE_BYTES = "reserve", 256 << 10
+#: The room a segment needs to become Parquet: this fraction of its size plus
+#: :data:`CONVERT_MARGIN` bytes (its parts measured 0.12 of it on v1, 0.23 on the
+#: current API). The flusher closes a segment early when the filesystem has
+#: less free, and held records are written only while it keeps that much.
+CONVERT_ROOM, CONVERT_MARGIN = 0.4, 64 << 10
+_STAMP = struct.Struct("<qq")  # a body's recv_ns and seq
 
 log = logging.getLogger("tickrec.recorder")
 
@@ -402,10 +415,29 @@ class _Segment:
 
 @dataclass
 class _DiskTrouble:
+    """A stretch during which the disk refuses the journal; records wait in memory."""
+
     since_ns: int
     error: OSError
     records: int = 0
     bytes: int = 0
+    segments_freed: int = 0  # segments closed during it, for conversion to make room
+
+
+def _stamps(data: bytes) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(recv_ns, seq)`` of the first and of the last record in *data* (whole records)."""
+    first = last = _STAMP.unpack_from(data, _REC.size)
+    at = 0
+    while at < len(data):
+        last = _STAMP.unpack_from(data, at + _REC.size)
+        at += _REC.size + _U32.unpack_from(data, at)[0]
+    return first, last
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the filesystem holding *path*."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
 
 
 class Journal:
@@ -414,7 +446,24 @@ class Journal:
     *on_closed* is called with the path of every closed segment that holds
     records (in the thread that closed it); turning it into Parquet and
     deleting it is the caller's job (see :mod:`recorder.writer`). Empty
-    closed segments are deleted here.
+    closed segments are deleted here. *converting* tells how many handed
+    over segments are not converted yet; while the disk is full the journal
+    leaves the space that comes back to them (see :meth:`sync`).
+
+    While the filesystem runs short, the flusher closes the segment early,
+    while there is still room to convert it (:data:`CONVERT_ROOM`). When the
+    disk refuses a write, the records wait in memory, in order, and the
+    flusher works its way out: it closes the segment being written, so it
+    can become Parquet (four to eight times smaller) and be deleted; once no
+    segment waits for conversion it opens the next one and writes the held
+    records, but only while the filesystem keeps room to convert what it
+    wrote, closing it again for conversion when it does not. If the disk
+    has not taken them after *disk_timeout* seconds, or they pass
+    *max_backlog_bytes*, or *drain_for* seconds into :meth:`close`, they are
+    dropped: a ``journal_loss`` event names their count, ``seq`` range and
+    receive times, written with the room a reserve file (*reserve_bytes*,
+    allocated at start) gives back, and the journal stops taking rows
+    (:attr:`fatal`).
     """
 
     def __init__(
@@ -426,9 +475,12 @@ class Journal:
         rotate_every_ns: int = 15 * 60 * 1_000_000_000,
         max_segment_bytes: int = 128 << 20,
         on_closed: Callable[[Path], None] | None = None,
+        converting: Callable[[], int] | None = None,
         clock: Callable[[], int] = time.time_ns,
         max_backlog_bytes: int = 256 << 20,
         disk_timeout: float = 600.0,
+        reserve_bytes: int = RESERVE_BYTES,
+        drain_for: float = 10.0,
     ) -> None:
         if fsync_interval <= 0:
             raise JournalError("fsync interval must be positive")
@@ -438,9 +490,11 @@ class Journal:
         self._rotate_every_ns = rotate_every_ns
         self._max_segment_bytes = max_segment_bytes
         self._on_closed = on_closed
+        self._converting = converting
         self._clock = clock
         self._max_backlog_bytes = max_backlog_bytes
         self._disk_timeout_ns = int(disk_timeout * 1e9)
+        self._drain_for = drain_for
         self._lock = threading.Lock()
         self._next_seq = 0
         self._deferred: list[bytes] = []  # appended with defer, not yet written, in seq order
@@ -451,6 +505,8 @@ class Journal:
         self.on_fsync: Callable[[float], None] | None = None
         self._closed = False
         self._lock_fd = self._make_dir()
+        self._has_reserve = self._make_reserve(reserve_bytes)
+        self._seg: _Segment | None
         try:
             self._seg = self._open_segment(1, self._clock())
         except OSError as exc:
@@ -480,8 +536,32 @@ class Journal:
             raise JournalError(f"cannot create journal directory {self.dir}: {exc}") from exc
         return fd
 
-    def _open_segment(self, n: int, now_ns: int) -> _Segment:
-        seg = _Segment.create(self.dir, SegmentMeta(self.meta, n, self._next_seq, now_ns))
+    def _make_reserve(self, size: int) -> bool:
+        """Allocate the reserve file that pays for the ``journal_loss`` row on a full disk."""
+        if size <= 0:
+            return False
+        path = self.dir / RESERVE_NAME
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot reserve %d bytes in %s: %s", size, self.dir, exc)
+            path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def _free_reserve(self) -> None:
+        if self._has_reserve:
+            (self.dir / RESERVE_NAME).unlink(missing_ok=True)
+            self._has_reserve = False
+
+    def _open_segment(self, n: int, now_ns: int, first_seq: int | None = None) -> _Segment:
+        first = self._next_seq if first_seq is None else first_seq
+        seg = _Segment.create(self.dir, SegmentMeta(self.meta, n, first, now_ns))
+        self._last_n = n
         self._rotate_at = next_rotation_ns(now_ns, self._rotate_every_ns)
         return seg
 
@@ -527,11 +607,14 @@ class Journal:
                 venue_seq,
                 sent_ns,
             )
-            if not self._backlog and (
-                recv_ns >= self._rotate_at or self._seg.size >= self._max_segment_bytes
+            seg = self._seg
+            if (
+                self._trouble is None
+                and seg is not None
+                and (recv_ns >= self._rotate_at or seg.size >= self._max_segment_bytes)
             ):
                 self._write_deferred_locked()  # they belong to the segment being closed
-                if not self._backlog:
+                if self._trouble is None:
                     rotated = self._rotate_locked(recv_ns)
             self._next_seq = seq + 1
             self._deferred.append(data)
@@ -555,7 +638,7 @@ class Journal:
         self._write_locked(data, len(records))
 
     def _write_locked(self, data: bytes, records: int) -> None:
-        if self._backlog:
+        if self._trouble is not None or self._seg is None:
             self._hold_locked(data, records)
             return
         try:
@@ -563,7 +646,7 @@ class Journal:
         except OSError as exc:
             self._trouble = _DiskTrouble(self._clock(), exc)
             log.error(
-                "journal write failed (%s); holding records in memory and retrying: %s",
+                "journal write failed (%s); holding records in memory and making room: %s",
                 errno.errorcode.get(exc.errno or 0, "?"),
                 exc,
             )
@@ -577,35 +660,115 @@ class Journal:
         assert trouble is not None
         trouble.records += records
         trouble.bytes += len(data)
-        if trouble.bytes > self._max_backlog_bytes:
+        if trouble.bytes > self._max_backlog_bytes and self.fatal is None:
             self._give_up_locked(f"more than {self._max_backlog_bytes} bytes waiting")
 
     def _give_up_locked(self, why: str) -> None:
+        """Drop the held records, store a ``journal_loss`` row naming them, and stop."""
         trouble = self._trouble
         assert trouble is not None
+        held = list(self._backlog)
+        self._backlog.clear()
+        lost = sum(n for _, n in held)
+        stored = False
+        if held:
+            (start_ns, first_seq), _ = _stamps(held[0][0])
+            _, (end_ns, last_seq) = _stamps(held[-1][0])
+            stored = self._store_loss_locked(
+                event_payload(
+                    "journal_loss",
+                    why=why,
+                    error=str(trouble.error),
+                    errno=errno.errorcode.get(trouble.error.errno or 0, None),
+                    since_ns=trouble.since_ns,
+                    lost=lost,
+                    first_seq=first_seq,
+                    last_seq=last_seq,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                ),
+                end_ns,
+            )
+        self._trouble = None
+        said = (
+            "written down as a journal_loss event"
+            if stored
+            else "the journal_loss event could not be written either"
+        )
         self.fatal = JournalError(
             f"cannot write the journal in {self.dir}: {trouble.error} ({why}); "
-            f"{trouble.records} records received since the failure are lost; "
+            f"{lost} records received since the failure are lost ({said}); "
             "everything before is safe in the journal: free space, then run `tickrec recover`"
         )
         log.error("%s", self.fatal)
 
-    def _retry_backlog_locked(self) -> dict[str, object] | None:
-        """Write held records; on success return the disk event to record."""
+    def _store_loss_locked(self, payload: str, at_ns: int) -> bool:
+        """Write one run-wide event row after dropped records, with the reserve's room."""
+        self._free_reserve()
+        seq = self._next_seq
+        self._next_seq += 1
+        data = encode_record(
+            max(at_ns, self._clock()),
+            seq,
+            RUN_CONN_ID,
+            self.meta.protocol,
+            "event",
+            payload,
+            self.meta.symbols,
+        )
+        try:
+            if self._seg is None:
+                self._seg = self._open_segment(self._last_n + 1, self._clock(), seq)
+            self._seg.write(data)
+            os.fsync(self._seg.fd)
+        except OSError as exc:
+            log.error("cannot write the journal_loss event in %s: %s", self.dir, exc)
+            return False
+        self._seg.records += 1
+        return True
+
+    def _room_for(self, nbytes: int) -> bool:
+        """Whether writing *nbytes* more leaves the room to convert the current segment."""
+        assert self._seg is not None
+        try:
+            free = free_bytes(self.dir)
+        except OSError:
+            return True  # unknown: the write itself will tell
+        need = nbytes + int((self._seg.size + nbytes) * CONVERT_ROOM) + CONVERT_MARGIN
+        return free >= need
+
+    def _make_room_locked(self) -> tuple[dict[str, object] | None, _Segment | None]:
+        """One step out of a disk failure (see the class docstring).
+
+        Returns the ``disk_error`` event to record once every held record is
+        written, and a segment closed to make room, to hand over.
+        """
         trouble = self._trouble
         if trouble is None:
-            return None
-        while self._backlog:
-            data, records = self._backlog[0]
-            try:
+            return None, None
+        if self._seg is not None and self._seg.records:
+            # What it holds can become Parquet, about five times smaller.
+            closed, self._seg = self._seg, None
+            trouble.segments_freed += 1
+            return None, closed
+        if self._converting is not None and self._converting() > 0:
+            self._check_timeout_locked()  # the room that comes back is theirs
+            return None, None
+        try:
+            if self._seg is None:
+                first = _stamps(self._backlog[0][0])[0][1] if self._backlog else self._next_seq
+                self._seg = self._open_segment(self._last_n + 1, self._clock(), first)
+            while self._backlog:
+                data, records = self._backlog[0]
+                if self._seg.records and not self._room_for(len(data)):
+                    return None, None  # closed for conversion at the next step
                 self._seg.write(data)
-            except OSError as exc:
-                trouble.error = exc
-                if self._clock() - trouble.since_ns > self._disk_timeout_ns:
-                    self._give_up_locked(f"still failing after {self._disk_timeout_ns / 1e9:.0f} s")
-                return None
-            self._backlog.popleft()
-            self._seg.records += records
+                self._backlog.popleft()
+                self._seg.records += records
+        except OSError as exc:
+            trouble.error = exc
+            self._check_timeout_locked()
+            return None, None
         self._trouble = None
         now = self._clock()
         log.warning(
@@ -619,12 +782,37 @@ class Journal:
             "since_ns": trouble.since_ns,
             "resumed_ns": now,
             "records_held": trouble.records,
+            "bytes_held": trouble.bytes,
+            "segments_freed": trouble.segments_freed,
             "lost": 0,
-        }
+        }, None
+
+    def _due_locked(self, now_ns: int) -> bool:
+        """Whether the flusher closes the segment now: its time, or the disk is getting full.
+
+        A segment closed while the filesystem still has the room to convert
+        it becomes Parquet and gives most of that room back; one kept open
+        until the disk is full could not be converted at all.
+        """
+        assert self._seg is not None
+        if now_ns >= self._rotate_at:
+            return True
+        if self._seg.size < CONVERT_MARGIN or (
+            self._converting is not None and self._converting() > 0
+        ):
+            return False  # too small to give room back, or the room is being made already
+        return not self._room_for(0)
+
+    def _check_timeout_locked(self) -> None:
+        trouble = self._trouble
+        assert trouble is not None
+        if self._clock() - trouble.since_ns > self._disk_timeout_ns and self.fatal is None:
+            self._give_up_locked(f"still failing after {self._disk_timeout_ns / 1e9:.0f} s")
 
     # -- rotation and flushing
 
     def _rotate_locked(self, now_ns: int) -> _Segment | None:
+        assert self._seg is not None
         try:
             new = self._open_segment(self._seg.meta.n + 1, now_ns)
         except OSError as exc:
@@ -660,7 +848,7 @@ class Journal:
         """Close the current segment now and start the next one."""
         with self._lock:
             self._write_deferred_locked()
-            old = self._rotate_locked(self._clock()) if not self._backlog else None
+            old = self._rotate_locked(self._clock()) if self._trouble is None else None
         if old is not None:
             self._finish(old)
 
@@ -672,16 +860,17 @@ class Journal:
             if self._closed:
                 return
             self._write_deferred_locked()
-            event = self._retry_backlog_locked()
+            event, rotated = self._make_room_locked()
             now = self._clock()
-            if not self._backlog and now >= self._rotate_at:
+            if self._trouble is None and self._seg is not None and self._due_locked(now):
                 rotated = self._rotate_locked(now)
-            fd = os.dup(self._seg.fd)
+            fd = os.dup(self._seg.fd) if self._seg is not None else -1
         try:
-            began = time.perf_counter()
-            os.fsync(fd)
-            if self.on_fsync is not None:
-                self.on_fsync(time.perf_counter() - began)
+            if fd >= 0:
+                began = time.perf_counter()
+                os.fsync(fd)
+                if self.on_fsync is not None:
+                    self.on_fsync(time.perf_counter() - began)
         except OSError as exc:
             # After a failed fsync Linux may drop the dirty pages and report
             # success next time, so records already acknowledged could vanish
@@ -694,7 +883,8 @@ class Journal:
                     )
                     log.error("%s", self.fatal)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         if rotated is not None:
             self._finish(rotated)
         if event is not None and self.fatal is None:
@@ -720,27 +910,37 @@ class Journal:
         """Stop the flusher, write what the disk takes, and close the last segment.
 
         The last segment is handed to *on_closed* like any other. Records
-        still held in memory because the disk refuses them are lost; the
+        still held in memory because the disk refuses them are dropped, and
+        a ``journal_loss`` event says so (see the class docstring); the
         journal on disk stays consistent. The lock stays held: see :meth:`release`.
         """
         self._stop.set()
         if self._flusher is not threading.current_thread():
             self._flusher.join()
         self.sync()
+        waited = time.monotonic() + self._drain_for
+        while self._trouble is not None and self.fatal is None and time.monotonic() < waited:
+            time.sleep(self._fsync_interval)  # the room being made may take the held records
+            self.sync()
         with self._lock:
             if self._closed:
                 return
             self._write_deferred_locked()  # appended since the sync above
             self._closed = True
-            seg = self._seg
-            if self._backlog and self.fatal is None:
-                self._give_up_locked("shutting down")
-        self._finish(seg)
+            if self._trouble is not None and self.fatal is None:
+                if self._backlog:
+                    self._give_up_locked("shutting down")
+                else:
+                    self._trouble = None  # the disk failed on nothing left to write
+            seg, self._seg = self._seg, None
+        if seg is not None:
+            self._finish(seg)
 
     def release(self) -> None:
         """Drop the run's lock, removing the journal directory if nothing is left in it."""
         if self._lock_fd < 0:
             return
+        self._free_reserve()
         if not list_segments(self.dir):
             (self.dir / LOCK_NAME).unlink(missing_ok=True)
             # A stray file may be left; recovery removes the directory later.

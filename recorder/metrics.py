@@ -14,6 +14,9 @@ Metrics (``venue`` and ``symbol`` labels where they apply):
 ``tickrec_received_bytes_total``            their bytes
 ``tickrec_last_message_age_seconds``        since the last message (absent before one)
 ``tickrec_connections_open``                websocket connections open now
+``tickrec_offline_seconds``                 how long the symbol has been without an open
+                                            connection (0 while it has one; from the
+                                            run's start for a run that never connected)
 ``tickrec_reconnects_total``                connection attempts after the first
 ``tickrec_gaps_total``                      by ``kind``: ``sequence`` (a broken sequence),
                                             ``malformed`` (a message that could not be read)
@@ -44,6 +47,7 @@ from tickrec.errors import UsageError
 if TYPE_CHECKING:
     from recorder.feed import Connection
     from recorder.journal import Journal
+    from recorder.offline import OfflineWatch
 
 __all__ = ["RunMetrics", "parse_address"]
 
@@ -71,6 +75,7 @@ class RunMetrics:
         journal: Journal,
         written: Callable[[], tuple[int, int]],
         clock: Callable[[], int],
+        offline: OfflineWatch | None = None,
     ) -> None:
         """*connections* gives the run's connections now; *written*, (parts, rows) so far."""
         self.registry = CollectorRegistry(auto_describe=True)
@@ -81,7 +86,9 @@ class RunMetrics:
             registry=self.registry,
         )
         journal.on_fsync = self.fsync.observe
-        self.registry.register(_RunCollector(venue, stats, connections, journal, written, clock))
+        self.registry.register(
+            _RunCollector(venue, stats, connections, journal, written, clock, offline)
+        )
         self._server: Any = None
 
     def serve(self, host: str, port: int) -> int:
@@ -109,9 +116,11 @@ class _RunCollector(Collector):
         journal: Journal,
         written: Callable[[], tuple[int, int]],
         clock: Callable[[], int],
+        offline: OfflineWatch | None,
     ) -> None:
         self.venue, self.stats, self.connections = venue, stats, connections
         self.journal, self.written, self.clock = journal, written, clock
+        self.offline = offline
 
     def collect(self) -> Iterator[Metric]:
         venue, now = self.venue, self.clock()
@@ -160,6 +169,15 @@ class _RunCollector(Collector):
         )
         opened.add_metric([venue], sum(1 for c in self.connections() if c.is_open))
         yield opened
+        if self.offline is not None:
+            off = GaugeMetricFamily(
+                "tickrec_offline_seconds",
+                "Seconds the symbol has been without an open connection (0 while it has one).",
+                labels=labels,
+            )
+            for symbol in self.stats.symbols:
+                off.add_metric([venue, symbol], self.offline.offline_s(symbol, now))
+            yield off
         held = GaugeMetricFamily(
             "tickrec_journal_held_records", "Records the disk refused, waiting in memory."
         )

@@ -11,8 +11,12 @@ duration or end time passes, *stop* is set, or SIGINT/SIGTERM arrives (when
 it runs in the main thread). Stopping is clean: every connection is closed,
 the journal is fsynced, the last segment becomes Parquet, and the journal
 directory is removed. If the disk refuses the journal for too long the run
-stops with :class:`~tickrec.errors.JournalError`; what was written stays in
-the journal for ``tickrec recover``.
+stops with :class:`~tickrec.errors.JournalError`: the records it held are
+dropped under a ``journal_loss`` row (:class:`~recorder.journal.Journal`),
+and what was written stays in the journal for ``tickrec recover``. A symbol
+with nothing received, or without a connection for longer than
+``max_offline``, is reported in the :class:`RecordResult` (the command
+line exits with 1 for it; :mod:`recorder.offline`).
 
 Right after each UTC midnight every symbol gets a fresh book snapshot, so
 each date replays alone (:mod:`recorder.midnight`). Every wall-clock time of
@@ -43,6 +47,7 @@ from recorder.feed import Connection, ConnectLimiter, FeedSettings
 from recorder.journal import Journal, RunMeta
 from recorder.metrics import RunMetrics, parse_address
 from recorder.midnight import DayBoundary
+from recorder.offline import OfflineStretch, OfflineWatch
 from recorder.recovery import recover
 from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
 from recorder.status import STATUS_FILE, Stats
@@ -90,7 +95,9 @@ class RecordConfig:
     (:data:`DEFAULT_URLS`). ``clock`` gives the wall-clock time in ns
     (``time.time_ns``; tests pass a shifted one). ``handover_lead`` is how
     long before midnight v1 and v2 open the connections that take over
-    (:mod:`recorder.midnight`).
+    (:mod:`recorder.midnight`). ``max_offline`` is how long a symbol may be
+    without a connection before the run counts as failed (0: no limit;
+    :mod:`recorder.offline`).
     """
 
     symbols: tuple[str, ...]
@@ -113,6 +120,7 @@ class RecordConfig:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     disk_timeout: float = 600.0
+    max_offline: float = 60.0
     run_id: str | None = None
     metrics: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -137,7 +145,14 @@ class RecordConfig:
         for name in ("fsync_interval", "stale_after", "connects_per_minute", "rest_timeout"):
             if not getattr(self, name) > 0:
                 raise UsageError(f"{name.replace('_', '-')}: must be positive")
-        for name in ("snapshot_every", "rotate", "rest_min_gap", "status_every", "handover_lead"):
+        for name in (
+            "snapshot_every",
+            "rotate",
+            "rest_min_gap",
+            "status_every",
+            "handover_lead",
+            "max_offline",
+        ):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name.replace('_', '-')}: must not be negative")
         if self.snapshot_depth < 0:
@@ -184,6 +199,8 @@ class RecordResult:
     stopped_by: str = ""
     #: Websocket messages received per symbol (a connection-wide one counts for each).
     messages: dict[str, int] = field(default_factory=dict)
+    #: The first stretch without a connection longer than ``max_offline``, per symbol.
+    offline: list[OfflineStretch] = field(default_factory=list)
 
     @property
     def silent(self) -> list[str]:
@@ -377,6 +394,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         fsync_interval=config.fsync_interval,
         rotate_every_ns=int(config.rotate * 1e9),
         on_closed=converter.submit,
+        converting=converter.pending,
         clock=clock,
         disk_timeout=config.disk_timeout,
     )
@@ -425,15 +443,21 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         end_ns=end_ns,
     )
     why: list[str] = []
+    offline = OfflineWatch(config.symbols, start_ns, config.max_offline)
+
+    def live() -> list[Connection]:
+        return [*conns, *day_boundary.retired()]
+
     try:
         if config.metrics is not None:
             metrics = RunMetrics(
                 config.venue,
                 stats,
-                lambda: [*conns, *day_boundary.retired()],
+                live,
                 journal,
                 lambda: (len(result.parts), result.rows),
                 clock,
+                offline,
             )
             host, port = parse_address(config.metrics)
             log.info("metrics on http://%s:%d/metrics", host, metrics.serve(host, port))
@@ -449,6 +473,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
                 now = time.monotonic()
                 for c in conns:
                     c.check_stale(now)
+                offline.update(clock(), {s for c in live() if c.is_open for s in c.symbols})
                 if journal.fatal is not None:
                     why.append("journal failure")
                     break
@@ -481,6 +506,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     for line in stats.lines(clock()):
         log.info("%s", line)
     result.messages = {s: st.messages for s, st in stats.symbols.items()}
+    offline.finish(clock())
+    result.offline = list(offline.over.values())
     if journal.fatal is not None:
         raise journal.fatal
     for c in conns:

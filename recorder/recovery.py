@@ -27,7 +27,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recorder.journal import LOCK_NAME, SegmentScan, list_segments, scan_segment, try_lock
+from recorder.journal import (
+    LOCK_NAME,
+    RESERVE_NAME,
+    SegmentScan,
+    list_segments,
+    scan_segment,
+    try_lock,
+)
 from recorder.status import STATUS_FILE
 from recorder.writer import convert_segment
 from tickrec.contract import list_partitions, parse_part_name, partition_dir, read_footer
@@ -149,7 +156,7 @@ def _remove_if_empty(run_dir: Path) -> None:
     if list_segments(run_dir):
         return
     for p in run_dir.iterdir():
-        if p.name not in (LOCK_NAME, STATUS_FILE) and not p.name.endswith(".tmp"):
+        if p.name not in (LOCK_NAME, STATUS_FILE, RESERVE_NAME) and not p.name.endswith(".tmp"):
             return
     shutil.rmtree(run_dir, ignore_errors=True)
 

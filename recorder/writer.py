@@ -144,9 +144,10 @@ class Converter:
     are skipped.
 
     A conversion that fails with an OS error (the disk is full, say) is
-    retried with backoff; the segment stays on disk meanwhile, so nothing is
-    lost if the process dies: recovery converts it later. A segment that fails
-    any other way would fail again: it is left in the journal, listed in
+    retried with backoff, doubling from *retry_base* seconds to *retry_cap*;
+    the segment stays on disk meanwhile, so nothing is lost if the process
+    dies: recovery converts it later. A segment that fails any other way
+    would fail again: it is left in the journal, listed in
     :attr:`failed`, and the thread goes on with the next one.
     """
 
@@ -155,7 +156,7 @@ class Converter:
         root: str | os.PathLike[str],
         on_done: Callable[[ConvertResult], None] | None = None,
         retry_base: float = 1.0,
-        retry_cap: float = 60.0,
+        retry_cap: float = 5.0,
     ) -> None:
         self.root = root
         #: The run's journal lock fd, inherited by every conversion child.
@@ -163,6 +164,8 @@ class Converter:
         self._on_done = on_done
         self._retry_base, self._retry_cap = retry_base, retry_cap
         self._queue: queue.Queue[Path | None] = queue.Queue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self.failed: list[tuple[Path, str]] = []
         self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
@@ -170,7 +173,14 @@ class Converter:
 
     def submit(self, segment: Path) -> None:
         """Queue a closed segment for conversion."""
+        with self._pending_lock:
+            self._pending += 1
         self._queue.put(segment)
+
+    def pending(self) -> int:
+        """Segments submitted and not yet converted or given up on."""
+        with self._pending_lock:
+            return self._pending
 
     def _convert(self, segment: Path) -> bool:
         from recorder import convert  # the exit codes; imported late, it imports this module
@@ -235,6 +245,8 @@ class Converter:
                     self.failed.append((segment, "not converted before shutdown"))
                     break
                 delay = min(self._retry_cap, delay * 2)
+            with self._pending_lock:
+                self._pending -= 1
 
     def close(self, retry_for: float = 30.0) -> list[tuple[Path, str]]:
         """Convert every queued segment, retrying failures for up to *retry_for* s, then stop.

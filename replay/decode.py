@@ -119,11 +119,12 @@ I64 = npt.NDArray[np.int64]
 #: Recorder events that end a connection when no message follows them on it.
 LOSS_EVENTS = frozenset({"disconnect", "error", "stale", "shutdown"})
 #: Recorder events saying records of a span were never stored, with the
-#: payload keys of the span: a damaged journal tail found by recovery, and
-#: journal writes that failed (a full disk).
+#: payload keys of the span: a damaged journal tail found by recovery, or
+#: records the recorder held in memory while the disk was full and had to
+#: drop. (A ``disk_error`` event says that held records were all written
+#: late, with their receive times: nothing is missing.)
 LOSS_SPAN_EVENTS = {
     "journal_loss": ("start_ns", "end_ns"),
-    "disk_error": ("since_ns", "resumed_ns"),
 }
 
 # Row sources as the decoder routes them; any other source is a received message.

@@ -36,9 +36,10 @@ ns and a human ``detail``:
     it to the one that uncrossed it.
 ``journal_loss``
     Records the recorder never stored: its ``journal_loss`` event (a damaged
-    journal tail found by recovery; ``start_ns``/``end_ns`` give the span)
-    or its ``disk_error`` event (journal writes failed from ``since_ns`` to
-    ``resumed_ns``); without the keys, the event's own time.
+    journal tail found by recovery, or records held in memory on a full
+    disk and dropped; ``start_ns``/``end_ns`` give the span); without the
+    keys, the event's own time. A ``disk_error`` event is no gap: the
+    records held meanwhile were written late with their receive times.
 ``unsynced``
     A connection was open but its book had no snapshot yet, and no gap of
     the kinds above says why: the lead-in from a connection's first row to

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tickrec import contract
+from tickrec.demo import DemoConfig, demo_faults
 
 
 def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
@@ -32,6 +35,19 @@ def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
     assert "BTCUSD  gemini.v1" in table and "ETHUSD  gemini.v1" in table
     assert "disconnect" in table.split("next:")[0].split("\n", 3)[3]
     assert f"tickrec ls --data {data}" in out
+    # the faults are announced as the simulator runs them, scaled to the 5 s run ...
+    assert "fault: every connection stops sending for 0.5 s, 1 s after it opens" in out
+    assert "fault: every connection aborted (TCP cut, no close frame) 2.25 s after it opens" in out
+    assert "fault: 0.20% of frames dropped, at random" in out
+    # ... and what fired is counted by the simulator; a stall comes 1 s into a connection
+    fired = out.split("faults the simulator injected: ", 1)[1].split("\n", 1)[0]
+    counts = {" ".join(w.split()[1:]): int(w.split()[0]) for w in fired.split(", ")}
+    assert counts.get("stalls", counts.get("stall", 0)) >= 1, fired
+    assert set(counts) <= {
+        "connection aborted", "connections aborted", "stall", "stalls",
+        "frame dropped", "frames dropped",
+    }, fired  # fmt: skip
+    assert "holds" not in out  # a fresh directory
     # the kernels were compiled (or loaded) by the second process while recording
     assert "compiling the replay kernels ahead failed" not in out
     assert "Traceback" not in proc.stderr
@@ -43,3 +59,24 @@ def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
     # connection-wide rows are stored once per symbol partition, so files hold at least that many
     assert rows >= recorded > 100
     assert not any((data / "journal").iterdir())  # a clean stop leaves no journal behind
+
+    # a second demo into the same directory says that it adds to the first
+    files = len(list((data / "raw").rglob("*.parquet")))
+    again = subprocess.run(
+        [tickrec, "demo", "--duration", "1s", "--no-faults", "--data", str(data)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{data} holds {files} files of an earlier run" in again.stdout
+    assert "this one adds to them" in again.stdout and "fault:" not in again.stdout
+
+
+def test_demo_faults_scale_with_the_run_and_stalls_stay_silences() -> None:
+    """Each connection stalls twice before its abort, and a stall never trips the watchdog."""
+    for duration in (5.0, 20.0, 120.0):
+        faults = demo_faults(DemoConfig(Path("d"), duration=duration))
+        assert faults.stall_every * 2 < faults.close_every < faults.stall_every * 3
+        assert faults.stall_for < 2.0  # the demo's stale_after
+        assert faults.drop * 200.0 * duration == pytest.approx(2.0)  # two frames a run
+    assert demo_faults(DemoConfig(Path("d"), protocol="v2")).drop == 0
+    assert demo_faults(DemoConfig(Path("d"), faults=False)).describe() == []

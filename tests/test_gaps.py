@@ -393,26 +393,31 @@ def test_run_level_shutdown_ends_the_open_connection():
     assert valid_at(day, 2.9, 3, 8.9, 9) == [True, False, False, True]
 
 
-def test_disk_error_span_is_a_journal_loss():
+def _run_event(f: Feed, t: float, **payload: object) -> None:
+    f.rows.append(Row(at(t), len(f.rows), "run-a", 0, "gemini.v1", "event", json.dumps(payload)))
+
+
+def test_a_disk_error_with_nothing_lost_is_no_gap():
+    """Held records written late keep their receive times: the book lost nothing."""
     f = Feed()
     f.initial(1, *BOOK)
     f.heartbeat(2)
     f.heartbeat(3)
-    f.rows.append(
-        Row(
-            at(8),
-            len(f.rows),
-            "run-a",
-            0,
-            "gemini.v1",
-            "event",
-            json.dumps({"event": "disk_error", "since_ns": at(4), "resumed_ns": at(7)}),
-        )
-    )
+    _run_event(f, 8, event="disk_error", since_ns=at(4), resumed_ns=at(7), lost=0)
+    f.heartbeat(8)
+    assert gaps(f.day()) == []
+
+
+def test_records_dropped_on_a_full_disk_are_a_journal_loss_of_their_span():
+    f = Feed()
+    f.initial(1, *BOOK)
+    f.heartbeat(2)
+    f.heartbeat(3)
+    _run_event(f, 8, event="journal_loss", since_ns=at(3.5), start_ns=at(4), end_ns=at(7), lost=120)
     f.heartbeat(8)
     day = f.day()
     assert gaps(day) == [("journal_loss", at(4), at(7))]
-    assert "disk_error" in day.gap_list()[0].detail
+    assert "journal_loss" in day.gap_list()[0].detail
 
 
 def test_v2_undecodable_message_keeps_the_book_invalid_until_a_snapshot():

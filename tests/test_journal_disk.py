@@ -1,97 +1,157 @@
-"""Disk failures on the journal, made real with RLIMIT_FSIZE in a child process.
+"""A full disk under the journal, made real with a small tmpfs in a private mount namespace.
 
-A file size limit (with SIGXFSZ ignored) makes the kernel refuse writes past
-it with EFBIG, part-way through a record when it falls there: the same
-situation as a full disk, without needing a tiny filesystem. Raising the
-limit again is "space coming back".
+Each test runs a child under ``unshare -rm`` (a user and mount namespace of
+its own, so no privilege is needed and the mount vanishes with the child).
+The child mounts an 8 MB tmpfs, starts a journal there with the real
+Parquet converter, appends about 1 MB, fills the rest of the filesystem
+with a filler file, keeps appending, then gives space back by shrinking
+the filler (or does not), and copies the dataset out of the tmpfs before
+it exits. The test reads the copy.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from recorder.journal import scan_segment
+from tickrec import contract
 
 _CHILD = textwrap.dedent(
     """
-    import json, resource, signal, sys, time
+    import json, os, shutil, subprocess, sys, time
     from pathlib import Path
-    from recorder.journal import Journal, RunMeta
+    from recorder.journal import Journal, RunMeta, free_bytes
+    from recorder.recovery import recover
+    from recorder.writer import Converter
     from tickrec.errors import JournalError
 
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    root, mode = Path(sys.argv[1]), sys.argv[2]
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    closed = []
-    j = Journal(root, RunMeta("run-disk", "gemini", "gemini.v1", ("BTCUSD",)),
-                fsync_interval=0.01, on_closed=closed.append,
-                disk_timeout=0.3 if mode == "giveup" else 60.0)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
-    accepted, refused = [], 0
-    for i in range(300):
-        if i == 250:
-            time.sleep(0.2 if mode == "resume" else 0.6)  # the flusher retries meanwhile
-            if mode == "resume":
-                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space is back
-                time.sleep(0.2)
-        payload = json.dumps({"i": i, "pad": "x" * 57})
-        try:
-            accepted.append(j.append(time.time_ns(), 1, "gemini.v1", "ws", payload, ("BTCUSD",)))
-        except JournalError:
-            refused += 1
-    fatal = str(j.fatal) if j.fatal else None
+    mnt, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    root = mnt / "data"
+    converter = Converter(root, retry_base=0.05, retry_cap=0.2)
+    j = Journal(root, RunMeta("20260101T000000-disk01", "gemini", "gemini.v1", ("BTCUSD",)),
+                fsync_interval=0.01, on_closed=converter.submit, converting=converter.pending,
+                disk_timeout=60.0, drain_for=0.5)
+    converter.lock_fd = j.lock_fd
+    filler = mnt / "filler"
+
+    def fill():  # another program takes every byte left
+        with open(filler, "ab") as fh:
+            try:
+                while True:
+                    fh.write(bytes(64 << 10))
+                    fh.flush()
+            except OSError:
+                pass
+
+    n, t0 = 0, time.time_ns()
+
+    def add(count):
+        global n
+        for _ in range(count):
+            payload = json.dumps({"type": "update", "socket_sequence": n, "events": [
+                {"type": "change", "side": "bid", "price": f"{30000 + n % 97}.{n % 13:02d}",
+                 "remaining": f"{n % 7}.{n % 1000:04d}", "reason": "place"}]})
+            j.append(t0 + n * 1000, 1, "gemini.v1", "ws", payload, ("BTCUSD",))
+            n += 1
+
+    add(5000)  # about 1 MB in the journal, then the disk is full
+    fill()
+    while not j.held_records:
+        add(100)
+    failed_at = n
+    while j.held_records * 160 < (2 << 20):  # 2 MB held in memory (records are 220 bytes)
+        add(100)
+    held = j.held_records
+    freed = {"small": 1 << 20, "large": 4 << 20, "none": 0}[mode]
+    if freed:
+        with open(filler, "r+b") as fh:
+            fh.truncate(filler.stat().st_size - freed)
+    deadline = time.monotonic() + 30
+    while mode != "none" and j.held_records and time.monotonic() < deadline:
+        add(10)  # the feed goes on meanwhile
+        time.sleep(0.01)
+    resumed = not j.held_records
+    add(200)
     j.close()
-    print(json.dumps({"accepted": accepted, "refused": refused, "fatal": fatal,
-                      "segments": [str(p) for p in closed]}))
+    fatal = str(j.fatal) if j.fatal else None
+    left = converter.close(retry_for=1.0)
+    j.release()
+    if mode == "none":
+        filler.unlink()  # space for the recovery of what the journal kept
+        recover(root)
+    shutil.copytree(root, out)
+    print(json.dumps({"appended": n, "failed_at": failed_at, "held": held, "resumed": resumed,
+                      "fatal": fatal, "left": [str(p) for p, _ in left]}))
     """
 )
 
 
-def _run(tmp_path: Path, mode: str) -> dict[str, object]:
+def _run(tmp_path: Path, mode: str) -> tuple[dict[str, Any], pa.Table]:
+    assert shutil.which("unshare"), "util-linux unshare is needed for the full-disk tests"
+    mnt, out = tmp_path / "mnt", tmp_path / "out"
+    mnt.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tmp_path), mode],
+        ["unshare", "-rm", sys.executable, "-c", _CHILD, str(mnt), str(out), mode],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    return dict(json.loads(proc.stdout.splitlines()[-1]), log=proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = dict(json.loads(proc.stdout.splitlines()[-1]), log=proc.stderr)
+    (partition,) = contract.list_partitions(out)
+    rows = contract.read_parts(contract.list_parts(out, partition))
+    return result, rows
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE semantics checked on Linux")
-def test_write_refused_then_space_returns_nothing_lost(tmp_path: Path) -> None:
-    out = _run(tmp_path, "resume")
-    assert out["refused"] == 0 and out["fatal"] is None
-    assert "journal write failed (EFBIG)" in str(out["log"])
-    (segment,) = out["segments"]  # type: ignore[misc]
-    scan = scan_segment(Path(segment))
-    assert scan.problem is None
-    rows = [r.row for r in scan.records]
-    assert [r.seq for r in rows] == list(range(301))
-    payloads = [json.loads(r.payload) for r in rows]
-    events = [p for p in payloads if "event" in p]
-    assert [p["i"] for p in payloads if "i" in p] == list(range(300))
-    assert len(events) == 1  # written once the held records are on disk
-    event = events[0]
-    assert event["event"] == "disk_error" and event["errno"] == "EFBIG"
-    assert event["records_held"] > 0 and event["lost"] == 0
+def _events(rows: pa.Table) -> list[dict[str, Any]]:
+    payloads = rows.filter(pc.equal(rows["source"], "event"))["payload"].to_pylist()
+    return [json.loads(p) for p in payloads]
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE semantics checked on Linux")
-def test_write_refused_for_too_long_gives_up_cleanly(tmp_path: Path) -> None:
-    out = _run(tmp_path, "giveup")
-    assert out["fatal"] and "tickrec recover" in str(out["fatal"])
-    assert out["refused"] == 50  # every append after giving up is refused
-    (segment,) = out["segments"]  # type: ignore[misc]
-    scan = scan_segment(Path(segment))
-    # the file holds whole records only, a prefix of what was accepted, and nothing torn
-    assert scan.problem is None and scan.size <= 20_000
-    assert [r.row.seq for r in scan.records] == list(range(len(scan.records)))
-    assert 0 < len(scan.records) < 250
+@pytest.mark.parametrize("mode", ["small", "large"])
+def test_a_full_disk_makes_room_by_conversion_and_loses_nothing(tmp_path: Path, mode: str) -> None:
+    """Space given back smaller (1 MB) and larger (4 MB) than the 2 MB held in memory."""
+    out, rows = _run(tmp_path, mode)
+    assert out["resumed"] and out["fatal"] is None and out["left"] == [], out["log"][-2000:]
+    assert "journal write failed (ENOSPC)" in out["log"]
+    ws = rows.filter(pc.equal(rows["source"], "ws"))
+    # every record appended is stored, once, in order, with its receive time, and
+    # one more row (the disk_error event) took the seq after the last held record
+    assert rows["seq"].to_pylist() == list(range(out["appended"] + 1))
+    sequence = [json.loads(p)["socket_sequence"] for p in ws["payload"].to_pylist()]
+    assert sequence == list(range(out["appended"]))
+    t0 = int(ws["recv_ts"].cast(pa.int64())[0].as_py())
+    assert pc.subtract(ws["recv_ts"].cast(pa.int64()), t0).to_pylist() == [
+        n * 1000 for n in sequence
+    ]
+    (event,) = _events(rows)
+    assert event["event"] == "disk_error" and event["errno"] == "ENOSPC"
+    assert event["lost"] == 0 and event["records_held"] >= out["held"]
+    assert event["segments_freed"] >= 1  # room was made by converting the closed segment
+
+
+def test_records_the_disk_never_takes_are_a_journal_loss_of_their_span(tmp_path: Path) -> None:
+    out, rows = _run(tmp_path, "none")
+    assert out["fatal"] and "journal_loss" in out["fatal"] and not out["resumed"]
+    ws = rows.filter(pc.equal(rows["source"], "ws"))
+    stored = ws["seq"].to_pylist()
+    (loss,) = _events(rows)
+    assert loss["event"] == "journal_loss" and loss["errno"] == "ENOSPC"
+    first, last = loss["first_seq"], loss["last_seq"]
+    # what was written before the failure is kept; the rest is named by the event
+    assert stored == list(range(first)) and first >= out["failed_at"] - 100
+    assert last == out["appended"] - 1 and loss["lost"] == last - first + 1
+    # the span is the receive times of the first and the last record dropped (t0 + n us)
+    t0 = int(ws["recv_ts"].cast(pa.int64())[0].as_py())
+    assert (loss["start_ns"] - t0, loss["end_ns"] - t0) == (first * 1000, last * 1000)

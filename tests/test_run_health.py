@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 import requests
 from conftest import SimFactory
 from prometheus_client.parser import text_string_to_metric_families
 
 from recorder.metrics import parse_address
+from recorder.offline import OfflineStretch, OfflineWatch
 from recorder.record import RecordConfig, RecordResult, record
+from tickrec import contract
 from tickrec.errors import UsageError
 
 SYMBOLS = ("BTCUSD", "ETHUSD")
@@ -122,6 +126,77 @@ def test_never_connected_run_exposes_zero_messages_and_no_open_connection(
     assert sample(samples, "tickrec_messages_received_total", **labels) == 0
     assert sample(samples, "tickrec_connections_open", venue="gemini") == 0
     assert ("tickrec_last_message_age_seconds", tuple(sorted(labels.items()))) not in samples
+    # offline since the run started, about a second before the scrape
+    assert 0.8 <= sample(samples, "tickrec_offline_seconds", **labels) <= 2.0
+
+
+def test_offline_stretches_per_symbol_and_the_threshold() -> None:
+    s = 1_000_000_000
+    watch = OfflineWatch(("BTCUSD", "ETHUSD"), 0, max_offline=5.0)
+    watch.update(1 * s, {"BTCUSD"})
+    assert watch.offline_s("BTCUSD", 1 * s) == 0 and watch.offline_s("ETHUSD", 1 * s) == 1.0
+    watch.update(4 * s, {"BTCUSD"})
+    watch.update(5 * s, set())  # BTCUSD's connection is lost
+    watch.update(6 * s, {"ETHUSD"})  # ETHUSD connects after 6 s: over the threshold
+    watch.update(10 * s, {"ETHUSD"})
+    assert watch.over == {"ETHUSD": OfflineStretch("ETHUSD", 0, 6 * s)}
+    watch.update(10 * s + 1, {"ETHUSD"})  # BTCUSD: 5 s and 1 ns without one
+    watch.update(12 * s, {"BTCUSD", "ETHUSD"})
+    assert watch.over["BTCUSD"] == OfflineStretch("BTCUSD", 5 * s, 12 * s)
+    assert watch.connected_ever == {"BTCUSD": True, "ETHUSD": True}
+    watch.update(13 * s, set())
+    watch.finish(14 * s)  # short stretches at the end are not over
+    assert watch.over["BTCUSD"].seconds(99 * s) == 7.0
+    assert not OfflineWatch(("BTCUSD",), 0, max_offline=0).max_ns  # 0: no threshold
+
+
+def test_a_run_without_a_connection_for_too_long_fails_and_its_gaps_cover_it(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """The exchange goes away for the last 4 s of a 7 s run; --max-offline is 2 s."""
+    import subprocess
+    import sys
+
+    import replay
+
+    sim = sim_factory(symbols=("BTCUSD",), rate=200.0)
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "tickrec", "record", "--symbols", "BTCUSD", "--protocol", "v1",
+            "--url", sim.ws_url, "--rest-url", sim.rest_url, "--snapshot-every", "0",
+            "--duration", "7s", "--max-offline", "2s", "--status-every", "0",
+            "--data", str(data),
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(3.0)
+        sim.stop()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: without a connection for longer than --max-offline 2 s: BTCUSD for "
+    ), last
+    assert last.endswith(" UTC; see the log above")
+    assert 3.0 <= float(last.split(" for ")[2].split(" s ")[0]) <= 6.0
+    assert "no connection for" in err and "longer than --max-offline 2 s" in err
+    assert "stopped (duration)" in out  # what was recorded is kept
+    (partition,) = contract.list_partitions(data)
+    day = replay.open(partition.date, "BTCUSD", data=data, cache=False)
+    rows = contract.read_parts(contract.list_parts(data, partition))
+    events = [json.loads(p) for p in rows.filter(pc.equal(rows["source"], "event"))["payload"]
+              .to_pylist()]  # fmt: skip
+    assert any(e["event"] == "error" for e in events)  # the failed connects are stored
+    # every stretch without a connection is inside the gaps: here from the loss to the end
+    (lost,) = [g for g in day.gap_list() if g.kind == "disconnect"]
+    assert lost.end == day.decoded.last_ns and lost.duration >= 3 * 1_000_000_000
+    assert day.valid_ns < day.decoded.last_ns - lost.start
 
 
 def test_status_shows_the_runs_recording_now(sim_factory: SimFactory, tmp_path: Path) -> None:
@@ -162,3 +237,32 @@ def test_status_shows_the_runs_recording_now(sim_factory: SimFactory, tmp_path: 
         assert age < 1.5 and " 0 gaps" in line
     after = status()  # a clean stop leaves nothing behind
     assert after.returncode == 1 and not (data / "journal" / done[0].run_id).exists()
+
+
+def test_a_starting_run_removes_orphaned_temporary_parts(tmp_path: Path) -> None:
+    """A write killed before its rename leaves a temporary part; the next start removes it."""
+    import subprocess
+    import sys
+
+    from tickrec.contract import Row, rows_to_table, write_part
+    from tickrec.durable import temp_name
+
+    data = tmp_path / "data"
+    row = Row(1_795_478_400_000_000_000, 0, "run-old", 1, "gemini.v1", "ws", "{}")
+    part = write_part(data, "gemini", "BTCUSD", "run-old", 1, rows_to_table([row]))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = temp_name(part.with_name("part-2-run-old-2.parquet"), dead.pid)
+    orphan.write_bytes(b"PAR1 half a file")
+    record(
+        RecordConfig(
+            symbols=("BTCUSD",),
+            url="ws://127.0.0.1:1",
+            rest_url="http://127.0.0.1:1",
+            data=str(data),
+            duration=0.5,
+            snapshot_every=0.0,
+            status_every=0.0,
+        )
+    )
+    assert not orphan.exists() and part.exists()

@@ -60,6 +60,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _utc(ns: int) -> str:
+    """A time of day in UTC to the second, for messages: ``21:04:05 UTC``."""
+    return f"{dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC):%H:%M:%S} UTC"
+
+
 # --- ls --------------------------------------------------------------------------
 
 
@@ -316,6 +321,13 @@ def record_cmd(
         str | None,
         typer.Option(help="Serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9108)."),
     ] = None,
+    max_offline: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit 1 at the end if a symbol was without a connection for longer "
+            "(default 60s; 0 = no limit)."
+        ),
+    ] = None,
     config: Annotated[
         str | None, typer.Option("--config", help="TOML file with these options; flags win.")
     ] = None,
@@ -341,6 +353,7 @@ def record_cmd(
         "duration": _duration_or_none(duration, "--duration"),
         "until": parse_until(until) if until is not None else None,
         "metrics": metrics,
+        "max_offline": _duration_or_none(max_offline, "--max-offline"),
     }
     cfg = build_config(config, flags)
     _log_to_stderr()
@@ -367,6 +380,16 @@ def record_cmd(
         raise TickrecError(
             f"nothing was received for {', '.join(result.silent)} "
             f"(from {cfg.url}); see the log above"
+        )
+    if result.offline:
+        raise TickrecError(
+            "without a connection for longer than --max-offline "
+            f"{cfg.max_offline:g} s: "
+            + ", ".join(
+                f"{o.symbol} for {o.seconds(cfg.clock()):.1f} s from {_utc(o.start_ns)}"
+                for o in result.offline
+            )
+            + "; see the log above"
         )
 
 

@@ -113,9 +113,13 @@ SOURCES = ("ws", "ws_sent", "rest", "event")
 #: ``skipped``         an input line the importer left out (``file``, ``line``,
 #:                     ``why``: a bad value or an unreadable line); the
 #:                     replayer treats it as a bad message of its connection
-#: ``disk_error``      journal writes failed from ``since_ns`` to ``resumed_ns``
-#: ``journal_loss``    recovery found a damaged journal tail (``bytes_lost``;
-#:                     ``start_ns``..``end_ns`` is the span that may be missing)
+#: ``disk_error``      journal writes failed from ``since_ns`` to ``resumed_ns``;
+#:                     the ``records_held`` meanwhile were written late, with
+#:                     their receive times (``lost`` 0)
+#: ``journal_loss``    recovery found a damaged journal tail (``bytes_lost``),
+#:                     or the recorder dropped ``lost`` records it held while
+#:                     the disk was full (``first_seq``..``last_seq``);
+#:                     ``start_ns``..``end_ns`` is the span that may be missing
 #: ``shutdown``        the run is stopping (``why``)
 #: ==================  ======================================================
 #:

@@ -25,8 +25,12 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["DemoConfig", "run_demo"]
+if TYPE_CHECKING:
+    from tickrec.sim import FaultConfig
+
+__all__ = ["DemoConfig", "demo_faults", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -84,25 +88,72 @@ def _compiling_meanwhile(protocol: str, echo: Callable[[str], None]) -> Iterator
             proc.wait()
 
 
+#: Longest stall of the demo: under the recorder's ``stale_after`` of 2 s, so
+#: that a stall is a silence in the data rather than a reconnect.
+_MAX_STALL = 1.0
+#: Frames the demo drops on v1 and the current API, over the whole run, on average.
+_DROPS_PER_RUN = 2.0
+
+
+def demo_faults(config: DemoConfig) -> FaultConfig:
+    """The demo's faults, scaled to its duration so that each one fires as announced.
+
+    Every connection stalls for a tenth of the run (at most :data:`_MAX_STALL`)
+    every fifth of it, and is aborted 0.45 of the run after it opens: twice a
+    connection in a run, before it is aborted. On v1 and the current API
+    about :data:`_DROPS_PER_RUN` frames of the run are dropped, each a
+    sequence break; the recorder answers one with a reconnect, which starts
+    that connection's timers again, so there are few of them. (At 0.2 % of
+    frames, a drop came every 5 s or so and no connection lived to its
+    abort.) v2 has no sequence numbers, so nothing is dropped there.
+    """
+    from tickrec.sim import FaultConfig
+
+    if not config.faults:
+        return FaultConfig()
+    drop = _DROPS_PER_RUN / (config.rate * config.duration)
+    return FaultConfig(
+        drop=min(drop, 1.0) if config.protocol in ("v1", "ws") else 0.0,
+        close_every=config.duration * 0.45,
+        abrupt=True,
+        stall_for=min(_MAX_STALL, config.duration * 0.1),
+        stall_every=config.duration * 0.2,
+    )
+
+
+#: How the simulator's fault kinds are counted in the demo's last lines (one, many).
+_FIRED = {
+    "abort": ("connection aborted", "connections aborted"),
+    "close": ("connection closed", "connections closed"),
+    "stall": ("stall", "stalls"),
+    "drop": ("frame dropped", "frames dropped"),
+    "malformed": ("frame cut short", "frames cut short"),
+}
+
+
+def _fired(faults: dict[str, int]) -> str:
+    """The simulator's fault counts in words: ``2 connections aborted, 4 stalls``."""
+    said = [
+        f"{faults[k]} {one if faults[k] == 1 else many}"
+        for k, (one, many) in _FIRED.items()
+        if faults.get(k)
+    ]
+    return ", ".join(said) or "none"
+
+
+def _earlier_files(data: Path) -> int:
+    """Parts an earlier demo (or anything else) left in *data*."""
+    raw = data / "raw"
+    return sum(1 for _ in raw.rglob("*.parquet")) if raw.is_dir() else 0
+
+
 def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
     """Simulate, record, replay and report; return the number of rows recorded."""
     from recorder.record import RecordConfig, record
     from replay import report
-    from tickrec.sim import FaultConfig, SimConfig, Simulator
+    from tickrec.sim import SimConfig, Simulator
 
-    # Faults that show each kind of gap in a short run: an abrupt close, and on
-    # v1 and ws a few dropped frames (sequence breaks) and one stall.
-    faults = (
-        FaultConfig(
-            drop=0.002 if config.protocol in ("v1", "ws") else 0.0,
-            close_every=config.duration * 0.45,
-            abrupt=True,
-            stall_for=3.0,
-            stall_every=config.duration * 0.7,
-        )
-        if config.faults
-        else FaultConfig()
-    )
+    faults = demo_faults(config)
     sim_config = SimConfig(
         symbols=config.symbols, rate=config.rate, seed=config.seed, faults=faults
     )
@@ -116,20 +167,26 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
     # chatter is not (the faults are listed above and appear in the gap report).
     for noisy in ("websockets", "tickrec.sim"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    earlier = _earlier_files(config.data)
     with _compiling_meanwhile(config.protocol, echo), Simulator(sim_config) as sim:
         echo(
             f"simulator: {sim.ws_url} and {sim.rest_url} "
             f"({', '.join(config.symbols)}; {config.rate:g} events/s; seed {config.seed})"
         )
-        if config.faults:
+        for line in faults.describe():
+            echo(f"fault: {line}")
+        if faults.drop:
             echo(
-                f"faults: abrupt close every {faults.close_every:g} s, "
-                f"a {faults.stall_for:g} s stall every {faults.stall_every:g} s"
-                + (f", {faults.drop:.1%} of frames dropped" if faults.drop else "")
+                "  (a dropped frame is a sequence break: the recorder reconnects for a "
+                "fresh book, and the new connection's timers start again)"
             )
-        echo(
-            f"recording gemini {config.protocol} for {config.duration:g} s into {config.data} ..."
-        )
+        if earlier:
+            echo(
+                f"{config.data} holds {earlier} files of an earlier run: this one adds to "
+                "them, and the replay below shows them together (remove it, or give "
+                "another --data, to start afresh)"
+            )
+        echo(f"recording gemini {config.protocol} for {config.duration:g} s into {config.data} ...")
         result = record(
             RecordConfig(
                 symbols=config.symbols,
@@ -146,12 +203,17 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
                 connects_per_minute=60.0,
             )
         )
+        fired = sim.stats.faults
     echo(f"recorded {result.rows} rows in {len(result.parts)} files (run {result.run_id})")
+    if config.faults:
+        echo(f"faults the simulator injected: {_fired(fired)}")
 
+    # A stall shows as a silence gap when the threshold is under its length.
+    silence = faults.stall_for / 2 if faults.stall_for else 10.0
     dates = sorted({part.parent.parent.name.removeprefix("date=") for part in result.parts})
     for date in dates:
         symbols = report.resolve_symbols(config.data, "gemini", date, None)
-        days = list(report.open_days(config.data, "gemini", date, symbols, "10s", None))
+        days = list(report.open_days(config.data, "gemini", date, symbols, f"{silence:g}s", None))
         echo(f"\nreplay of {date}:")
         echo(report.format_summary([day.summary() for day in days]))
         for day in days:
@@ -163,5 +225,6 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
             f"  tickrec ls{data}\n"
             f"  tickrec replay --date {dates[-1]}{data} --out snapshots.parquet\n"
             f"  tickrec gaps --date {dates[-1]}{data}"
+            + (f" --silence {silence:g}s" if faults.stall_for else "")
         )
     return result.rows

@@ -84,6 +84,29 @@ class FaultConfig:
         if self.retry_after < 0:
             raise UsageError("--retry-after: must not be negative")
 
+    def describe(self) -> list[str]:
+        """What the websocket faults do, one phrase each, read from the fields.
+
+        Timers run per connection from the moment it opens, so a connection
+        that ends sooner for another reason (a drop the client answers with a
+        reconnect, say) starts them again; the phrases say so.
+        """
+        which = "connections " + ", ".join(map(str, self.close_conns)) if self.close_conns else ""
+        said = []
+        if self.stall_every:
+            said.append(
+                f"every connection stops sending for {self.stall_for:g} s, "
+                f"{self.stall_every:g} s after it opens and every {self.stall_every:g} s after"
+            )
+        if self.close_every:
+            how = "aborted (TCP cut, no close frame)" if self.abrupt else "closed (code 1000)"
+            who = which or "every connection"
+            said.append(f"{who} {how} {self.close_every:g} s after it opens")
+        for name, what in (("drop", "dropped"), ("malformed", "cut short")):
+            if getattr(self, name):
+                said.append(f"{getattr(self, name):.2%} of frames {what}, at random")
+        return said
+
 
 def _option(field: str) -> str:
     """The ``tickrec sim`` option that sets a :class:`Faults` field, for messages."""

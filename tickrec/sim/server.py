@@ -27,9 +27,9 @@ import re
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -80,6 +80,8 @@ class SimStats:
     messages: int
     connections: int
     rest: int
+    #: Faults injected so far, by kind (``drop``, ``abort``, ``stall``, ...).
+    faults: dict[str, int] = field(default_factory=dict)
 
 
 def _split(target: str) -> tuple[str, dict[str, str]]:
@@ -141,11 +143,14 @@ class SimServer:
         self._truth = TruthLog(config.truth_dir) if config.truth_dir is not None else None
         self._rest_faults = RestFaults(config.faults, config.seed)
         self._events = self._messages = self._rest = 0
+        self._faults: Counter[str] = Counter()
 
     @property
     def stats(self) -> SimStats:
         """Counters since start."""
-        return SimStats(self._events, self._messages, len(self._conns), self._rest)
+        return SimStats(
+            self._events, self._messages, len(self._conns), self._rest, dict(self._faults)
+        )
 
     async def start(self) -> None:
         """Build the market, warm it up, and start listening."""
@@ -238,6 +243,7 @@ class SimServer:
         self, now: int, kind: str, conn: _Connection | None, path: str = "", **detail: Any
     ) -> None:
         cid, path = (conn.cid, conn.path) if conn is not None else (None, path)
+        self._faults[kind] += 1
         # Frames can be long: the log gets their start, the truth file all of it.
         shown = {
             k: v[:80] + "..." if isinstance(v, str) and len(v) > 80 else v
