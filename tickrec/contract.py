@@ -59,6 +59,7 @@ __all__ = [
     "partition_dir",
     "partition_parts",
     "read_footer",
+    "read_footer_meta",
     "read_partition",
     "read_parts",
     "resolve_root",
@@ -369,12 +370,24 @@ def write_part(
 
 def read_footer(path: str | os.PathLike[str]) -> PartFile:
     """Read a part's footer only, and check it against its path."""
+    return read_footer_meta(path)[0]
+
+
+def read_footer_meta(path: str | os.PathLike[str]) -> tuple[PartFile, pq.FileMetaData]:
+    """A part's tickrec footer (:func:`read_footer`) and its Parquet file metadata,
+    from one read of the footer."""
     path = Path(path)
     try:
-        raw = pq.read_metadata(path).metadata or {}
+        file_meta = pq.read_metadata(path)
     except (OSError, pa.ArrowException) as exc:
-        raise CorruptFileError(f"{path}: not a valid Parquet file ({exc})") from None
-    meta = {k.decode(): v.decode() for k, v in raw.items()}
+        raise CorruptFileError(f"{path}: not a valid Parquet file ({exc})", path) from None
+    raw = file_meta.metadata or {}
+    try:
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(
+            f"{path}: missing or bad tickrec footer metadata ({exc})", path
+        ) from None
     parsed = parse_part_name(path.name)
     try:
         fields = {name: meta[key] for name, key in META_KEYS.items()}
@@ -394,9 +407,11 @@ def read_footer(path: str | os.PathLike[str]) -> PartFile:
                 k[len(_EXTRA_PREFIX) :]: v for k, v in meta.items() if k.startswith(_EXTRA_PREFIX)
             },
         )
-    except (KeyError, ValueError) as exc:
-        raise CorruptFileError(f"{path}: missing or bad tickrec footer metadata ({exc})") from None
-    return part
+    except (KeyError, ValueError, OverflowError) as exc:
+        raise CorruptFileError(
+            f"{path}: missing or bad tickrec footer metadata ({exc})", path
+        ) from None
+    return part, file_meta
 
 
 def _hive_value(dirname: str, key: str) -> str | None:
@@ -502,7 +517,7 @@ def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) 
         try:
             t = pq.read_table(p.path, columns=cols, page_checksum_verification=True)
         except (OSError, pa.ArrowException) as exc:
-            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
+            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})", p.path) from None
         tables.append(t.replace_schema_metadata(None))
     schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
     if not tables:
@@ -540,7 +555,7 @@ def iter_parts(
             for batch in batches:
                 yield batch.replace_schema_metadata(None).cast(schema)
         except (OSError, pa.ArrowException) as exc:
-            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
+            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})", p.path) from None
 
 
 def partition_parts(
