@@ -325,6 +325,7 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
             row_group_size=max(table.num_rows, 1),
             use_dictionary=False,
             column_encoding=dict.fromkeys(_DELTAS[name], "DELTA_BINARY_PACKED") or None,
+            write_page_checksum=True,
         )
         write_atomic(path, write)
         files[name] = table.num_rows
@@ -359,7 +360,9 @@ def _columns(path: Path, rows: int) -> dict[str, Any]:
     """
     # ParquetFile.read: pq.read_table holds twice the memory while it reads. Mapped,
     # the compressed pages stay in the page cache instead of a second copy in memory.
-    table = pq.ParquetFile(path, memory_map=True).read(use_threads=True)
+    # Page checksums verified: a damaged entry is unreadable (and rebuilt), never wrong.
+    reader = pq.ParquetFile(path, memory_map=True, page_checksum_verification=True)
+    table = reader.read(use_threads=True)
     if table.num_rows != rows:
         raise ValueError(f"{path.name} has {table.num_rows} rows, the manifest says {rows}")
     return {
