@@ -49,11 +49,13 @@ __all__ = [
     "Row",
     "check_date",
     "check_name",
+    "contract_order",
     "date_of_ns",
     "event_payload",
     "iter_parts",
     "list_partitions",
     "list_parts",
+    "missing_partition",
     "parse_part_name",
     "part_name",
     "partition_dir",
@@ -464,7 +466,7 @@ def scan_parts(
                 parts.append(read_footer(p))
             except CorruptFileError as exc:
                 damaged.append(exc)
-    return _contract_order(parts), damaged
+    return contract_order(parts), damaged
 
 
 def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartFile]:
@@ -480,7 +482,9 @@ def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartF
     return parts
 
 
-def _contract_order(parts: list[PartFile]) -> list[PartFile]:
+def contract_order(parts: list[PartFile]) -> list[PartFile]:
+    """*parts* in contract order: runs by their first ``recv_ts`` (then run id), and
+    within a run by ``seq``."""
     run_start: dict[str, int] = {}
     for p in parts:
         run_start[p.run_id] = min(run_start.get(p.run_id, p.first_recv_ns), p.first_recv_ns)
@@ -568,16 +572,23 @@ def partition_parts(
     partition = Partition(venue, check_date(date), symbol)
     parts = list_parts(root, partition)
     if not parts:
-        have = list_partitions(root, venue=venue)
-        dates = sorted({p.date for p in have})
-        symbols = sorted({p.symbol for p in have if p.date == date})
-        hint = (
-            f"symbols on {date}: {', '.join(symbols)}"
-            if symbols
-            else f"dates for {venue}: {', '.join(dates) or 'none'}"
-        )
-        raise NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
+        raise missing_partition(root, venue, date, symbol)
     return parts
+
+
+def missing_partition(
+    root: str | os.PathLike[str], venue: str, date: str, symbol: str
+) -> NotFoundError:
+    """The error for a partition that has no parts, listing what exists instead."""
+    have = list_partitions(root, venue=venue)
+    dates = sorted({p.date for p in have})
+    symbols = sorted({p.symbol for p in have if p.date == date})
+    hint = (
+        f"symbols on {date}: {', '.join(symbols)}"
+        if symbols
+        else f"dates for {venue}: {', '.join(dates) or 'none'}"
+    )
+    return NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
 
 
 def read_partition(

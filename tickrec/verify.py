@@ -9,7 +9,12 @@ to the contract (docs/architecture.md section 2):
 - the row count, first and last ``seq`` and first and last ``recv_ts`` agree
   with the footer;
 - ``seq`` strictly increases, every ``recv_ts`` falls on the partition's
-  date, and every ``source`` is one the contract names.
+  date, and every ``source`` is one the contract names;
+- no two parts of one run hold overlapping ``seq`` ranges.
+
+The same checks, on the footer alone (:func:`check_footer`, for ``tickrec
+ls``) or on the :data:`KEY_COLUMNS` (:func:`check_part` with those columns,
+for a replay, :mod:`replay.quarantine`), decide which parts are bad.
 
 A temporary file left in a partition by a write whose process is gone
 (:func:`tickrec.durable.is_orphan`) is reported too. Checks only read:
@@ -50,6 +55,7 @@ __all__ = [
     "check_part",
     "content_problems",
     "footer_problems",
+    "seq_overlaps",
     "statistics_problems",
     "verify_partition",
     "verify_root",
@@ -253,15 +259,39 @@ def check_part(path: Path, partition: Partition, columns: Sequence[str] | None =
     return PartCheck(footer, problems, span)
 
 
+def seq_overlaps(footers: Sequence[PartFile]) -> dict[Path, str]:
+    """Parts whose ``seq`` range overlaps an earlier part of the same run (by first
+    ``seq``, then name), each with the problem: two parts cannot both be in contract order."""
+    found: dict[Path, str] = {}
+    last: dict[str, PartFile] = {}
+    for part in sorted(footers, key=lambda p: (p.run_id, p.first_seq, p.path.name)):
+        prev = last.get(part.run_id)
+        if prev is not None and part.first_seq <= prev.last_seq:
+            found[part.path] = (
+                f"seq {part.first_seq}..{part.last_seq} overlaps {prev.path.name} "
+                f"({prev.first_seq}..{prev.last_seq}) of the same run"
+            )
+            continue
+        last[part.run_id] = part
+    return found
+
+
 def verify_partition(root: str | os.PathLike[str], partition: Partition) -> Iterator[Problem]:
     """The problems of every file in one partition's directory, in name order."""
     directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
+    checks = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and parse_part_name(path.name) is not None:
+            checks[path] = check_part(path, partition)
+    overlaps = seq_overlaps([c.footer for c in checks.values() if c.footer and not c.problems])
     for path in sorted(directory.iterdir()):
         if not path.is_file():
             continue
-        if parse_part_name(path.name) is not None:
-            for what in check_part(path, partition).problems:
+        if path in checks:
+            for what in checks[path].problems:
                 yield Problem(path, what)
+            if path in overlaps:
+                yield Problem(path, overlaps[path])
         elif is_orphan(path):
             yield Problem(path, "temporary file of a write that never finished")
 
