@@ -120,7 +120,7 @@ def ls_cmd(
     if bad_files:
         raise DatasetError(
             f"{_plural(bad_files, 'bad file')} left out above "
-            "(tickrec verify checks every file; replay --skip-bad leaves them out as gaps)"
+            "(tickrec verify checks every file; replay --skip-bad replays without them)"
         )
 
 

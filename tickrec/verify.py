@@ -196,8 +196,7 @@ def content_problems(table: pa.Table, footer: PartFile, partition: Partition) ->
             f"recv_ts runs {first}..{last}, "
             f"the footer says {footer.first_recv_ns}..{footer.last_recv_ns}"
         )
-    recv = table.column("recv_ts").cast(pa.int64())
-    lo, hi = int(pc.min(recv).as_py()), int(pc.max(recv).as_py())
+    lo, hi = _min_max(table.column("recv_ts").cast(pa.int64()))
     if not _on_date(lo, hi, partition):
         problems.append(_off_date(lo, hi, partition))
     sources = set(table.column("source").combine_chunks().dictionary.to_pylist())
@@ -209,10 +208,16 @@ def content_problems(table: pa.Table, footer: PartFile, partition: Partition) ->
 def _span_on_date(recv: pa.ChunkedArray, partition: Partition) -> tuple[int, int] | None:
     first, last = _day(partition)
     ns = recv.cast(pa.int64())
+    lo, hi = _min_max(ns)
+    if first <= lo and hi <= last:
+        return lo, hi
     on = pc.filter(ns, pc.and_(pc.greater_equal(ns, first), pc.less_equal(ns, last)))
-    if len(on) == 0:
-        return None
-    return int(pc.min(on).as_py()), int(pc.max(on).as_py())
+    return _min_max(on) if len(on) else None
+
+
+def _min_max(values: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
+    both = pc.min_max(values)
+    return int(both["min"].as_py()), int(both["max"].as_py())
 
 
 def _clipped_span(span: tuple[int, int] | None, partition: Partition) -> tuple[int, int] | None:
