@@ -8,9 +8,11 @@ Layout (docs/architecture.md section 2.1)::
         msgs.parquet     receive time and connection of every received message
         rest.parquet     REST book levels, one row per level
         manifest.json    the key, scales, counts, markers, sequence breaks,
-                         REST headers and end-of-day checkpoints; written last
+                         REST headers, end-of-day checkpoints and the bad
+                         parts left out; written last
         ends.json        the end-of-day checkpoints of the partition replayed
-                         alone (what the next date carries over midnight)
+                         alone (what the next date carries over midnight),
+                         and its bad parts
 
 The cache is derived data, never a second source of truth. An entry is used
 only if its manifest's key equals the key of the raw files as they are now:
@@ -28,6 +30,14 @@ Carrying (docs/architecture.md section 2.5): the previous date's
 checkpoints are those of that date replayed alone, read from its
 ``ends.json`` when current; else they are computed from its entry or its
 raw files once and written there, so carrying costs a small read.
+
+Bad parts (:mod:`replay.quarantine`). An entry built with ``skip_bad``
+remembers the parts it left out, and a replay without ``skip_bad`` refuses
+it as it would refuse the raw files. A current entry is used without
+reading the raw pages again, so damage that changes neither a part's size
+nor its modification time is found by ``tickrec verify`` or a replay with
+``cache=False``, not here. Every file of an entry carries Parquet page
+checksums, verified when it is read.
 
 Every file is written under a temporary name, fsynced and renamed into
 place (as :func:`tickrec.contract.write_part` does); the manifest goes

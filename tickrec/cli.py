@@ -514,7 +514,9 @@ def verify_cmd(
     journals = check_journals(root)
     for path, what in journals.damaged:
         typer.echo(f"  {Problem(path, what)}")
-    problems += len(journals.damaged)
+    for path, what in journals.set_aside:
+        typer.echo(f"  {Problem(path, f'set aside by recovery, not in the dataset: {what}')}")
+    problems += len(journals.damaged) + len(journals.set_aside)
     if journals.live_runs:
         typer.echo(f"journal: not checked, recording now: {', '.join(journals.live_runs)}")
     typer.echo(
