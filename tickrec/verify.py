@@ -256,7 +256,9 @@ def check_part(path: Path, partition: Partition, columns: Sequence[str] | None =
         return PartCheck(footer, problems, stats_span)
     try:
         cols = None if columns is None else list(columns)
-        table = pq.read_table(path, columns=cols, page_checksum_verification=True)
+        # ParquetFile, not read_table: no pyarrow.dataset (which imports pandas) needed.
+        reader = pq.ParquetFile(path, page_checksum_verification=True)
+        table = reader.read(columns=cols)
     except (OSError, pa.ArrowException) as exc:
         return PartCheck(footer, [*problems, f"data cannot be read ({exc})"], stats_span)
     problems += content_problems(table, footer, partition)
