@@ -212,6 +212,22 @@ def recover(root: str | os.PathLike[str], progress: Progress | None = None) -> l
     return results
 
 
+def _set_aside(run_dir: Path) -> list[tuple[Path, str]]:
+    """The segments in *run_dir*'s :data:`DAMAGED_DIR`, each with its ``.why``."""
+    aside_dir = run_dir / DAMAGED_DIR
+    if not aside_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(aside_dir.glob("seg-*.tj")):
+        why = path.with_name(path.name + ".why")
+        try:
+            reason = why.read_text(encoding="utf-8").strip()
+        except OSError:
+            reason = "no reason recorded"
+        found.append((path, reason))
+    return found
+
+
 @dataclass
 class JournalCheck:
     """What :func:`check_journals` found: damaged segments, and runs it did not look at."""
@@ -219,6 +235,9 @@ class JournalCheck:
     damaged: list[tuple[Path, str]] = field(default_factory=list)
     segments: int = 0
     live_runs: list[str] = field(default_factory=list)
+    set_aside: list[tuple[Path, str]] = field(default_factory=list)
+    """Segments recovery moved into a run's :data:`DAMAGED_DIR`, with the reason it gave:
+    records that are not in the dataset until someone looks at them."""
 
 
 def check_journals(root: str | os.PathLike[str]) -> JournalCheck:
@@ -228,13 +247,15 @@ def check_journals(root: str | os.PathLike[str]) -> JournalCheck:
     its last good one cannot (:func:`~recorder.journal.scan_segment`);
     ``tickrec recover`` keeps what comes before the damage. Runs that a live
     recorder holds are listed, not read: their newest segment is being
-    written.
+    written. Segments recovery set aside (:data:`DAMAGED_DIR`) are listed
+    with their reason, live runs' too.
     """
     found = JournalCheck()
     journal = Path(root) / "journal"
     if not journal.is_dir():
         return found
     for run_dir in sorted(p for p in journal.iterdir() if p.is_dir()):
+        found.set_aside += _set_aside(run_dir)
         try:
             fd = try_lock(run_dir / LOCK_NAME)
         except FileNotFoundError:

@@ -5,7 +5,8 @@
 book (:class:`Days`, :mod:`replay.days`).
 Modules: :mod:`replay.decode` (rows to normalized events, via
 :mod:`replay.venues`), :mod:`replay.book` (the compiled book kernel),
-:mod:`replay.gaps` (gap analysis and validity), :mod:`replay.ticks` (exact
+:mod:`replay.gaps` (gap analysis and validity), :mod:`replay.quarantine`
+(bad parts: refused, or left out as ``bad_file`` gaps), :mod:`replay.ticks` (exact
 decimals), :mod:`replay.view` (book views and events), :mod:`replay.columns`
 (numpy columns to Arrow and back, without importing pandas), :mod:`replay.kernels`
 (where the compiled kernels are cached, and compiling them ahead of use).

@@ -34,7 +34,7 @@ from replay.book import BookEngine, Rows
 from replay.cache import decode_partition
 from replay.columns import from_numpy
 from replay.decode import decode
-from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, Decoded
+from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, BadFile, Decoded
 from replay.gaps import KINDS, Gap, RestCheck, analyze, crossed, rest_check, valid_mask, valid_ns
 from replay.view import BookView, Event
 from tickrec import contract
@@ -205,6 +205,11 @@ class Day:
         its midnight instead: the carried book holds from there on.
         """
         return self.decoded.first_ns, self.decoded.last_ns
+
+    @property
+    def left_out(self) -> tuple[BadFile, ...]:
+        """The bad parts left out of this replay (``skip_bad``), each a ``bad_file`` gap."""
+        return self.decoded.bad
 
     @property
     def carried(self) -> tuple[tuple[str, int], ...]:
@@ -620,6 +625,7 @@ def open(
     cache: bool = True,
     carry: bool = True,
     progress: Progress | None = None,
+    skip_bad: bool = False,
 ) -> Day:
     """Replay one day of one symbol from the dataset under *data*.
 
@@ -643,16 +649,24 @@ def open(
     in any case (``"btcusd"`` is ``BTCUSD``). Raises
     :class:`~tickrec.errors.NotFoundError` (listing what exists) when there
     is no such partition.
+
+    A bad part (unreadable, or contradicting its footer, its date or the
+    contract's order; :mod:`replay.quarantine`) raises
+    :class:`~tickrec.errors.CorruptFileError` naming it; with *skip_bad* it
+    is left out instead, and is a ``bad_file`` gap over its time
+    (:attr:`Day.left_out`).
     """
     date = date_text(date)
     symbol = contract.check_name("symbol", symbol.upper())
     root = contract.resolve_root(data)
     decoded = decode_partition(
-        root, venue, date, symbol, cache=cache, carry=carry, progress=progress
+        root, venue, date, symbol, cache=cache, carry=carry, progress=progress, skip_bad=skip_bad
     )
+    left_out = {b.name for b in decoded.bad}
 
     def raw(columns: list[str]) -> Any:
-        return contract.read_partition(root, venue, date, symbol, columns)
+        parts = contract.scan_parts(root, contract.Partition(venue, date, symbol))[0]
+        return contract.read_parts([p for p in parts if p.path.name not in left_out], columns)
 
     return Day(
         decoded,

@@ -8,9 +8,11 @@ Layout (docs/architecture.md section 2.1)::
         msgs.parquet     receive time and connection of every received message
         rest.parquet     REST book levels, one row per level
         manifest.json    the key, scales, counts, markers, sequence breaks,
-                         REST headers and end-of-day checkpoints; written last
+                         REST headers, end-of-day checkpoints and the bad
+                         parts left out; written last
         ends.json        the end-of-day checkpoints of the partition replayed
-                         alone (what the next date carries over midnight)
+                         alone (what the next date carries over midnight),
+                         and its bad parts
 
 The cache is derived data, never a second source of truth. An entry is used
 only if its manifest's key equals the key of the raw files as they are now:
@@ -29,6 +31,14 @@ checkpoints are those of that date replayed alone, read from its
 ``ends.json`` when current; else they are computed from its entry or its
 raw files once and written there, so carrying costs a small read.
 
+Bad parts (:mod:`replay.quarantine`). An entry built with ``skip_bad``
+remembers the parts it left out, and a replay without ``skip_bad`` refuses
+it as it would refuse the raw files. A current entry is used without
+reading the raw pages again, so damage that changes neither a part's size
+nor its modification time is found by ``tickrec verify`` or a replay with
+``cache=False``, not here. Every file of an entry carries Parquet page
+checksums, verified when it is read.
+
 Every file is written under a temporary name, fsynced and renamed into
 place (as :func:`tickrec.contract.write_part` does); the manifest goes
 first out and last in, so a torn rebuild leaves no usable entry. An entry
@@ -46,21 +56,31 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from replay import sources
+from replay import quarantine, sources
 from replay.columns import to_numpy
 from replay.decode import PartitionDecoder, connection_rows
-from replay.events import BookOps, Checkpoint, Decoded, Marker, RestBook, SeqBreak, Trades
+from replay.events import (
+    BadFile,
+    BookOps,
+    Checkpoint,
+    Decoded,
+    Marker,
+    RestBook,
+    SeqBreak,
+    Trades,
+)
 from replay.overlap import decode_overlapping
 from replay.venues import decoder_versions
 from tickrec import contract
-from tickrec.contract import PartFile
+from tickrec.contract import PartFile, Partition
 from tickrec.durable import make_dirs, write_atomic
+from tickrec.errors import CorruptFileError
 from tickrec.progress import Progress, RowMeter
 
 __all__ = [
@@ -79,7 +99,7 @@ log = logging.getLogger(__name__)
 
 CACHE_DIR = "normalized"
 #: Bumped whenever the stored layout changes.
-FORMAT = "3"
+FORMAT = "4"
 _MANIFEST = "manifest.json"
 _ENDS = "ends.json"
 _NS_PER_DAY = 86_400 * 1_000_000_000
@@ -123,9 +143,10 @@ def decoder_version() -> str:
 _decoder_version = functools.cache(decoder_version)
 
 
-def key_of(parts: Sequence[PartFile]) -> str:
-    """The key of a partition's raw files as they are now (see the module docstring)."""
-    files = []
+def key_of(parts: Sequence[PartFile], unreadable: Sequence[Path] = ()) -> str:
+    """The key of a partition's raw files as they are now (see the module docstring);
+    *unreadable* are its parts whose footer cannot be read."""
+    files: list[list[object]] = []
     for p in parts:
         st = p.path.stat()
         files.append(
@@ -141,6 +162,9 @@ def key_of(parts: Sequence[PartFile]) -> str:
                 p.rows,
             ]
         )
+    for path in sorted(unreadable):
+        st = path.stat()
+        files.append([path.name, st.st_size, st.st_mtime_ns])
     text = json.dumps({"format": FORMAT, "decoder": _decoder_version(), "files": files})
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -174,6 +198,67 @@ def decode_parts(
     return decoder.finish()
 
 
+class _Parts(NamedTuple):
+    """A partition's part files as found: readable footers (contract order), the others."""
+
+    partition: Partition
+    footers: list[PartFile]
+    damaged: list[CorruptFileError]
+
+    @property
+    def key(self) -> str:
+        return key_of(self.footers, [e.path for e in self.damaged if e.path is not None])
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.footers)
+
+    @property
+    def directory(self) -> Path:
+        first = self.footers[0].path if self.footers else self.damaged[0].path
+        assert first is not None
+        return first.parent
+
+
+def _scan(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> _Parts:
+    partition = Partition(venue, contract.check_date(date), symbol)
+    footers, damaged = contract.scan_parts(root, partition)
+    return _Parts(partition, footers, [e for e in damaged if e.path is not None])
+
+
+def _decode_checked(
+    found: _Parts,
+    skip_bad: bool,
+    carry: Sequence[Checkpoint] = (),
+    start_ns: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Decoded:
+    """Decode the good parts of *found* (:mod:`replay.quarantine`); the bad ones stop
+    it, or with *skip_bad* are left out as ``bad_file`` gaps."""
+    screened = quarantine.screen(found.partition, found.footers, found.damaged)
+    while True:
+        if screened.bad and not skip_bad:
+            raise quarantine.refusal(screened.bad, found.directory)
+        try:
+            decoded = decode_parts(
+                screened.parts, found.partition.symbol, carry, start_ns, progress
+            )
+        except CorruptFileError as exc:
+            # A page that fails its checksum outside the columns screened: that part
+            # is bad too, and the partition is decoded again without it.
+            if exc.path is None or exc.path.name not in screened.spans:
+                raise
+            screened = quarantine.leave_out(screened, exc.path, exc.reason)
+            continue
+        return quarantine.mark(decoded, screened.bad)
+
+
+def _check_bad(bad: Sequence[BadFile], skip_bad: bool, directory: Path) -> None:
+    """Refuse a cached partition that has bad parts, unless *skip_bad*."""
+    if bad and not skip_bad:
+        raise quarantine.refusal(bad, directory)
+
+
 def midnight_ns(date: str) -> int:
     """The UTC midnight that starts *date* (``YYYY-MM-DD``), in ns since the epoch."""
     return (dt.date.fromisoformat(date) - dt.date(1970, 1, 1)).days * _NS_PER_DAY
@@ -191,6 +276,7 @@ def decode_partition(
     cache: bool = True,
     carry: bool = False,
     progress: Progress | None = None,
+    skip_bad: bool = False,
 ) -> Decoded:
     """One partition decoded: from the cache when it is current, else from raw (then stored).
 
@@ -200,16 +286,22 @@ def decode_partition(
     With ``cache=False`` the cache is neither read nor written. With *carry*,
     connections open and in sync at the end of the previous date
     (:func:`day_ends`) go on with their books (:class:`~replay.decode.PartitionDecoder`).
+
+    A bad part (:mod:`replay.quarantine`), of this date or of the previous
+    one when carrying, raises :class:`~tickrec.errors.CorruptFileError`
+    naming it, unless *skip_bad* leaves it out as a ``bad_file`` gap.
     """
-    parts = contract.partition_parts(root, venue, date, symbol)
-    ends = day_ends(root, venue, previous_date(date), symbol, cache) if carry else ()
+    found = _scan(root, venue, date, symbol)
+    if not found.footers and not found.damaged:
+        raise contract.missing_partition(root, venue, date, symbol)
+    ends = day_ends(root, venue, previous_date(date), symbol, cache, skip_bad) if carry else ()
     start = midnight_ns(date)
     meter = None
     if progress is not None:
-        meter = RowMeter(progress, f"decode {venue} {date} {symbol}", sum(p.rows for p in parts))
+        meter = RowMeter(progress, f"decode {venue} {date} {symbol}", found.rows)
     if not cache:
-        return decode_parts(parts, symbol, ends, start, meter)
-    key = key_of(parts)
+        return _decode_checked(found, skip_bad, ends, start, meter)
+    key = found.key
     entry = key
     if ends:
         text = json.dumps([e.to_json() for e in ends], separators=(",", ":"))
@@ -217,49 +309,63 @@ def decode_partition(
     directory = cache_dir(root, venue, date, symbol)
     decoded = load(directory, entry)
     if decoded is None:
-        decoded = decode_parts(parts, symbol, ends, start, meter)
+        decoded = _decode_checked(found, skip_bad, ends, start, meter)
         try:
             store(directory, entry, decoded)
         except OSError as exc:
             log.warning("normalized cache not written to %s (%s)", directory, exc)
+    _check_bad(decoded.bad, skip_bad, found.directory)
     if not decoded.carried:  # nothing carried: the partition as replayed alone
-        _store_ends(directory, key, decoded.ends)
+        _store_ends(directory, key, decoded.ends, decoded.bad)
     return decoded
 
 
 def day_ends(
-    root: str | os.PathLike[str], venue: str, date: str, symbol: str, cache: bool = True
+    root: str | os.PathLike[str],
+    venue: str,
+    date: str,
+    symbol: str,
+    cache: bool = True,
+    skip_bad: bool = False,
 ) -> tuple[Checkpoint, ...]:
     """The :attr:`~replay.events.Decoded.ends` of a partition replayed alone; () if none.
 
     Read from the entry's ``ends.json`` when current, else computed (and written).
+    Bad parts as for :func:`decode_partition`.
     """
-    parts = contract.list_parts(root, contract.Partition(venue, date, symbol))
-    if not parts:
+    found = _scan(root, venue, date, symbol)
+    if not found.footers and not found.damaged:
         return ()
     if not cache:
-        return decode_parts(parts, symbol).ends
-    key = key_of(parts)
+        return _decode_checked(found, skip_bad).ends
+    key = found.key
     directory = cache_dir(root, venue, date, symbol)
     got = _load_ends(directory, key)
     if got is not None:
-        return got
+        _check_bad(got[1], skip_bad, found.directory)
+        return got[0]
     decoded = load(directory, key)  # the entry, if it holds the partition alone
     if decoded is None:
-        decoded = decode_parts(parts, symbol)
+        decoded = _decode_checked(found, skip_bad)
         if not (directory / _MANIFEST).exists():
             try:
                 store(directory, key, decoded)
             except OSError as exc:
                 log.warning("normalized cache not written to %s (%s)", directory, exc)
-    _store_ends(directory, key, decoded.ends)
+    _check_bad(decoded.bad, skip_bad, found.directory)
+    _store_ends(directory, key, decoded.ends, decoded.bad)
     return decoded.ends
 
 
-def _store_ends(directory: Path, key: str, ends: Sequence[Checkpoint]) -> None:
+def _store_ends(
+    directory: Path, key: str, ends: Sequence[Checkpoint], bad: Sequence[BadFile]
+) -> None:
     if _load_ends(directory, key) is not None:
         return
-    text = json.dumps({"key": key, "ends": [e.to_json() for e in ends]}, separators=(",", ":"))
+    text = json.dumps(
+        {"key": key, "ends": [e.to_json() for e in ends], "bad": [list(b) for b in bad]},
+        separators=(",", ":"),
+    )
     try:
         make_dirs(directory)
         write_atomic(directory / _ENDS, lambda fh: fh.write(text.encode()))
@@ -267,7 +373,9 @@ def _store_ends(directory: Path, key: str, ends: Sequence[Checkpoint]) -> None:
         log.warning("normalized cache not written to %s (%s)", directory, exc)
 
 
-def _load_ends(directory: Path, key: str) -> tuple[Checkpoint, ...] | None:
+def _load_ends(
+    directory: Path, key: str
+) -> tuple[tuple[Checkpoint, ...], tuple[BadFile, ...]] | None:
     path = directory / _ENDS
     if not path.exists():
         return None
@@ -275,10 +383,15 @@ def _load_ends(directory: Path, key: str) -> tuple[Checkpoint, ...] | None:
         m = json.loads(path.read_bytes())
         if m.get("key") != key:
             return None
-        return tuple(Checkpoint.from_json(e) for e in m["ends"])
+        ends = tuple(Checkpoint.from_json(e) for e in m["ends"])
+        return ends, _bad_files(m["bad"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("normalized cache %s is unreadable (%s); rebuilding", path, exc)
         return None
+
+
+def _bad_files(rows: list[list[Any]]) -> tuple[BadFile, ...]:
+    return tuple(BadFile(str(n), str(r), int(a), int(z)) for n, r, a, z in rows)
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -325,6 +438,7 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
             row_group_size=max(table.num_rows, 1),
             use_dictionary=False,
             column_encoding=dict.fromkeys(_DELTAS[name], "DELTA_BINARY_PACKED") or None,
+            write_page_checksum=True,
         )
         write_atomic(path, write)
         files[name] = table.num_rows
@@ -343,6 +457,7 @@ def store(directory: Path, key: str, dec: Decoded) -> None:
         "rest": [[r.sent, r.recv, r.grp, len(r.bid_px), len(r.ask_px)] for r in dec.rest],
         "ends": [e.to_json() for e in dec.ends],
         "carried": [list(k) for k in dec.carried],
+        "bad": [list(b) for b in dec.bad],
     }
     text = json.dumps(manifest, separators=(",", ":")).encode()
     write_atomic(directory / _MANIFEST, lambda fh: fh.write(text))
@@ -359,7 +474,9 @@ def _columns(path: Path, rows: int) -> dict[str, Any]:
     """
     # ParquetFile.read: pq.read_table holds twice the memory while it reads. Mapped,
     # the compressed pages stay in the page cache instead of a second copy in memory.
-    table = pq.ParquetFile(path, memory_map=True).read(use_threads=True)
+    # Page checksums verified: a damaged entry is unreadable (and rebuilt), never wrong.
+    reader = pq.ParquetFile(path, memory_map=True, page_checksum_verification=True)
+    table = reader.read(use_threads=True)
     if table.num_rows != rows:
         raise ValueError(f"{path.name} has {table.num_rows} rows, the manifest says {rows}")
     return {
@@ -414,6 +531,7 @@ def load(directory: Path, key: str) -> Decoded | None:
             counts={str(k): int(v) for k, v in m["counts"].items()},
             ends=tuple(Checkpoint.from_json(e) for e in m["ends"]),
             carried=tuple((str(r), int(c)) for r, c in m["carried"]),
+            bad=_bad_files(m["bad"]),
         )
     except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
         log.warning("normalized cache %s is unreadable (%s); rebuilding", directory, exc)

@@ -98,7 +98,7 @@ class Days:
     def _attrs(self, df: pd.DataFrame) -> pd.DataFrame:
         scales = {(d.price_scale, d.size_scale) for d in self.days}
         if len(scales) == 1:
-            (price_scale, size_scale), = scales
+            ((price_scale, size_scale),) = scales
             df.attrs.update(price_scale=price_scale, size_scale=size_scale)
         else:
             df.attrs.clear()  # per-date scales differ: exact values are per date
@@ -188,11 +188,13 @@ def open_range(
     chunk_size: int = 1 << 20,
     cache: bool = True,
     carry: bool = True,
+    skip_bad: bool = False,
 ) -> Days:
     """Replay the dates *start* to *end* (both included) of one symbol as one book.
 
     Each date as :func:`replay.api.open` replays it (same options; *carry*
-    on by default); see :mod:`replay.days`. Raises
+    on by default; *skip_bad* leaves bad parts out as ``bad_file`` gaps); see
+    :mod:`replay.days`. Raises
     :class:`~tickrec.errors.NotFoundError` when no date of the range has data.
     """
     dates = _dates(date_text(start), date_text(end))
@@ -200,10 +202,10 @@ def open_range(
     root = contract.resolve_root(data)
     days = []
     for date in dates:
-        if contract.list_parts(root, contract.Partition(venue, date, symbol)):
+        if any(contract.scan_parts(root, contract.Partition(venue, date, symbol))):
             days.append(
                 open(date, symbol, venue, root, silence=silence, chunk_size=chunk_size,
-                     cache=cache, carry=carry)
+                     cache=cache, carry=carry, skip_bad=skip_bad)
             )  # fmt: skip
     if not days:
         raise NotFoundError(

@@ -39,6 +39,7 @@ __all__ = [
     "OP_INVALID",
     "OP_SET",
     "OP_VALID",
+    "BadFile",
     "BookOps",
     "Checkpoint",
     "Decoded",
@@ -237,6 +238,18 @@ class Checkpoint:
         )
 
 
+class BadFile(NamedTuple):
+    """A part left out of a replay because it is bad (:mod:`replay.quarantine`)."""
+
+    name: str
+    """The part's file name, in its partition's directory."""
+    reason: str
+    start: int
+    """First ns of the time its rows cover (see :mod:`replay.quarantine`)."""
+    end: int
+    """Last ns of that time."""
+
+
 @dataclass(frozen=True)
 class Decoded:
     """Everything the replay needs from one partition, as a pure function of its rows."""
@@ -262,3 +275,5 @@ class Decoded:
     """The connections open and in sync at the end, sorted by ``(run_id, conn_id)``."""
     carried: tuple[tuple[str, int], ...] = ()
     """Connections whose book was carried in from the previous date's :attr:`ends`."""
+    bad: tuple[BadFile, ...] = ()
+    """Parts left out of the partition (``skip_bad``), by start time: each a ``bad_file`` gap."""

@@ -18,8 +18,9 @@ ns and a human ``detail``:
     what happened.
 ``silence``
     No received message at all, heartbeats included, for longer than the
-    threshold, within one connection, including the silence from its last
-    message to the moment it was lost (a watchdog dropping a stalled feed).
+    threshold, within one connection and across no ``bad_file`` gap, including
+    the silence from its last message to the moment it was lost (a watchdog
+    dropping a stalled feed).
     Heartbeats come every 5 s on both v1 (with ``heartbeat=true``) and v2,
     so a longer silence means the feed was not known to be alive; the book
     is not trusted inside it.
@@ -40,6 +41,12 @@ ns and a human ``detail``:
     disk and dropped; ``start_ns``/``end_ns`` give the span); without the
     keys, the event's own time. A ``disk_error`` event is no gap: the
     records held meanwhile were written late with their receive times.
+``bad_file``
+    A part left out of the replay because it is bad (``skip_bad``,
+    :mod:`replay.quarantine`): from the first to the last receive time it
+    covers, and on until the book is rebuilt (the next snapshot, or the end
+    of the connection: its rows may have changed the book), or the end of
+    the data. The detail names the file and why it is bad.
 ``unsynced``
     A connection was open but its book had no snapshot yet, and no gap of
     the kinds above says why: the lead-in from a connection's first row to
@@ -72,7 +79,7 @@ import numpy.typing as npt
 
 from replay.book import Rows, Windows
 from replay.decode import LOSS_SPAN_EVENTS
-from replay.events import ASK, BID, OP_VALID, Decoded, Marker, RestBook
+from replay.events import ASK, BID, OP_VALID, BadFile, Decoded, Marker, RestBook
 from replay.ticks import format_units
 
 __all__ = [
@@ -98,6 +105,7 @@ KINDS = (
     "snapshot_mismatch",
     "crossed",
     "journal_loss",
+    "bad_file",
     "unsynced",
     "no_connection",
 )
@@ -312,14 +320,30 @@ def analyze(
             gaps.append(Gap("disconnect", m.ts, end, _lost_detail(m)))
     gaps += _sequence_gaps(dec, snaps, _conn_ends(dec), last)
     gaps += _silence_gaps(dec, silence_ns)
+    # A silence across a part left out is the missing part, said by its bad_file gap.
+    gaps = [g for g in gaps if g.kind != "silence" or not _across_bad(g, dec.bad)]
     gaps += _mismatch_gaps(check, diff, status, snaps, losses, last)
     gaps += _crossed_gaps(status, last, dec.price_scale)
     for m in dec.markers:
         if m.kind in LOSS_SPAN_EVENTS:
             gaps.append(Gap("journal_loss", m.start, m.end, m.detail))
+    gaps += _bad_file_gaps(dec, snaps, _conn_ends(dec), last)
     gaps = _clipped(gaps, first, last)
     gaps += _unexplained_gaps(dec, status, gaps)
     return sorted(gaps, key=lambda g: (g.start, KINDS.index(g.kind), g.end, g.detail))
+
+
+def _across_bad(gap: Gap, bad: Sequence[BadFile]) -> bool:
+    return any(gap.start <= b.end and b.start <= gap.end for b in bad)
+
+
+def _bad_file_gaps(dec: Decoded, snaps: I64, ends: I64, last: int) -> list[Gap]:
+    gaps = []
+    for b in dec.bad:
+        rebuilt = _first_after(snaps, b.end, False)
+        end = _earliest(rebuilt, _first_after(ends, b.end, False), default=last)
+        gaps.append(Gap("bad_file", b.start, max(end, b.end), f"{b.name} left out: {b.reason}"))
+    return gaps
 
 
 def _clipped(gaps: Sequence[Gap], first: int, last: int) -> list[Gap]:

@@ -41,6 +41,7 @@ __all__ = [
     "check_options",
     "format_gaps",
     "format_summary",
+    "left_out",
     "open_days",
     "resolve_symbols",
     "write_snapshots",
@@ -88,20 +89,31 @@ def open_days(
     end: str | None = None,
     carry: bool = True,
     rows: Progress | None = None,
+    skip_bad: bool = False,
 ) -> Iterable[Day | Days]:
     """Open each symbol's day (or range *date* to *end*) in turn, one in memory at a time.
 
     *rows*, if given, shows the rows decoded inside a single day (:func:`replay.api.open`).
+    *skip_bad* leaves bad parts out as ``bad_file`` gaps (:mod:`replay.quarantine`).
     """
+    options: dict[str, Any] = {"silence": silence, "cache": cache, "carry": carry}
+    options["skip_bad"] = skip_bad
     for k, sym in enumerate(symbols, 1):
         if progress is not None:
             progress(f"replay {venue} {date} {sym} ({k}/{len(symbols)})")
         if end is None:
-            yield open(
-                date, sym, venue, root, silence=silence, cache=cache, carry=carry, progress=rows
-            )
+            yield open(date, sym, venue, root, progress=rows, **options)
         else:
-            yield open_range(date, end, sym, venue, root, silence=silence, cache=cache, carry=carry)
+            yield open_range(date, end, sym, venue, root, **options)
+
+
+def left_out(root: Path, day: Day | Days) -> list[str]:
+    """One line per bad part left out of *day* (or of each date of a range): path and why."""
+    lines = []
+    for d in day.days if isinstance(day, Days) else [day]:
+        directory = contract.partition_dir(root, d.venue, d.date, d.symbol)
+        lines += [f"left out {directory / b.name}: {b.reason}" for b in d.left_out]
+    return lines
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,8 @@ class Replayed:
     summary: dict[str, Any]
     gaps: list[Gap]
     snapshots: pa.Table | None
+    left_out: list[str]
+    """:func:`left_out` lines: the bad parts left out (``--skip-bad``)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,8 @@ class ReplayJob:
     carry: bool = True
     progress: bool = False
     """Whether to show the rows decoded inside the day on a terminal's stderr."""
+    skip_bad: bool = False
+    """Whether to leave bad parts out as ``bad_file`` gaps instead of failing."""
 
     def __call__(self, symbol: str) -> Replayed:
         day = next(
@@ -146,11 +162,12 @@ class ReplayJob:
                     end=self.end,
                     carry=self.carry,
                     rows=terminal_progress() if self.progress else None,
+                    skip_bad=self.skip_bad,
                 )
             )
         )
         table = day.snapshot_table(depth=self.depth, every=self.every) if self.snapshots else None
-        return Replayed(symbol, day.summary(), day.gap_list(), table)
+        return Replayed(symbol, day.summary(), day.gap_list(), table, left_out(self.root, day))
 
 
 def check_options(out: str | os.PathLike[str] | None, every: str, silence: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet
 import pytest
 from conftest import V2_DATE, sha
 
@@ -103,6 +104,26 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path: Path, caplog: pytest.Log
     (directory / "manifest.json").write_text("{")
     assert replay.open(day.date, day.symbol, data=root).book_snapshots().equals(want)
     assert cache.load(directory, "some other key") is None
+
+
+def test_a_flipped_byte_in_the_cache_is_found_by_its_page_checksums(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    day = make_day(DayParams(changes=20_000, seed=12, span_s=600, reconnects=0), cache=tmp_path)
+    root = day.root
+    want = replay.open(day.date, day.symbol, data=root).book_snapshots()
+    ops = entries(root)[0].parent / "ops.parquet"
+    meta = pa.parquet.read_metadata(ops)
+    column = meta.row_group(0).column(meta.schema.names.index("price"))
+    # One byte in the middle of the price column's first data page.
+    start = column.data_page_offset
+    data = bytearray(ops.read_bytes())
+    data[start + column.total_compressed_size // 2] ^= 0x10
+    ops.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="replay.cache"):
+        got = replay.open(day.date, day.symbol, data=root).book_snapshots()
+    assert got.equals(want)
+    assert any("unreadable" in r.message and "CRC" in r.message for r in caplog.records)
 
 
 def _square(x: int) -> int:

@@ -62,16 +62,17 @@ def test_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     other = write(tmp_path, "ETHUSD", "run-a", 0, DAY, 1, 0)
     part.write_bytes(b"garbage")
     corrupt = tickrec("ls", "--data", str(tmp_path))
-    # the damaged file is shown and left out; the rest of the dataset is still listed
+    # the bad file is shown and left out; the rest of the dataset is still listed
     assert corrupt.returncode == 1
     lines = corrupt.stdout.splitlines()
     assert lines[0].startswith("gemini 2026-11-24 BTCUSD: 1 file, 3 rows, ")
-    assert lines[0].endswith(", 1 damaged")
+    assert lines[0].endswith(", 1 bad")
     assert lines[1].startswith(f"  {good.name}  rows=3")
-    assert lines[2].startswith(f"  damaged: {part}: not a valid Parquet file")
+    assert lines[2].startswith(f"  bad: {part}: not a valid Parquet file")
     assert lines[3].startswith("gemini 2026-11-24 ETHUSD: 1 file, 1 row") and other.name in lines[4]
     assert corrupt.stderr == (
-        "error: 1 damaged file left out above (tickrec verify checks every file)\n"
+        "error: 1 bad file left out above (tickrec verify checks every file; "
+        "replay --skip-bad replays without them)\n"
     )
     assert "Traceback" not in corrupt.stderr
 

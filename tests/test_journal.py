@@ -390,3 +390,13 @@ def test_a_crafted_segment_is_moved_aside_and_stops_no_later_start(tmp_path: Pat
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
+    # verify names what was set aside, and why, until someone deals with it
+    verify = subprocess.run(
+        [sys.executable, "-m", "tickrec", "verify", "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verify.returncode == 1
+    assert f"  {aside}: set aside by recovery, not in the dataset: cannot be converted: " in (
+        verify.stdout
+    )
+    assert f"  {other / 'damaged' / 'seg-000001.tj'}: set aside by recovery" in verify.stdout

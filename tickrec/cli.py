@@ -25,7 +25,7 @@ from tickrec.progress import terminal_progress
 
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
-    from tickrec.contract import Partition
+    from tickrec.contract import PartFile, Partition
     from tickrec.verify import Problem
 
 __all__ = ["app", "main"]
@@ -103,30 +103,52 @@ def ls_cmd(
         t = dt.datetime.fromtimestamp(ns // 1_000_000_000, dt.UTC)
         return t.strftime("%H:%M:%S") + f".{ns % 1_000_000_000 // 1_000_000:03d}"
 
-    damaged_files = 0
+    bad_files = 0
     for part in partitions:
-        files, damaged = contract.scan_parts(root, part)
-        damaged_files += len(damaged)
+        files, bad = _ls_parts(root, part)
+        bad_files += len(bad)
         head = f"{part.venue} {part.date} {part.symbol}: {_plural(len(files), 'file')}"
         if files:
             rows = sum(f.rows for f in files)
             span = f"{fmt(files[0].first_recv_ns)}..{fmt(max(f.last_recv_ns for f in files))}"
             head += f", {_plural(rows, 'row')}, {span} UTC"
-        if damaged:
-            head += f", {len(damaged)} damaged"
+        if bad:
+            head += f", {len(bad)} bad"
         typer.echo(head)
         for f in files:
             typer.echo(
                 f"  {f.path.name}  rows={f.rows}  seq={f.first_seq}..{f.last_seq}  "
                 f"{fmt(f.first_recv_ns)}..{fmt(f.last_recv_ns)}"
             )
-        for exc in damaged:
-            typer.echo(f"  damaged: {exc}")
-    if damaged_files:
+        for problem in bad:
+            typer.echo(f"  bad: {problem}")
+    if bad_files:
         raise DatasetError(
-            f"{_plural(damaged_files, 'damaged file')} left out above "
-            "(tickrec verify checks every file)"
+            f"{_plural(bad_files, 'bad file')} left out above "
+            "(tickrec verify checks every file; replay --skip-bad replays without them)"
         )
+
+
+def _ls_parts(root: Path, partition: Partition) -> tuple[list[PartFile], list[Problem]]:
+    """The good parts of *partition* in contract order, and a problem for each bad one,
+    from the footers only (:func:`tickrec.verify.check_footer`)."""
+    from tickrec import contract
+    from tickrec.verify import Problem, check_footer, seq_overlaps
+
+    directory = contract.partition_dir(root, partition.venue, partition.date, partition.symbol)
+    good, bad = [], []
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or contract.parse_part_name(path.name) is None:
+            continue
+        check = check_footer(path, partition)
+        if check.problems or check.footer is None:
+            bad.append(Problem(path, "; ".join(check.problems)))
+        else:
+            good.append(check.footer)
+    overlaps = seq_overlaps(good)
+    bad += [Problem(path, what) for path, what in overlaps.items()]
+    parts = contract.contract_order([p for p in good if p.path not in overlaps])
+    return parts, sorted(bad, key=lambda p: p.path.name)
 
 
 # --- sim (tickrec.sim) ----------------------------------------------------------
@@ -515,7 +537,9 @@ def verify_cmd(
     journals = check_journals(root)
     for path, what in journals.damaged:
         typer.echo(f"  {Problem(path, what)}")
-    problems += len(journals.damaged)
+    for path, what in journals.set_aside:
+        typer.echo(f"  {Problem(path, f'set aside by recovery, not in the dataset: {what}')}")
+    problems += len(journals.damaged) + len(journals.set_aside)
     if journals.live_runs:
         typer.echo(f"journal: not checked, recording now: {', '.join(journals.live_runs)}")
     typer.echo(
@@ -568,6 +592,14 @@ FromOpt = Annotated[
     str | None, typer.Option("--from", help="First UTC date of a range replayed as one book.")
 ]
 ToOpt = Annotated[str | None, typer.Option("--to", help="Last UTC date of the range (included).")]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad",
+        help="Leave out parts that are unreadable or contradict their footer, date or order, "
+        "as bad_file gaps (default: stop at the first, naming it).",
+    ),
+]
 
 
 def _dates(date: str | None, start: str | None, end: str | None) -> tuple[str, str | None]:
@@ -602,6 +634,7 @@ def replay_cmd(
     ] = 1,
     no_cache: NoCacheOpt = False,
     no_carry: NoCarryOpt = False,
+    skip_bad: SkipBadOpt = False,
     data: DataOpt = None,
 ) -> None:
     """Rebuild books for a day (or a range of days as one book), write snapshots,
@@ -629,10 +662,11 @@ def replay_cmd(
         end=end,
         carry=not no_carry,
         progress=progress is not None and workers == 1,
+        skip_bad=skip_bad,
     )
     if end is not None:
         date = f"{date}..{end}"
-    frames, summaries, gap_lists = {}, [], []
+    frames, summaries, gap_lists, left_out = {}, [], [], []
     for k, done in enumerate(parallel.map_partitions(job, symbols, workers), 1):
         if progress is not None:
             progress(f"replay {venue} {date}: {k}/{len(symbols)} done ({done.symbol})")
@@ -640,6 +674,7 @@ def replay_cmd(
             frames[done.symbol] = done.snapshots
         summaries.append(done.summary)
         gap_lists.append((done.symbol, done.gaps))
+        left_out += done.left_out
     if progress is not None:
         progress("")
         typer.echo("", err=True)
@@ -647,6 +682,8 @@ def replay_cmd(
     for sym, gaps in gap_lists:
         if gaps:
             typer.echo(report.format_gaps(sym, gaps))
+    for line in left_out:
+        typer.echo(line)
     if out is not None:
         params: dict[str, object] = {"venue": venue, "depth": depth, "every": every}
         params.update({"date": date} if end is None else {"from": date.split("..")[0], "to": end})
@@ -664,10 +701,11 @@ def gaps_cmd(
     silence: SilenceOpt = "10s",
     no_cache: NoCacheOpt = False,
     no_carry: NoCarryOpt = False,
+    skip_bad: SkipBadOpt = False,
     data: DataOpt = None,
 ) -> None:
     """Print the gap report of a day (or a range of days): disconnects, sequence breaks,
-    silences, mismatches."""
+    silences, mismatches, bad files left out."""
     from replay import report
     from tickrec import contract
 
@@ -677,12 +715,23 @@ def gaps_cmd(
     symbols = report.resolve_symbols(root, venue, date, symbol, end)
     progress = terminal_progress()
     days = report.open_days(
-        root, venue, date, symbols, silence, progress, not no_cache, end=end, carry=not no_carry
+        root,
+        venue,
+        date,
+        symbols,
+        silence,
+        progress,
+        not no_cache,
+        end=end,
+        carry=not no_carry,
+        skip_bad=skip_bad,
     )
     for day in days:
         if progress is not None:
             progress("")
         typer.echo(report.format_gaps(day.symbol, day.gap_list()))
+        for line in report.left_out(root, day):
+            typer.echo(line)
 
 
 # --- serve (replay.serve) --------------------------------------------------------

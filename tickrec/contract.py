@@ -49,16 +49,19 @@ __all__ = [
     "Row",
     "check_date",
     "check_name",
+    "contract_order",
     "date_of_ns",
     "event_payload",
     "iter_parts",
     "list_partitions",
     "list_parts",
+    "missing_partition",
     "parse_part_name",
     "part_name",
     "partition_dir",
     "partition_parts",
     "read_footer",
+    "read_footer_meta",
     "read_partition",
     "read_parts",
     "resolve_root",
@@ -377,12 +380,24 @@ def write_part(
 
 def read_footer(path: str | os.PathLike[str]) -> PartFile:
     """Read a part's footer only, and check it against its path."""
+    return read_footer_meta(path)[0]
+
+
+def read_footer_meta(path: str | os.PathLike[str]) -> tuple[PartFile, pq.FileMetaData]:
+    """A part's tickrec footer (:func:`read_footer`) and its Parquet file metadata,
+    from one read of the footer."""
     path = Path(path)
     try:
-        raw = pq.read_metadata(path).metadata or {}
+        file_meta = pq.read_metadata(path)
     except (OSError, pa.ArrowException) as exc:
-        raise CorruptFileError(f"{path}: not a valid Parquet file ({exc})") from None
-    meta = {k.decode(): v.decode() for k, v in raw.items()}
+        raise CorruptFileError(f"{path}: not a valid Parquet file ({exc})", path) from None
+    raw = file_meta.metadata or {}
+    try:
+        meta = {k.decode(): v.decode() for k, v in raw.items()}
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(
+            f"{path}: missing or bad tickrec footer metadata ({exc})", path
+        ) from None
     parsed = parse_part_name(path.name)
     try:
         fields = {name: meta[key] for name, key in META_KEYS.items()}
@@ -402,9 +417,11 @@ def read_footer(path: str | os.PathLike[str]) -> PartFile:
                 k[len(_EXTRA_PREFIX) :]: v for k, v in meta.items() if k.startswith(_EXTRA_PREFIX)
             },
         )
-    except (KeyError, ValueError) as exc:
-        raise CorruptFileError(f"{path}: missing or bad tickrec footer metadata ({exc})") from None
-    return part
+    except (KeyError, ValueError, OverflowError) as exc:
+        raise CorruptFileError(
+            f"{path}: missing or bad tickrec footer metadata ({exc})", path
+        ) from None
+    return part, file_meta
 
 
 def _hive_value(dirname: str, key: str) -> str | None:
@@ -457,7 +474,7 @@ def scan_parts(
                 parts.append(read_footer(p))
             except CorruptFileError as exc:
                 damaged.append(exc)
-    return _contract_order(parts), damaged
+    return contract_order(parts), damaged
 
 
 def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartFile]:
@@ -473,7 +490,9 @@ def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartF
     return parts
 
 
-def _contract_order(parts: list[PartFile]) -> list[PartFile]:
+def contract_order(parts: list[PartFile]) -> list[PartFile]:
+    """*parts* in contract order: runs by their first ``recv_ts`` (then run id), and
+    within a run by ``seq``."""
     run_start: dict[str, int] = {}
     for p in parts:
         run_start[p.run_id] = min(run_start.get(p.run_id, p.first_recv_ns), p.first_recv_ns)
@@ -510,7 +529,7 @@ def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) 
         try:
             t = pq.read_table(p.path, columns=cols, page_checksum_verification=True)
         except (OSError, pa.ArrowException) as exc:
-            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
+            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})", p.path) from None
         tables.append(t.replace_schema_metadata(None))
     schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
     if not tables:
@@ -548,7 +567,7 @@ def iter_parts(
             for batch in batches:
                 yield batch.replace_schema_metadata(None).cast(schema)
         except (OSError, pa.ArrowException) as exc:
-            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})") from None
+            raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})", p.path) from None
 
 
 def partition_parts(
@@ -561,16 +580,23 @@ def partition_parts(
     partition = Partition(venue, check_date(date), symbol)
     parts = list_parts(root, partition)
     if not parts:
-        have = list_partitions(root, venue=venue)
-        dates = sorted({p.date for p in have})
-        symbols = sorted({p.symbol for p in have if p.date == date})
-        hint = (
-            f"symbols on {date}: {', '.join(symbols)}"
-            if symbols
-            else f"dates for {venue}: {', '.join(dates) or 'none'}"
-        )
-        raise NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
+        raise missing_partition(root, venue, date, symbol)
     return parts
+
+
+def missing_partition(
+    root: str | os.PathLike[str], venue: str, date: str, symbol: str
+) -> NotFoundError:
+    """The error for a partition that has no parts, listing what exists instead."""
+    have = list_partitions(root, venue=venue)
+    dates = sorted({p.date for p in have})
+    symbols = sorted({p.symbol for p in have if p.date == date})
+    hint = (
+        f"symbols on {date}: {', '.join(symbols)}"
+        if symbols
+        else f"dates for {venue}: {', '.join(dates) or 'none'}"
+    )
+    return NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
 
 
 def read_partition(

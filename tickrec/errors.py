@@ -13,6 +13,9 @@ caller (and the CLI) can catch them all in one place::
                              or a venue refusing a request (a subscription)
 """
 
+import os
+from pathlib import Path
+
 __all__ = [
     "CorruptFileError",
     "DatasetError",
@@ -37,7 +40,17 @@ class DatasetError(TickrecError):
 
 
 class CorruptFileError(DatasetError):
-    """A file in the dataset is not a readable tickrec Parquet part."""
+    """A file in the dataset is not a readable tickrec Parquet part.
+
+    *path*, when given, is the file; *reason* what is wrong with it. The
+    message is ``"{path}: {reason}"``.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        prefix = f"{self.path}: "
+        self.reason = message.removeprefix(prefix) if self.path is not None else message
 
 
 class NotFoundError(DatasetError):
