@@ -48,7 +48,6 @@ def throughput(changes: int, seed: int = DayParams.seed) -> ServeResult:
 
     day = make_day(DayParams(changes=changes, seed=seed))
     with Server(ServeConfig(data=day.root)) as server:
-        assert server.server is not None
         server.server.rows.connections("gemini.v1", (day.symbol,))  # load before timing
         url = f"{server.url.ws_url}/v1/marketdata/{day.symbol.lower()}"
         child = subprocess.run(

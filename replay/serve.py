@@ -41,7 +41,6 @@ refuses it: an HTTP error with Gemini's error body, or a close with code
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import logging
 import re
@@ -51,7 +50,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -65,6 +63,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tickrec import contract
+from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
 from tickrec.sim.protocols import v1, v2
 from tickrec.sim.protocols.base import Reject
@@ -378,73 +377,24 @@ class Served(NamedTuple):
     rest_url: str
 
 
-class Server:
+class Server(Background[ServeServer]):
     """A replay server running in a background thread; a context manager (tests, notebooks)."""
 
     def __init__(self, config: ServeConfig) -> None:
+        super().__init__(lambda: ServeServer(config), "tickrec-serve")
         self.config = config
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self.server: ServeServer | None = None
+
+    @property
+    def server(self) -> ServeServer:
+        """The running server."""
+        return self.service
 
     @property
     def url(self) -> Served:
         """The websocket and REST base URLs."""
-        assert self.server is not None, "the server is not running"
-        host = self.config.host
-        authority = f"[{host}]:{self.server.port}" if ":" in host else f"{host}:{self.server.port}"
+        host, port = self.config.host, self.server.port
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return Served(f"ws://{authority}", f"http://{authority}")
-
-    def start(self) -> Server:
-        """Start the server thread and wait until it listens."""
-        self._thread = threading.Thread(target=self._main, name="tickrec-serve", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-        return self
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        server = ServeServer(self.config)
-        await server.start()
-        self.server = server
-        self._ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            await server.stop()
-
-    def stop(self) -> None:
-        """Stop the server and join its thread."""
-        if self._thread is None or self._loop is None or self._stopping is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join()
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def run(config: ServeConfig, on_ready: Callable[[Served], None] | None = None) -> None:

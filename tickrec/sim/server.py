@@ -25,12 +25,10 @@ import http
 import logging
 import re
 import signal
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -38,6 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tickrec.background import Background
 from tickrec.errors import TickrecError
 from tickrec.sim.config import SimConfig
 from tickrec.sim.faults import FrameFaults, RestFaults
@@ -428,7 +427,7 @@ class SimServer:
         return self._reply(connection, reply.status, reply.body, headers)
 
 
-class Simulator:
+class Simulator(Background[SimServer]):
     """A simulator running in a background thread; a context manager.
 
     ::
@@ -439,19 +438,12 @@ class Simulator:
 
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._server: SimServer | None = None
+        super().__init__(lambda: SimServer(self.config), "tickrec-sim")
 
     @property
     def port(self) -> int:
         """The port the server listens on."""
-        if self._server is None:
-            raise RuntimeError("the simulator is not running")
-        return self._server.port
+        return self.service.port
 
     @property
     def _authority(self) -> str:
@@ -471,61 +463,7 @@ class Simulator:
     @property
     def stats(self) -> SimStats:
         """Counters since start."""
-        if self._server is None:
-            raise RuntimeError("the simulator is not running")
-        return self._server.stats
-
-    def start(self) -> Simulator:
-        """Start the server thread and wait until it listens."""
-        if self._thread is not None:
-            raise RuntimeError("the simulator was already started")
-        self._thread = threading.Thread(target=self._main, name="tickrec-sim", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-        return self
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        server = SimServer(self.config)
-        await server.start()
-        self._server = server
-        self._ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            await server.stop()
-
-    def stop(self) -> None:
-        """Stop the server, close its connections, flush truth files and join the thread."""
-        if self._thread is None or self._loop is None or self._stopping is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop may have ended already
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def __enter__(self) -> Simulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self.service.stats
 
 
 def run(
