@@ -77,7 +77,7 @@ from tickrec.venues.base import Header
 from tickrec.venues.gemini_v1 import Gap
 from tickrec.venues.gemini_ws import Reply, UpdateTracker, parse_reply
 
-__all__ = ["HANDOVER", "ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
+__all__ = ["HANDOVER", "RESYNC", "ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 
 log = logging.getLogger("tickrec.recorder")
 
@@ -86,12 +86,15 @@ READ_CHUNK = 65536
 _BINARY = websocket.ABNF.OPCODE_BINARY
 #: ``why`` of the ``disconnect`` event of a connection retired at midnight for its successor.
 HANDOVER = "midnight handover"
+#: ``why`` of the ``disconnect`` event of a connection retired, after a break, for a
+#: successor that has the book again (make-before-break, :class:`recorder.midnight.DayBoundary`).
+RESYNC = "resync handover"
 #: Kinds of message that bring a symbol's book: the v1 ``update`` (the first one after a
 #: connect holds the initial events), the v2 ``l2_updates`` (the first one after the
 #: subscribe is the snapshot) and the current API's ``depthUpdate`` (the first one of a
 #: ``snapshot=-1`` connection is the snapshot); docs/venues/gemini.md sections 1 to 3.4.
 _BOOK_KINDS = frozenset({"update", "l2_updates", "depthUpdate"})
-_PLANNED = ("shutdown", HANDOVER)
+_PLANNED = ("shutdown", HANDOVER, RESYNC)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,9 @@ class Connection(threading.Thread):
         self._retire_detail: dict[str, object] = {}
         self._booked: set[str] = set()  # symbols whose book the session has received
         self._updates: UpdateTracker | None = None  # the session's (current API)
+        #: Why the open session's book can no longer be trusted (a break), if it cannot;
+        #: the session goes on recording until a successor has the book.
+        self.broken: str | None = None
 
     # --- rows
 
@@ -275,8 +281,8 @@ class Connection(threading.Thread):
 
     # --- midnight handover
 
-    def successor(self) -> Connection:
-        """A new connection like this one (not started), held until :meth:`release`."""
+    def successor(self, held: bool = True) -> Connection:
+        """A new connection like this one (not started), held until :meth:`release` if *held*."""
         return Connection(
             self.url,
             self.protocol,
@@ -290,7 +296,7 @@ class Connection(threading.Thread):
             self.send,
             self.ping,
             clock=self.clock,
-            held=True,
+            held=held,
         )
 
     def release(self) -> None:
@@ -314,6 +320,7 @@ class Connection(threading.Thread):
                 self._ws is not None
                 and self._why is None
                 and not self._holding
+                and self.broken is None
                 and len(self._booked) == len(self.symbols)
             )
 
@@ -400,6 +407,7 @@ class Connection(threading.Thread):
             return False
         ws.settimeout(None)  # silence is the watchdog's business
         self._booked = set()
+        self.broken = None
         self._updates = UpdateTracker() if self.protocol == GEMINI_WS else None
         with self._ws_lock:
             self._ws, self._why = ws, None
@@ -448,10 +456,13 @@ class Connection(threading.Thread):
         detail = self._retire_detail if why == self._retired else {}
         self._event("disconnect", code=code, reason=reason, why=why, **detail)
 
-    def _resync(self, ws: websocket.WebSocket, why: str) -> None:
-        """End the connection cleanly so the next one starts from a fresh snapshot."""
-        self.close(why)
-        ws.settimeout(self.settings.close_timeout)
+    def _resync(self, why: str) -> None:
+        """Note that the session's book is lost: it keeps recording, and the run's
+        :class:`~recorder.midnight.DayBoundary` opens a successor for a fresh book
+        (make-before-break) and retires this session once the successor is in sync."""
+        if self.broken is None:
+            self.broken = why
+            log.warning("connection %d to %s: %s; opening a successor", self.conn_id, self.url, why)
 
     def _refused(self, reply: Reply) -> None:
         """Note an error reply to one of our requests, and end the connection for good."""
@@ -570,8 +581,8 @@ class Connection(threading.Thread):
             where = {"symbol": header.symbol} if header.symbol is not None else {}
             self._event("gap", expected=gap.expected, got=gap.got, **where)
             self.stats.count(symbols, "gaps")
-            self._resync(ws, "sequence gap")
+            self._resync("sequence gap")
         elif self.protocol == GEMINI_V2 and not header.kind:
             # An undecodable v2 frame: nothing later can show what it changed.
-            self._resync(ws, "undecodable frame")
+            self._resync("undecodable frame")
         return True

@@ -21,6 +21,17 @@ sync:
   has passed and the successor holds the book of every symbol; until then
   both are recorded.
 
+The same make-before-break repairs a break (docs/architecture.md): a
+connection whose book is lost (a v1 sequence gap, an undecodable v2 frame,
+a current-API diff gap; :attr:`~recorder.feed.Connection.broken`) goes on
+recording while a successor, not held, takes a connect token and its book;
+then the old one is retired with ``why`` :data:`~recorder.feed.RESYNC`.
+Waiting for the connect budget never silences a feed: the broken connection
+records all the while. A successor that breaks before it is in sync is
+retired and the next is opened after a backoff, so a storm of breaks does
+not spend the budget in a loop; an old connection that reconnects by itself
+(it ended) has a fresh book and makes its successor redundant.
+
 REST snapshots at midnight are the poller's own business
 (:class:`recorder.rest.SnapshotPoller`). :meth:`DayBoundary.tick` is called
 by the run's watchdog loop, every 0.1 s or sooner near midnight.
@@ -29,11 +40,12 @@ by the run's watchdog loop, every 0.1 s or sooner near midnight.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from recorder.feed import HANDOVER, Connection
+from recorder.feed import HANDOVER, RESYNC, Connection, backoff_delay
 from recorder.rotation import next_rotation_ns
 
 __all__ = ["DayBoundary"]
@@ -73,6 +85,9 @@ class DayBoundary:
         self.midnight = next_rotation_ns(clock(), 0)
         self._handovers: list[_Handover] = []
         self._closing: list[tuple[Connection, float]] = []  # retired, and when to abort them
+        self._repairs: list[_Handover] = []  # broken connections and their successors
+        self._failed: dict[tuple[str, ...], tuple[int, float]] = {}  # failures, next try
+        self._rng = random.Random()
 
     def wait_s(self, most: float) -> float:
         """How long the watchdog may sleep: at most *most*, and not past the next midnight."""
@@ -83,6 +98,7 @@ class DayBoundary:
         """Do what is due now."""
         now = self.clock()
         self._reap()
+        self._repair()
         if self.end_ns is not None and self.end_ns <= self.midnight:
             return
         if self.depth_requests is not None:
@@ -119,6 +135,51 @@ class DayBoundary:
                 self._handovers.remove(h)
         if not self._handovers:
             self.midnight = next_rotation_ns(now, 0)
+
+    def _retire(self, conn: Connection, why: str, **detail: object) -> None:
+        conn.retire(why, **detail)
+        if conn in self.conns:
+            self.conns.remove(conn)
+        self._closing.append((conn, time.monotonic() + conn.settings.close_timeout))
+
+    def _repair(self) -> None:
+        """Open a successor for each broken connection; retire whichever is not needed."""
+        mono = time.monotonic()
+        pending = {id(h.old) for h in self._repairs} | {id(h.new) for h in self._repairs}
+        pending |= {id(h.new) for h in self._handovers} | {id(h.old) for h in self._handovers}
+        for old in list(self.conns):
+            if old.broken is None or id(old) in pending:
+                continue
+            failures, after = self._failed.get(old.symbols, (0, 0.0))
+            if mono < after:
+                continue
+            new = old.successor(held=False)
+            self._repairs.append(_Handover(old, new, released=True))
+            self.conns.append(new)
+            new.start()
+        for h in list(self._repairs):
+            if h.new.in_sync:
+                log.info(
+                    "connection %d has its book; closing connection %d (%s)",
+                    h.new.conn_id,
+                    h.old.conn_id,
+                    h.old.broken,
+                )
+                self._retire(h.old, RESYNC, handover_to=h.new.conn_id)
+                self._repairs.remove(h)
+                self._failed.pop(h.old.symbols, None)
+            elif h.old.in_sync or h.new.broken is not None or not h.new.is_alive():
+                # The old one has a fresh book of its own, or the successor broke too: retire
+                # the successor; a broken old one gets the next after a backoff.
+                self._retire(h.new, RESYNC, handover_to=h.old.conn_id)
+                self._repairs.remove(h)
+                if h.old.broken is not None:
+                    failures, _ = self._failed.get(h.old.symbols, (0, 0.0))
+                    s = h.old.settings
+                    wait = backoff_delay(
+                        failures, s.backoff_base, s.backoff_cap, self._rng.random()
+                    )
+                    self._failed[h.old.symbols] = (failures + 1, mono + wait)
 
     def _reap(self) -> None:
         """Forget retired connections once ended; cut those the server leaves hanging."""

@@ -548,9 +548,9 @@ def test_malformed_frames_are_stored_raw_and_break_the_book(
             for c, t in firsts.items():
                 # the recorder closed that connection itself, unless the shutdown came first
                 if t < part.shutdown_ts - DELIVERY_TOL_NS:
-                    assert closed[c] == "undecodable frame"
+                    assert closed[c] == "resync handover"
                 else:
-                    assert closed[c] in ("undecodable frame", "shutdown")
+                    assert closed[c] in ("resync handover", "shutdown")
         assert_every_fault_reported(run, symbol, {"malformed": {"sequence", "disconnect"}}, gaps)
         assert_valid_rows_are_true(run, symbol)
     assert any(run.faults(s, "malformed") for s in SYMBOLS)
