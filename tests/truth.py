@@ -302,6 +302,20 @@ class Partition:
             last = pos
         return None if last is None or last == UNREADABLE else last
 
+    def events_at(self, t: int) -> set[int]:
+        """Where each connection's received messages had brought the book at time *t*.
+
+        One event id per connection whose last placed message by then was
+        readable: with overlapping connections (a make-before-break handover)
+        a valid book must be one of these.
+        """
+        last: dict[tuple[Any, Any], int] = {}
+        for i, pos in self.positions.items():  # insertion order is row order
+            if self.recv[i] > t:
+                break
+            last[(self.rows[i]["run_id"], self.rows[i]["conn_id"])] = pos
+        return {pos for pos in last.values() if pos != UNREADABLE}
+
     # --- placing messages on the engine's event sequence
 
     def _place_v1(self) -> None:
