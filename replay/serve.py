@@ -10,9 +10,14 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
   ``subscribe`` to ``l2``, the stored ``gemini.v2`` rows of the subscribed
   symbols, merged in recorded order (a connection-wide row, such as a
   heartbeat, is stored in every symbol's partition and sent once);
+- the current Gemini API at ``/``: a stored ``gemini.ws`` connection, its
+  stored replies answering the client's matching requests and the frames of
+  the streams it subscribed to (:mod:`replay.serve_ws`);
 - REST ``/v1/book/{symbol}``: the last book reply stored at or before the
   replay clock (the receive time of the last message sent on any
-  connection; before any, the start of the replay), and ``/v1/symbols``.
+  connection; before any, the start of the replay), and ``/v1/symbols``;
+- tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
+  (:mod:`replay.tardis`).
 
 Stored connections. The data may hold many connections one after another
 (reconnects, restarts, midnight). One client connection replays one stored

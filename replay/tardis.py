@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -52,7 +52,16 @@ from tickrec.venues.base import header_of
 if TYPE_CHECKING:
     from replay.serve import _Rows
 
-__all__ = ["HTTP_PATH", "WS_PATH", "BadOptions", "Options", "Selection", "Sessions", "Tardis"]
+__all__ = [
+    "HTTP_PATH",
+    "WS_PATH",
+    "BadOptions",
+    "Options",
+    "Selection",
+    "Sessions",
+    "Tardis",
+    "merge",
+]
 
 HTTP_PATH = "/replay"
 WS_PATH = "/ws-replay"
@@ -264,6 +273,28 @@ def _subscriptions(text: str | bytes) -> Iterable[tuple[str, Any]]:
     return out
 
 
+def merge(picks: list[Selection], batch: int = 512) -> Iterator[tuple[int, list[bytes], int]]:
+    """The messages of several connections merged by receive time (ties: in *picks* order).
+
+    Yields ``(connection index, payloads, receive time of the last)``: runs of
+    consecutive messages of one connection, at most *batch* long.
+    """
+    if not picks:
+        return
+    recv = np.concatenate([p.recv_ns for p in picks])
+    owner = np.concatenate([np.full(len(p.payloads), i) for i, p in enumerate(picks)])
+    payloads = [x for p in picks for x in p.payloads]
+    order = np.argsort(recv, kind="stable").tolist()
+    i = 0
+    while i < len(order):
+        who = int(owner[order[i]])
+        j = i
+        while j < len(order) and j - i < batch and owner[order[j]] == who:
+            j += 1
+        yield who, [payloads[k] for k in order[i:j]], int(recv[order[j - 1]])
+        i = j
+
+
 Write = Callable[[ServerConnection, list[bytes], int], Awaitable[bool]]
 
 
@@ -308,20 +339,9 @@ class _Session:
                 await loop.run_in_executor(None, self.tardis.select, c.options)
                 for c in self.clients
             ]
-            recv = np.concatenate([p.recv_ns for p in picks]) if picks else np.zeros(0, np.int64)
-            owner = np.concatenate([np.full(len(p.payloads), i) for i, p in enumerate(picks)])
-            payloads = [x for p in picks for x in p.payloads]
-            order = np.argsort(recv, kind="stable").tolist()
-            i = 0
-            while i < len(order):
-                who = owner[order[i]]
-                j = i
-                while j < len(order) and j - i < 512 and owner[order[j]] == who:
-                    j += 1
-                batch = [payloads[k] for k in order[i:j]]
-                if not await self.write(self.clients[who].ws, batch, int(recv[order[j - 1]])):
+            for who, batch, clock_ns in merge(picks):
+                if not await self.write(self.clients[who].ws, batch, clock_ns):
                     return
-                i = j
             for c in self.clients:
                 await c.ws.close(1000, "WS replay finished")
         except ConnectionClosed:

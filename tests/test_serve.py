@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from recorder.record import RecordConfig, record
+from replay import tardis
 from replay.serve import ServeConfig, Server
 from tickrec import contract
 
@@ -248,7 +249,58 @@ def test_tardis_ws_replay_sessions(sim_factory: SimFactory, tmp_path: Path) -> N
             t.start()
         for t in threads:
             t.join(30)
+        # What one session of both sends: each connection's rows, merged by receive time.
+        source = tardis.Tardis(server.server.rows)
+        picks = []
+        for symbol in ("BTCUSD", "ETHUSD"):
+            options = tardis.ws_options(f"exchange=gemini&from={start}&to={end}")
+            options.add("l2_updates", [symbol])
+            options.add("trade", [symbol])
+            picks.append(source.select(options))
+        merged = list(tardis.merge(picks, batch=3))
+    taken, times = [0, 0], []
+    for who, batch, last in merged:
+        times.extend(picks[who].recv_ns[taken[who] : taken[who] + len(batch)].tolist())
+        taken[who] += len(batch)
+        assert times[-1] == last
+    assert times == sorted(times) and taken == [len(p.payloads) for p in picks]
+    assert len(merged) > 4  # the two connections interleave
+    for who in (0, 1):
+        sent = [p for w, batch, _ in merged if w == who for p in batch]
+        assert sent == picks[who].payloads
     for symbol in ("BTCUSD", "ETHUSD"):
         assert got[symbol] == [r[3] for r in rows[symbol]]
         assert codes[symbol] == 1000
     assert got["idle"] == [] and codes["idle"] == 1011
+
+
+def test_current_api_answers_a_bot_from_the_stored_rows(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    sim = sim_factory(rate=500)
+    record_sim(sim, tmp_path, protocol="ws", duration=1.0)
+    root = tmp_path / "data"
+    (conn,) = _stored(root, "gemini.ws")["BTCUSD"]
+    frames = [p for p in conn if orjson.loads(p).get("s", "").upper() == "BTCUSD"]
+    (subscribed,) = [p for p in conn if orjson.loads(p).get("id") == 1]
+    assert frames and orjson.loads(frames[0])["e"] == "depthUpdate"  # the stored snapshot
+    requests_sent = [
+        # The recorder's first subscribe, by another id and in upper case: the stored reply.
+        {"id": "a", "method": "SUBSCRIBE", "params": ["btcusd@depth@100ms", "btcusd@trade"]},
+        {"id": 7, "method": "subscribe", "params": ["ethusd@bookTicker"]},  # not recorded
+        {"id": 8, "method": "depth", "params": {"symbol": "ethusd"}},  # no such stored request
+        {"id": 9, "method": "ping"},
+        {"id": 10, "method": "nosuch"},
+    ]
+    with Server(ServeConfig(data=root)) as server, connect(server.url.ws_url + "/") as ws:
+        for r in requests_sent:
+            ws.send(orjson.dumps(r).decode())
+        got = [str(m) for m in ws]
+        assert ws.close_code == 1000
+    replies = {orjson.loads(m)["id"]: orjson.loads(m) for m in got if '"status"' in m}
+    assert replies["a"] == {**orjson.loads(subscribed), "id": "a"}
+    assert replies[7]["status"] == replies[8]["status"] == replies[10]["status"] == 400
+    assert replies[9] == {"id": 9, "status": 200, "result": {}}
+    assert len(replies) == 5
+    # The streams of BTCUSD only, stored bytes in recorded order.
+    assert [m for m in got if '"status"' not in m] == frames
