@@ -5,14 +5,15 @@ rows: its ``subscribe`` and ``depth`` requests, pings) and what it received
 (``ws`` rows: the replies, then the streams). A client of ``serve`` sends its
 own requests; the stored rows go out in recorded order, each unchanged:
 
-- a stored **reply** goes out when the client sent the same request (same
-  method, any case, and the same ``params``) as the stored one it answers.
-  While the connection is younger than :attr:`~replay.serve.ServeConfig.request_wait_s`,
-  the replay waits at a reply for its request, so a client that sends its
-  subscriptions on open gets them in their recorded place; later, a reply
-  whose request has not come is left out (a stored ping, a request sent by the
-  clock). With a different request ``id`` the reply is the stored one with
-  that ``id`` alone changed;
+- a stored **reply** goes out, in its recorded place, when the client sent
+  the same request (same method, any case, and the same ``params``) as the
+  stored one it answers, by the time the recording had sent it. While the
+  connection is younger than :attr:`~replay.serve.ServeConfig.request_wait_s`,
+  any stored request ahead matches, and the replay waits at a reply for its
+  request, so a client that sends its subscriptions on open gets them in
+  their recorded place; later, a reply whose request has not come is left
+  out (a stored ping, a request sent by the clock). With a different request
+  ``id`` the reply is the stored one with that ``id`` alone changed;
 - a **stream frame** (``depthUpdate``, ``trade``, ``bookTicker``) goes out
   when the client is subscribed to its stream at that point; the first
   ``depthUpdate`` after a stored subscribe is the stored snapshot;
@@ -67,17 +68,21 @@ class StoredWs:
 
     ``rows`` are ``(recv_ns, payload, what)`` in recorded order, the sent
     requests left out; ``what`` is ``("reply", stored request key)``,
-    ``("stream", (SYMBOL, family))`` or ``("other", None)``. ``streams`` are
-    the stream names the stored connection subscribed to.
+    ``("stream", (SYMBOL, family))`` or ``("other", None)``. ``replies``
+    lists, per request key, ``(row of the reply, rows received before the
+    request was sent)``. ``streams`` are the stream names the stored
+    connection subscribed to.
     """
 
     rows: list[tuple[int, bytes, tuple[str, Any]]]
+    replies: dict[tuple[str, bytes], list[tuple[int, int]]] = field(default_factory=dict)
     streams: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, recv_ns: list[int], payloads: list[bytes], sent: list[bool]) -> StoredWs:
         """Sort out the rows of one stored connection (recorded order)."""
-        requests: dict[Any, tuple[str, bytes]] = {}
+        requests: dict[Any, tuple[tuple[str, bytes], int]] = {}
+        replies: dict[tuple[str, bytes], list[tuple[int, int]]] = {}
         streams: set[str] = set()
         rows: list[tuple[int, bytes, tuple[str, Any]]] = []
         for ns, payload, is_sent in zip(recv_ns, payloads, sent, strict=True):
@@ -89,19 +94,21 @@ class StoredWs:
                 if isinstance(obj, dict) and (
                     key := _request_key(obj.get("method"), obj.get("params"))
                 ):
-                    requests[obj.get("id")] = key
+                    requests[obj.get("id")] = (key, len(rows))
                     if key[0] == "subscribe" and isinstance(obj.get("params"), list):
                         streams.update(str(p).lower() for p in obj["params"])
                 continue
             kind = kind_of(obj) if isinstance(obj, dict) else ""
             what: tuple[str, Any] = ("other", None)
             if kind == "reply":
-                key = requests.get(obj.get("id")) if isinstance(obj, dict) else None
-                what = ("reply", key) if key is not None else ("other", None)
+                asked = requests.get(obj.get("id")) if isinstance(obj, dict) else None
+                if asked is not None:
+                    what = ("reply", asked[0])
+                    replies.setdefault(asked[0], []).append((len(rows), asked[1]))
             elif kind in _FAMILIES and isinstance(obj, dict) and isinstance(obj.get("s"), str):
                 what = ("stream", (obj["s"].upper(), _FAMILIES[kind]))
             rows.append((int(ns), payload, what))
-        return cls(rows, streams)
+        return cls(rows, replies, streams)
 
 
 class _Request:
@@ -139,6 +146,7 @@ class WsReplay:
         self.claims: dict[int, _Request] = {}  # stored reply row -> the client request it answers
         self.answer: list[bytes] = []  # replies to send at once
         self.position = 0
+        self.opened = time.monotonic()
         self.arrived = asyncio.Event()
         self.clock_ns = stored.rows[0][0] if stored.rows else 0
 
@@ -161,10 +169,11 @@ class WsReplay:
             self.answer.append(_reply(rid, error=error))
             return
         request = _Request(rid, key, msg.get("params"))
-        rows = self.stored.rows
-        for k in range(self.position, len(rows)):
-            what = rows[k][2]
-            if what[0] == "reply" and what[1] == key and k not in self.claims:
+        # A stored reply ahead answers it if the recording had sent its request
+        # by now, or (while the connection is young) at any point.
+        young = time.monotonic() - self.opened < self.wait_s
+        for k, sent_at in self.stored.replies.get(key, ()):
+            if k >= self.position and k not in self.claims and (young or sent_at <= self.position):
                 self.claims[k] = request
                 return
         self.answer.append(self._answer(request))
@@ -228,7 +237,7 @@ class WsReplay:
 
     async def _replay(self) -> bool:
         rows = self.stored.rows
-        opened = time.monotonic()
+        opened = self.opened = time.monotonic()
         t0_ns = rows[0][0] if rows else 0
         batch: list[bytes] = []
         last_ns = t0_ns
