@@ -94,7 +94,7 @@ def _instant(value: object, name: str) -> int:
     if not isinstance(value, str) or not value:
         raise BadOptions(f'Invalid "{name}" argument: {value}. Please provide valid date string.')
     try:
-        ns = to_ns(value if value.endswith("Z") else value + "Z")
+        ns = to_ns(value)  # without an offset: UTC, as tardis reads it
     except ValueError:
         raise BadOptions(
             f'Invalid "{name}" argument: {value}. Please provide valid date string.'

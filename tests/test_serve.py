@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from threading import Thread
 
@@ -189,7 +189,12 @@ def test_tardis_replay_ndjson_is_the_stored_rows(sim_factory: SimFactory, tmp_pa
         got = requests.get(
             server.url.rest_url + "/replay", params={"options": orjson.dumps(options)}, timeout=30
         )
-        options.update(filters=[{"channel": "l2_updates", "symbols": ["BTCUSD"]}])
+        # A date alone is a day, UTC, as in tardis' examples.
+        day = datetime.fromtimestamp(wanted[0][0] // 10**9, UTC).date()
+        options.update(
+            filters=[{"channel": "l2_updates", "symbols": ["BTCUSD"]}],
+            **{"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
+        )
         del options["withDisconnects"]
         btc = requests.get(
             server.url.rest_url + "/replay", params={"options": orjson.dumps(options)}, timeout=30
