@@ -346,7 +346,7 @@ class _Session:
         self.clients: list[_Client] = []
         self.started = False
         self.done = asyncio.Event()
-        self.task = asyncio.get_running_loop().call_later(delay_s, self._start)
+        self.timer = asyncio.get_running_loop().call_later(delay_s, self._start)
 
     def _start(self) -> None:
         self.started = True

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pytest
 import requests
 from conftest import SimFactory, record_sim
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from recorder.record import RecordConfig, record
@@ -254,6 +254,9 @@ def test_tardis_ws_replay_sessions(sim_factory: SimFactory, tmp_path: Path) -> N
             t.start()
         for t in threads:
             t.join(30)
+        # An exchange tardis-machine would refuse is refused at the upgrade.
+        with pytest.raises(InvalidStatus, match="400"):
+            connect(server.url.ws_url + f"/ws-replay?exchange=binance&from={start}&to={end}")
         # What one session of both sends: each connection's rows, merged by receive time.
         source = tardis.Tardis(server.server.rows)
         picks = []
