@@ -47,7 +47,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -62,6 +62,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from replay import normalized
 from tickrec import contract
 from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
@@ -247,19 +248,25 @@ class ServeServer:
         response.headers["Content-Type"] = "application/json"
         return response
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | Awaitable[Response] | None:
         parts = urlsplit(request.path)
         path = parts.path
         try:
             if "upgrade" in request.headers.get("Connection", "").lower():
                 if self._open >= self.config.max_connections:
                     raise Reject(429, "TooManyConnections", "too many open connections")
+                if normalized.WS_PATH.match(path):
+                    return None
                 if m := v1.PATH.match(path):
                     self._symbol(m.group(1))
                     return None
                 if v2.PATH.match(path):
                     return None
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
+            if normalized.HTTP_PATH.match(path):
+                return normalized.respond(connection, request, self.config)
             if m := _BOOK_PATH.match(path):
                 body = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
                 if body is None:
@@ -280,7 +287,9 @@ class ServeServer:
         path = urlsplit(ws.request.path).path
         self._open += 1
         try:
-            if m := v1.PATH.match(path):
+            if normalized.WS_PATH.match(path):
+                await normalized.send(ws, self.config)
+            elif m := v1.PATH.match(path):
                 await self._replay(ws, _V1, (m.group(1).upper(),))
             else:
                 symbols = await self._subscription(ws)
