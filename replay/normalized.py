@@ -32,7 +32,9 @@ of the exchange in the dataset. Data types:
     One message per gap of the gap report (:meth:`replay.api.Day.gap_list`;
     with a range, :meth:`replay.days.Days.gap_list`, ``no_data`` included)
     that meets ``[from, to)``, at its start (or at ``from``, for one already
-    open), with the gap's ``kind``, ``start``, ``end`` and ``detail``. Sent
+    open), with the gap's ``kind``, ``start``, ``end`` and ``detail`` (the
+    range taken within the symbol's recorded dates: a date before its first
+    partition or after its last is no ``no_data`` gap). Sent
     when ``withDisconnectMessages`` is true or ``disconnect`` is a data type.
 
 No ``book_change``, snapshot or quote is sent while the book is invalid
@@ -59,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import heapq
 import http
 import logging
@@ -235,11 +238,33 @@ def parse_options(text: str | bytes, data: Path) -> list[Options]:
 # --- formatting -------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(sec: int) -> bytes:
+    return (_EPOCH + dt.timedelta(seconds=sec)).strftime("%Y-%m-%dT%H:%M:%S").encode()
+
+
 def iso(ns: int) -> bytes:
     """ISO 8601 UTC text of *ns*, to the nanosecond, as a JSON string."""
     sec, frac = divmod(ns, 1_000_000_000)
-    stamp = _EPOCH + dt.timedelta(seconds=sec)
-    return b'"%s.%09dZ"' % (stamp.strftime("%Y-%m-%dT%H:%M:%S").encode(), frac)
+    return b'"%s.%09dZ"' % (_second(sec), frac)
+
+
+class _Decimals:
+    """Exact decimal texts of integers at one scale, kept once made (prices and sizes repeat)."""
+
+    _LIMIT = 1 << 20  # texts kept at most, then forgotten at once
+
+    def __init__(self, scale: int) -> None:
+        self.scale = scale
+        self._texts: dict[int, bytes] = {}
+
+    def __call__(self, value: int) -> bytes:
+        got = self._texts.get(value)
+        if got is None:
+            if len(self._texts) >= self._LIMIT:
+                self._texts.clear()
+            got = self._texts[value] = format_units(value, self.scale).encode()
+        return got
 
 
 class _Format:
@@ -247,13 +272,12 @@ class _Format:
 
     def __init__(self, exchange: str, symbol: str, price_scale: int, size_scale: int) -> None:
         self.head = b'"symbol":%s,"exchange":%s' % (orjson.dumps(symbol), orjson.dumps(exchange))
-        self.px, self.sz = price_scale, size_scale
+        self.px, self.sz = _Decimals(price_scale), _Decimals(size_scale)
 
     def levels(self, px: Iterable[int], sz: Iterable[int]) -> bytes:
+        price, amount = self.px, self.sz
         return b"[%s]" % b",".join(
-            b'{"price":%s,"amount":%s}'
-            % (format_units(p, self.px).encode(), format_units(s, self.sz).encode())
-            for p, s in zip(px, sz, strict=True)
+            b'{"price":%s,"amount":%s}' % (price(p), amount(s)) for p, s in zip(px, sz, strict=True)
         )
 
     def trade(self, tid: int, price: int, size: int, side: int, exch: int, local: int) -> bytes:
@@ -263,8 +287,8 @@ class _Format:
             % (
                 self.head,
                 b"null" if tid == NO_ID else b'"%d"' % tid,
-                format_units(price, self.px).encode(),
-                format_units(size, self.sz).encode(),
+                self.px(price),
+                self.sz(size),
                 _SIDES[side],
                 iso(local if exch == NO_TS else exch),
                 iso(local),
@@ -448,9 +472,14 @@ def _gaps(days: Days, start: int, end: int) -> list[tuple[int, Gap]]:
 
 def _symbol_items(opts: Options, data: Path, symbol: str, sym: int) -> list[_Item]:
     start, end = opts.from_ns, opts.to_ns - 1
-    days = open_range(
-        contract.date_of_ns(start), contract.date_of_ns(end), symbol, opts.exchange, data
-    )
+    # The request's dates within the symbol's recorded ones: a date before the first or
+    # after the last is not a missing day of the recording.
+    dates = sorted({p.date for p in contract.list_partitions(data, opts.exchange, symbol=symbol)})
+    first = max(contract.date_of_ns(start), dates[0])
+    last = min(contract.date_of_ns(end), dates[-1])
+    if first > last:
+        return []
+    days = open_range(first, last, symbol, opts.exchange, data)
     gaps = _gaps(days, start, end)
     fresh = np.array(sorted({at for at, _ in gaps}), np.int64)
     items: list[_Item] = []

@@ -218,6 +218,9 @@ def test_order_and_determinism(data: Path, days: dict[str, Day], lines: list[byt
     times = [_ns(m["localTimestamp"]) for m in _decoded(lines)]
     assert times == sorted(times)
     assert list(normalized.messages(json.dumps(_options(days)), data)) == lines
+    # Dates around the recorded ones are no missing days: the same messages.
+    wide = _options(days, **{"from": "2000-01-01", "to": "2100-01-01"})
+    assert list(normalized.messages(json.dumps(wide), data)) == lines
     # A window: only messages inside it, and the first book change is a whole book.
     first = min(d.span[0] for d in days.values())
     lo, hi = first + 500_000_000, first + 1_200_000_000
