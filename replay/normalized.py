@@ -17,8 +17,10 @@ of the exchange in the dataset. Data types:
 ``book_change``
     The levels each message set, while the book is valid. The first message
     after the start, after an invalid stretch or after a ``disconnect``
-    message is sent as the whole book after it, with ``isSnapshot: true``, so
-    a client that applies the changes always holds the replay's book.
+    message, and a message that cleared the book (a new connection's
+    snapshot, the book carried over midnight) are sent as the whole book
+    after them, with ``isSnapshot: true``, so a client that applies the
+    changes always holds the replay's book.
 ``book_snapshot_{depth}_{interval}``
     The top *depth* levels at every time of the interval grid (multiples of
     *interval* since UTC midnight, ``ms``, ``s`` or ``m``) where the book is

@@ -20,7 +20,8 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 import requests
-from conftest import record_sim
+from conftest import SimFactory, record_sim
+from test_midnight import DAY1, DAY2, MIDNIGHT, record_through_midnight
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
@@ -282,3 +283,64 @@ def test_http_and_websocket_send_the_same_messages(
             client.recv()
         assert client.close_code == 1008
         assert "liquidation" in (client.close_reason or "")
+
+
+def test_a_range_through_midnight_is_one_book(sim_factory: SimFactory, tmp_path: Path) -> None:
+    run = record_through_midnight(sim_factory, tmp_path, "v2")
+    symbol = SYMBOLS[0]
+    days = replay.open_range(DAY1, DAY2, symbol, data=run.root)
+    options = {
+        "exchange": "gemini",
+        "symbols": [symbol],
+        "from": DAY1,
+        "to": "2026-01-03",
+        "dataTypes": ["book_change", "book_snapshot_10_100ms"],
+        "withDisconnectMessages": True,
+    }
+    msgs = _decoded(list(normalized.messages(json.dumps(options), run.root)))
+    (ps, ss), *_ = {(d.price_scale, d.size_scale) for d in days.days}
+    df = days.book_snapshots(10, "100ms", exact=True)
+    df = df[df["valid"]]
+    want = [
+        (
+            int(row.ts.value),
+            *(
+                _levels(
+                    [getattr(row, f"{s}_px_{i}") for i in range(10)],
+                    [getattr(row, f"{s}_sz_{i}") for i in range(10)],
+                    ps,
+                    ss,
+                )
+                for s in ("bid", "ask")
+            ),
+        )
+        for row in df.itertuples()
+    ]
+    got = [
+        (_ns(m["localTimestamp"]), _side(m, "bids"), _side(m, "asks"))
+        for m in _of(msgs, symbol, "book_snapshot")
+    ]
+    assert got == want
+    assert any(t == MIDNIGHT for t, *_ in got)  # the grid row at midnight, on the carried book
+    # The carried book is sent whole at midnight: the book the changes had built by then.
+    changes = _of(msgs, symbol, "book_change")
+    book: dict[str, dict[Decimal, Decimal]] = {"bids": {}, "asks": {}}
+    carried = 0
+    for m in changes:
+        if m["isSnapshot"]:
+            if _ns(m["localTimestamp"]) == MIDNIGHT:
+                carried += 1
+                assert sorted(book["bids"].items(), reverse=True) == _side(m, "bids")
+                assert sorted(book["asks"].items()) == _side(m, "asks")
+            book = {"bids": {}, "asks": {}}
+        for side in ("bids", "asks"):
+            for lv in m[side]:
+                if lv["amount"] == 0:
+                    book[side].pop(lv["price"], None)
+                else:
+                    book[side][lv["price"]] = lv["amount"]
+    assert carried == 1
+    view = days.book_at(_ns(changes[-1]["localTimestamp"]))
+    assert sorted(book["bids"].items(), reverse=True) == _levels(view.bid_px, view.bid_sz, ps, ss)
+    assert sorted(book["asks"].items()) == _levels(view.ask_px, view.ask_sz, ps, ss)
+    assert [m["kind"] for m in _of(msgs, symbol, "disconnect")] == [g.kind for g in days.gap_list()]
