@@ -69,7 +69,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from replay import tardis
+from replay import normalized, tardis
 from replay.serve_ws import StoredWs, WsReplay
 from tickrec import contract
 from tickrec.background import Background
@@ -279,6 +279,7 @@ class ServeServer:
     @staticmethod
     def _reply(connection: ServerConnection, status: int, body: str) -> Response:
         response = connection.respond(http.HTTPStatus(status), body)
+        del response.headers["Content-Type"]  # respond() set text/plain; Headers keeps both
         response.headers["Content-Type"] = "application/json"
         return response
 
@@ -291,6 +292,8 @@ class ServeServer:
             if "upgrade" in request.headers.get("Connection", "").lower():
                 if self._open >= self.config.max_connections:
                     raise Reject(429, "TooManyConnections", "too many open connections")
+                if normalized.WS_PATH.match(path):
+                    return None
                 if m := v1.PATH.match(path):
                     self._symbol(m.group(1))
                     return None
@@ -299,8 +302,11 @@ class ServeServer:
                 if path.rstrip("/") == tardis.WS_PATH:
                     self.sessions.check(parts.query)
                     return None
-                # The normalized endpoints (/ws-replay-normalized) hook in here.
+                if normalized.WS_PATH.match(path):
+                    return None
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
+            if normalized.HTTP_PATH.match(path):
+                return await normalized.respond(connection, request, self.config)
             if m := _BOOK_PATH.match(path):
                 body = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
                 if body is None:
@@ -332,7 +338,9 @@ class ServeServer:
         path = urlsplit(ws.request.path).path
         self._open += 1
         try:
-            if m := v1.PATH.match(path):
+            if normalized.WS_PATH.match(path):
+                await normalized.send(ws, self.config)
+            elif m := v1.PATH.match(path):
                 await self._replay(ws, _V1, (m.group(1).upper(),))
             elif ws_api.PATH.match(path):
                 await self._replay(ws, _WS, tuple(self.rows.symbols))
