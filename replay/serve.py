@@ -10,9 +10,14 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
   ``subscribe`` to ``l2``, the stored ``gemini.v2`` rows of the subscribed
   symbols, merged in recorded order (a connection-wide row, such as a
   heartbeat, is stored in every symbol's partition and sent once);
+- the current Gemini API at ``/``: a stored ``gemini.ws`` connection, its
+  stored replies answering the client's matching requests and the frames of
+  the streams it subscribed to (:mod:`replay.serve_ws`);
 - REST ``/v1/book/{symbol}``: the last book reply stored at or before the
   replay clock (the receive time of the last message sent on any
-  connection; before any, the start of the replay), and ``/v1/symbols``.
+  connection; before any, the start of the replay), and ``/v1/symbols``;
+- tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
+  (:mod:`replay.tardis`).
 
 Stored connections. The data may hold many connections one after another
 (reconnects, restarts, midnight). One client connection replays one stored
@@ -49,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -59,13 +65,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from websockets.asyncio import server as ws_server
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from replay import normalized, tardis
+from replay.serve_ws import StoredWs, WsReplay
 from tickrec import contract
 from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
 from tickrec.sim.protocols import v1, v2
+from tickrec.sim.protocols import ws as ws_api
 from tickrec.sim.protocols.base import Reject
 
 __all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
@@ -73,7 +83,7 @@ __all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
 log = logging.getLogger("tickrec.serve")
 
 VENUE = "gemini"
-_V1, _V2, _REST = "gemini.v1", "gemini.v2", "gemini.rest"
+_V1, _V2, _WS, _REST = "gemini.v1", "gemini.v2", "gemini.ws", "gemini.rest"
 _BOOK_PATH = re.compile(r"^/v1/book/([^/]+)/?$")
 _SYMBOLS_PATH = re.compile(r"^/v1/symbols/?$")
 _NORMAL, _RESTART, _POLICY, _TRY_LATER = 1000, 1012, 1008, 1013
@@ -95,15 +105,26 @@ class ServeConfig:
     max_message: int = 64 * 1024
     max_symbols: int = 100
     send_timeout_s: float = 30.0
+    #: The current API route: how long a new connection's replay waits at a stored
+    #: reply for the client's request (see :mod:`replay.serve_ws`).
+    request_wait_s: float = 1.0
+    #: ``/ws-replay``: how long a session gathers connections and subscriptions
+    #: before it starts (tardis-machine waits 2 s).
+    session_delay_s: float = 2.0
 
 
 class Stored(NamedTuple):
-    """One stored connection's received messages, in recorded order."""
+    """One stored connection's messages, in recorded order.
+
+    ``sent`` marks the rows the recording client sent (``ws_sent``), when
+    they were read too.
+    """
 
     run_id: str
     conn_id: int
     recv_ns: np.ndarray
     payloads: list[bytes]
+    sent: np.ndarray
 
 
 class _Rows:
@@ -112,7 +133,7 @@ class _Rows:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self._tables: dict[tuple[str, str], pa.Table] = {}
-        self._connections: dict[tuple[str, tuple[str, ...]], list[Stored]] = {}
+        self._connections: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Stored]] = {}
         self._lock = threading.Lock()
         self.symbols = sorted({p.symbol for p in contract.list_partitions(config.data, VENUE)})
 
@@ -143,24 +164,30 @@ class _Rows:
             return pa.table({c: pa.array([], pa.string()) for c in _COLUMNS}).slice(0, 0)
         return pa.concat_tables([p.cast(parts[0].schema) for p in parts])
 
-    def connections(self, protocol: str, symbols: Sequence[str]) -> list[Stored]:
+    def connections(
+        self, protocol: str, symbols: Sequence[str], sources: tuple[str, ...] = ("ws",)
+    ) -> list[Stored]:
         """The stored connections of *protocol* carrying *symbols*, each in recorded order.
 
         Rows of one connection stored in several symbols' partitions (the
         connection-wide ones) are kept once, by ``(run_id, seq)``. Connections
-        come in the order of their first receive time.
+        come in the order of their first receive time. *sources* are the
+        ``source`` values read: ``ws`` (received), and ``ws_sent`` too when the
+        requests matter.
         """
-        key = (protocol, tuple(symbols))
+        key = (protocol, tuple(symbols), sources)
         with self._lock:
             got = self._connections.get(key)
         if got is None:
-            got = self._connect(protocol, symbols)
+            got = self._connect(protocol, symbols, sources)
             with self._lock:
                 self._connections[key] = got
         return got
 
-    def _connect(self, protocol: str, symbols: Sequence[str]) -> list[Stored]:
-        tables = [self.table(protocol, "ws", s) for s in symbols]
+    def _connect(
+        self, protocol: str, symbols: Sequence[str], sources: tuple[str, ...]
+    ) -> list[Stored]:
+        tables = [self.table(protocol, src, s) for s in symbols for src in sources]
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return []
@@ -175,6 +202,7 @@ class _Rows:
         keep[1:] = (run[order][1:] != run[order][:-1]) | (seq[order][1:] != seq[order][:-1])
         order = order[keep]
         payloads = t.column("payload").cast(pa.binary()).take(pa.array(order)).to_pylist()
+        sent = t.column("source").cast(pa.string()).to_numpy(zero_copy_only=False) == "ws_sent"
         out: list[Stored] = []
         start = 0
         o_run, o_conn = run[order], conn[order]
@@ -182,7 +210,13 @@ class _Rows:
             if i == len(order) or o_run[i] != o_run[start] or o_conn[i] != o_conn[start]:
                 rows = slice(start, i)
                 out.append(
-                    Stored(str(o_run[start]), int(o_conn[start]), recv[order][rows], payloads[rows])
+                    Stored(
+                        str(o_run[start]),
+                        int(o_conn[start]),
+                        recv[order][rows],
+                        payloads[rows],
+                        sent[order][rows],
+                    )
                 )
                 start = i
         # A run's connections are numbered in order; runs are taken by their first row.
@@ -213,6 +247,7 @@ class ServeServer:
         self._open = 0
         self.clock_ns = config.start_ns or 0
         self.sent = 0
+        self.sessions = tardis.Sessions(self.rows, config.session_delay_s, self._write)
 
     async def start(self) -> None:
         """Start listening."""
@@ -244,27 +279,48 @@ class ServeServer:
     @staticmethod
     def _reply(connection: ServerConnection, status: int, body: str) -> Response:
         response = connection.respond(http.HTTPStatus(status), body)
+        del response.headers["Content-Type"]  # respond() set text/plain; Headers keeps both
         response.headers["Content-Type"] = "application/json"
         return response
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
         parts = urlsplit(request.path)
         path = parts.path
         try:
             if "upgrade" in request.headers.get("Connection", "").lower():
                 if self._open >= self.config.max_connections:
                     raise Reject(429, "TooManyConnections", "too many open connections")
+                if normalized.WS_PATH.match(path):
+                    return None
                 if m := v1.PATH.match(path):
                     self._symbol(m.group(1))
                     return None
-                if v2.PATH.match(path):
+                if v2.PATH.match(path) or ws_api.PATH.match(path):
+                    return None
+                if path.rstrip("/") == tardis.WS_PATH:
+                    self.sessions.check(parts.query)
+                    return None
+                if normalized.WS_PATH.match(path):
                     return None
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
+            if normalized.HTTP_PATH.match(path):
+                return await normalized.respond(connection, request, self.config)
             if m := _BOOK_PATH.match(path):
                 body = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
                 if body is None:
                     raise Reject(404, "NotFound", f"no book stored for {m.group(1)}")
                 return self._reply(connection, 200, body)
+            if path.rstrip("/") == tardis.HTTP_PATH:
+                loop = asyncio.get_running_loop()
+                lines = await loop.run_in_executor(
+                    None, self.sessions.tardis.replay_http, parts.query
+                )
+                headers = Headers([("Content-Type", "application/x-json-stream")])
+                headers["Content-Length"] = str(len(lines))
+                return Response(200, "OK", headers, lines)
+            # The normalized endpoints (/replay-normalized) hook in here.
             if _SYMBOLS_PATH.match(path):
                 return self._reply(
                     connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
@@ -272,6 +328,8 @@ class ServeServer:
             raise Reject(404, "NotFound", f"no such endpoint: {path}")
         except Reject as exc:
             return self._reply(connection, exc.status, exc.body())
+        except tardis.BadOptions as exc:
+            return self._reply(connection, 400, exc.body())
 
     # --- websockets ---------------------------------------------------------------------
 
@@ -280,8 +338,14 @@ class ServeServer:
         path = urlsplit(ws.request.path).path
         self._open += 1
         try:
-            if m := v1.PATH.match(path):
+            if normalized.WS_PATH.match(path):
+                await normalized.send(ws, self.config)
+            elif m := v1.PATH.match(path):
                 await self._replay(ws, _V1, (m.group(1).upper(),))
+            elif ws_api.PATH.match(path):
+                await self._replay(ws, _WS, tuple(self.rows.symbols))
+            elif path.rstrip("/") == tardis.WS_PATH:
+                await self.sessions.join(ws, urlsplit(ws.request.path).query)
             else:
                 symbols = await self._subscription(ws)
                 if symbols:
@@ -318,7 +382,8 @@ class ServeServer:
     async def _replay(self, ws: ServerConnection, protocol: str, symbols: tuple[str, ...]) -> None:
         """Send the next stored connection of this route to *ws*, then close it."""
         loop = asyncio.get_running_loop()
-        stored = await loop.run_in_executor(None, self.rows.connections, protocol, symbols)
+        sources = ("ws", "ws_sent") if protocol == _WS else ("ws",)
+        stored = await loop.run_in_executor(None, self.rows.connections, protocol, symbols, sources)
         if not stored:
             await ws.close(_TRY_LATER, f"no {protocol} data for {','.join(symbols)}")
             return
@@ -329,7 +394,14 @@ class ServeServer:
             return
         self._cursor[key] = k + 1
         conn = stored[k]
-        if not await self._send(ws, conn):
+        if protocol == _WS:
+            rows = StoredWs.build(conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist())
+            replay = WsReplay(
+                ws, rows, partial(self._write, ws), self.config.request_wait_s, self.config.speed
+            )
+            if not await replay.run():
+                return
+        elif not await self._send(ws, conn):
             return
         last = k + 1 == len(stored)
         await ws.close(
@@ -342,7 +414,7 @@ class ServeServer:
         Frames are written in batches of those due (up to :data:`_BATCH`), each
         batch with one wait for the socket to drain.
         """
-        speed, timeout = self.config.speed, self.config.send_timeout_s
+        speed = self.config.speed
         recv = conn.recv_ns
         n = len(recv)
         t0_ns, t0 = int(recv[0]), time.monotonic()
@@ -355,18 +427,29 @@ class ServeServer:
                     await asyncio.sleep((int(recv[i]) - now_ns) / 1e9 / speed)
                     continue
                 j = min(j, int(np.searchsorted(recv, now_ns, side="right")))
-            try:
-                async with asyncio.timeout(timeout), ws.send_context():
-                    send_text = ws.protocol.send_text
-                    for payload in conn.payloads[i:j]:
-                        send_text(payload)
-            except TimeoutError:
-                log.warning("closing a client that read nothing for %.0f s", timeout)
-                await ws.close(_POLICY, "client too slow")
+            if not await self._write(ws, conn.payloads[i:j], int(recv[j - 1])):
                 return False
-            self.clock_ns = max(self.clock_ns, int(recv[j - 1]))
-            self.sent += j - i
             i = j
+        return True
+
+    async def _write(self, ws: ServerConnection, payloads: list[bytes], clock_ns: int) -> bool:
+        """Send *payloads* as text frames, then wait for the socket to drain.
+
+        False (and the client closed with 1008) if it read nothing for
+        ``send_timeout_s``. *clock_ns* is the receive time of the last one.
+        """
+        timeout = self.config.send_timeout_s
+        try:
+            async with asyncio.timeout(timeout), ws.send_context():
+                send_text = ws.protocol.send_text
+                for payload in payloads:
+                    send_text(payload)
+        except TimeoutError:
+            log.warning("closing a client that read nothing for %.0f s", timeout)
+            await ws.close(_POLICY, "client too slow")
+            return False
+        self.clock_ns = max(self.clock_ns, clock_ns)
+        self.sent += len(payloads)
         return True
 
 

@@ -1,20 +1,15 @@
 """A full disk under the journal, made real with a small tmpfs in a private mount namespace.
 
-Each test runs a child under ``unshare -rm`` (a user and mount namespace of
-its own, so no privilege is needed and the mount vanishes with the child).
-The child mounts an 8 MB tmpfs, starts a journal there with the real
-Parquet converter, appends about 1 MB, fills the rest of the filesystem
-with a filler file, keeps appending, then gives space back by shrinking
-the filler (or does not), and copies the dataset out of the tmpfs before
-it exits. The test reads the copy.
+Each test runs a child on an 8 MB tmpfs (:mod:`fulldisk`). The child starts
+a journal there with the real Parquet converter, appends about 1 MB, fills
+the rest of the filesystem with a filler file, keeps appending, then gives
+space back by shrinking the filler (or does not), and copies the dataset out
+of the tmpfs before it exits. The test reads the copy.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -22,36 +17,24 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from fulldisk import events, run_child
 
 from tickrec import contract
 
 _CHILD = textwrap.dedent(
     """
-    import json, os, shutil, subprocess, sys, time
-    from pathlib import Path
-    from recorder.journal import Journal, RunMeta, free_bytes
+    import json, shutil, time
+    from recorder.journal import Journal, RunMeta
     from recorder.recovery import recover
     from recorder.writer import Converter
-    from tickrec.errors import JournalError
 
-    mnt, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
-    root = mnt / "data"
+    out, mode = Path(sys.argv[2]), sys.argv[3]
+    root = MNT / "data"
     converter = Converter(root, retry_base=0.05, retry_cap=0.2)
     j = Journal(root, RunMeta("20260101T000000-disk01", "gemini", "gemini.v1", ("BTCUSD",)),
                 fsync_interval=0.01, on_closed=converter.submit, converting=converter.pending,
                 disk_timeout=60.0, drain_for=0.5)
     converter.lock_fd = j.lock_fd
-    filler = mnt / "filler"
-
-    def fill():  # another program takes every byte left
-        with open(filler, "ab") as fh:
-            try:
-                while True:
-                    fh.write(bytes(64 << 10))
-                    fh.flush()
-            except OSError:
-                pass
 
     n, t0 = 0, time.time_ns()
 
@@ -74,8 +57,8 @@ _CHILD = textwrap.dedent(
     held = j.held_records
     freed = {"small": 1 << 20, "large": 4 << 20, "none": 0}[mode]
     if freed:
-        with open(filler, "r+b") as fh:
-            fh.truncate(filler.stat().st_size - freed)
+        with open(FILLER, "r+b") as fh:
+            fh.truncate(FILLER.stat().st_size - freed)
     deadline = time.monotonic() + 30
     while mode != "none" and j.held_records and time.monotonic() < deadline:
         add(10)  # the feed goes on meanwhile
@@ -87,7 +70,7 @@ _CHILD = textwrap.dedent(
     left = converter.close(retry_for=1.0)
     j.release()
     if mode == "none":
-        filler.unlink()  # space for the recovery of what the journal kept
+        FILLER.unlink()  # space for the recovery of what the journal kept
         recover(root)
     shutil.copytree(root, out)
     print(json.dumps({"appended": n, "failed_at": failed_at, "held": held, "resumed": resumed,
@@ -97,26 +80,12 @@ _CHILD = textwrap.dedent(
 
 
 def _run(tmp_path: Path, mode: str) -> tuple[dict[str, Any], pa.Table]:
-    assert shutil.which("unshare"), "util-linux unshare is needed for the full-disk tests"
-    mnt, out = tmp_path / "mnt", tmp_path / "out"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["unshare", "-rm", sys.executable, "-c", _CHILD, str(mnt), str(out), mode],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = dict(json.loads(proc.stdout.splitlines()[-1]), log=proc.stderr)
+    out = tmp_path / "out"
+    result, log = run_child(_CHILD, tmp_path / "mnt", str(out), mode)
+    result["log"] = log
     (partition,) = contract.list_partitions(out)
     rows = contract.read_parts(contract.list_parts(out, partition))
     return result, rows
-
-
-def _events(rows: pa.Table) -> list[dict[str, Any]]:
-    payloads = rows.filter(pc.equal(rows["source"], "event"))["payload"].to_pylist()
-    return [json.loads(p) for p in payloads]
 
 
 @pytest.mark.parametrize("mode", ["small", "large"])
@@ -135,7 +104,7 @@ def test_a_full_disk_makes_room_by_conversion_and_loses_nothing(tmp_path: Path, 
     assert pc.subtract(ws["recv_ts"].cast(pa.int64()), t0).to_pylist() == [
         n * 1000 for n in sequence
     ]
-    (event,) = _events(rows)
+    (event,) = events(rows)
     assert event["event"] == "disk_error" and event["errno"] == "ENOSPC"
     assert event["lost"] == 0 and event["records_held"] >= out["held"]
     assert event["segments_freed"] >= 1  # room was made by converting the closed segment
@@ -146,7 +115,7 @@ def test_records_the_disk_never_takes_are_a_journal_loss_of_their_span(tmp_path:
     assert out["fatal"] and "journal_loss" in out["fatal"] and not out["resumed"]
     ws = rows.filter(pc.equal(rows["source"], "ws"))
     stored = ws["seq"].to_pylist()
-    (loss,) = _events(rows)
+    (loss,) = events(rows)
     assert loss["event"] == "journal_loss" and loss["errno"] == "ENOSPC"
     first, last = loss["first_seq"], loss["last_seq"]
     # what was written before the failure is kept; the rest is named by the event

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import recorders
 from conftest import SimFactory
 
 from tickrec import contract
@@ -42,43 +43,6 @@ FSYNC_S = 0.05
 # A frame sent by the simulator is read, journaled and fsynced within the fsync
 # interval plus this margin (generous for a loaded two-core machine).
 WINDOW_S = FSYNC_S + 0.4
-
-
-def _start(protocol: str, ws_url: str, rest_url: str, data: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "tickrec", "record", "--protocol", protocol,
-            "--symbols", ",".join(SYMBOLS), "--url", ws_url, "--rest-url", rest_url,
-            "--data", str(data), "--fsync-interval", f"{int(FSYNC_S * 1000)}ms",
-            "--rotate", "300ms", "--snapshot-every", "0", "--status-every", "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-
-
-def _segments(data: Path) -> set[Path]:
-    try:
-        return set(data.glob("journal/*/seg-*.tj"))
-    except FileNotFoundError:  # a journal directory renamed into place while listing
-        return set()
-
-
-def _wait_started(data: Path, proc: subprocess.Popen[str], before: set[Path]) -> None:
-    """Wait until the recorder has opened its journal (it connects right after)."""
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"recorder exited: {proc.communicate()[1]}")
-            if _segments(data) - before:
-                return
-            time.sleep(0.01)
-        raise AssertionError("recorder did not start")
-    except BaseException:
-        proc.kill()  # never leave a recorder running after a failed test
-        raise
 
 
 def _stored_connections(data: Path) -> dict[tuple[str, int], Rows]:
@@ -108,9 +72,11 @@ def test_random_sigkills_lose_nothing_fsynced(
     rng = random.Random(f"kill-loop-{protocol}")
     kills: list[int] = []
     for _ in range(KILLS):
-        before = _segments(data)
-        proc = _start(protocol, sim.ws_url, sim.rest_url, data)
-        _wait_started(data, proc, before)
+        proc = recorders.start(
+            sim.ws_url, sim.rest_url, data, protocol=protocol, symbols=SYMBOLS,
+            fsync_s=FSYNC_S, rotate="300ms", stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        recorders.wait_recording(data, proc, recorders.journal_runs(data))
         time.sleep(rng.uniform(0.0, 0.6))
         kills.append(time.time_ns())
         os.kill(proc.pid, signal.SIGKILL)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import recorders
+
 from tickrec import contract
 from tickrec.sim import Simulator
 
@@ -28,38 +30,10 @@ MARGIN_S = 0.3
 
 
 def _start(sim: Simulator, data: Path, rotate: str = "250ms") -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "tickrec", "record",
-            "--symbols", "BTCUSD,ETHUSD", "--protocol", "v1",
-            "--url", sim.ws_url, "--rest-url", sim.rest_url, "--data", str(data),
-            "--fsync-interval", f"{int(FSYNC_S * 1000)}ms", "--rotate", rotate,
-            "--snapshot-every", "0", "--status-every", "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return recorders.start(
+        sim.ws_url, sim.rest_url, data, protocol="v1", symbols=("BTCUSD", "ETHUSD"),
+        fsync_s=FSYNC_S, rotate=rotate,
     )  # fmt: skip
-
-
-def _wait_recording(data: Path, proc: subprocess.Popen[str], known: set[str]) -> None:
-    """Wait until a run not in *known* has a journal segment; add it to *known*."""
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                runs = {p.parent.name for p in data.glob("journal/*/seg-*.tj")} - known
-            except FileNotFoundError:
-                continue  # a journal directory was renamed into place while we listed it
-            if runs:
-                known.update(runs)
-                return
-            time.sleep(0.02)
-        raise AssertionError("recorder did not start")
-    except BaseException:
-        proc.kill()  # never leave a recorder running after a failed test
-        raise
 
 
 def _tickrec(*args: str) -> subprocess.CompletedProcess[str]:
@@ -94,7 +68,7 @@ def test_sigkill_then_recover_keeps_everything_fsynced(
     known: set[str] = set()
     for run_for in (1.0, 1.3):
         proc = _start(sim, data)
-        _wait_recording(data, proc, known)
+        recorders.wait_recording(data, proc, known)
         time.sleep(run_for)
         kills.append(time.time_ns())
         os.kill(proc.pid, signal.SIGKILL)
@@ -124,7 +98,7 @@ def test_sigterm_stops_cleanly_with_closed_files(
     sim = sim_factory(symbols=("BTCUSD", "ETHUSD"), truth_dir=tmp_path / "truth")
     data = tmp_path / "data"
     proc = _start(sim, data)
-    _wait_recording(data, proc, set())
+    recorders.wait_recording(data, proc, set())
     time.sleep(0.8)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -161,7 +135,7 @@ def test_a_second_ctrl_c_stops_at_once_and_says_where_the_journal_is(
     # One segment for the whole run, so the clean stop has seconds of rows to convert:
     # the second Ctrl-C comes while it does.
     proc = _start(sim, data, rotate="1h")
-    _wait_recording(data, proc, set())
+    recorders.wait_recording(data, proc, set())
     time.sleep(4.0)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.02)  # two signals at once could arrive as one

@@ -1,7 +1,6 @@
 """A recording from the simulator onto a filesystem that fills up (an 8 MB tmpfs).
 
-The recorder runs in a child under ``unshare -rm`` (its own user and mount
-namespace: the tmpfs needs no privilege and vanishes with the child). At
+The recorder runs in a child on the tmpfs (:mod:`fulldisk`). At
 1,000 events/s on v1 (about 340 kB/s of journal), after 2 s a filler file
 takes every byte left; 4 s later the child either gives back 1 MB, less
 than the recorder then holds in memory, or nothing.
@@ -11,7 +10,6 @@ The dataset is copied out before the child exits, and replayed here.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -21,32 +19,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from conftest import SimFactory
+from fulldisk import events, run_child
 
 import replay
 from tickrec import contract
 
 _CHILD = textwrap.dedent(
     """
-    import json, logging, shutil, subprocess, sys, threading, time
-    from pathlib import Path
-    from recorder.journal import free_bytes
+    import json, logging, shutil, threading, time
     from recorder.record import RecordConfig, record
     from tickrec.errors import JournalError
 
-    mnt, out, mode, ws_url, rest_url = sys.argv[1:6]
-    mnt, out = Path(mnt), Path(out)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
-    filler = mnt / "filler"
-
-    def fill():  # another program takes every byte left
-        with open(filler, "ab") as fh:
-            try:
-                while True:
-                    fh.write(bytes(16 << 10))
-                    fh.flush()
-            except OSError:
-                pass
-
+    out, mode, ws_url, rest_url = Path(sys.argv[2]), *sys.argv[3:6]
     seen = {}
 
     KEYS = ("journal write failed", "journal writable again", "cannot write the journal")
@@ -60,7 +44,7 @@ _CHILD = textwrap.dedent(
     logging.getLogger("tickrec.recorder").addHandler(Watch())
     logging.basicConfig(level=logging.INFO)
     config = RecordConfig(symbols=("BTCUSD",), protocol="v1", url=ws_url, rest_url=rest_url,
-                          data=str(mnt / "data"), snapshot_every=0.0, status_every=0.0,
+                          data=str(MNT / "data"), snapshot_every=0.0, status_every=0.0,
                           fsync_interval=0.02, disk_timeout=3.0 if mode == "none" else 60.0)
     stop, outcome = threading.Event(), {}
 
@@ -80,20 +64,20 @@ _CHILD = textwrap.dedent(
         return key in seen
 
     time.sleep(2.0)  # about 700 kB in the journal
-    fill()
+    fill(16 << 10)
     assert wait_for("journal write failed")
     time.sleep(4.0)  # the feed goes on: about 1.3 MB held in memory
     if mode == "small":
-        with open(filler, "r+b") as fh:
-            fh.truncate(filler.stat().st_size - (1 << 20))
+        with open(FILLER, "r+b") as fh:
+            fh.truncate(FILLER.stat().st_size - (1 << 20))
         assert wait_for("journal writable again")
         time.sleep(0.5)
     else:
         assert wait_for("cannot write the journal")  # dropped, with a journal_loss row
-        filler.unlink()  # room again, for the conversion of what the journal kept
+        FILLER.unlink()  # room again, for the conversion of what the journal kept
     stop.set()
     thread.join(60)
-    shutil.copytree(mnt / "data", out)
+    shutil.copytree(MNT / "data", out)
     print(json.dumps(outcome))
     """
 )
@@ -102,28 +86,12 @@ _CHILD = textwrap.dedent(
 def _record_on_a_full_disk(
     sim_factory: SimFactory, tmp_path: Path, mode: str
 ) -> tuple[dict[str, Any], pa.Table, replay.Day]:
-    assert shutil.which("unshare"), "util-linux unshare is needed for the full-disk tests"
     sim = sim_factory(symbols=("BTCUSD",), rate=1000.0)
-    mnt, out = tmp_path / "mnt", tmp_path / "out"
-    mnt.mkdir()
-    args = [str(mnt), str(out), mode, sim.ws_url, sim.rest_url]
-    proc = subprocess.run(
-        ["unshare", "-rm", sys.executable, "-c", _CHILD, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = json.loads(proc.stdout.splitlines()[-1])
+    out = tmp_path / "out"
+    outcome, _ = run_child(_CHILD, tmp_path / "mnt", str(out), mode, sim.ws_url, sim.rest_url)
     (partition,) = contract.list_partitions(out)
     rows = contract.read_parts(contract.list_parts(out, partition))
     return outcome, rows, replay.open(partition.date, "BTCUSD", data=out, cache=False)
-
-
-def _events(rows: pa.Table, kind: str) -> list[dict[str, Any]]:
-    payloads = rows.filter(pc.equal(rows["source"], "event"))["payload"].to_pylist()
-    return [e for e in map(json.loads, payloads) if e["event"] == kind]
 
 
 def test_less_room_than_the_backlog_given_back_resumes_with_nothing_lost(
@@ -131,10 +99,10 @@ def test_less_room_than_the_backlog_given_back_resumes_with_nothing_lost(
 ) -> None:
     outcome, rows, day = _record_on_a_full_disk(sim_factory, tmp_path, "small")
     assert "error" not in outcome and outcome["rows"] > 0
-    (event,) = _events(rows, "disk_error")
+    (event,) = events(rows, "disk_error")
     assert event["lost"] == 0 and event["segments_freed"] >= 1
     assert event["bytes_held"] > 1 << 20  # more than the room given back
-    assert not _events(rows, "journal_loss")
+    assert not events(rows, "journal_loss")
     assert sorted(rows["seq"].to_pylist()) == list(range(len(rows)))
     # every message of every connection was stored: socket_sequence never skips
     ws = rows.filter(pc.equal(rows["source"], "ws"))
@@ -150,7 +118,7 @@ def test_records_dropped_when_no_room_comes_back_are_a_journal_loss_gap_of_their
 ) -> None:
     outcome, rows, day = _record_on_a_full_disk(sim_factory, tmp_path, "none")
     assert "journal_loss event" in outcome["error"] and "lost" in outcome["error"]
-    (loss,) = _events(rows, "journal_loss")
+    (loss,) = events(rows, "journal_loss")
     assert loss["errno"] == "ENOSPC" and loss["lost"] > 0
     first, last = loss["first_seq"], loss["last_seq"]
     assert loss["lost"] == last - first + 1

@@ -8,8 +8,11 @@ connection's payloads must come back exactly and in order.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from threading import Thread
 
 import orjson
 import pyarrow as pa
@@ -17,9 +20,11 @@ import pyarrow.compute as pc
 import pytest
 import requests
 from conftest import SimFactory, record_sim
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from recorder.record import RecordConfig, record
+from replay import tardis
 from replay.serve import ServeConfig, Server
 from tickrec import contract
 
@@ -66,7 +71,7 @@ def _record_from(server: Server, data: Path, protocol: str, duration: float) -> 
     )
 
 
-@pytest.mark.parametrize("protocol", ["v1", "v2"])
+@pytest.mark.parametrize("protocol", ["v1", "v2", "ws"])
 def test_recording_from_serve_gives_back_every_payload(
     sim_factory: SimFactory, tmp_path: Path, protocol: str
 ) -> None:
@@ -85,8 +90,8 @@ def test_recording_from_serve_gives_back_every_payload(
         if protocol == "v1":
             assert got == conns, symbol
         else:
-            # One v2 connection carries both symbols; each partition holds its own
-            # messages and the connection's heartbeats.
+            # One v2 or ws connection carries both symbols; each partition holds its
+            # own messages and the connection's heartbeats or replies.
             assert [p for c in got for p in c] == [p for c in conns for p in c], symbol
 
 
@@ -136,3 +141,174 @@ def test_rest_and_refusals(sim_factory: SimFactory, tmp_path: Path) -> None:
             client.send(orjson.dumps(wide))
             with pytest.raises(Exception, match="1008"):
                 client.recv(timeout=5)
+
+
+def _v2_rows(root: Path, symbols: set[str], channels: set[str]) -> list[tuple[int, str, int, str]]:
+    """Stored v2 rows ``(recv_ns, run_id, conn_id, payload)`` of *channels*, in receive order."""
+    rows = []
+    for p in contract.list_partitions(root):
+        if p.symbol not in symbols:
+            continue
+        t = contract.read_partition(root, p.venue, p.date, p.symbol).to_pylist()
+        for r in t:
+            if r["protocol"] != "gemini.v2" or r["source"] != "ws":
+                continue
+            if orjson.loads(r["payload"]).get("type") in channels:
+                recv = r["recv_ts"]
+                ns = int(recv.value) if hasattr(recv, "value") else int(recv.timestamp() * 1e9)
+                rows.append((ns, r["run_id"], r["seq"], r["conn_id"], r["payload"]))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    return [(ns, run, conn, payload) for ns, run, _, conn, payload in rows]
+
+
+def _local_timestamp(ns: int) -> str:
+    second = datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{second}.{ns % 10**9 // 100:07d}Z"
+
+
+def test_tardis_replay_ndjson_is_the_stored_rows(sim_factory: SimFactory, tmp_path: Path) -> None:
+    sim = sim_factory(rate=1000, close_every=0.5)
+    record_sim(sim, tmp_path, protocol="v2", duration=1.6)
+    root = tmp_path / "data"
+    wanted = _v2_rows(root, {"BTCUSD", "ETHUSD"}, {"trade", "l2_updates"})
+    expected_btc = [r for r in wanted if "BTCUSD" in r[3] and '"l2_updates"' in r[3]]
+    assert len({(run, conn) for _, run, conn, _ in wanted}) >= 3
+    start = datetime.fromtimestamp(wanted[0][0] // 10**9, UTC).strftime("%Y-%m-%dT%H:%M")
+    end = datetime.fromtimestamp(wanted[-1][0] // 10**9 + 60, UTC).strftime("%Y-%m-%dT%H:%M")
+    with Server(ServeConfig(data=root)) as server:
+        options = {
+            "exchange": "gemini",
+            "from": start,
+            "to": end,
+            "filters": [
+                {"channel": "trade", "symbols": ["btcusd", "ethusd"]},
+                {"channel": "l2_updates"},
+            ],
+            "withDisconnects": True,
+        }
+        got = requests.get(
+            server.url.rest_url + "/replay", params={"options": orjson.dumps(options)}, timeout=30
+        )
+        # A date alone is a day, UTC, as in tardis' examples.
+        day = datetime.fromtimestamp(wanted[0][0] // 10**9, UTC).date()
+        options.update(
+            filters=[{"channel": "l2_updates", "symbols": ["BTCUSD"]}],
+            **{"from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat()},
+        )
+        del options["withDisconnects"]
+        btc = requests.get(
+            server.url.rest_url + "/replay", params={"options": orjson.dumps(options)}, timeout=30
+        )
+        bad = requests.get(
+            server.url.rest_url + "/replay",
+            params={"options": orjson.dumps({**options, "exchange": "binance"})},
+            timeout=30,
+        )
+    assert got.status_code == 200
+    assert got.headers["Content-Type"] == "application/x-json-stream"
+    # Each line is the stored payload as stored; an empty line where a connection ended.
+    expected: list[str] = []
+    for i, (ns, run, conn, payload) in enumerate(wanted):
+        expected.append(f'{{"localTimestamp":"{_local_timestamp(ns)}","message":{payload}}}')
+        if i + 1 < len(wanted) and all((r, c) != (run, conn) for _, r, c, _ in wanted[i + 1 :]):
+            expected.append("")
+    assert got.text.split("\n")[:-1] == expected
+    assert expected.count("") == len({(r, c) for _, r, c, _ in wanted}) - 1
+    lines = btc.text.split("\n")[:-1]
+    assert [orjson.loads(x)["message"] for x in lines] == [orjson.loads(r[3]) for r in expected_btc]
+    assert bad.status_code == 400 and "exchange" in bad.json()["message"]
+
+
+def test_tardis_ws_replay_sessions(sim_factory: SimFactory, tmp_path: Path) -> None:
+    sim = sim_factory(rate=500)
+    record_sim(sim, tmp_path, protocol="v2", duration=1.0)
+    root = tmp_path / "data"
+    rows = {
+        s: _v2_rows(root, {s}, {"trade", "l2_updates", "auction_open"})
+        for s in ("BTCUSD", "ETHUSD")
+    }
+    start = datetime.fromtimestamp(rows["BTCUSD"][0][0] // 10**9, UTC).strftime("%Y-%m-%dT%H:%M")
+    end = datetime.fromtimestamp(rows["BTCUSD"][-1][0] // 10**9 + 60, UTC).strftime(
+        "%Y-%m-%dT%H:%M"
+    )
+    got: dict[str, list[str]] = {}
+    codes: dict[str, int | None] = {}
+
+    def client(symbol: str, session: str) -> None:
+        query = f"exchange=gemini&from={start}&to={end}&session={session}"
+        with connect(server.url.ws_url + "/ws-replay?" + query) as ws:
+            if symbol:
+                sub = {"type": "subscribe", "subscriptions": [{"name": "l2", "symbols": [symbol]}]}
+                ws.send(orjson.dumps(sub).decode())
+            received = got[symbol or session] = []
+            with contextlib.suppress(ConnectionClosed):
+                received.extend(str(m) for m in ws)
+            codes[symbol or session] = ws.close_code
+
+    with Server(ServeConfig(data=root, session_delay_s=0.5)) as server:
+        # Two connections of one session, each with its own subscription.
+        threads = [Thread(target=client, args=(s, "one")) for s in ("BTCUSD", "ETHUSD")]
+        # A connection of its own session that subscribes to nothing fails it (1011).
+        threads.append(Thread(target=client, args=("", "idle")))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        # An exchange tardis-machine would refuse is refused at the upgrade.
+        with pytest.raises(InvalidStatus, match="400"):
+            connect(server.url.ws_url + f"/ws-replay?exchange=binance&from={start}&to={end}")
+        # What one session of both sends: each connection's rows, merged by receive time.
+        source = tardis.Tardis(server.server.rows)
+        picks = []
+        for symbol in ("BTCUSD", "ETHUSD"):
+            options = tardis.ws_options(f"exchange=gemini&from={start}&to={end}")
+            options.add("l2_updates", [symbol])
+            options.add("trade", [symbol])
+            picks.append(source.select(options))
+        merged = list(tardis.merge(picks, batch=3))
+    taken, times = [0, 0], []
+    for who, batch, last in merged:
+        times.extend(picks[who].recv_ns[taken[who] : taken[who] + len(batch)].tolist())
+        taken[who] += len(batch)
+        assert times[-1] == last
+    assert times == sorted(times) and taken == [len(p.payloads) for p in picks]
+    assert len(merged) > 4  # the two connections interleave
+    for who in (0, 1):
+        sent = [p for w, batch, _ in merged if w == who for p in batch]
+        assert sent == picks[who].payloads
+    for symbol in ("BTCUSD", "ETHUSD"):
+        assert got[symbol] == [r[3] for r in rows[symbol]]
+        assert codes[symbol] == 1000
+    assert got["idle"] == [] and codes["idle"] == 1011
+
+
+def test_current_api_answers_a_bot_from_the_stored_rows(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    sim = sim_factory(rate=500)
+    record_sim(sim, tmp_path, protocol="ws", duration=1.0)
+    root = tmp_path / "data"
+    (conn,) = _stored(root, "gemini.ws")["BTCUSD"]
+    frames = [p for p in conn if orjson.loads(p).get("s", "").upper() == "BTCUSD"]
+    (subscribed,) = [p for p in conn if orjson.loads(p).get("id") == 1]
+    assert frames and orjson.loads(frames[0])["e"] == "depthUpdate"  # the stored snapshot
+    requests_sent = [
+        # The recorder's first subscribe, by another id and in upper case: the stored reply.
+        {"id": "a", "method": "SUBSCRIBE", "params": ["btcusd@depth@100ms", "btcusd@trade"]},
+        {"id": 7, "method": "subscribe", "params": ["ethusd@bookTicker"]},  # not recorded
+        {"id": 8, "method": "depth", "params": {"symbol": "ethusd"}},  # no such stored request
+        {"id": 9, "method": "ping"},
+        {"id": 10, "method": "nosuch"},
+    ]
+    with Server(ServeConfig(data=root)) as server, connect(server.url.ws_url + "/") as ws:
+        for r in requests_sent:
+            ws.send(orjson.dumps(r).decode())
+        got = [str(m) for m in ws]
+        assert ws.close_code == 1000
+    replies = {orjson.loads(m)["id"]: orjson.loads(m) for m in got if '"status"' in m}
+    assert replies["a"] == {**orjson.loads(subscribed), "id": "a"}
+    assert replies[7]["status"] == replies[8]["status"] == replies[10]["status"] == 400
+    assert replies[9] == {"id": 9, "status": 200, "result": {}}
+    assert len(replies) == 5
+    # The streams of BTCUSD only, stored bytes in recorded order.
+    assert [m for m in got if '"status"' not in m] == frames

@@ -759,9 +759,10 @@ def serve_cmd(
     """Replay recorded data on the venue's own websocket and REST routes until Ctrl-C.
 
     Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata (after an
-    l2 subscribe), REST at /v1/book/{symbol} and /v1/symbols: the stored
-    messages, byte for byte, in recorded order. By default as fast as the
-    client reads.
+    l2 subscribe), the current API at / (SUBSCRIBE and depth requests), REST
+    at /v1/book/{symbol} and /v1/symbols, and tardis-machine's /replay and
+    /ws-replay: the stored messages, byte for byte, in recorded order. By
+    default as fast as the client reads.
     """
     from replay.api import to_ns
     from replay.serve import ServeConfig, Served, run
@@ -793,6 +794,8 @@ def serve_cmd(
     def ready(url: Served) -> None:
         typer.echo(f"market data v1: {url.ws_url}/v1/marketdata/{{symbol}}")
         typer.echo(f"market data v2: {url.ws_url}/v2/marketdata")
+        typer.echo(f"current API:    {url.ws_url}/")
+        typer.echo(f"tardis-machine: {url.rest_url}/replay?options=..., {url.ws_url}/ws-replay")
         typer.echo(f"REST:           {url.rest_url}/v1/book/{{symbol}}, /v1/symbols")
         typer.echo("Ctrl-C to stop")
 
