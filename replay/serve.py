@@ -302,8 +302,6 @@ class ServeServer:
                 if path.rstrip("/") == tardis.WS_PATH:
                     self.sessions.check(parts.query)
                     return None
-                if normalized.WS_PATH.match(path):
-                    return None
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
@@ -320,7 +318,6 @@ class ServeServer:
                 headers = Headers([("Content-Type", "application/x-json-stream")])
                 headers["Content-Length"] = str(len(lines))
                 return Response(200, "OK", headers, lines)
-            # The normalized endpoints (/replay-normalized) hook in here.
             if _SYMBOLS_PATH.match(path):
                 return self._reply(
                     connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
