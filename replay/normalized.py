@@ -84,6 +84,7 @@ from replay.book import BookEngine
 from replay.days import Days, open_range
 from replay.events import ASK, BID, NO_ID, NO_TS, OP_CLEAR, OP_SET
 from replay.gaps import Gap
+from replay.pacing import send_paced
 from replay.ticks import format_units
 from tickrec import contract
 from tickrec.errors import NotFoundError, TickrecError, UsageError
@@ -104,6 +105,7 @@ __all__ = [
     "respond",
     "send",
     "stream",
+    "timed",
 ]
 
 log = logging.getLogger("tickrec.serve")
@@ -514,14 +516,20 @@ def _option_items(opts: Options, data: Path, index: int) -> Iterator[tuple[Any, 
         yield it[0], index, it
 
 
-def stream(options: Sequence[Options], data: Path) -> Iterator[bytes]:
-    """The normalized messages of *options* (:func:`parse_options`), in order, as JSON bytes."""
+def timed(options: Sequence[Options], data: Path) -> Iterator[tuple[int, bytes]]:
+    """:func:`stream`, each message with its ``localTimestamp`` in ns."""
     merged = heapq.merge(
         *(_option_items(o, data, i) for i, o in enumerate(options)),
         key=lambda x: (x[0], x[2][1], x[1], x[2][2:5]),
     )
-    for _, _, it in merged:
-        yield it[5]
+    for local, _, it in merged:
+        yield local, it[5]
+
+
+def stream(options: Sequence[Options], data: Path) -> Iterator[bytes]:
+    """The normalized messages of *options* (:func:`parse_options`), in order, as JSON bytes."""
+    for _, message in timed(options, data):
+        yield message
 
 
 def messages(options: str | bytes, data: str | Path) -> Iterator[bytes]:
@@ -533,7 +541,6 @@ def messages(options: str | bytes, data: str | Path) -> Iterator[bytes]:
 # --- the server's edges -----------------------------------------------------------------
 
 _POLICY, _NORMAL = 1008, 1000
-_BATCH = 512  # frames written before waiting for the socket to drain
 _NDJSON = "application/x-json-stream"  # tardis-machine's content type
 _REASON = 120  # a close reason must fit 123 bytes (RFC 6455 section 5.5)
 
@@ -551,15 +558,17 @@ def _request_options(path: str, config: ServeConfig) -> list[Options]:
     return out
 
 
-def _compute(path: str, config: ServeConfig) -> list[bytes]:
-    return list(stream(_request_options(path, config), config.data))
+def _compute(path: str, config: ServeConfig) -> tuple[npt.NDArray[np.int64], list[bytes]]:
+    """The messages of a request, and their ``localTimestamp`` in ns."""
+    pairs = list(timed(_request_options(path, config), config.data))
+    return np.array([t for t, _ in pairs], np.int64), [m for _, m in pairs]
 
 
 async def respond(connection: ServerConnection, request: Request, config: ServeConfig) -> Response:
     """``GET /replay-normalized``: the messages as NDJSON, or a JSON error with its status."""
     loop = asyncio.get_running_loop()
     try:
-        lines = await loop.run_in_executor(None, _compute, request.path, config)
+        _, lines = await loop.run_in_executor(None, _compute, request.path, config)
     except TickrecError as exc:
         status = 404 if isinstance(exc, NotFoundError) else 400
         response = connection.respond(
@@ -580,23 +589,28 @@ async def respond(connection: ServerConnection, request: Request, config: ServeC
 async def send(ws: ServerConnection, config: ServeConfig) -> None:
     """``WS /ws-replay-normalized``: one text frame per message, then close with code 1000.
 
+    Frames follow ``--speed`` by their ``localTimestamp`` (:mod:`replay.pacing`).
     Malformed options close with code 1008 and the reason; a client that
     reads nothing for ``send_timeout_s`` is closed with 1008 too.
     """
     assert ws.request is not None
     loop = asyncio.get_running_loop()
     try:
-        lines = await loop.run_in_executor(None, _compute, ws.request.path, config)
+        local, lines = await loop.run_in_executor(None, _compute, ws.request.path, config)
     except TickrecError as exc:
         await ws.close(_POLICY, str(exc)[:_REASON])
         return
-    for i in range(0, len(lines), _BATCH):
+
+    async def write(i: int, j: int) -> bool:
         try:
             async with asyncio.timeout(config.send_timeout_s), ws.send_context():
-                for line in lines[i : i + _BATCH]:
+                for line in lines[i:j]:
                     ws.protocol.send_text(line)
         except TimeoutError:
             log.warning("closing a client that read nothing for %.0f s", config.send_timeout_s)
             await ws.close(_POLICY, "client too slow")
-            return
-    await ws.close(_NORMAL, "end of replay")
+            return False
+        return True
+
+    if await send_paced(local, config.speed, write):
+        await ws.close(_NORMAL, "end of replay")

@@ -51,7 +51,6 @@ import logging
 import re
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -70,6 +69,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from replay import normalized, tardis
+from replay.pacing import send_paced
 from replay.serve_ws import StoredWs, WsReplay
 from tickrec import contract
 from tickrec.background import Background
@@ -87,7 +87,6 @@ _V1, _V2, _WS, _REST = "gemini.v1", "gemini.v2", "gemini.ws", "gemini.rest"
 _BOOK_PATH = re.compile(r"^/v1/book/([^/]+)/?$")
 _SYMBOLS_PATH = re.compile(r"^/v1/symbols/?$")
 _NORMAL, _RESTART, _POLICY, _TRY_LATER = 1000, 1012, 1008, 1013
-_BATCH = 512  # frames written before waiting for the socket to drain
 _COLUMNS = ("recv_ts", "seq", "run_id", "conn_id", "protocol", "source", "payload")
 
 
@@ -302,8 +301,6 @@ class ServeServer:
                 if path.rstrip("/") == tardis.WS_PATH:
                     self.sessions.check(parts.query)
                     return None
-                if normalized.WS_PATH.match(path):
-                    return None
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
@@ -320,7 +317,6 @@ class ServeServer:
                 headers = Headers([("Content-Type", "application/x-json-stream")])
                 headers["Content-Length"] = str(len(lines))
                 return Response(200, "OK", headers, lines)
-            # The normalized endpoints (/replay-normalized) hook in here.
             if _SYMBOLS_PATH.match(path):
                 return self._reply(
                     connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
@@ -409,28 +405,12 @@ class ServeServer:
         )
 
     async def _send(self, ws: ServerConnection, conn: Stored) -> bool:
-        """Send *conn*'s frames, paced by ``speed``; False if the client was too slow.
+        """Send *conn*'s frames, paced by ``speed``; False if the client was too slow."""
 
-        Frames are written in batches of those due (up to :data:`_BATCH`), each
-        batch with one wait for the socket to drain.
-        """
-        speed = self.config.speed
-        recv = conn.recv_ns
-        n = len(recv)
-        t0_ns, t0 = int(recv[0]), time.monotonic()
-        i = 0
-        while i < n:
-            j = min(i + _BATCH, n)
-            if speed is not None:
-                now_ns = t0_ns + int((time.monotonic() - t0) * speed * 1e9)
-                if recv[i] > now_ns:
-                    await asyncio.sleep((int(recv[i]) - now_ns) / 1e9 / speed)
-                    continue
-                j = min(j, int(np.searchsorted(recv, now_ns, side="right")))
-            if not await self._write(ws, conn.payloads[i:j], int(recv[j - 1])):
-                return False
-            i = j
-        return True
+        async def write(i: int, j: int) -> bool:
+            return await self._write(ws, conn.payloads[i:j], int(conn.recv_ns[j - 1]))
+
+        return await send_paced(conn.recv_ns, self.config.speed, write)
 
     async def _write(self, ws: ServerConnection, payloads: list[bytes], clock_ns: int) -> bool:
         """Send *payloads* as text frames, then wait for the socket to drain.

@@ -27,7 +27,7 @@ from tickrec.contract import Row, rows_to_table
 from tickrec.errors import ProtocolError
 from tickrec.sim import Simulator
 from tickrec.venues import GEMINI_WS, header_of
-from tickrec.venues.gemini_v1 import Gap
+from tickrec.venues.base import Gap
 from tickrec.venues.gemini_ws import UpdateTracker, epoch_ns, parse_reply, request
 
 SYMS = ("BTCUSD", "ETHUSD")

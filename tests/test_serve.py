@@ -95,7 +95,7 @@ def test_recording_from_serve_gives_back_every_payload(
             assert [p for c in got for p in c] == [p for c in conns for p in c], symbol
 
 
-def test_speed_one_takes_the_recorded_time(sim_factory: SimFactory, tmp_path: Path) -> None:
+def test_speed_follows_the_recorded_time(sim_factory: SimFactory, tmp_path: Path) -> None:
     sim = sim_factory(rate=200)
     record_sim(sim, tmp_path, protocol="v1", duration=1.5, symbols=("BTCUSD",))
     (conn,) = _stored(tmp_path / "data", "gemini.v1")["BTCUSD"]
@@ -105,7 +105,9 @@ def test_speed_one_takes_the_recorded_time(sim_factory: SimFactory, tmp_path: Pa
     recv = ws.column("recv_ts").cast(pa.int64()).to_pylist()
     span = (recv[-1] - recv[0]) / 1e9
     assert span > 1.0
-    for speed, low, high in ((1.0, span - 0.05, span + 0.5), (None, 0.0, span / 3)):
+    # Real time, four times real time, and as fast as the client reads.
+    paces = ((1.0, span - 0.05, span + 0.5), (4.0, span / 4 - 0.05, span / 4 + 0.3))
+    for speed, low, high in (*paces, (None, 0.0, span / 3)):
         with Server(ServeConfig(data=tmp_path / "data", speed=speed)) as server:
             start = time.monotonic()
             with connect(server.url.ws_url + "/v1/marketdata/btcusd") as client:

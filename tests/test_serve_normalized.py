@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,27 @@ def test_http_and_websocket_send_the_same_messages(
             client.recv()
         assert client.close_code == 1008
         assert "liquidation" in (client.close_reason or "")
+
+
+def test_the_websocket_follows_speed(data: Path, days: dict[str, Day], lines: list[bytes]) -> None:
+    local = [_ns(m["localTimestamp"]) for m in _decoded(lines)]
+    span = (local[-1] - local[0]) / 1e9
+    assert span > 1.0
+    speed = 2.0
+    options = json.dumps(_options(days))
+    with Server(ServeConfig(data=data, speed=speed)) as server:
+        url = server.url.ws_url + "/ws-replay-normalized?options=" + quote(options)
+        with connect(url, max_size=None) as client:
+            start = time.monotonic()
+            frames, arrived = [], []
+            for frame in client:
+                frames.append(frame.encode() if isinstance(frame, str) else frame)
+                arrived.append(time.monotonic() - start)
+    assert frames == lines
+    # No message comes before its time; the last comes on time.
+    due = [(t - local[0]) / 1e9 / speed for t in local]
+    assert all(a >= d - 0.05 for a, d in zip(arrived, due, strict=True))
+    assert span / speed - 0.05 <= arrived[-1] <= span / speed + 0.5, (arrived[-1], span)
 
 
 def test_a_range_through_midnight_is_one_book(sim_factory: SimFactory, tmp_path: Path) -> None:

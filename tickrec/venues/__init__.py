@@ -11,6 +11,7 @@ the same functions to read old files the same way.
 from __future__ import annotations
 
 from tickrec.venues.base import Header, header_of, value_problem
+from tickrec.venues.binance import spot as _binance_spot  # noqa: F401 (registers binance.spot)
 from tickrec.venues.gemini_rest import PROTOCOL as GEMINI_REST
 from tickrec.venues.gemini_v1 import PROTOCOL as GEMINI_V1
 from tickrec.venues.gemini_v1 import SequenceTracker

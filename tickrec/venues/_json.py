@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["INT64_MAX", "as_int", "as_int64", "load_object", "ms_to_ns"]
+__all__ = ["INT64_MAX", "as_int", "as_int64", "epoch_ns", "load_object", "ms_to_ns"]
 
 #: The largest value of the int64 columns (``venue_seq``, ``exch_ts``;
 #: docs/architecture.md section 2.2).
@@ -39,3 +39,21 @@ def ms_to_ns(value: object) -> int | None:
     """Epoch milliseconds as int64 nanoseconds, or ``None`` if *value* is not such a time."""
     ms = as_int64(value)
     return ms * 1_000_000 if ms is not None and ms <= INT64_MAX // 1_000_000 else None
+
+
+def epoch_ns(value: int) -> int:
+    """Nanoseconds since the epoch from an epoch time in s, ms, µs or ns, by its digit count.
+
+    Present-day times have 10 digits in seconds, 13 in ms, 16 in µs and 19 in
+    ns; the cut-offs sit between those, so any time from 2001 to 2286 is read
+    right (docs/venues/gemini.md section 3.4: "infer the unit from digit count";
+    Binance's ``timeUnit=MICROSECOND``).
+    """
+    digits = len(str(abs(value)))
+    if digits >= 18:
+        return value
+    if digits >= 15:
+        return value * 1_000
+    if digits >= 12:
+        return value * 1_000_000
+    return value * 1_000_000_000

@@ -17,7 +17,7 @@ import orjson
 from tickrec.errors import UsageError
 from tickrec.values import BadValue, check_level, decimal_pair
 
-__all__ = ["Header", "header_of", "register", "value_problem"]
+__all__ = ["Gap", "Header", "header_of", "register", "value_problem"]
 
 
 class Header(NamedTuple):
@@ -39,6 +39,13 @@ class Header(NamedTuple):
     symbol: str | None = None
     problem: str | None = None
     first_seq: int | None = None
+
+
+class Gap(NamedTuple):
+    """A break in a venue's sequence numbers or update ids: *expected* was due, *got* arrived."""
+
+    expected: int
+    got: int
 
 
 #: A protocol's reader of the ``(price, size)`` values a parsed message gives the book

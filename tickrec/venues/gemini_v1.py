@@ -10,14 +10,14 @@ update; the first (initial) update may lack it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any
 
 import msgspec
 
 from tickrec.venues._json import INT64_MAX, as_int64, ms_to_ns
-from tickrec.venues.base import Header, register
+from tickrec.venues.base import Gap, Header, register
 
-__all__ = ["PROTOCOL", "Gap", "SequenceTracker", "header", "levels", "stream_url"]
+__all__ = ["PROTOCOL", "SequenceTracker", "header", "levels", "stream_url"]
 
 PROTOCOL = "gemini.v1"
 
@@ -101,13 +101,6 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
 
 
 register(PROTOCOL, header, levels)
-
-
-class Gap(NamedTuple):
-    """A break in ``socket_sequence``: *expected* was due, *got* arrived."""
-
-    expected: int
-    got: int
 
 
 class SequenceTracker:

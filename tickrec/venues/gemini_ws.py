@@ -24,9 +24,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from tickrec.venues._json import INT64_MAX, as_int, as_int64, load_object
-from tickrec.venues.base import Header, register
-from tickrec.venues.gemini_v1 import Gap
+from tickrec.venues._json import INT64_MAX, as_int, as_int64, epoch_ns, load_object
+from tickrec.venues.base import Gap, Header, register
 
 __all__ = [
     "PROTOCOL",
@@ -86,23 +85,6 @@ def request(
 def ping(request_id: int) -> str:
     """The ``ping`` request, Gemini's SDK keepalive (docs/venues/gemini.md section 3.5)."""
     return request(request_id, "ping")
-
-
-def epoch_ns(value: int) -> int:
-    """Nanoseconds since the epoch from an epoch time in s, ms, µs or ns, by its digit count.
-
-    Present-day times have 10 digits in seconds, 13 in ms, 16 in µs and 19 in
-    ns; the cut-offs sit between those, so any time from 2001 to 2286 is read
-    right (docs/venues/gemini.md section 3.4: "infer the unit from digit count").
-    """
-    digits = len(str(abs(value)))
-    if digits >= 18:
-        return value
-    if digits >= 15:
-        return value * 1_000
-    if digits >= 12:
-        return value * 1_000_000
-    return value * 1_000_000_000
 
 
 def _time(obj: dict[str, Any]) -> int | None:
