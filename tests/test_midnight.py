@@ -416,6 +416,7 @@ class _Requests:
 
     symbols = SYMBOLS
     conn_id = 1
+    broken = None  # its book never broke: no make-before-break repair
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, ...]] = []
