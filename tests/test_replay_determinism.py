@@ -69,7 +69,13 @@ def test_replay_to_parquet_needs_no_pandas(v2_root: Path, tmp_path: Path, cache:
     out = tmp_path / "nopandas.parquet"
     extra = ", '--no-cache'" if cache == "--no-cache" else ""
     code = (
-        "import sys; sys.modules['pandas'] = None\n"
+        # pandas cannot be imported (pyarrow's own probe for it must see an ImportError).
+        "import sys\n"
+        "class NoPandas:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] == 'pandas':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, NoPandas())\n"
         "from tickrec.cli import main\n"
         f"sys.argv = ['tickrec', 'replay', '--date', '{V2_DATE}', '--data', {str(v2_root)!r},"
         f" '--out', {str(out)!r}{extra}]\n"
