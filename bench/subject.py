@@ -30,8 +30,9 @@ from bench.changes import BBO_MOD, DEPTH, PRICE_SCALE, SIZE_SCALE, bbo_check, gr
 from replay import cache
 from replay.book import BookEngine
 from replay.decode import decode as replay_decode
-from replay.events import BID, OP_SET, BookOps, Decoded
+from replay.events import BookOps, Decoded
 from tickrec import contract
+from tickrec.events import BID, OP_SET
 
 __all__ = ["Timed", "decode", "load_cache", "rebuild_bbo", "rebuild_grid", "warm_up"]
 

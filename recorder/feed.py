@@ -74,7 +74,7 @@ from tickrec.contract import event_payload
 from tickrec.errors import JournalError
 from tickrec.venues import GEMINI_V1, GEMINI_V2, GEMINI_WS, SequenceTracker, header_of
 from tickrec.venues.base import Gap, Header
-from tickrec.venues.gemini_ws import Reply, UpdateTracker, parse_reply
+from tickrec.venues.gemini.ws import Reply, UpdateTracker, parse_reply
 
 __all__ = ["HANDOVER", "RESYNC", "ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 

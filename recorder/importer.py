@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 import os
 import re
 from collections import defaultdict
@@ -34,7 +35,8 @@ from tickrec import contract
 from tickrec.contract import RUN_CONN_ID, Row
 from tickrec.errors import DatasetError, ProtocolError, UsageError
 from tickrec.progress import Progress
-from tickrec.venues import header_of, value_problem
+from tickrec.venues import VENUES, WIRES, header_of, value_problem
+from tickrec.venues.base import Venue, Wire
 
 __all__ = [
     "ImportResult",
@@ -52,7 +54,6 @@ _RECEIVED = re.compile(rf"^{_NUM}: (.*)$", re.DOTALL)
 _ISO = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?$"
 )
-_PROTOCOLS = {"v1": "gemini.v1", "v2": "gemini.v2"}
 
 
 #: Receive times the contract can hold: ``timestamp[ns]`` is int64 ns, up to 2262-04-11.
@@ -100,6 +101,8 @@ class ImportResult:
     parts: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     already_imported: bool = False
+    with_files: tuple[Path, ...] = ()
+    """Files imported into the same run (a cryptofeed capture's REST log)."""
 
 
 @dataclass
@@ -120,6 +123,7 @@ class _Record:
 class _Connection:
     protocol: str
     symbols: set[str] = field(default_factory=set)
+    opened_ns: int = 0
 
 
 def _file_hash(path: Path) -> str:
@@ -143,42 +147,41 @@ def _read_lines(path: Path) -> list[str]:
     return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-#: Hosts whose captures the importer can attribute, by exact name.
-_HOSTS = {"api.gemini.com": "gemini", "api.sandbox.gemini.com": "gemini"}
 _SYMBOL = re.compile(r"[A-Za-z0-9]+")
 
 
-def _classify_url(url: str) -> tuple[str, str, str | None]:
+def _classify_url(
+    url: str, venue: Venue | None = None, protocol: Wire | None = None, websocket: bool = False
+) -> tuple[str, str, str | None]:
     """``(venue, protocol, symbol or None)`` of a captured URL, or a clear error.
 
-    The host must be one of :data:`_HOSTS` exactly, and the path must be
-    plain: no ``.`` or ``..`` segment, no empty segment inside it, nothing
-    percent-encoded, and a symbol of letters and digits only.
+    The host must be one a venue names exactly (:attr:`~tickrec.venues.base.Venue.hosts`),
+    unless *venue* is given (a capture taken through a proxy or a mirror), and
+    the path must be plain: no ``.`` or ``..`` segment, no empty segment
+    inside it, nothing percent-encoded, and a symbol of letters and digits
+    only. The venue reads the path (:attr:`~tickrec.venues.base.Venue.classify`);
+    a given *protocol* is taken for every *websocket* URL whose path it cannot read.
     """
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    venue = _HOSTS.get(host)
     if venue is None:
-        raise ProtocolError(f"unknown URL {url!r}: host {host!r} is not a known venue")
+        venue = next((v for v in VENUES.values() if host in v.hosts), None)
+    if venue is None:
+        raise ProtocolError(
+            f"unknown URL {url!r}: host {host!r} is not a known venue (give --venue for a proxy)"
+        )
     segments = parts.path.rstrip("/").split("/")[1:]
     if any(seg in ("", ".", "..") or "%" in seg for seg in segments):
         raise ProtocolError(f"unknown URL {url!r}: the path is not a plain one")
-
-    def symbol(name: str) -> str:
-        if not _SYMBOL.fullmatch(name):
-            raise ProtocolError(f"unknown URL {url!r}: {name!r} is not a symbol")
-        return name.upper()
-
-    match segments:
-        case ["v1", "marketdata", name]:
-            return venue, "gemini.v1", symbol(name)
-        case ["v2", "marketdata"]:
-            return venue, "gemini.v2", None
-        case ["v1", "book", name]:
-            return venue, "gemini.rest", symbol(name)
-        case ["v1", *_]:
-            return venue, "gemini.rest", None
-    raise ProtocolError(f"unknown URL {url!r}: cannot tell the protocol")
+    found = venue.classify(segments, parts.query)
+    if protocol is not None and websocket and (found is None or found[0] != protocol.name):
+        found = protocol.name, None
+    if found is None:
+        raise ProtocolError(f"unknown URL {url!r}: cannot tell the protocol")
+    protocol_name, name = found
+    if name is not None and not _SYMBOL.fullmatch(name):
+        raise ProtocolError(f"unknown URL {url!r}: {name!r} is not a symbol")
+    return venue.name, protocol_name, None if name is None else name.upper()
 
 
 def _message_symbols(protocol: str, payload: str, conn: _Connection) -> tuple[str, ...] | None:
@@ -202,11 +205,18 @@ def _sent_symbols(payload: str, conn: _Connection) -> None:
 
 
 def _parse_cryptofeed(
-    path: Path, lines: Sequence[str], strict: bool, skipped: list[str]
+    path: Path,
+    lines: Sequence[str],
+    strict: bool,
+    skipped: list[str],
+    conn_id: int = 0,
+    venue: Venue | None = None,
+    protocol: Wire | None = None,
 ) -> tuple[str, list[_Record]]:
+    """The records of one cryptofeed file; its connections are numbered after *conn_id*.
+    *venue* and *protocol* override what the URLs say (:func:`_classify_url`)."""
     records: list[_Record] = []
     conn: _Connection | None = None
-    conn_id = 0
     venues: set[str] = set()
 
     def bad(
@@ -237,13 +247,13 @@ def _parse_cryptofeed(
                     continue
                 records.append(_Record(ns, conn_id, conn.protocol, "ws", payload, symbols, conn))
             elif m := _CONNECT.match(line):
-                venue, protocol, symbol = _classify_url(m.group(1))
-                venues.add(venue)
+                name, wire, symbol = _classify_url(m.group(1), venue, protocol, websocket=True)
+                venues.add(name)
                 conn_id += 1
-                conn = _Connection(protocol, {symbol} if symbol else set())
                 ns = parse_epoch_ns(m.group(2))
+                conn = _Connection(wire, {symbol} if symbol else set(), ns)
                 payload = contract.event_payload("connect", url=m.group(1))
-                records.append(_Record(ns, conn_id, protocol, "event", payload, None, conn))
+                records.append(_Record(ns, conn_id, wire, "event", payload, None, conn))
             elif m := _SENT.match(line):
                 if conn is None:
                     bad(lineno, "sent message before any connection line")
@@ -252,19 +262,20 @@ def _parse_cryptofeed(
                 _sent_symbols(payload, conn)
                 records.append(_Record(ns, conn_id, conn.protocol, "ws_sent", payload, None, conn))
             elif m := _HTTP.match(line):
-                venue, protocol, symbol = _classify_url(m.group(1))
-                venues.add(venue)
+                name, wire, symbol = _classify_url(m.group(1), venue)
+                venues.add(name)
                 ns, body = parse_epoch_ns(m.group(2)), m.group(3)
-                # REST replies belong to the run, not to a websocket (contract.RUN_CONN_ID)
-                if problem := value_problem(protocol, body):
+                # REST replies belong to the run (contract.RUN_CONN_ID); a sync snapshot
+                # is given to its connection when the capture's files are merged.
+                if problem := value_problem(wire, body):
                     # A book reply is no snapshot then; the stream it checks is not marked.
                     bad(lineno, f"{problem} (in a book reply)", mark=False)
                     continue
                 if symbol is not None:
-                    records.append(_Record(ns, RUN_CONN_ID, protocol, "rest", body, (symbol,)))
+                    records.append(_Record(ns, RUN_CONN_ID, wire, "rest", body, (symbol,)))
                 else:
                     payload = contract.event_payload("http", url=m.group(1), body=body)
-                    records.append(_Record(ns, RUN_CONN_ID, protocol, "event", payload, None))
+                    records.append(_Record(ns, RUN_CONN_ID, wire, "event", payload, None))
             else:
                 bad(lineno, "not a cryptofeed raw log line")
         except ProtocolError as exc:
@@ -275,8 +286,63 @@ def _parse_cryptofeed(
         raise ProtocolError(f"{path}: mixes venues {sorted(venues)}; import one venue per file")
     if not venues:
         raise DatasetError(f"{path}: no cryptofeed records found")
-    _resolve_targets(records)
     return venues.pop(), records
+
+
+def _venue(name: str) -> Venue:
+    contract.check_name("venue", name)
+    if name not in VENUES:
+        raise UsageError(f"--venue: unknown venue {name!r} (known: {', '.join(VENUES)})")
+    return VENUES[name]
+
+
+def _capture_groups(files: Sequence[Path]) -> list[list[Path]]:
+    """The input files in runs: one file each, except a cryptofeed capture's REST log
+    (``X.http.*``), which goes with the websocket logs of its capture (``X.ws.*``)
+    given beside it, so that its replies can sync their connections' books."""
+    prefix = {f: f.name.split(".")[0] for f in files}
+    http = {prefix[f] for f in files if ".http." in f.name}
+    groups: dict[str, list[Path]] = {}
+    out: list[list[Path]] = []
+    for f in files:
+        if prefix[f] in http and (".http." in f.name or ".ws." in f.name):
+            if prefix[f] not in groups:
+                groups[prefix[f]] = []
+                out.append(groups[prefix[f]])
+            groups[prefix[f]].append(f)
+        else:
+            out.append([f])
+    for group in out:
+        group.sort(key=lambda f: (".http." in f.name, f.name))
+    return out
+
+
+def _merge_capture(parsed: Sequence[list[_Record]]) -> list[_Record]:
+    """The records of one capture's files in receive order (each file's own order kept),
+    with each sync snapshot given to its connection (docs/architecture.md section 2.6).
+
+    A REST reply of a protocol that syncs books (:attr:`~tickrec.venues.base.Wire.syncs`)
+    belongs to the latest connection of that protocol opened before it that carries
+    its symbol; with none, it stays a check snapshot of the run.
+    """
+    records = list(heapq.merge(*parsed, key=lambda r: r.recv_ns))
+    conns: dict[int, _Connection] = {}
+    for r in records:
+        if r.conn is not None:
+            conns.setdefault(r.conn_id, r.conn)
+    for r in records:
+        wire = WIRES.get(r.protocol)
+        if r.source != "rest" or wire is None or wire.syncs is None or not r.symbols:
+            continue
+        owners = [
+            (c.opened_ns, cid, c)
+            for cid, c in conns.items()
+            if c.protocol == wire.syncs and c.opened_ns <= r.recv_ns and r.symbols[0] in c.symbols
+        ]
+        if owners:
+            _, r.conn_id, r.conn = max(owners, key=lambda o: (o[0], o[1]))
+    _resolve_targets(records)
+    return records
 
 
 def _skipped_payload(path: Path, lineno: int, why: str) -> str:
@@ -351,18 +417,20 @@ def _run_id(digest: str) -> str:
     return f"import-{digest[:20]}"
 
 
-#: What parsing one input file gives: venue, records, extra footer metadata.
+#: What parsing one input group gives: venue, records, extra footer metadata.
 _Parsed = tuple[str, list[_Record], dict[str, str]]
 
 
 def _import(
     paths: Iterable[str | os.PathLike[str]],
     root: str | os.PathLike[str],
-    parse: Callable[[Path, ImportResult], _Parsed],
+    parse: Callable[[list[Path], ImportResult], _Parsed],
     on_file: Callable[[ImportResult], None] | None,
     progress: Progress | None = None,
+    group: Callable[[Sequence[Path]], list[list[Path]]] | None = None,
 ) -> list[ImportResult]:
-    """Import each file as one run named by its content hash, unless it is already in.
+    """Import each group of files (*group*; by default each file alone) as one run named
+    by its content hash, unless it is already in.
 
     Every path is checked before anything is imported, so a mistyped name
     fails the command at once rather than after the files before it.
@@ -373,14 +441,20 @@ def _import(
             raise UsageError(f"{path}: no such file")
         if not os.access(path, os.R_OK):
             raise UsageError(f"{path}: not readable")
+    groups = [[f] for f in files] if group is None else group(files)
     results = []
-    for k, path in enumerate(files, 1):
-        where = f"import {path.name} ({k}/{len(files)})"
+    for k, paths_k in enumerate(groups, 1):
+        path = paths_k[0]
+        names = " + ".join(p.name for p in paths_k)
+        where = f"import {names} ({k}/{len(groups)})"
         if progress is not None:
             progress(f"{where}: reading")
-        digest = _file_hash(path)
-        result = ImportResult(path, _run_id(digest))
-        venue, records, extra = parse(path, result)
+        hashes = [_file_hash(p) for p in paths_k]
+        digest = (
+            hashes[0] if len(hashes) == 1 else hashlib.sha256(" ".join(hashes).encode()).hexdigest()
+        )
+        result = ImportResult(path, _run_id(digest), with_files=tuple(paths_k[1:]))
+        venue, records, extra = parse(paths_k, result)
         if _already_imported(Path(root), venue, result.run_id):
             result.already_imported = True
         else:
@@ -402,21 +476,51 @@ def import_cryptofeed(
     strict: bool = False,
     on_file: Callable[[ImportResult], None] | None = None,
     progress: Progress | None = None,
+    venue: str | None = None,
+    protocol: str | None = None,
 ) -> list[ImportResult]:
-    """Import cryptofeed raw logs; one run per file. See the module docstring."""
+    """Import cryptofeed raw logs; one run per file, or per capture (a websocket log with
+    its REST log). See the module docstring.
 
-    def parse(path: Path, result: ImportResult) -> _Parsed:
-        venue, records = _parse_cryptofeed(path, _read_lines(path), strict, result.skipped)
-        return venue, records, {"source_format": "cryptofeed"}
+    *venue* (and *protocol*, a short name such as ``spot``) are for captures taken
+    through a proxy or mirror, whose URLs do not name the venue.
+    """
+    forced = None if venue is None else _venue(venue)
+    wire = None
+    if protocol is not None:
+        if forced is None:
+            raise UsageError("--protocol needs --venue")
+        wire = forced.wire(protocol)
+        if wire is None or wire not in forced.streams:
+            known = ", ".join(w.short for w in forced.streams)
+            raise UsageError(
+                f"--protocol: unknown protocol {protocol!r} of {forced.name} (known: {known})"
+            )
 
-    return _import(paths, root, parse, on_file, progress)
+    def parse(paths: list[Path], result: ImportResult) -> _Parsed:
+        parsed: list[list[_Record]] = []
+        venues: set[str] = set()
+        conn_id = 0
+        for path in paths:
+            name, records = _parse_cryptofeed(
+                path, _read_lines(path), strict, result.skipped, conn_id, forced, wire
+            )
+            venues.add(name)
+            conn_id = max((r.conn_id for r in records), default=conn_id)
+            parsed.append(records)
+        if len(venues) > 1:
+            names = " + ".join(p.name for p in paths)
+            raise ProtocolError(f"{names}: mixes venues {sorted(venues)}; one venue per capture")
+        return venues.pop(), _merge_capture(parsed), {"source_format": "cryptofeed"}
+
+    return _import(paths, root, parse, on_file, progress, _capture_groups)
 
 
 def import_lines(
     paths: Iterable[str | os.PathLike[str]],
     root: str | os.PathLike[str],
     venue: str,
-    protocol: str,
+    protocol: str | None = None,
     symbol: str | None = None,
     start_ns: int | None = None,
     step_ns: int = 1_000_000,
@@ -426,21 +530,29 @@ def import_lines(
 ) -> list[ImportResult]:
     """Import files of one message per line, optionally prefixed by a receive time.
 
-    *protocol* is ``v1`` or ``v2``. A v1 file needs *symbol* (v1 messages do
-    not name it). Lines without a timestamp get synthetic, increasing receive
-    times from *start_ns* in steps of *step_ns*, and the parts' metadata says
-    so (``synthetic_recv_ts``).
+    *protocol* is one of the venue's websocket protocols by its short name
+    (``v1``, ``v2`` or ``ws`` on Gemini, ``spot`` on Binance; default: the
+    venue's first). A protocol whose messages do not name their symbol
+    (Gemini v1) needs *symbol*. A line that is a REST snapshot given in the
+    stream (Tardis's generated Binance ``depthSnapshot``; header kind
+    ``snapshot``) is stored as the sync snapshot of the file's connection, a
+    ``rest`` row (docs/architecture.md section 2.6). Lines without a timestamp
+    get synthetic, increasing receive times from *start_ns* in steps of
+    *step_ns*, and the parts' metadata says so (``synthetic_recv_ts``).
     """
-    contract.check_name("venue", venue)
-    if venue != "gemini":
-        raise UsageError(f"--venue: unknown venue {venue!r} (known: gemini)")
-    if protocol not in _PROTOCOLS:
-        raise UsageError(f"--protocol: unknown protocol {protocol!r} (known: v1, v2)")
-    wire = _PROTOCOLS[protocol]
-    if wire == "gemini.v1" and not symbol:
-        raise UsageError("--symbol is required for v1: its messages do not name their symbol")
+    streams = _venue(venue).streams
+    found = streams[0] if protocol is None else VENUES[venue].wire(protocol)
+    if found is None or found not in streams:
+        known = ", ".join(w.short for w in streams)
+        raise UsageError(f"--protocol: unknown protocol {protocol!r} of {venue} (known: {known})")
+    if not found.names_symbol and not symbol:
+        raise UsageError(
+            f"--symbol is required for {found.short}: its messages do not name their symbol"
+        )
+    wire = found.name
 
-    def parse(path: Path, result: ImportResult) -> _Parsed:
+    def parse(paths: list[Path], result: ImportResult) -> _Parsed:
+        [path] = paths
         records, synthetic = _parse_lines(
             path, _read_lines(path), wire, symbol, start_ns, step_ns, strict, result.skipped
         )
@@ -448,6 +560,10 @@ def import_lines(
         return venue, records, extra
 
     return _import(paths, root, parse, on_file, progress)
+
+
+#: The REST protocol whose sync snapshots a websocket protocol's stream takes.
+_SNAPSHOT_OF = {w.syncs: w.name for w in WIRES.values() if w.syncs is not None}
 
 
 def _parse_lines(
@@ -474,7 +590,9 @@ def _parse_lines(
                 stamp = parse_time_ns(head)
             except ValueError as exc:
                 problem = str(exc)
-        problem = problem or header_of(protocol, text).problem or value_problem(protocol, text)
+        header = header_of(protocol, text)
+        values = _SNAPSHOT_OF.get(protocol, protocol) if header.kind == "snapshot" else protocol
+        problem = problem or header.problem or value_problem(values, text)
         if problem is not None:
             message = f"{path}:{lineno}: {problem}"
             if strict:
@@ -508,12 +626,16 @@ def _parse_lines(
             records.append(_Record(ns, 1, protocol, "event", skip or "", None))
             continue
         k += 1
-        own = header_of(protocol, payload).symbol
+        header = header_of(protocol, payload)
+        own = header.symbol
         if own is not None:
             conn_symbols.add(own.upper())
         targets = (own.upper(),) if own is not None else None
         if symbol and targets and targets != (symbol.upper(),):
             continue  # --symbol keeps only that symbol of a multi-symbol file
+        if header.kind == "snapshot" and protocol in _SNAPSHOT_OF and targets:
+            records.append(_Record(ns, 1, _SNAPSHOT_OF[protocol], "rest", payload, targets))
+            continue
         records.append(_Record(ns, 1, protocol, "ws", payload, targets))
     everyone = tuple(sorted({symbol.upper()} if symbol else conn_symbols))
     for r in records:

@@ -54,7 +54,9 @@ from recorder.status import STATUS_FILE, Stats
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
 from tickrec.errors import JournalError, ProtocolError, UsageError
-from tickrec.venues import gemini_v1, gemini_v2, gemini_ws
+from tickrec.venues.gemini import v1 as gemini_v1
+from tickrec.venues.gemini import v2 as gemini_v2
+from tickrec.venues.gemini import ws as gemini_ws
 
 __all__ = [
     "DEFAULT_URLS",

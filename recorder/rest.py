@@ -38,7 +38,7 @@ from recorder.rotation import NS_PER_DAY
 from recorder.status import Stats
 from tickrec.contract import RUN_CONN_ID, event_payload
 from tickrec.errors import JournalError
-from tickrec.venues.gemini_rest import (
+from tickrec.venues.gemini.rest import (
     PROTOCOL,
     book_url,
     parse_symbols,

@@ -34,12 +34,13 @@ from replay.book import BookEngine, Rows
 from replay.cache import decode_partition
 from replay.columns import from_numpy
 from replay.decode import decode
-from replay.events import ASK, BID, NO_ID, NO_TS, OP_SET, BadFile, Decoded
+from replay.events import BadFile, Decoded
 from replay.gaps import KINDS, Gap, RestCheck, analyze, crossed, rest_check, valid_mask, valid_ns
 from replay.view import BookView, Event
 from tickrec import contract
 from tickrec.durations import parse_duration_ns
 from tickrec.errors import UsageError
+from tickrec.events import ASK, BID, NO_ID, NO_TS, OP_SET
 from tickrec.progress import Progress
 
 if TYPE_CHECKING:

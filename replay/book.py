@@ -49,7 +49,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from replay.events import BID, OP_CLEAR, OP_INVALID, OP_SET, BookOps
+from replay.events import BookOps
+from tickrec.events import BID, OP_CLEAR, OP_INVALID, OP_SET
 
 __all__ = ["BookEngine", "Rows", "Windows"]
 

@@ -65,18 +65,9 @@ import pyarrow.parquet as pq
 from replay import quarantine, sources
 from replay.columns import to_numpy
 from replay.decode import PartitionDecoder, connection_rows
-from replay.events import (
-    BadFile,
-    BookOps,
-    Checkpoint,
-    Decoded,
-    Marker,
-    RestBook,
-    SeqBreak,
-    Trades,
-)
+from replay.events import BadFile, BookOps, Checkpoint, Decoded, Marker, RestBook, SeqBreak, Trades
 from replay.overlap import decode_overlapping
-from replay.venues import decoder_versions
+from replay.streams import DECODERS, decoder_versions
 from tickrec import contract
 from tickrec.contract import PartFile, Partition
 from tickrec.durable import make_dirs, write_atomic
@@ -118,8 +109,9 @@ _DELTAS = {
     "rest": (),
 }
 #: Where decoding starts: with every project module these import, their code decides
-#: what a partition decodes to (this module reads the raw parts and writes the entries).
-DECODER_MODULES = ("replay.cache", "replay.decode")
+#: what a partition decodes to (this module reads the raw parts and writes the entries;
+#: the venues' decoders are loaded by name, so they are listed too).
+DECODER_MODULES = ("replay.cache", "replay.decode", *sorted(set(DECODERS.values())))
 
 
 def cache_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:

@@ -4,11 +4,11 @@ This walks the rows in contract order (docs/architecture.md section 2.3) and rou
 each by its ``source``:
 
 - ``ws`` rows go to the venue stream of their connection (chosen by the
-  row's ``protocol``; :data:`replay.venues.STREAMS`);
+  row's ``protocol``; :func:`replay.streams.stream_class`);
 - ``ws_sent`` rows (subscribes and other requests) go to the same stream;
-- ``rest`` rows with protocol ``gemini.rest`` become :class:`RestBook`
-  snapshots, unless the partition's stream is conflated
-  (:data:`replay.venues.CONFLATED`);
+- ``rest`` rows of a protocol with a book reader (:func:`replay.streams.book_reader`)
+  become :class:`RestBook` snapshots, unless the partition's stream is conflated
+  (:data:`replay.streams.CONFLATED`);
 - ``event`` rows (recorder events, JSON ``{"event": kind, ...}``) become
   markers; unknown kinds are kept as markers and otherwise ignored. A
   ``skipped`` event (a line the importer left out) is handled as a bad
@@ -54,7 +54,7 @@ Streaming. :class:`PartitionDecoder` takes the rows one record batch at a
 time, so a day never has to sit in memory as text; :func:`decode` feeds it
 a whole table. Runs of received rows of one connection (REST replies among
 them are read apart, as they concern no stream) go to the stream's
-:meth:`~replay.venues.sink.RunDecoder.decode_run` when it has one (Gemini
+:meth:`~tickrec.events.RunDecoder.decode_run` when it has one (Gemini
 v1: a compiled scanner over the payload bytes), and row by row through
 ``orjson`` and ``on_message`` otherwise, or for any message the run decoder
 declines. Both paths give the same events, so the output does not depend on
@@ -74,35 +74,30 @@ import pyarrow.compute as pc
 
 from replay.book import BookEngine
 from replay.columns import with_nulls
-from replay.events import (
+from replay.events import BookOps, Checkpoint, Decoded, Marker, RestBook, SeqBreak, Trades
+from replay.streams import CONFLATED, SYNCS, book_reader, stream_class
+from replay.ticks import rescale
+from tickrec.errors import DatasetError
+from tickrec.events import (
     CARRIED,
     NO_ID,
     NO_TS,
     OP_CLEAR,
+    OP_COLUMNS,
     OP_INVALID,
     OP_SET,
-    OP_VALID,
-    BookOps,
-    Checkpoint,
-    Decoded,
-    Marker,
-    RestBook,
-    SeqBreak,
-    Trades,
-)
-from replay.ticks import rescale
-from replay.venues import CONFLATED, STREAMS, VenueStream
-from replay.venues.gemini_rest import BookPairs, Levels, parse_book, scan_book
-from replay.venues.sink import (
-    OP_COLUMNS,
     OP_TYPES,
+    OP_VALID,
     TRADE_COLUMNS,
     TRADE_TYPES,
+    BookPairs,
     Columns,
+    Levels,
     RawRows,
     RunDecoder,
+    SyncedStream,
+    VenueStream,
 )
-from tickrec.errors import DatasetError
 from tickrec.values import MAX_DECIMALS, BadValue, check_level, decimal_pair
 
 __all__ = [
@@ -136,7 +131,7 @@ RestRaw = tuple[int, int, int, BookPairs]
 
 
 class _Sink:
-    """Collects decoded events in columns (the concrete :class:`~replay.venues.sink.RunSink`)."""
+    """Collects decoded events in columns (the concrete :class:`~tickrec.events.RunSink`)."""
 
     def __init__(self) -> None:
         self.cur_ts = 0
@@ -409,16 +404,25 @@ class PartitionDecoder:
         self._batch, self._batch_grp0 = batch, grp0
         sink = self._sink
 
-        # REST replies stand apart from the websocket streams: read them first.
-        for h in np.flatnonzero(src == _REST).tolist():
-            if proto_values[proto[h]] != "gemini.rest":
+        # A REST reply on a connection of a venue whose books are built from REST
+        # snapshots is that connection's sync snapshot: it goes to its stream, in order.
+        rest = src == _REST
+        syncing = [SYNCS.get(v) is not None for v in proto_values]
+        if any(syncing):
+            sync = rest & (conn != 0) & np.asarray(syncing, bool)[proto]
+            rest &= ~sync
+        # The other REST replies (checks) stand apart from the websocket streams: read them first.
+        for h in np.flatnonzero(rest).tolist():
+            reader = book_reader(proto_values[proto[h]])
+            if reader is None:
                 continue
             ts = int(recv[h])
-            levels: BookPairs | Levels | None = scan_book(
-                data, int(offsets[h]), int(offsets[h + 1])
+            scan = getattr(reader, "scan_book", None)
+            levels: BookPairs | Levels | None = (
+                None if scan is None else scan(data, int(offsets[h]), int(offsets[h + 1]))
             )
             if levels is None:
-                levels = parse_book(_load(_text(payload, h)))
+                levels = reader.parse_book(_load(_text(payload, h)))
             pairs = self._book_pairs(levels)
             if pairs is None:
                 if levels is not None:
@@ -431,7 +435,7 @@ class PartitionDecoder:
         # The other rows in runs: a run starts at every row that is not a received
         # message, and wherever the connection or protocol changes; only run starts
         # go through Python. A run of received rows may have REST rows among them.
-        kept = np.flatnonzero(src != _REST)
+        kept = np.flatnonzero(~rest)
         k_received, k_run, k_conn, k_proto = received[kept], run[kept], conn[kept], proto[kept]
         head = np.ones(len(kept), bool)
         head[1:] = (
@@ -454,9 +458,14 @@ class PartitionDecoder:
                 self._event(i, ts, key, _text(payload, h))
                 continue
             if key != self._cur:
-                self._connect(i, ts, key, proto_values[proto[h]])
+                wire = proto_values[proto[h]]
+                self._connect(i, ts, key, SYNCS.get(wire, wire) if code == _REST else wire)
             stream = self._stream
             assert stream is not None
+            if code == _REST:
+                self._last_row_ts = ts
+                self._sync_snapshot(stream, _text(payload, h))
+                continue
             if code == _SENT:
                 self._last_row_ts = ts
                 stream.on_sent(sink, _load(_text(payload, h)))
@@ -518,6 +527,23 @@ class PartitionDecoder:
             reason = str(exc) if isinstance(exc, BadValue) else f"malformed message ({exc!r})"
             self._bad_message(stream, reason)
             return
+        sink.count(kind)
+
+    def _sync_snapshot(self, stream: VenueStream, text: str | None) -> None:
+        """A sync snapshot of the current connection, at the current row."""
+        sink = self._sink
+        msg = _load(text)
+        if not isinstance(stream, SyncedStream) or msg is None:
+            sink.count("bad_rest")  # no book: the stream goes on waiting for one
+            return
+        ops_n, breaks_n = sink.ops.n, len(sink.breaks)
+        try:
+            kind = stream.on_rest(sink, msg)
+        except (BadValue, TypeError, KeyError, ValueError, AttributeError):
+            # A value no column holds: the reply is no snapshot, and the book is as it was.
+            sink.ops.n = ops_n
+            del sink.breaks[breaks_n:]
+            kind = "bad_rest"
         sink.count(kind)
 
     def _bad_message(self, stream: VenueStream, reason: str) -> None:
@@ -583,12 +609,10 @@ class PartitionDecoder:
                 Marker(last, i, "lost", sink.cur_conn, "no disconnect event", last, last)
             )
         sink.cur_conn = self._conn_number.setdefault(key, len(self._conn_number))
-        stream_cls = STREAMS.get(protocol)
-        if stream_cls is None:
-            raise DatasetError(
-                f"row {i}: protocol {protocol!r} is not supported by replay "
-                f"(supported: {', '.join(sorted(STREAMS))})"
-            )
+        try:
+            stream_cls = stream_class(protocol)
+        except DatasetError as exc:
+            raise DatasetError(f"row {i}: {exc}") from None
         self._protocols.add(protocol)
         self._stream = stream_cls(self.symbol)
         self._cur, self._live, self._protocol = key, True, protocol

@@ -30,15 +30,6 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "ASK",
-    "BID",
-    "CARRIED",
-    "NO_ID",
-    "NO_TS",
-    "OP_CLEAR",
-    "OP_INVALID",
-    "OP_SET",
-    "OP_VALID",
     "BadFile",
     "BookOps",
     "Checkpoint",
@@ -53,21 +44,6 @@ I64 = npt.NDArray[np.int64]
 I8 = npt.NDArray[np.int8]
 B = npt.NDArray[np.bool_]
 
-OP_SET = 0
-OP_CLEAR = 1
-OP_INVALID = 2
-OP_VALID = 3
-
-BID = 0
-ASK = 1
-
-#: ``grp`` of the book carried in from the previous date: before every row.
-CARRIED = -1
-
-#: Null marker for an absent exchange time.
-NO_TS = int(np.iinfo(np.int64).min)
-#: Null marker for an absent trade id.
-NO_ID = int(np.iinfo(np.int64).min)
 
 
 @dataclass(frozen=True)
@@ -178,7 +154,7 @@ class Checkpoint:
 
     Kept for every connection still open and in sync at the partition's end
     (docs/architecture.md section 2.5). ``state`` is the venue stream's own
-    (:meth:`~replay.venues.sink.VenueStream.sync_state`: the last update id,
+    (:meth:`~tickrec.events.VenueStream.sync_state`: the last update id,
     the last sequence number); the levels are best first, in ticks and units
     of ``10**-price_scale`` and ``10**-size_scale``.
     """

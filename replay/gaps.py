@@ -79,8 +79,9 @@ import numpy.typing as npt
 
 from replay.book import Rows, Windows
 from replay.decode import LOSS_SPAN_EVENTS
-from replay.events import ASK, BID, OP_VALID, BadFile, Decoded, Marker, RestBook
+from replay.events import BadFile, Decoded, Marker, RestBook
 from replay.ticks import format_units
+from tickrec.events import ASK, BID, OP_VALID
 
 __all__ = [
     "KINDS",

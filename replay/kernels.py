@@ -2,7 +2,7 @@
 
 Cache. numba keys a cached kernel to its own source file only, not to the
 helpers it inlines or calls from other files (the scanners are built from
-:mod:`replay.venues.json_bytes`), nor to the constants it reads from them.
+:mod:`tickrec.json_bytes`), nor to the constants it reads from them.
 So the cache lives in a directory named by a hash of every file the kernels
 are compiled from: :data:`KERNEL_MODULES` and the project modules they
 import (:mod:`replay.sources`). After an edit to any of them the hash names
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from replay import sources
+from tickrec.venues import VENUES
 
 __all__ = [
     "KERNELS",
@@ -44,22 +45,18 @@ __all__ = [
     "warm",
 ]
 
-#: The modules that define compiled kernels.
-KERNEL_MODULES = (
-    "replay.book",
-    "replay.ticks",
-    "replay.venues.gemini_rest",
-    "replay.venues.gemini_v1_scan",
-    "replay.venues.json_bytes",
-)
 #: The kernels Python calls (the others are compiled with them), with about how
-#: many seconds each takes to compile on one core of the development machine.
+#: many seconds each takes to compile on one core of the development machine:
+#: the engine's own, and each venue's (:attr:`tickrec.venues.base.Venue.kernels`).
 KERNELS = {
-    "replay.venues.gemini_v1_scan._scan": 14,
     "replay.book._run": 5,
-    "replay.venues.gemini_rest._scan_book": 5,
     "replay.ticks._rescale": 1,
+    **{name: s for v in VENUES.values() for name, s in v.kernels.items()},
 }
+#: The modules that define compiled kernels.
+KERNEL_MODULES = tuple(
+    sorted({"tickrec.json_bytes", *(name.rpartition(".")[0] for name in KERNELS)})
+)
 _KEEP = 3  # cache directories kept in one place, the one in use included
 _PREFIX = "numba-"
 _DEFAULT_MESSAGE = "compiling replay kernels (first run only, about {seconds} s)..."

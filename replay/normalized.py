@@ -82,12 +82,12 @@ import pyarrow as pa
 from replay.api import Day, to_ns
 from replay.book import BookEngine
 from replay.days import Days, open_range
-from replay.events import ASK, BID, NO_ID, NO_TS, OP_CLEAR, OP_SET
 from replay.gaps import Gap
 from replay.pacing import send_paced
 from replay.ticks import format_units
 from tickrec import contract
 from tickrec.errors import NotFoundError, TickrecError, UsageError
+from tickrec.events import ASK, BID, NO_ID, NO_TS, OP_CLEAR, OP_SET
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection

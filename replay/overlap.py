@@ -49,24 +49,10 @@ import pyarrow as pa
 
 from replay.book import BookEngine
 from replay.decode import PartitionDecoder, connection_rows
-from replay.events import (
-    ASK,
-    BID,
-    CARRIED,
-    NO_TS,
-    OP_CLEAR,
-    OP_SET,
-    OP_VALID,
-    BookOps,
-    Checkpoint,
-    Decoded,
-    Marker,
-    RestBook,
-    SeqBreak,
-    Trades,
-)
-from replay.venues import CONFLATED
+from replay.events import BookOps, Checkpoint, Decoded, Marker, RestBook, SeqBreak, Trades
+from replay.streams import CONFLATED
 from tickrec.errors import DatasetError
+from tickrec.events import ASK, BID, CARRIED, NO_TS, OP_CLEAR, OP_SET, OP_VALID
 
 __all__ = ["decode_overlapping"]
 

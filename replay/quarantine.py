@@ -40,9 +40,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replay.events import OP_VALID, BadFile, Decoded
+from replay.events import BadFile, Decoded
 from tickrec.contract import PartFile, Partition, parse_part_name
 from tickrec.errors import CorruptFileError
+from tickrec.events import OP_VALID
 from tickrec.verify import KEY_COLUMNS, check_part, seq_overlaps
 
 __all__ = ["Screened", "leave_out", "mark", "refusal", "screen"]

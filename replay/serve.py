@@ -74,9 +74,10 @@ from replay.serve_ws import StoredWs, WsReplay
 from tickrec import contract
 from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
-from tickrec.sim.protocols import v1, v2
-from tickrec.sim.protocols import ws as ws_api
-from tickrec.sim.protocols.base import Reject
+from tickrec.sim.feed import Reject
+from tickrec.venues.gemini import sim_v1 as v1
+from tickrec.venues.gemini import sim_v2 as v2
+from tickrec.venues.gemini import sim_ws as ws_api
 
 __all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
 

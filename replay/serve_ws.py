@@ -38,8 +38,8 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from tickrec.sim.protocols.ws import ERR_BAD_PARAMS, ERR_MALFORMED, ERR_UNKNOWN_METHOD
-from tickrec.venues.gemini_ws import kind_of
+from tickrec.venues.gemini.sim_ws import ERR_BAD_PARAMS, ERR_MALFORMED, ERR_UNKNOWN_METHOD
+from tickrec.venues.gemini.ws import kind_of
 
 __all__ = ["StoredWs", "WsReplay", "stream_key"]
 

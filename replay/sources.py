@@ -14,7 +14,7 @@ too few makes it stale. ``import a.b`` counts ``a.b``; ``from a.b import
 c`` counts ``a.b.c`` when that is a module, else ``a.b``; only modules of
 the project's packages (:data:`PACKAGES`) are followed. So a package's
 ``__init__`` counts when a module imports a name it defines (``from
-replay.venues import STREAMS``), not when Python merely runs it on the way
+tickrec.venues import WIRES``), not when Python merely runs it on the way
 to a submodule: this project's ``__init__`` files only gather names for
 users, and following them would tie, say, the decoder's key to the plotting
 code.

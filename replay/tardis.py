@@ -47,7 +47,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from replay.api import to_ns
-from tickrec.venues.base import header_of
+from tickrec.venues import header_of
 
 if TYPE_CHECKING:
     from replay.serve import _Rows

@@ -112,7 +112,7 @@ def after_lead_in(day: Any) -> list[Any]:
     until the first connection, then ``unsynced`` (a recorded run starts with
     ``run_start``, then connects, subscribes, and gets its snapshot).
     """
-    from replay.events import OP_VALID
+    from tickrec.events import OP_VALID
 
     ops = day.decoded.ops
     snap = int(ops.ts[ops.op == OP_VALID][0])

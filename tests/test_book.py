@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replay.book import BookEngine, Rows, Windows
-from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_SET, OP_VALID, BookOps
+from replay.events import BookOps
+from tickrec.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_SET, OP_VALID
 
 Op = tuple[int, int, int, int, int, int]  # ts, grp, op, side, price, size
 

@@ -28,7 +28,7 @@ from tickrec.errors import ProtocolError
 from tickrec.sim import Simulator
 from tickrec.venues import GEMINI_WS, header_of
 from tickrec.venues.base import Gap
-from tickrec.venues.gemini_ws import UpdateTracker, epoch_ns, parse_reply, request
+from tickrec.venues.gemini.ws import UpdateTracker, epoch_ns, parse_reply, request
 
 SYMS = ("BTCUSD", "ETHUSD")
 #: Above 2**53: a double would round these ids (docs/venues/gemini.md section 3.4).
@@ -215,7 +215,7 @@ def test_reply_errors_and_tracker() -> None:
 
 def test_tracker_follows_replies_to_our_requests_as_the_replayer_does() -> None:
     """A depth reply newer than the book becomes the book; an accepted subscribe to a
-    symbol's diffs makes its next diff a fresh snapshot (replay.venues.gemini_ws)."""
+    symbol's diffs makes its next diff a fresh snapshot (tickrec.venues.gemini.ws_book)."""
     sent = [
         request(1, "subscribe", ["btcusd@depth@100ms", "btcusd@trade"]),
         request(2, "subscribe", ["ethusd@trade"]),

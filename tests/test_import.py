@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from realdata import GEMINI_V1, GEMINI_V2, REAL
+from realdata import GEMINI_V1, GEMINI_V2
 
 from recorder.importer import import_cryptofeed, import_lines, parse_epoch_ns, parse_time_ns
 from tickrec import contract
@@ -145,11 +145,17 @@ def test_malformed_lines_are_reported_with_file_and_line_or_fail_under_strict(
 
 
 def test_unknown_url_or_protocol_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(ProtocolError, match=r"BINANCE\.ws\.1\.0:1: unknown URL"):
-        import_cryptofeed([REAL / "binance" / "BINANCE.ws.1.0"], tmp_path)
+    kraken = tmp_path / "KRAKEN.ws.1.0"
+    kraken.write_text("wss://ws.kraken.com <-> 1633998511.159679\n")
+    with pytest.raises(ProtocolError, match=r"KRAKEN\.ws\.1\.0:1: unknown URL.*ws\.kraken\.com"):
+        import_cryptofeed([kraken], tmp_path / "d")
+    odd = tmp_path / "GEMINI.ws.1.0"
+    odd.write_text("wss://api.gemini.com/v3/elsewhere <-> 1633998511.159679\n")
+    with pytest.raises(ProtocolError, match="cannot tell the protocol"):
+        import_cryptofeed([odd], tmp_path / "d")
     with pytest.raises(UsageError, match="unknown protocol"):
         import_lines([V1], tmp_path, "gemini", "v9", symbol="BTCUSD")
-    assert not any(tmp_path.rglob("*.parquet"))
+    assert not (tmp_path / "d").exists() and not any(tmp_path.rglob("*.parquet"))
 
 
 def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from replay.ticks import pair_of
-from replay.venues.json_bytes import BAD, OK, address, at, decimal_value, lit, string
+from tickrec.json_bytes import BAD, OK, address, at, decimal_value, lit, string
 
 _L = lit(b'{"type":"change","side":"')
 

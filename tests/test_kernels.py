@@ -43,7 +43,7 @@ _SCAN = r"""
 import json, sys
 import numpy as np
 import replay
-from replay.venues.gemini_rest import _scan_book, scan_book
+from tickrec.venues.gemini.rest_book import _scan_book, scan_book
 assert replay.__file__.startswith(sys.argv[1]), replay.__file__
 reply = b'{"bids":[{"price":"12345.5","amount":"2"}],"asks":[{"price":"12346","amount":"1"}]}'
 got = scan_book(np.frombuffer(reply, np.uint8), 0, len(reply))
@@ -70,11 +70,11 @@ def test_a_kernel_recompiles_when_a_file_it_calls_changes(tmp_path: Path) -> Non
 
     assert scan() == {"levels": [123455, 12346], "loaded": 0, "compiled": 1}
     assert scan() == {"levels": [123455, 12346], "loaded": 1, "compiled": 0}
-    helpers = tree / "replay" / "venues" / "json_bytes.py"
+    helpers = tree / "tickrec" / "json_bytes.py"
     text = helpers.read_text()
     assert "MAX_DIGITS = 18" in text
     helpers.write_text(text.replace("MAX_DIGITS = 18", "MAX_DIGITS = 4"))
-    # gemini_rest.py, the kernel's own file, is untouched: still a new compile.
+    # rest_book.py, the kernel's own file, is untouched: still a new compile.
     assert scan() == {"levels": None, "loaded": 0, "compiled": 1}
     dirs = sorted(p.name for p in (tree / "replay" / "__pycache__").glob("numba-*"))
     assert len(dirs) == 2

@@ -21,7 +21,7 @@ from recorder.status import Stats
 from tickrec import contract
 from tickrec.errors import JournalError, UsageError
 from tickrec.sim import Simulator
-from tickrec.venues import gemini_ws
+from tickrec.venues.gemini import ws as gemini_ws
 
 SYMS = ("BTCUSD", "ETHUSD")
 Rows = list[dict[str, Any]]

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from replay.ticks import pair_of
-from replay.venues.gemini_rest import parse_book, scan_book
+from tickrec.venues.gemini.rest_book import parse_book, scan_book
 
 LEVEL = '{"price":"%s","amount":"%s","timestamp":"1768435260"}'
 

@@ -19,12 +19,12 @@ import pytest
 import realdata
 
 from bench.synth import DayParams, make_day
-from replay import venues
+from replay import decode as decode_module
 from replay.decode import PartitionDecoder, _payload_buffers, connection_rows, decode
 from replay.events import Decoded
-from replay.venues.gemini_v1 import GeminiV1Stream
-from replay.venues.gemini_v1_scan import scan
-from replay.venues.sink import (
+from replay.streams import stream_class
+from tickrec.contract import Row, read_partition, rows_to_table
+from tickrec.events import (
     BREAK_COLUMNS,
     OP_COLUMNS,
     OP_TYPES,
@@ -34,7 +34,8 @@ from replay.venues.sink import (
     EventSink,
     RawRows,
 )
-from tickrec.contract import Row, read_partition, rows_to_table
+from tickrec.venues.gemini.v1_book import GeminiV1Stream
+from tickrec.venues.gemini.v1_scan import scan
 
 T0 = 1_768_435_200_000_000_000
 
@@ -64,7 +65,11 @@ class GeneralV1:
 def outcome(table: pa.Table, monkeypatch: pytest.MonkeyPatch, general: bool) -> Any:
     with monkeypatch.context() as m:
         if general:
-            m.setitem(venues.STREAMS, "gemini.v1", GeneralV1)
+            m.setattr(
+                decode_module,
+                "stream_class",
+                lambda p: GeneralV1 if p == "gemini.v1" else stream_class(p),
+            )
         try:
             return decode(table, "BTCUSD")
         except Exception as exc:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tickrec.errors import UsageError
 from tickrec.venues import GEMINI_V1, GEMINI_V2, SequenceTracker, header_of, subscribe_message
 from tickrec.venues.base import Gap
-from tickrec.venues.gemini_rest import book_url, retry_after_seconds
-from tickrec.venues.gemini_v1 import stream_url
+from tickrec.venues.gemini.rest import book_url, retry_after_seconds
+from tickrec.venues.gemini.v1 import stream_url
 
 
 def test_v1_real_messages_give_sequence_and_time() -> None:

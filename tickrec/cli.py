@@ -819,11 +819,12 @@ StrictOpt = Annotated[
 def _report_import(result: ImportResult) -> None:
     for message in result.skipped:
         typer.echo(f"skipped {message}", err=True)
+    source = " + ".join(str(p) for p in (result.source, *result.with_files))
     if result.already_imported:
-        typer.echo(f"{result.source}: already imported (run {result.run_id}); nothing added")
+        typer.echo(f"{source}: already imported (run {result.run_id}); nothing added")
     else:
         typer.echo(
-            f"{result.source}: {_plural(result.rows, 'row')} in "
+            f"{source}: {_plural(result.rows, 'row')} in "
             f"{_plural(len(result.parts), 'file')} (run {result.run_id}), "
             f"{_plural(len(result.skipped), 'line')} skipped"
         )
@@ -834,8 +835,20 @@ def import_cryptofeed_cmd(
     files: Annotated[list[str], typer.Argument(help="cryptofeed raw log files.")],
     data: DataOpt = None,
     strict: StrictOpt = False,
+    venue: Annotated[
+        str | None,
+        typer.Option(help="Venue of every URL (a capture through a proxy or mirror)."),
+    ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="With --venue: the wire protocol of its websocket URLs (e.g. spot)."),
+    ] = None,
 ) -> None:
-    """Import cryptofeed raw logs (AsyncFileCallback lines); venue and protocol from the URLs."""
+    """Import cryptofeed raw logs (AsyncFileCallback lines); venue and protocol from the URLs.
+
+    A capture's REST log (`X.http.*`) given with its websocket logs (`X.ws.*`) goes into
+    the same run, so its depth replies sync their connections' books (Binance).
+    """
     from recorder.importer import import_cryptofeed
     from tickrec import contract
 
@@ -845,6 +858,8 @@ def import_cryptofeed_cmd(
         strict=strict,
         on_file=_report_import,
         progress=terminal_progress(),
+        venue=venue,
+        protocol=protocol,
     )
 
 
@@ -852,7 +867,10 @@ def import_cryptofeed_cmd(
 def import_lines_cmd(
     files: Annotated[list[str], typer.Argument(help="Files with one message per line.")],
     venue: Annotated[str, typer.Option(help="Venue of the messages.")] = "gemini",
-    protocol: Annotated[str, typer.Option(help="Wire protocol: v1 or v2.")] = "v1",
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="Wire protocol: v1, v2, ws (gemini); spot (binance). Default: first."),
+    ] = None,
     symbol: Annotated[
         str | None, typer.Option(help="Symbol (required for v1; for v2, keep only this one).")
     ] = None,

@@ -6,7 +6,10 @@ REST market data routes, all fed by one seeded order flow per symbol, with
 optional fault injection and ground-truth logs. Modules:
 
 - :mod:`~tickrec.sim.market`: the books and the order flow (pure);
-- :mod:`~tickrec.sim.protocols`: the wire formats, one module per protocol;
+- :mod:`~tickrec.sim.feed`: the :class:`~tickrec.sim.feed.Feed` interface a
+  websocket protocol implements, the error reply, and JSON encoding;
+- the wire formats live with their venue (``sim`` of
+  :class:`tickrec.venues.base.Venue`, e.g. :mod:`tickrec.venues.gemini.sim`);
 - :mod:`~tickrec.sim.faults`: fault settings and seeded fault choices;
 - :mod:`~tickrec.sim.truth`: ground-truth JSONL files;
 - :mod:`~tickrec.sim.config`: :class:`SimConfig`;

@@ -3,7 +3,7 @@
 One :mod:`websockets` server answers both websocket upgrades and plain HTTP
 GETs: its ``process_request`` hook serves the REST routes and refuses bad
 upgrade paths with Gemini's error body; upgrades to a known path go on to the
-connection handler, which builds that path's :class:`~.protocols.base.Feed`.
+connection handler, which builds that path's :class:`~tickrec.sim.feed.Feed`.
 
 A single engine task moves the market: every ``tick_s`` it applies the events
 due at the configured rate as one batch, then hands the batch to every
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import importlib
 import logging
 import re
 import signal
@@ -40,10 +41,10 @@ from tickrec.background import Background
 from tickrec.errors import TickrecError
 from tickrec.sim.config import SimConfig
 from tickrec.sim.faults import FrameFaults, RestFaults
+from tickrec.sim.feed import Close, Feed, Reject
 from tickrec.sim.market import Market
-from tickrec.sim.protocols import rest, v1, v2, ws
-from tickrec.sim.protocols.base import Close, Feed, Reject
 from tickrec.sim.truth import TruthLog
+from tickrec.venues import VENUES
 
 __all__ = ["SimServer", "SimStats", "Simulator", "run"]
 
@@ -54,11 +55,11 @@ class _FeedFactory(Protocol):
     def __call__(self, market: Market, match: re.Match[str], query: Mapping[str, str]) -> Feed: ...
 
 
+#: Every venue's simulator routes (:attr:`tickrec.venues.base.Venue.sim`).
+_SIMS = [importlib.import_module(v.sim) for v in VENUES.values() if v.sim is not None]
 #: Websocket routes: path pattern and the feed that serves it.
-WS_ROUTES: tuple[tuple[re.Pattern[str], _FeedFactory], ...] = (
-    (v1.PATH, v1.V1Feed.from_path),
-    (v2.PATH, v2.V2Feed.from_path),
-    (ws.PATH, ws.WsFeed.from_path),
+WS_ROUTES: tuple[tuple[re.Pattern[str], _FeedFactory], ...] = tuple(
+    route for sim in _SIMS for route in sim.WS_ROUTES
 )
 
 # A client this far behind is cut off (close code 1008) rather than let the
@@ -383,16 +384,22 @@ class SimServer:
             except Reject as exc:
                 return self._reply(connection, exc.status, exc.body())
             return None
-        if not rest.matches(path):
+        rest = next((sim.REST for sim in _SIMS if sim.REST.matches(path)), None)
+        if rest is None:
             if any(pattern.match(path) for pattern, _ in WS_ROUTES):
                 return None  # a plain GET on a websocket path: websockets answers 426
             return self._reply(
                 connection, 404, Reject(404, "NotFound", f"no such endpoint: {path}").body()
             )
-        return await self._rest_reply(connection, request.path, path, query)
+        return await self._rest_reply(connection, rest, request.path, path, query)
 
     async def _rest_reply(
-        self, connection: ServerConnection, target: str, path: str, query: Mapping[str, str]
+        self,
+        connection: ServerConnection,
+        rest: Any,
+        target: str,
+        path: str,
+        query: Mapping[str, str],
     ) -> Response:
         start = self._clock()
         self._rest += 1

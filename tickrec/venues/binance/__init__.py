@@ -8,7 +8,9 @@ file:
 - :mod:`.spot`: the ``binance.spot`` protocol: stream names, the combined
   stream URL and the header codec of its frames;
 - :mod:`.rest`: ``/api/v3/depth`` and ``/api/v3/exchangeInfo``, their
-  request weights and the parsers of their replies.
+  request weights and the parsers of their replies;
+- :mod:`.spot_book`: the replay stream, the book rebuilt from sync snapshots
+  and diffs by the same rule.
 
 On Binance a REST book is the *source* of the book, not only a check
 (docs/architecture.md section 2.6): the stream's diffs are applied on top of
@@ -17,6 +19,47 @@ the snapshot whose ``lastUpdateId`` they follow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from urllib.parse import parse_qs
+
+from tickrec.venues.base import Venue, Wire
+from tickrec.venues.binance import rest, spot
 from tickrec.venues.binance.rules import APPLY, STALE, WAIT, UpdateIdSync
 
-__all__ = ["APPLY", "STALE", "WAIT", "UpdateIdSync"]
+__all__ = ["APPLY", "STALE", "VENUE", "WAIT", "UpdateIdSync"]
+
+
+def classify(segments: Sequence[str], query: str) -> tuple[str, str | None] | None:
+    """``(protocol, symbol or None)`` of a captured Binance spot URL.
+
+    ``/stream?streams=`` is a combined stream of any symbols (each frame names
+    its own); ``/ws/<symbol>@<stream>`` is one symbol's raw stream;
+    ``/api/v3/depth?symbol=`` is a book snapshot.
+    """
+    match list(segments):
+        case ["stream"]:
+            return spot.PROTOCOL, None
+        case ["ws", name]:
+            return spot.PROTOCOL, name.partition("@")[0]
+        case ["api", "v3", "depth"]:
+            symbols = parse_qs(query).get("symbol", [])
+            return rest.PROTOCOL, symbols[0] if len(symbols) == 1 else None
+        case ["api", "v3", *_]:
+            return rest.PROTOCOL, None
+    return None
+
+
+VENUE = Venue(
+    name="binance",
+    wires=(
+        Wire(
+            spot.PROTOCOL,
+            spot.header,
+            spot.levels,
+            stream=f"{__name__}.spot_book:BinanceSpotStream",
+        ),
+        Wire(rest.PROTOCOL, levels=rest.levels, syncs=spot.PROTOCOL),
+    ),
+    hosts=frozenset({"stream.binance.com", "data-stream.binance.vision", "api.binance.com"}),
+    classify=classify,
+)

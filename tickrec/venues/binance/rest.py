@@ -11,11 +11,13 @@ Request weights count against 6,000 a minute per IP: a depth request weighs
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from tickrec.values import BadValue, check_level, decimal_pair
 from tickrec.venues._json import as_int64, load_object
+from tickrec.venues.binance.spot import unwrap
 
 __all__ = [
     "MAX_DEPTH",
@@ -25,6 +27,7 @@ __all__ = [
     "depth_url",
     "depth_weight",
     "exchange_info_url",
+    "levels",
     "parse_depth",
     "parse_symbols",
 ]
@@ -81,6 +84,17 @@ def _levels(rows: object, side: str) -> tuple[Level, ...]:
         check_level(price, size, row[0], row[1])
         out.append((price, size))
     return tuple(out)
+
+
+def levels(msg: Any) -> Iterator[tuple[object, object]]:
+    """``(price, size)`` of each level of a depth reply (or of a stream's
+    ``depthSnapshot`` frame that wraps one), as sent."""
+    if not isinstance(msg, dict):
+        return
+    msg = unwrap(msg)
+    for key in ("bids", "asks"):
+        for price, size, *_ in msg.get(key) or ():
+            yield price, size
 
 
 def parse_depth(body: str | bytes) -> Depth:

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tickrec.venues._json import INT64_MAX, as_int64, epoch_ns, load_object
-from tickrec.venues.base import Header, register
+from tickrec.venues.base import Header
 
 __all__ = [
     "PROTOCOL",
@@ -82,6 +82,13 @@ def header(payload: str | bytes) -> Header:
     if obj is None:
         return Header(kind="", problem=problem)
     event = unwrap(obj)
+    stream = obj.get("stream")
+    if isinstance(stream, str) and stream.endswith("@depthSnapshot") and event is not obj:
+        # A REST depth snapshot given in the stream (Tardis's generated frames): the book.
+        last = as_int64(event.get("lastUpdateId"))
+        if last is None:
+            return Header(kind="snapshot", problem="depthSnapshot without an int64 lastUpdateId")
+        return Header(kind="snapshot", venue_seq=last, symbol=stream.partition("@")[0].upper())
     kind = kind_of(event)
     if kind in ("reply", "serverShutdown"):
         return Header(kind=kind)
@@ -120,4 +127,3 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
                 yield price, size
 
 
-register(PROTOCOL, header, levels)

@@ -19,7 +19,7 @@ The protocol is in docs/venues/gemini.md section 1.
   exchange time of the whole message.
 
 Runs of messages are decoded by the compiled scanner of
-:mod:`replay.venues.gemini_v1_scan` (:meth:`GeminiV1Stream.decode_run`),
+:mod:`tickrec.venues.gemini.v1_scan` (:meth:`GeminiV1Stream.decode_run`),
 which shares this stream's sequence state and hands back any message it
 does not fully recognise to :meth:`GeminiV1Stream.on_message`.
 """
@@ -33,12 +33,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
-from replay.venues.gemini_v1_scan import scan
-from replay.venues.sink import (
+from tickrec.events import (
+    ASK,
+    BID,
     BREAK_COLUMNS,
+    OP_CLEAR,
     OP_COLUMNS,
+    OP_INVALID,
     OP_TYPES,
+    OP_VALID,
     TRADE_COLUMNS,
     TRADE_TYPES,
     Columns,
@@ -46,6 +49,7 @@ from replay.venues.sink import (
     RawRows,
     RunSink,
 )
+from tickrec.venues.gemini.v1_scan import scan
 
 __all__ = ["DECODER_VERSION", "GeminiV1Stream"]
 

@@ -1,8 +1,15 @@
-"""The interface between venue decoders and the partition decoder.
+"""The normalized event contract: what a venue's replay stream says about a book.
 
-A venue stream (one per connection) reads parsed messages and reports what
-they mean through an :class:`EventSink`; the sink knows the current row's
-receive time and index, so decoders stay free of bookkeeping.
+This is the shared layer between the venues and the replay engine. A venue
+stream (one per connection, :class:`VenueStream`) reads parsed messages and
+reports what they mean through an :class:`EventSink`: set a level
+(``OP_SET``), or a control operation, ``OP_CLEAR`` (forget the book: new
+connection, lost connection, start of a snapshot), ``OP_INVALID`` (the book
+can no longer be trusted: a sequence break) and ``OP_VALID`` (a snapshot is
+complete, or a stream proved continuous again); trades; and sequence
+breaks. The sink knows the current row's receive time and index, so
+decoders stay free of bookkeeping. A venue imports this module, never the
+replay engine.
 
 A stream may also be a :class:`RunDecoder`: it then decodes whole runs of
 received rows straight from the payload column's buffers (:class:`RawRows`)
@@ -21,20 +28,50 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "ASK",
+    "BID",
     "BREAK_COLUMNS",
+    "CARRIED",
+    "NO_ID",
+    "NO_TS",
+    "OP_CLEAR",
     "OP_COLUMNS",
+    "OP_INVALID",
+    "OP_SET",
     "OP_TYPES",
+    "OP_VALID",
     "TRADE_COLUMNS",
     "TRADE_TYPES",
+    "BookPairs",
     "Columns",
     "EventSink",
+    "Levels",
     "RawRows",
     "RunDecoder",
     "RunSink",
+    "SyncedStream",
     "VenueStream",
 ]
 
 I64 = npt.NDArray[np.int64]
+
+#: Book operations (the ``op`` column).
+OP_SET = 0
+OP_CLEAR = 1
+OP_INVALID = 2
+OP_VALID = 3
+
+#: Sides (the ``side`` column of book operations).
+BID = 0
+ASK = 1
+
+#: ``grp`` of the book carried in from the previous date: before every row.
+CARRIED = -1
+
+#: Null marker for an absent exchange time.
+NO_TS = int(np.iinfo(np.int64).min)
+#: Null marker for an absent trade id.
+NO_ID = int(np.iinfo(np.int64).min)
 
 #: Columns of book operations. Prices and sizes are exact ``(mantissa,
 #: decimals)`` pairs: ``px / 10**px_dec``.
@@ -48,6 +85,22 @@ TRADE_COLUMNS = ("ts", "grp", "exch", "px", "px_dec", "sz", "sz_dec", "side", "t
 TRADE_TYPES = ("q", "q", "q", "q", "b", "q", "b", "b", "q", "b")
 #: Columns of sequence breaks, all ``int64``.
 BREAK_COLUMNS = ("prev_ts", "ts", "grp", "expected", "got")
+
+
+#: A REST book reply's ``(bids, asks)``, each a list of ``(price, size)`` strings as sent,
+#: best first: what a venue's ``parse_book`` gives.
+Levels = tuple[list[tuple[str, str]], list[tuple[str, str]]]
+
+
+class BookPairs(NamedTuple):
+    """The levels of one REST book reply as exact ``(mantissa, decimals)`` pairs: bids, then
+    asks, best first; what a venue's compiled ``scan_book`` gives."""
+
+    px: I64
+    px_dec: I64
+    sz: I64
+    sz_dec: I64
+    n_bids: int
 
 
 class Columns:
@@ -209,6 +262,16 @@ class VenueStream(Protocol):
 
     def resume(self, state: dict[str, int]) -> None:
         """Go on from a :meth:`sync_state` of the same connection on the previous date."""
+        ...
+
+
+@runtime_checkable
+class SyncedStream(VenueStream, Protocol):
+    """A stream whose book is built *from* REST snapshots (docs/architecture.md section 2.6)."""
+
+    def on_rest(self, out: EventSink, msg: Any) -> str:
+        """A sync snapshot of this connection (a ``rest`` row with its ``conn_id``), parsed;
+        return its kind for the counts (``"bad_rest"`` for a reply that is no snapshot)."""
         ...
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tickrec.sim.feed import Reject, dumps, integer, lookup
 from tickrec.sim.market import Market, SymbolSpec, Trade
-from tickrec.sim.protocols.base import Reject, dumps, integer, lookup
 
 __all__ = ["Reply", "handle", "matches"]
 

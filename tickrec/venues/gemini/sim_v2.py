@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from tickrec.sim.feed import Close, Feed, Reject, dumps, lookup
 from tickrec.sim.market import Event, Market, SymbolSpec, Trade
-from tickrec.sim.protocols.base import Close, Feed, Reject, dumps, lookup
 
 __all__ = ["PATH", "SNAPSHOT_TRADES", "V2Feed"]
 

@@ -7,7 +7,7 @@ not a book gives ``None``.
 
 Two readers give the same levels: :func:`parse_book` over a reply parsed by
 ``orjson``, and :func:`scan_book`, a compiled scanner over the reply's bytes
-(built from :mod:`replay.venues.json_bytes`) that turns each decimal string
+(built from :mod:`tickrec.json_bytes`) that turns each decimal string
 into an exact ``(mantissa, decimals)`` pair. The scanner accepts only
 replies in that shape whose top-level values other than ``bids`` and
 ``asks`` are plain scalars, and whose levels are flat objects with string
@@ -17,13 +17,14 @@ caller then parses the reply with ``orjson`` and :func:`parse_book`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
-from replay.venues.json_bytes import (
+from tickrec.events import BookPairs, Levels
+from tickrec.json_bytes import (
     OK,
     address,
     decimal_value,
@@ -35,27 +36,11 @@ from replay.venues.json_bytes import (
     string,
 )
 
-__all__ = ["DECODER_VERSION", "BookPairs", "Levels", "parse_book", "scan_book"]
+__all__ = ["DECODER_VERSION", "parse_book", "scan_book"]
 
 #: Raised whenever what this protocol decodes to changes, so that the normalized cache
 #: (:mod:`replay.cache`) rebuilds even where its sources alone would not show it.
 DECODER_VERSION = 1
-
-I64 = npt.NDArray[np.int64]
-
-#: ``(bids, asks)``, each a list of ``(price, amount)`` strings as sent.
-Levels = tuple[list[tuple[str, str]], list[tuple[str, str]]]
-
-
-class BookPairs(NamedTuple):
-    """The levels of one reply as exact ``(mantissa, decimals)`` pairs: bids, then asks."""
-
-    px: I64
-    px_dec: I64
-    sz: I64
-    sz_dec: I64
-    n_bids: int
-
 
 def _side(levels: Any) -> list[tuple[str, str]] | None:
     if not isinstance(levels, list):

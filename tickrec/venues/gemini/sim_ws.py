@@ -41,8 +41,8 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from tickrec.sim.feed import Feed, Reject, dumps, integer
 from tickrec.sim.market import Event, Market, Side, SymbolSpec, Trade
-from tickrec.sim.protocols.base import Feed, Reject, dumps, integer
 
 __all__ = [
     "DEFAULT_DEPTH_LIMIT",

@@ -14,8 +14,6 @@ from typing import Any
 
 import orjson
 
-from tickrec.venues.base import register
-
 __all__ = [
     "PROTOCOL",
     "book_url",
@@ -73,4 +71,3 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
             yield level.get("price"), level.get("amount")
 
 
-register(PROTOCOL, None, levels)

@@ -41,9 +41,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from replay.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID
-from replay.venues.sink import EventSink
-from tickrec.venues.gemini_ws import epoch_ns, kind_of
+from tickrec.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID, EventSink
+from tickrec.venues.gemini.ws import epoch_ns, kind_of
 
 __all__ = ["DECODER_VERSION", "GeminiWsStream"]
 

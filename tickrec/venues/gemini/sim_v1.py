@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tickrec.sim.feed import Feed, dumps, flag, lookup
 from tickrec.sim.market import Book, Change, Event, Market, Reason, Side, SymbolSpec, Trade
-from tickrec.sim.protocols.base import Feed, dumps, flag, lookup
 
 __all__ = ["PATH", "V1Feed", "V1Params"]
 

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from replay.events import ASK, BID, OP_CLEAR, OP_VALID
-from replay.venues.sink import EventSink
+from tickrec.events import ASK, BID, OP_CLEAR, OP_VALID, EventSink
 
 __all__ = ["DECODER_VERSION", "GeminiV2Stream"]
 

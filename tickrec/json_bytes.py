@@ -1,7 +1,7 @@
 """Compiled primitives that read a strict subset of JSON straight from bytes.
 
-The venue scanners (:mod:`replay.venues.gemini_v1_scan`,
-:mod:`replay.venues.gemini_rest`) are built from these. Each primitive
+The venue scanners (:mod:`tickrec.venues.gemini.v1_scan`,
+:mod:`tickrec.venues.gemini.rest_book`) are built from these. Each primitive
 takes the bytes (the :func:`address` of a byte array), a position and the
 end of the message, and returns where
 it stopped, or -1 (a decimal: status :data:`BAD`) for anything outside the

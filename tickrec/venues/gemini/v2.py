@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from tickrec.venues._json import load_object, ms_to_ns
-from tickrec.venues.base import Header, register
+from tickrec.venues.base import Header
 
 __all__ = ["PROTOCOL", "header", "levels", "stream_url", "subscribe_message"]
 
@@ -79,4 +79,3 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
         yield msg.get("price"), msg.get("quantity")
 
 
-register(PROTOCOL, header, levels)

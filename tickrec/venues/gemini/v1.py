@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import msgspec
 
 from tickrec.venues._json import INT64_MAX, as_int64, ms_to_ns
-from tickrec.venues.base import Gap, Header, register
+from tickrec.venues.base import Gap, Header
 
 __all__ = ["PROTOCOL", "SequenceTracker", "header", "levels", "stream_url"]
 
@@ -100,7 +100,6 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
             yield e.get("price"), e.get("amount")
 
 
-register(PROTOCOL, header, levels)
 
 
 class SequenceTracker:

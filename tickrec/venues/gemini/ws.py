@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from tickrec.venues._json import INT64_MAX, as_int, as_int64, epoch_ns, load_object
-from tickrec.venues.base import Gap, Header, register
+from tickrec.venues.base import Gap, Header
 
 __all__ = [
     "PROTOCOL",
@@ -161,7 +161,6 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
                 yield price, size
 
 
-register(PROTOCOL, header, levels)
 
 
 class Reply(NamedTuple):
@@ -195,7 +194,7 @@ class UpdateTracker:
     (the snapshot of a ``snapshot=-1`` connection) sets ``last = u``; after
     it a frame with ``u <= last`` is stale and ignored, one with
     ``U > last + 1`` is a gap. Replies to the requests the connection *sent*
-    move it too, by the rules the replayer follows (``replay.venues.gemini_ws``),
+    move it too, by the rules the replayer follows (``tickrec.venues.gemini.ws_book``),
     so the recorder reconnects exactly where a replay sees a break: an
     accepted subscribe to a symbol's diffs makes its next diff a fresh
     snapshot, and a ``depth`` reply newer than the book becomes the book

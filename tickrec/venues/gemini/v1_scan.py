@@ -1,6 +1,6 @@
 """A compiled byte scanner for Gemini v1 messages, straight from the Arrow payload buffer.
 
-:class:`~replay.venues.gemini_v1.GeminiV1Stream` decodes one parsed message
+:class:`~tickrec.venues.gemini.v1_book.GeminiV1Stream` decodes one parsed message
 at a time; at some hundred thousand messages per second that is mostly
 Python overhead. This scanner reads a run of received messages of one
 connection from the payload column's offsets and bytes (zero copy) and
@@ -32,8 +32,19 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from replay.events import ASK, BID, NO_ID, NO_TS, OP_CLEAR, OP_INVALID, OP_SET, OP_VALID
-from replay.venues.json_bytes import (
+from tickrec.events import (
+    ASK,
+    BID,
+    NO_ID,
+    NO_TS,
+    OP_CLEAR,
+    OP_INVALID,
+    OP_SET,
+    OP_VALID,
+    Columns,
+    RawRows,
+)
+from tickrec.json_bytes import (
     ABSENT,
     OK,
     address,
@@ -49,7 +60,6 @@ from replay.venues.json_bytes import (
     skip_ws,
     string,
 )
-from replay.venues.sink import Columns, RawRows
 from tickrec.values import MAX_DECIMALS
 
 __all__ = ["scan"]
@@ -578,9 +588,9 @@ def scan(
     """Decode the received v1 messages among rows ``start:stop`` (one connection) until declined.
 
     Appends the operations, trades and sequence breaks to *ops*, *trades*
-    and *breaks* (layouts :data:`~replay.venues.sink.OP_COLUMNS`,
-    :data:`~replay.venues.sink.TRADE_COLUMNS`,
-    :data:`~replay.venues.sink.BREAK_COLUMNS`), growing them as needed, and
+    and *breaks* (layouts :data:`~tickrec.events.OP_COLUMNS`,
+    :data:`~tickrec.events.TRADE_COLUMNS`,
+    :data:`~tickrec.events.BREAK_COLUMNS`), growing them as needed, and
     adds the messages by kind (``update``, ``heartbeat``, ``other``) to
     *counts*. *state* is ``[has previous, previous sequence, previous time]``
     of the connection, updated in place; a stored ``venue_seq`` is preferred
