@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
 import importlib
 import logging
@@ -30,6 +31,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -55,12 +57,20 @@ class _FeedFactory(Protocol):
     def __call__(self, market: Market, match: re.Match[str], query: Mapping[str, str]) -> Feed: ...
 
 
-#: Every venue's simulator routes (:attr:`tickrec.venues.base.Venue.sim`).
-_SIMS = [importlib.import_module(v.sim) for v in VENUES.values() if v.sim is not None]
-#: Websocket routes: path pattern and the feed that serves it.
-WS_ROUTES: tuple[tuple[re.Pattern[str], _FeedFactory], ...] = tuple(
-    route for sim in _SIMS for route in sim.WS_ROUTES
-)
+@functools.cache
+def _sims() -> tuple[ModuleType, ...]:
+    """Every venue's simulator routes (:attr:`tickrec.venues.base.Venue.sim`).
+
+    Loaded on first use: the venues' feeds import :mod:`tickrec.sim.feed`,
+    which imports this package.
+    """
+    return tuple(importlib.import_module(v.sim) for v in VENUES.values() if v.sim is not None)
+
+
+@functools.cache
+def ws_routes() -> tuple[tuple[re.Pattern[str], _FeedFactory], ...]:
+    """Websocket routes: path pattern and the feed that serves it."""
+    return tuple(route for sim in _sims() for route in sim.WS_ROUTES)
 
 # A client this far behind is cut off (close code 1008) rather than let the
 # server's memory grow without bound.
@@ -90,7 +100,7 @@ def _split(target: str) -> tuple[str, dict[str, str]]:
 
 
 def _route(market: Market, path: str, query: Mapping[str, str]) -> Feed | None:
-    for pattern, factory in WS_ROUTES:
+    for pattern, factory in ws_routes():
         if m := pattern.match(path):
             return factory(market, m, query)
     return None
@@ -384,9 +394,9 @@ class SimServer:
             except Reject as exc:
                 return self._reply(connection, exc.status, exc.body())
             return None
-        rest = next((sim.REST for sim in _SIMS if sim.REST.matches(path)), None)
+        rest = next((sim.REST for sim in _sims() if sim.REST.matches(path)), None)
         if rest is None:
-            if any(pattern.match(path) for pattern, _ in WS_ROUTES):
+            if any(pattern.match(path) for pattern, _ in ws_routes()):
                 return None  # a plain GET on a websocket path: websockets answers 426
             return self._reply(
                 connection, 404, Reject(404, "NotFound", f"no such endpoint: {path}").body()
