@@ -199,16 +199,18 @@ def sim_cmd(
     ] = None,
     status_every: Annotated[str, typer.Option(help="Status line interval.")] = "5s",
 ) -> None:
-    """Serve a local Gemini-compatible exchange on loopback until Ctrl-C.
+    """Serve local exchanges (Gemini, Binance spot) on loopback until Ctrl-C.
 
-    The current WebSocket API at /, market data v1 at /v1/marketdata/{symbol},
-    v2 at /v2/marketdata and REST at /v1/book, /v1/trades, /v1/symbols, from
-    one seeded order flow.
+    Gemini's current WebSocket API at /, market data v1 at
+    /v1/marketdata/{symbol}, v2 at /v2/marketdata and REST at /v1/book,
+    /v1/trades, /v1/symbols; Binance's /stream?streams=, /ws/ and
+    /api/v3/depth; all from one seeded order flow.
     """
     import logging
     from pathlib import Path
 
     from tickrec.sim import FaultConfig, SimConfig, SimStats, run
+    from tickrec.sim.server import routes
 
     stall_pair = _pair(stall, "--stall", "5s/60s")
     slow_pair = _pair(rest_slow, "--rest-slow", "2s/0.1")
@@ -253,13 +255,9 @@ def sim_cmd(
     last: list[SimStats] = []
 
     def ready(ws_url: str, rest_url: str) -> None:
-        names = ", ".join(s.lower() for s in config.symbols)
-        typer.echo(f"current API:    {ws_url}/")
-        typer.echo(f"market data v1: {ws_url}/v1/marketdata/{{symbol}}  ({names})")
-        typer.echo(f"market data v2: {ws_url}/v2/marketdata")
-        typer.echo(
-            f"REST:           {rest_url}/v1/book/{{symbol}}, /v1/trades/{{symbol}}, /v1/symbols"
-        )
+        for label, scheme, path in routes():
+            typer.echo(f"{label + ':':17}{ws_url if scheme == 'ws' else rest_url}{path}")
+        typer.echo(f"symbols:         {', '.join(config.symbols)}")
         if config.truth_dir is not None:
             typer.echo(f"truth files:    {config.truth_dir}")
         typer.echo("Ctrl-C to stop")

@@ -1,9 +1,9 @@
-"""A local Gemini-compatible exchange on loopback: ``tickrec sim``.
+"""Local exchanges on loopback: ``tickrec sim``.
 
-One process and one port serve market data v1 and v2, the current WebSocket
-API (docs/venues/gemini.md section 3) over websockets, and the
-REST market data routes, all fed by one seeded order flow per symbol, with
-optional fault injection and ground-truth logs. Modules:
+One process and one port serve every venue's routes (Gemini's market data
+v1 and v2, current WebSocket API and REST; Binance spot's streams and REST),
+all fed by one seeded order flow per symbol, with optional fault injection
+and ground-truth logs. Modules:
 
 - :mod:`~tickrec.sim.market`: the books and the order flow (pure);
 - :mod:`~tickrec.sim.feed`: the :class:`~tickrec.sim.feed.Feed` interface a

@@ -15,9 +15,9 @@ Websocket faults, per connection:
   frames due meanwhile are held and sent late, as after a network stall.
 
 REST faults, per request, at most one each: ``rest_429`` answers 429 with a
-``Retry-After`` header and Gemini's error body (docs/venues/gemini.md section 4,
-"Rate limits"), ``rest_500`` answers 500, ``rest_slow`` answers normally after
-``rest_slow_for`` seconds.
+``Retry-After`` header and the venue's rate-limit body, ``rest_500`` answers
+500, ``rest_slow`` builds the normal reply and sends it ``rest_slow_for``
+seconds later, stale by then.
 
 The choices come from :class:`random.Random` instances seeded from the
 simulator seed (and the connection number), so a run with the same seed and

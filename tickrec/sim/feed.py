@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
 
 from tickrec.sim.market import Event, Market, SymbolSpec
 
-__all__ = ["Close", "Feed", "Reject", "dumps", "flag", "integer", "lookup"]
+__all__ = ["Close", "Feed", "Reject", "Reply", "dumps", "flag", "integer", "lookup"]
 
 
 def dumps(obj: Any) -> str:
     """Compact JSON text, keys in insertion order, as Gemini sends it."""
     return orjson.dumps(obj).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A REST reply: HTTP status, JSON body, and any headers the venue adds."""
+
+    status: int
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Reject(Exception):

@@ -156,7 +156,7 @@ _KNOWN = {
 #: The symbols the simulator lists by default.
 DEFAULT_SYMBOLS = ("BTCUSD", "ETHUSD")
 
-_SYMBOL_RE = re.compile(r"^[A-Z0-9]{3,12}(USD|BTC|ETH|EUR|GBP|SGD|DAI|GUSD)$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{3,12}(USDT|USDC|USD|BTC|ETH|EUR|GBP|SGD|DAI|GUSD)$")
 
 
 def spec_for(symbol: str) -> SymbolSpec:

@@ -72,6 +72,11 @@ def ws_routes() -> tuple[tuple[re.Pattern[str], _FeedFactory], ...]:
     """Websocket routes: path pattern and the feed that serves it."""
     return tuple(route for sim in _sims() for route in sim.WS_ROUTES)
 
+def routes() -> tuple[tuple[str, str, str], ...]:
+    """Every venue's routes for a banner: label, ``ws`` or ``http``, and the path."""
+    return tuple(route for sim in _sims() for route in sim.ROUTES)
+
+
 # A client this far behind is cut off (close code 1008) rather than let the
 # server's memory grow without bound.
 MAX_BACKLOG = 500_000
@@ -415,23 +420,17 @@ class SimServer:
         self._rest += 1
         fault = self._rest_faults.pick()
         headers: dict[str, str] = {}
-        if fault == "slow":
-            delay = self.config.faults.rest_slow_for
-            self._fault(start, "rest_slow", None, target, seconds=delay)
-            await asyncio.sleep(delay)
         if fault == "429":
-            # Gemini's rate-limit reply (docs/venues/gemini.md section 4, "Rate limits").
             retry = str(self.config.faults.retry_after)
             self._fault(start, "rest_429", None, target, retry_after=retry)
-            reply = rest.Reply(
-                429, Reject(429, "RateLimit", "Requests were made too frequently").body()
-            )
-            headers["Retry-After"] = retry
+            reply = rest.rate_limited(retry)
+            headers.update(reply.headers)
         elif fault == "500":
             self._fault(start, "rest_500", None, target)
-            reply = rest.Reply(500, Reject(500, "ServerError", "An internal error occurred").body())
+            reply = rest.server_error()
         else:
             reply = rest.handle(self.market, path, query, self._clock())
+            headers.update(reply.headers)
         if self._truth is not None:
             self._truth.rest(
                 self._clock(),
@@ -441,6 +440,12 @@ class SimServer:
                 self.market.last_event_id,
                 reply.body,
             )
+        if fault == "slow":
+            # Built now, delivered late: the body is stale by the time it
+            # arrives, as over a slow path, while the stream goes on.
+            delay = self.config.faults.rest_slow_for
+            self._fault(start, "rest_slow", None, target, seconds=delay)
+            await asyncio.sleep(delay)
         return self._reply(connection, reply.status, reply.body, headers)
 
 

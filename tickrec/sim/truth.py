@@ -20,7 +20,7 @@ When a truth directory is given the simulator writes, one JSON object per line:
     lines with ``t_ns <= T`` gives the true book at time T.
 ``rest.jsonl``
     every REST reply: ``{"t_ns", "start_ns", "path", "status", "event_id",
-    "body"}``: reply time, request time, path with query, HTTP status, the
+    "body"}``: time the reply was built, request time, path with query, HTTP status, the
     last engine event applied when the reply was built, and the exact body.
 ``faults.jsonl``
     every injected fault: ``{"t_ns", "fault", "conn", "path", ...details}``.

@@ -10,7 +10,9 @@ file:
 - :mod:`.rest`: ``/api/v3/depth`` and ``/api/v3/exchangeInfo``, their
   request weights and the parsers of their replies;
 - :mod:`.spot_book`: the replay stream, the book rebuilt from sync snapshots
-  and diffs by the same rule.
+  and diffs by the same rule;
+- :mod:`.sim`: the simulator's routes (:mod:`.sim_spot`, :mod:`.sim_rest`),
+  written apart from the decoders, so the simulator checks them.
 
 On Binance a REST book is the *source* of the book, not only a check
 (docs/architecture.md section 2.6): the stream's diffs are applied on top of
@@ -62,4 +64,5 @@ VENUE = Venue(
     ),
     hosts=frozenset({"stream.binance.com", "data-stream.binance.vision", "api.binance.com"}),
     classify=classify,
+    sim=f"{__name__}.sim",
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tickrec.venues.gemini import sim_rest, sim_v1, sim_v2, sim_ws
 
-__all__ = ["REST", "WS_ROUTES"]
+__all__ = ["REST", "ROUTES", "WS_ROUTES"]
 
 #: Websocket routes: path pattern and the feed that serves it.
 WS_ROUTES = (
@@ -19,3 +19,11 @@ WS_ROUTES = (
 
 #: REST: ``matches(path)`` and ``handle(market, path, query, now_ns)``.
 REST = sim_rest
+
+#: What the simulator's banner lists: label, ``ws`` or ``http``, and the path.
+ROUTES = (
+    ("current API", "ws", "/"),
+    ("market data v1", "ws", "/v1/marketdata/{symbol}"),
+    ("market data v2", "ws", "/v2/marketdata"),
+    ("REST", "http", "/v1/book/{symbol}, /v1/trades/{symbol}, /v1/symbols"),
+)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from tickrec.sim.feed import Reject, dumps, integer, lookup
+from tickrec.sim.feed import Reject, Reply, dumps, integer, lookup
 from tickrec.sim.market import Market, SymbolSpec, Trade
 
-__all__ = ["Reply", "handle", "matches"]
+__all__ = ["handle", "matches", "rate_limited", "server_error"]
 
 # Gemini caps one trades reply at 500 records (docs/venues/gemini.md section 4).
 _MAX_TRADES = 500
@@ -24,14 +23,6 @@ _ROUTES = {
     "symbols": re.compile(r"^/v1/symbols/?$"),
     "details": re.compile(r"^/v1/symbols/details/([^/]+)/?$"),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A REST reply: HTTP status and JSON body."""
-
-    status: int
-    body: str
 
 
 def matches(path: str) -> bool:
@@ -106,6 +97,17 @@ def _details(spec: SymbolSpec) -> Any:
         "contract_type": "vanilla",
         "contract_price_currency": spec.quote,
     }
+
+
+def rate_limited(retry_after: str) -> Reply:
+    """Gemini's rate-limit reply (docs/venues/gemini.md section 4, "Rate limits")."""
+    body = Reject(429, "RateLimit", "Requests were made too frequently").body()
+    return Reply(429, body, {"Retry-After": retry_after})
+
+
+def server_error() -> Reply:
+    """Gemini's internal error reply."""
+    return Reply(500, Reject(500, "ServerError", "An internal error occurred").body())
 
 
 def handle(market: Market, path: str, query: Mapping[str, str], now_ns: int) -> Reply:

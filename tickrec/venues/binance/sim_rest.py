@@ -1,0 +1,102 @@
+"""Binance spot REST on the simulator: ``/api/v3/depth`` and ``/api/v3/exchangeInfo``.
+
+A depth reply is ``{"lastUpdateId", "bids", "asks"}``: the top ``limit``
+levels (default 100, at most 5000) as ``[price, quantity]`` strings, and the
+symbol's last update id, the one its diff stream's ``u`` reached. Every
+reply carries ``X-MBX-USED-WEIGHT-1M``, the weight spent in the current
+minute (depth 5 to 250 by limit, exchangeInfo 20); past 6,000 the reply is
+429 with ``Retry-After``, Binance's ``{"code": -1003, "msg": ...}``. Errors
+are Binance's ``{"code", "msg"}`` bodies (-1121 invalid symbol, -1100 bad
+parameter).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from tickrec.sim.feed import Reply, dumps
+from tickrec.sim.market import Market
+
+__all__ = ["WEIGHT_PER_MINUTE", "handle", "matches", "rate_limited", "server_error"]
+
+WEIGHT_PER_MINUTE = 6000
+_DEPTH = re.compile(r"^/api/v3/depth/?$")
+_INFO = re.compile(r"^/api/v3/exchangeInfo/?$")
+_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+_INFO_WEIGHT = 20
+
+
+class _Weight:
+    """Request weight spent in the current minute, on this simulator."""
+
+    minute = -1
+    used = 0
+
+
+def matches(path: str) -> bool:
+    """Whether *path* is one of these REST routes."""
+    return bool(_DEPTH.match(path) or _INFO.match(path))
+
+
+def _error(status: int, code: int, msg: str) -> Reply:
+    return Reply(status, dumps({"code": code, "msg": msg}))
+
+
+def rate_limited(retry_after: str) -> Reply:
+    """Binance's 429: too much request weight."""
+    body = dumps({"code": -1003, "msg": "Too much request weight used; please use WebSocket."})
+    return Reply(429, body, {"Retry-After": retry_after})
+
+
+def server_error() -> Reply:
+    """Binance's internal error reply."""
+    return _error(500, -1000, "An unknown error occurred while processing the request.")
+
+
+def _spend(weight: int, now_ns: int) -> Reply | None:
+    minute = now_ns // 60_000_000_000
+    if minute != _Weight.minute:
+        _Weight.minute, _Weight.used = minute, 0
+    _Weight.used += weight
+    if _Weight.used > WEIGHT_PER_MINUTE:
+        return rate_limited(str(60 - (now_ns // 1_000_000_000) % 60))
+    return None
+
+
+def handle(market: Market, path: str, query: Mapping[str, str], now_ns: int) -> Reply:
+    """Answer ``GET path?query``."""
+    if _INFO.match(path):
+        limited = _spend(_INFO_WEIGHT, now_ns)
+        if limited is not None:
+            return limited
+        symbols = [
+            {"symbol": s.symbol, "status": "TRADING", "baseAsset": s.base, "quoteAsset": s.quote}
+            for s in market.specs.values()
+        ]
+        return _used(Reply(200, dumps({"timezone": "UTC", "symbols": symbols})))
+    name = query.get("symbol", "")
+    spec = market.specs.get(name)  # Binance wants the symbol in upper case
+    if spec is None:
+        return _error(400, -1121, "Invalid symbol.")
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        return _error(400, -1100, "Illegal characters found in parameter 'limit'.")
+    if not 1 <= limit <= 5000:
+        return _error(400, -1100, "Parameter 'limit' is out of range.")
+    weight = next(w for top, w in _WEIGHTS if limit <= top)
+    limited = _spend(weight, now_ns)
+    if limited is not None:
+        return limited
+    book = market.books[spec.symbol]
+    body = {
+        "lastUpdateId": market.update_ids[spec.symbol],
+        "bids": [[spec.price(p), spec.size(q)] for p, q in book.levels("bid", limit)],
+        "asks": [[spec.price(p), spec.size(q)] for p, q in book.levels("ask", limit)],
+    }
+    return _used(Reply(200, dumps(body)))
+
+
+def _used(reply: Reply) -> Reply:
+    return Reply(reply.status, reply.body, {"X-MBX-USED-WEIGHT-1M": str(_Weight.used)})
