@@ -49,9 +49,10 @@ DURATIONS = frozenset(
         "backoff_cap",
         "disk_timeout",
         "max_offline",
+        "lifetime",
     }
 )
-_INTS = frozenset({"snapshot_depth"})
+_INTS = frozenset({"snapshot_depth", "sync_depth"})
 _FLOATS = frozenset({"connects_per_minute"})
 _STRINGS = frozenset({"venue", "protocol", "data", "url", "rest_url", "run_id", "metrics"})
 # Internal: set in code (tests), not from a file or the command line.

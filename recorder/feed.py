@@ -44,6 +44,16 @@ Staying up:
   why a feed keeps reconnecting (the connect limiter bounds how often); a
   disconnect we asked for at shutdown is logged at INFO.
 
+A venue that records through a session (:class:`tickrec.venues.base.Session`,
+Binance) decides its book rules there: the connection stores each message,
+shows its header to the session under one lock, and carries out the
+actions it returns: a sync snapshot through the run's
+:class:`~recorder.sync.BookFetcher` (stored as a ``rest`` row of this
+connection, :meth:`Connection.book_reply`), a ``gap`` event, or a
+successor (make-before-break, as after a break). A venue whose connections
+the venue closes after a *lifetime* gets that successor a tenth of the
+lifetime (at most ten minutes) before.
+
 Midnight (docs/architecture.md section 2.5): :meth:`Connection.send_now`
 sends requests on the open connection (the current API's ``depth``
 requests right after midnight), and :meth:`Connection.successor` makes the
@@ -62,8 +72,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import websocket
 
@@ -73,8 +84,11 @@ from recorder.status import Stats
 from tickrec.contract import event_payload
 from tickrec.errors import JournalError
 from tickrec.venues import GEMINI_V1, GEMINI_V2, GEMINI_WS, SequenceTracker, header_of
-from tickrec.venues.base import Gap, Header
+from tickrec.venues.base import Action, FetchBook, Gap, GapAt, Header, Resync, Session
 from tickrec.venues.gemini.ws import Reply, UpdateTracker, parse_reply
+
+if TYPE_CHECKING:
+    from recorder.sync import BookFetcher
 
 __all__ = ["HANDOVER", "RESYNC", "ConnectLimiter", "Connection", "FeedSettings", "backoff_delay"]
 
@@ -168,8 +182,17 @@ class Connection(threading.Thread):
         *,
         clock: Callable[[], int] = time.time_ns,
         held: bool = False,
+        session: Callable[[tuple[str, ...]], Session] | None = None,
+        fetcher: BookFetcher | None = None,
+        rest_protocol: str = "",
+        lifetime: float = 0.0,
     ) -> None:
         super().__init__(name=f"ws-{'-'.join(symbols)}", daemon=True)
+        self._new_session, self.fetcher, self.rest_protocol = session, fetcher, rest_protocol
+        self.lifetime = lifetime
+        self._venue: Session | None = None  # the open connection's session, if the venue has one
+        self._venue_lock = threading.Lock()  # the session's state and the rows it has seen
+        self._opened = 0.0  # monotonic time of the current connect
         self.url, self.protocol, self.symbols = url, protocol, symbols
         self.journal, self.stats, self.limiter = journal, stats, limiter
         self._next_conn_id, self._halt, self.settings = next_conn_id, stop, settings
@@ -223,6 +246,8 @@ class Connection(threading.Thread):
         """Drop the connection if nothing has arrived for ``stale_after`` seconds."""
         silent = now - self.last_recv
         quiet = self.settings.stale_after / 3
+        if self.lifetime and self.is_open and now - self._opened >= _renew_after(self.lifetime):
+            self._resync(f"connection lifetime: {self.lifetime:g} s")
         try:
             if self.ping is not None and silent >= quiet and now - self._pinged >= quiet:
                 self._pinged = now
@@ -296,6 +321,10 @@ class Connection(threading.Thread):
             self.ping,
             clock=self.clock,
             held=held,
+            session=self._new_session,
+            fetcher=self.fetcher,
+            rest_protocol=self.rest_protocol,
+            lifetime=self.lifetime,
         )
 
     def release(self) -> None:
@@ -314,13 +343,14 @@ class Connection(threading.Thread):
     @property
     def in_sync(self) -> bool:
         """True while a connection is open, not closing, and has the book of every symbol."""
+        booked = self._venue.booked if self._venue is not None else self._booked
         with self._ws_lock:
             return (
                 self._ws is not None
                 and self._why is None
                 and not self._holding
                 and self.broken is None
-                and len(self._booked) == len(self.symbols)
+                and len(booked) == len(self.symbols)
             )
 
     def retire(self, why: str = HANDOVER, **detail: object) -> None:
@@ -408,6 +438,8 @@ class Connection(threading.Thread):
         self._booked = set()
         self.broken = None
         self._updates = UpdateTracker() if self.protocol == GEMINI_WS else None
+        self._venue = None if self._new_session is None else self._new_session(self.symbols)
+        self._opened = time.monotonic()
         with self._ws_lock:
             self._ws, self._why = ws, None
             self._holding = bool(self.send) and not self._released.is_set()
@@ -418,6 +450,10 @@ class Connection(threading.Thread):
         try:
             if not holding:
                 self._send_all(ws, self.send)
+            if self._venue is not None:
+                with self._venue_lock:
+                    actions = self._venue.opening()
+                self._act(actions)
             if self._halt.is_set():
                 self.close("shutdown")
             elif self._retired is not None:
@@ -551,17 +587,14 @@ class Connection(threading.Thread):
             problem = "binary frame; stored as text with backslash escapes"
         header = header_of(self.protocol, payload)
         symbols, route_problem = self._route(header)
-        seq = self.journal.append(
-            recv_ns,
-            self.conn_id,
-            self.protocol,
-            "ws",
-            payload,
-            symbols,
-            header.exch_ns,
-            header.venue_seq,
-            defer=True,
-        )
+        venue = self._venue
+        actions: Sequence[Action] = ()
+        if venue is None:
+            seq = self._store(recv_ns, payload, symbols, header)
+        else:
+            with self._venue_lock:  # the row and the session's view of it, in one step
+                seq = self._store(recv_ns, payload, symbols, header)
+                actions = venue.message(header)
         self.stats.message(symbols, recv_ns, header.exch_ns, len(data))
         problem = problem or header.problem or route_problem
         if problem is not None:
@@ -575,6 +608,9 @@ class Connection(threading.Thread):
             self._refused(reply)
         if self._why is not None:
             return True  # already closing: the next connection starts afresh anyway
+        if venue is not None:
+            self._act(actions)
+            return True
         gap = self._gap(header, v1, updates)
         if gap is not None:
             where = {"symbol": header.symbol} if header.symbol is not None else {}
@@ -585,3 +621,77 @@ class Connection(threading.Thread):
             # An undecodable v2 frame: nothing later can show what it changed.
             self._resync("undecodable frame")
         return True
+
+    def _store(
+        self, recv_ns: int, payload: str | bytes, symbols: tuple[str, ...], h: Header
+    ) -> int:
+        return self.journal.append(
+            recv_ns,
+            self.conn_id,
+            self.protocol,
+            "ws",
+            payload,
+            symbols,
+            h.exch_ns,
+            h.venue_seq,
+            defer=True,
+        )
+
+    # --- a venue session's actions (tickrec.venues.base.Session)
+
+    def _act(self, actions: Iterable[Action]) -> None:
+        """Carry out what the session asked for."""
+        for action in actions:
+            match action:
+                case FetchBook(symbol):
+                    if self.fetcher is not None:
+                        self.fetcher.request(self, self.conn_id, symbol)
+                case GapAt(symbol, gap):
+                    self.journal.append(
+                        self.clock(),
+                        self.conn_id,
+                        self.protocol,
+                        "event",
+                        event_payload("gap", expected=gap.expected, got=gap.got, symbol=symbol),
+                        (symbol,),
+                    )
+                    self.stats.count((symbol,), "gaps")
+                    log.warning(
+                        "connection %d: %s update ids skip from %d to %d; taking a new snapshot",
+                        self.conn_id,
+                        symbol,
+                        gap.expected,
+                        gap.got,
+                    )
+                case Resync(why):
+                    self._resync(why)
+
+    def book_reply(self, conn_id: int, symbol: str, text: str, sent_ns: int) -> bool:
+        """Store a sync snapshot as a ``rest`` row of this connection and hand it to the
+        session (the fetcher's thread); False, and nothing stored, if *conn_id* has ended."""
+        with self._venue_lock:
+            venue = self._venue
+            if venue is None or conn_id != self.conn_id or not self.is_open:
+                return False
+            self.journal.append(
+                self.clock(), conn_id, self.rest_protocol, "rest", text, (symbol,), sent_ns=sent_ns
+            )
+            actions = venue.book(symbol, text)
+        self._act(actions)
+        return True
+
+    def refresh(self) -> bool:
+        """Take a fresh book of every symbol on the open connection; False if none is open."""
+        venue = self._venue
+        if venue is None or not self.is_open:
+            return False
+        with self._venue_lock:
+            actions = venue.refresh()
+        self._act(actions)
+        return True
+
+
+def _renew_after(lifetime: float) -> float:
+    """When a connection that the venue closes after *lifetime* seconds gets its successor:
+    a tenth of it, at most ten minutes, before."""
+    return lifetime - min(600.0, lifetime / 10)

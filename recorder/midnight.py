@@ -63,8 +63,9 @@ class _Handover:
 class DayBoundary:
     """Midnight snapshots of one run; *conns* is the run's list of live connections.
 
-    *depth_requests*, given for the current API, builds a connection's
-    ``depth`` requests from fresh request ids; without it connections are
+    *refresh*, given where an open connection can take a fresh book (the
+    current API's ``depth`` requests, a venue session's snapshots), does so
+    and says whether the connection was open; without it connections are
     handed over (v1, v2). Nothing is started for a midnight at or after
     *end_ns*, when the run will have stopped.
     """
@@ -73,13 +74,13 @@ class DayBoundary:
         self,
         conns: list[Connection],
         clock: Callable[[], int],
-        depth_requests: Callable[[Connection], tuple[str, ...]] | None = None,
+        refresh: Callable[[Connection], bool] | None = None,
         lead: float = 20.0,
         end_ns: int | None = None,
     ) -> None:
         self.conns = conns
         self.clock = clock
-        self.depth_requests = depth_requests
+        self.refresh = refresh
         self.lead_ns = int(lead * 1e9)
         self.end_ns = end_ns
         self.midnight = next_rotation_ns(clock(), 0)
@@ -101,10 +102,10 @@ class DayBoundary:
         self._repair()
         if self.end_ns is not None and self.end_ns <= self.midnight:
             return
-        if self.depth_requests is not None:
+        if self.refresh is not None:
             if now >= self.midnight:
                 for conn in self.conns:
-                    if not conn.send_now(self.depth_requests(conn)):
+                    if not self.refresh(conn):
                         log.info(
                             "connection %d is down at midnight; it resyncs on connect", conn.conn_id
                         )

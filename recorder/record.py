@@ -51,9 +51,13 @@ from recorder.offline import OfflineStretch, OfflineWatch
 from recorder.recovery import recover
 from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
 from recorder.status import STATUS_FILE, Stats
+from recorder.sync import BookFetcher
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
 from tickrec.errors import JournalError, ProtocolError, UsageError
+from tickrec.venues import venue as venue_named
+from tickrec.venues.base import Recording
+from tickrec.venues.gemini import rest as gemini_rest
 from tickrec.venues.gemini import v1 as gemini_v1
 from tickrec.venues.gemini import v2 as gemini_v2
 from tickrec.venues.gemini import ws as gemini_ws
@@ -74,7 +78,12 @@ log = logging.getLogger("tickrec.recorder")
 #: current WebSocket API, is the default: Gemini marks v1 and v2 archived and
 #: says new integrations should use it (docs/venues/gemini.md section 0).
 PROTOCOLS = {"ws": gemini_ws.PROTOCOL, "v1": gemini_v1.PROTOCOL, "v2": gemini_v2.PROTOCOL}
-#: Default websocket base URL of each ``--protocol``.
+#: Gemini's REST base URL.
+GEMINI_REST_URL = "https://api.gemini.com"
+#: Seconds between Gemini REST requests: it asks for at most 1 a second on public
+#: endpoints (docs/venues/gemini.md section 4, "Rate limits").
+GEMINI_REST_MIN_GAP = 1.0
+#: Default websocket base URL of each Gemini ``--protocol``.
 DEFAULT_URLS = {
     "ws": "wss://ws.gemini.com",
     "v1": "wss://api.gemini.com",
@@ -91,12 +100,16 @@ STATUS_FILE_EVERY = 1.0
 class RecordConfig:
     """Everything a recording run needs; times are seconds unless named otherwise.
 
-    ``snapshot_every`` 0 turns REST snapshots off; ``snapshot_depth`` 0 asks
-    for the whole book. ``until`` is a UTC wall-clock time: the run stops at
-    its next occurrence. ``url`` defaults to the protocol's endpoint
-    (:data:`DEFAULT_URLS`). ``clock`` gives the wall-clock time in ns
-    (``time.time_ns``; tests pass a shifted one). ``handover_lead`` is how
-    long before midnight v1 and v2 open the connections that take over
+    ``snapshot_every`` 0 turns REST check snapshots off; ``snapshot_depth`` 0
+    asks for the whole book (the deepest a venue gives), as ``sync_depth`` 0
+    does for the sync snapshots a venue's stream is lined up with (Binance).
+    ``until`` is a UTC wall-clock time: the run stops at its next occurrence.
+    ``url`` defaults to the protocol's endpoint (:data:`DEFAULT_URLS`; a venue's
+    :class:`~tickrec.venues.base.Recording`), as do ``protocol`` and
+    ``rest_url``. ``lifetime`` overrides how long the venue lets a connection
+    live (its successor opens before). ``clock`` gives the wall-clock time in ns
+    (``time.time_ns``; tests pass a shifted one). ``handover_lead`` is how long
+    before midnight v1 and v2 open the connections that take over
     (:mod:`recorder.midnight`). ``max_offline`` is how long a symbol may be
     without a connection before the run counts as failed (0: no limit;
     :mod:`recorder.offline`).
@@ -104,19 +117,20 @@ class RecordConfig:
 
     symbols: tuple[str, ...]
     venue: str = "gemini"
-    protocol: str = "ws"
+    protocol: str = ""
     data: str | None = None
     url: str = ""
-    rest_url: str = "https://api.gemini.com"
+    rest_url: str = ""
     snapshot_every: float = 60.0
     snapshot_depth: int = 0
+    sync_depth: int = 0
     rotate: float = 900.0
     fsync_interval: float = 0.1
     duration: float | None = None
     until: dt.time | None = None
     stale_after: float = 15.0
     connects_per_minute: float = 12.0
-    rest_min_gap: float = 1.0
+    rest_min_gap: float | None = None
     rest_timeout: float = 10.0
     status_every: float = 30.0
     backoff_base: float = 0.5
@@ -127,15 +141,34 @@ class RecordConfig:
     metrics: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
     handover_lead: float = 20.0
+    lifetime: float | None = None
     clock: Callable[[], int] = field(default=time.time_ns, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.venue != "gemini":
-            raise UsageError(f"venue {self.venue!r}: only 'gemini' is supported")
-        if self.protocol not in PROTOCOLS:
-            raise UsageError(f"protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
-        if not self.url:
-            object.__setattr__(self, "url", DEFAULT_URLS[self.protocol])
+        rec = venue_named(self.venue).recording
+        if rec is None and self.venue != "gemini":
+            raise UsageError(f"venue {self.venue!r}: recording it is not supported yet")
+        if rec is None:
+            protocol = self.protocol or "ws"
+            if protocol not in PROTOCOLS:
+                raise UsageError(f"protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+            url, rest_url = DEFAULT_URLS[protocol], GEMINI_REST_URL
+            min_gap = GEMINI_REST_MIN_GAP
+        else:
+            protocol = rec.protocol.partition(".")[2]
+            if self.protocol not in ("", protocol):
+                raise UsageError(f"protocol {self.protocol!r}: {self.venue} records {protocol}")
+            url, rest_url, min_gap = rec.url, rec.rest_url, rec.rest_min_gap
+            for name in ("snapshot_depth", "sync_depth"):
+                try:
+                    rec.book_weight(getattr(self, name))
+                except ValueError as exc:
+                    raise UsageError(f"{name.replace('_', '-')}: {exc}") from None
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "url", self.url or url)
+        object.__setattr__(self, "rest_url", self.rest_url or rest_url)
+        if self.rest_min_gap is None:
+            object.__setattr__(self, "rest_min_gap", min_gap)
         _check_url("--url", self.url, ("ws", "wss"))
         _check_url("--rest-url", self.rest_url, ("http", "https"))
         symbols = tuple(dict.fromkeys(s.strip().upper() for s in self.symbols if s.strip()))
@@ -157,14 +190,27 @@ class RecordConfig:
         ):
             if getattr(self, name) < 0:
                 raise UsageError(f"{name.replace('_', '-')}: must not be negative")
-        if self.snapshot_depth < 0:
-            raise UsageError("snapshot-depth: must not be negative (0 = whole book)")
+        if self.snapshot_depth < 0 or self.sync_depth < 0:
+            raise UsageError("snapshot-depth, sync-depth: must not be negative (0 = whole book)")
+        if self.lifetime is not None and self.lifetime <= 0:
+            raise UsageError("lifetime: must be positive")
         if self.metrics is not None:
             parse_address(self.metrics)
         if self.duration is not None and self.duration <= 0:
             raise UsageError("duration: must be positive")
         if self.run_id is not None:
             check_name("run id", self.run_id)
+
+    @property
+    def recording(self) -> Recording | None:
+        """The venue's recording plan, if it records through a session (Binance)."""
+        return venue_named(self.venue).recording
+
+    @property
+    def wire_protocol(self) -> str:
+        """The ``protocol`` column of the websocket rows."""
+        rec = self.recording
+        return rec.protocol if rec is not None else PROTOCOLS[self.protocol]
 
     @property
     def rest_timeouts(self) -> tuple[float, float]:
@@ -261,6 +307,7 @@ def _connections(
     journal: Journal,
     stats: Stats,
     stop: threading.Event,
+    fetcher: BookFetcher | None,
 ) -> list[Connection]:
     limiter = ConnectLimiter(config.connects_per_minute)
     counter = itertools.count(1)
@@ -275,8 +322,24 @@ def _connections(
         backoff_base=config.backoff_base,
         backoff_cap=config.backoff_cap,
     )
-    protocol = PROTOCOLS[config.protocol]
+    protocol = config.wire_protocol
     common = (journal, stats, limiter, next_conn_id, stop, settings)
+    rec = config.recording
+    if rec is not None:
+        # One connection for every symbol, its books synced by REST (tickrec.venues.base).
+        return [
+            Connection(
+                rec.stream_url(config.url, config.symbols),
+                protocol,
+                config.symbols,
+                *common,
+                clock=config.clock,
+                session=rec.session,
+                fetcher=fetcher,
+                rest_protocol=rec.rest_protocol,
+                lifetime=rec.lifetime if config.lifetime is None else config.lifetime,
+            )
+        ]
     if config.protocol == "v1":
         # v1 serves one symbol per connection (docs/venues/gemini.md section 1).
         return [
@@ -334,23 +397,39 @@ def _ws_depth_requests(symbols: tuple[str, ...], ids: Iterable[int]) -> tuple[st
     )
 
 
-def _midnight_depths(conn: Connection) -> tuple[str, ...]:
-    """The ``depth`` requests a current-API connection sends right after midnight."""
-    return _ws_depth_requests(conn.symbols, (conn.new_request_id() for _ in conn.symbols))
+def _midnight_refresh(config: RecordConfig) -> Callable[[Connection], bool] | None:
+    """How an open connection takes a fresh book right after midnight; None: a handover.
+
+    A venue session asks for its snapshots (:meth:`Connection.refresh`); a
+    current-API connection sends ``depth`` requests; v1 and v2 get a new connection.
+    """
+    if config.recording is not None:
+        return Connection.refresh
+    if config.protocol == "ws":
+        return lambda conn: conn.send_now(
+            _ws_depth_requests(conn.symbols, (conn.new_request_id() for _ in conn.symbols))
+        )
+    return None
 
 
 def _check_listed(config: RecordConfig, pacer: RequestPacer, stop: threading.Event) -> None:
-    """Refuse symbols the exchange's ``/v1/symbols`` does not list.
+    """Refuse symbols the exchange's symbol list does not name.
 
-    See docs/venues/gemini.md section 4.
-
-    Without this, an unknown symbol is a websocket the exchange closes on
-    every connect (v1, v2) or a refused subscription (the current API), found
-    only in the data. Symbols are compared case-insensitively (docs/venues/gemini.md
-    section 3.6; the list itself is lower case). When the list cannot be had,
-    the run goes on unchecked: REST never stands in the way of a capture.
+    Gemini's ``/v1/symbols`` (docs/venues/gemini.md section 4), or the venue's
+    own (Binance: ``/api/v3/exchangeInfo``). Without this, an unknown symbol is
+    a websocket the exchange closes on every connect (v1, v2) or a refused
+    subscription (the current API), found only in the data. Symbols are compared
+    case-insensitively (docs/venues/gemini.md section 3.6; the list itself is
+    lower case). When the list cannot be had, the run goes on unchecked: REST
+    never stands in the way of a capture.
     """
-    listed = listed_symbols(config.rest_url, pacer, stop, config.rest_timeouts)
+    rec = config.recording
+    parse: Callable[[bytes], Iterable[str] | None]
+    if rec is None:
+        url, parse = gemini_rest.symbols_url(config.rest_url), gemini_rest.parse_symbols
+    else:
+        url, parse = rec.symbols_url(config.rest_url), rec.parse_symbols
+    listed = listed_symbols(url, parse, pacer, stop, config.rest_timeouts)
     if listed is None:
         return
     known = sorted({s.upper() for s in listed})
@@ -373,7 +452,9 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     refused a subscription (what was recorded is kept).
     """
     stop = stop or threading.Event()
-    pacer = RequestPacer(config.rest_min_gap)
+    rec = config.recording
+    assert config.rest_min_gap is not None  # set by RecordConfig
+    pacer = RequestPacer(config.rest_min_gap, rec.weight_per_minute if rec is not None else None)
     _check_listed(config, pacer, stop)
     root = resolve_root(config.data)
     recovered = recover(root)
@@ -383,7 +464,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     start_ns = clock()
     run_id = config.run_id or new_run_id(start_ns)
     result = RecordResult(run_id, recovered_runs=len(recovered))
-    protocol = PROTOCOLS[config.protocol]
+    protocol = config.wire_protocol
 
     def done(converted: ConvertResult) -> None:
         result.rows += converted.rows
@@ -418,10 +499,29 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         "recording %s %s (%s) as run %s", config.venue, ",".join(config.symbols), protocol, run_id
     )
     stats = Stats(config.symbols)
-    conns = _connections(config, journal, stats, stop)
+    fetcher = (
+        None
+        if rec is None
+        else BookFetcher(
+            config.rest_url,
+            rec.book_url,
+            rec.rest_protocol,
+            rec.book_weight(config.sync_depth),
+            journal,
+            stats,
+            pacer,
+            stop,
+            depth=config.sync_depth,
+            timeout=config.rest_timeouts,
+            clock=clock,
+        )
+    )
+    conns = _connections(config, journal, stats, stop, fetcher)
     poller = (
         SnapshotPoller(
             config.rest_url,
+            gemini_rest.book_url if rec is None else rec.book_url,
+            gemini_rest.PROTOCOL if rec is None else rec.rest_protocol,
             config.symbols,
             journal,
             stats,
@@ -431,6 +531,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             pacer=pacer,
             timeout=config.rest_timeouts,
             clock=clock,
+            weight=1 if rec is None else rec.book_weight(config.snapshot_depth),
         )
         if config.snapshot_every > 0
         else None
@@ -440,7 +541,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     day_boundary = DayBoundary(
         conns,
         clock,
-        _midnight_depths if config.protocol == "ws" else None,
+        _midnight_refresh(config),
         lead=config.handover_lead,
         end_ns=end_ns,
     )
@@ -466,6 +567,8 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         with _signals_set(stop, why):
             for c in conns:
                 c.start()
+            if fetcher is not None:
+                fetcher.start()
             if poller is not None:
                 poller.start()
             next_status = time.monotonic() + config.status_every
@@ -494,7 +597,9 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
                         log.info("%s", line)
             stop.set()
             result.stopped_by = why[0] if why else "stop requested"
-            _shut_down(conns, day_boundary.retired(), poller, journal, result.stopped_by, clock)
+            _shut_down(
+                conns, day_boundary.retired(), poller, fetcher, journal, result.stopped_by, clock
+            )
     finally:
         # Even after an unexpected error: close the last segment, convert what
         # can be, and drop the lock, so the journal is not held until exit.
@@ -539,6 +644,7 @@ def _shut_down(
     conns: list[Connection],
     retired: list[Connection],
     poller: SnapshotPoller | None,
+    fetcher: BookFetcher | None,
     journal: Journal,
     why: str,
     clock: Callable[[], int],
@@ -559,5 +665,6 @@ def _shut_down(
         if c.is_alive():
             c.abort()
             c.join(c.settings.close_timeout)
-    if poller is not None:
-        poller.join(15.0)
+    for rest in (poller, fetcher):
+        if rest is not None:
+            rest.join(15.0)

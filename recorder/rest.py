@@ -1,27 +1,29 @@
 """REST requests of a run: the symbol list at start, then book snapshots.
 
-The endpoints are in docs/venues/gemini.md section 4.
-
-:func:`listed_symbols` asks ``GET /v1/symbols`` once, before capture starts,
-so a symbol the exchange does not serve is refused up front instead of
-being retried forever by a websocket the exchange keeps closing. It never
+:func:`listed_symbols` asks the venue's symbol list once, before capture
+starts, so a symbol the exchange does not serve is refused up front instead
+of being retried forever by a websocket the exchange keeps closing. It never
 stands in the way of a capture: any failure is a warning and the answer
 "unknown".
 
-One thread takes ``GET /v1/book/{symbol}`` for every symbol each
-``snapshot_every`` seconds, through one requests Session with timeouts, and
-a round right after every UTC midnight, so each date's partition holds a
-snapshot of its own (docs/architecture.md section 2.5): a round that a
-midnight interrupts starts over for the new date. Each reply body is a
-``rest`` row stamped with the time the request was sent (``sent_ts``) and
-the time the reply was complete (``recv_ts``): the book it shows was taken
-somewhere in between, which is how the replayer compares it.
+One thread (:class:`SnapshotPoller`) takes a *check* snapshot of every
+symbol each ``snapshot_every`` seconds, through one requests Session with
+timeouts, and a round right after every UTC midnight, so each date's
+partition holds a snapshot of its own (docs/architecture.md section 2.5): a
+round that a midnight interrupts starts over for the new date. Each reply
+body is a ``rest`` row stamped with the time the request was sent
+(``sent_ts``) and the time the reply was complete (``recv_ts``): the book it
+shows was taken somewhere in between, which is how the replayer compares it.
+*Sync* snapshots, which a connection's book is built from, are
+:mod:`recorder.sync`'s.
 
 All of a run's requests go through one :class:`RequestPacer`: at least
 ``min_gap`` apart (Gemini asks for no more than 1 request/s on public
-endpoints, docs/venues/gemini.md section 4, "Rate limits"), longer after a 429 as its
-``Retry-After`` says. A failure of any kind (timeout,
-refused, 4xx, 5xx) is a ``rest_error`` event row, and streaming goes on.
+endpoints, docs/venues/gemini.md section 4, "Rate limits"), within the
+venue's request weight a minute where it counts one (Binance: 6,000), and
+longer after a 429 or 418 as its ``Retry-After`` says. A failure of any
+kind (timeout, refused, 4xx, 5xx) is a ``rest_error`` event row, and
+streaming goes on.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import requests
 
@@ -38,15 +40,8 @@ from recorder.rotation import NS_PER_DAY
 from recorder.status import Stats
 from tickrec.contract import RUN_CONN_ID, event_payload
 from tickrec.errors import JournalError
-from tickrec.venues.gemini.rest import (
-    PROTOCOL,
-    book_url,
-    parse_symbols,
-    retry_after_seconds,
-    symbols_url,
-)
 
-__all__ = ["RequestPacer", "SnapshotPoller", "listed_symbols"]
+__all__ = ["RequestPacer", "SnapshotPoller", "listed_symbols", "retry_after_seconds", "wait_asked"]
 
 log = logging.getLogger("tickrec.recorder")
 
@@ -55,36 +50,83 @@ _MAX_ERROR_BODY = 2000
 
 
 class RequestPacer:
-    """When the run's next REST request may go: *min_gap* after the last, or later if asked.
+    """When the run's next REST request may go, shared by the run's REST threads.
 
-    Used by one thread at a time (the run's start, then the poller).
+    At least *min_gap* after the last request ended, later if the server
+    asked (:meth:`done`), and, with *weight_per_minute*, only while a token
+    bucket holds the request's weight: it holds a sixth of the minute's
+    weight, full at start, and refills with the other five sixths over the
+    minute, so no minute (a venue counts by the clock's minutes) spends more.
     """
 
-    def __init__(self, min_gap: float) -> None:
+    def __init__(self, min_gap: float, weight_per_minute: float | None = None) -> None:
         self.min_gap = min_gap
         self._next = time.monotonic()
+        self._capacity = None if weight_per_minute is None else weight_per_minute / 6
+        self._rate = 0.0 if weight_per_minute is None else weight_per_minute * 5 / 6 / 60
+        self._tokens = self._capacity or 0.0
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
 
-    def wait(self, stop: threading.Event) -> bool:
-        """Wait for the next request's turn; False if *stop* is set first."""
-        return not stop.wait(max(0.0, self._next - time.monotonic()))
+    def wait(self, stop: threading.Event, weight: int = 1) -> bool:
+        """Wait for the next request's turn and take its *weight*; False if *stop* is set first."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                ready = self._next
+                if self._capacity is not None:
+                    gained = (now - self._stamp) * self._rate
+                    self._tokens = min(self._capacity, self._tokens + gained)
+                    self._stamp = now
+                    need = min(weight, self._capacity)
+                    if self._tokens < need:
+                        ready = max(ready, now + (need - self._tokens) / self._rate)
+                if ready <= now:
+                    if self._capacity is not None:
+                        self._tokens -= min(weight, self._capacity)
+                    self._next = now + self.min_gap  # until :meth:`done` says when it ended
+                    return True
+            if stop.wait(ready - now):
+                return False
 
     def done(self, pause: float = 0.0) -> None:
         """A request just ended; *pause* is how long the server asked us to wait (a 429)."""
-        self._next = time.monotonic() + max(self.min_gap, pause)
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + max(self.min_gap, pause))
 
 
-def _wait_asked(reply: requests.Response) -> float:
-    """Seconds a 429 reply asks us to wait (its ``Retry-After``); 0 for any other reply."""
-    if reply.status_code != 429:
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds), else *default*.
+
+    An HTTP date or garbage falls back to *default*.
+    """
+    if value is None:
+        return default
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return default
+    return seconds if seconds >= 0 else default
+
+
+def wait_asked(reply: requests.Response) -> float:
+    """Seconds a 429 or 418 reply asks us to wait (its ``Retry-After``); 0 for any other."""
+    if reply.status_code not in (418, 429):
         return 0.0
     return retry_after_seconds(reply.headers.get("Retry-After"), _DEFAULT_RETRY_AFTER)
 
 
 def listed_symbols(
-    base_url: str, pacer: RequestPacer, stop: threading.Event, timeout: tuple[float, float]
+    url: str,
+    parse: Callable[[bytes], Iterable[str] | None],
+    pacer: RequestPacer,
+    stop: threading.Event,
+    timeout: tuple[float, float],
 ) -> list[str] | None:
-    """The symbols ``GET /v1/symbols`` lists; None (and a warning) if it did not say."""
-    url = symbols_url(base_url)
+    """The symbols the list at *url* names; None (and a warning) if it did not say.
+
+    *parse* reads a reply body; None or ``ValueError`` means it is not a list.
+    """
     if not pacer.wait(stop):
         return None
     try:
@@ -95,8 +137,14 @@ def listed_symbols(
         pacer.done()
         log.warning("cannot check the symbols (GET %s: %s); recording anyway", url, exc)
         return None
-    pacer.done(_wait_asked(reply))
-    listed = parse_symbols(body) if reply.status_code == 200 else None
+    pacer.done(wait_asked(reply))
+    listed = None
+    if reply.status_code == 200:
+        try:
+            got = parse(body)
+        except ValueError:
+            got = None
+        listed = None if got is None else list(got)
     if listed is None:
         log.warning(
             "cannot check the symbols (GET %s: status %d, %r); recording anyway",
@@ -113,6 +161,8 @@ class SnapshotPoller(threading.Thread):
     def __init__(
         self,
         base_url: str,
+        book_url: Callable[[str, str, int], str],
+        protocol: str,
         symbols: tuple[str, ...],
         journal: Journal,
         stats: Stats,
@@ -122,8 +172,10 @@ class SnapshotPoller(threading.Thread):
         pacer: RequestPacer | None = None,
         timeout: tuple[float, float] = (5.0, 10.0),
         clock: Callable[[], int] = time.time_ns,
+        weight: int = 1,
     ) -> None:
         super().__init__(name="rest-snapshots", daemon=True)
+        self.book_url, self.protocol, self.weight = book_url, protocol, weight
         self.clock = clock
         self.base_url, self.symbols = base_url, symbols
         self.journal, self.stats, self._halt = journal, stats, stop
@@ -142,7 +194,7 @@ class SnapshotPoller(threading.Thread):
         while not self._halt.is_set():
             day = self.clock() // NS_PER_DAY
             for symbol in self.symbols:
-                if not self.pacer.wait(self._halt):
+                if not self.pacer.wait(self._halt, self.weight):
                     return
                 if self.clock() // NS_PER_DAY != day:
                     break  # a new date began: start the round again, for it
@@ -170,7 +222,7 @@ class SnapshotPoller(threading.Thread):
         self.journal.append(
             self.clock(),
             RUN_CONN_ID,
-            PROTOCOL,
+            self.protocol,
             "event",
             event_payload("rest_error", symbol=symbol, sent_ns=sent_ns, **detail),
             (symbol,),
@@ -179,7 +231,7 @@ class SnapshotPoller(threading.Thread):
 
     def _fetch(self, session: requests.Session, symbol: str) -> float:
         """Take one snapshot; return how long the server asked us to wait (0 if it did not)."""
-        url = book_url(self.base_url, symbol, self.depth)
+        url = self.book_url(self.base_url, symbol, self.depth)
         sent_ns = self.clock()
         try:
             reply = session.get(url, timeout=self.timeout)
@@ -191,17 +243,17 @@ class SnapshotPoller(threading.Thread):
         text = body.decode("utf-8", "backslashreplace")
         if reply.status_code == 200:
             self.journal.append(
-                recv_ns, RUN_CONN_ID, PROTOCOL, "rest", text, (symbol,), sent_ns=sent_ns
+                recv_ns, RUN_CONN_ID, self.protocol, "rest", text, (symbol,), sent_ns=sent_ns
             )
             self.stats.snapshot(symbol, recv_ns - sent_ns)
             return 0.0
-        wait = _wait_asked(reply)
+        wait = wait_asked(reply)
         self._error(
             symbol,
             sent_ns,
             url=url,
             status=reply.status_code,
-            retry_after_s=wait if reply.status_code == 429 else None,
+            retry_after_s=wait if reply.status_code in (418, 429) else None,
             body=text[:_MAX_ERROR_BODY],
         )
         return wait

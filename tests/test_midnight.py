@@ -429,7 +429,7 @@ class _Requests:
 def test_depth_requests_go_once_right_after_each_midnight_and_not_after_the_end() -> None:
     now = [MIDNIGHT - 5 * S]
     conn = _Requests()
-    boundary = DayBoundary([conn], lambda: now[0], lambda c: ("depth",))
+    boundary = DayBoundary([conn], lambda: now[0], lambda c: c.send_now(("depth",)))
     assert boundary.wait_s(0.1) == 0.1
     now[0] = MIDNIGHT - 50_000_000
     assert boundary.wait_s(0.1) == pytest.approx(0.051)  # wakes 1 ms after midnight
@@ -445,7 +445,7 @@ def test_depth_requests_go_once_right_after_each_midnight_and_not_after_the_end(
     assert conn.sent == [("depth",)] * 2
     # A run that ends at midnight sends nothing then.
     end = MIDNIGHT + 2 * NS_PER_DAY
-    ending = DayBoundary([conn], lambda: now[0], lambda c: ("x",), end_ns=end)
+    ending = DayBoundary([conn], lambda: now[0], lambda c: c.send_now(("x",)), end_ns=end)
     now[0] = end + 1
     ending.tick()
     assert conn.sent == [("depth",)] * 2

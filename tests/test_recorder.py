@@ -284,9 +284,9 @@ def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
     survived: the connection is replaced and REST polling goes on, instead of the thread dying
     while the run keeps going and records nothing."""
     import recorder.feed
-    import recorder.rest
+    import tickrec.venues.gemini.rest as gemini_rest
 
-    real_header, real_url = recorder.feed.header_of, recorder.rest.book_url
+    real_header, real_url = recorder.feed.header_of, gemini_rest.book_url
     calls = itertools.count()
 
     def header_once_broken(protocol: str, text: str) -> Any:
@@ -302,7 +302,7 @@ def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
         return real_url(base, symbol, depth)
 
     monkeypatch.setattr(recorder.feed, "header_of", header_once_broken)
-    monkeypatch.setattr(recorder.rest, "book_url", url_once_broken)
+    monkeypatch.setattr(gemini_rest, "book_url", url_once_broken)
     sim = sim_factory(symbols=SYMS[:1])
     record_sim(sim, tmp_path, symbols=SYMS[:1], protocol="v1", duration=2.0, snapshot_every=0.3)
     rows = _rows(tmp_path, SYMS[0])

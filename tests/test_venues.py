@@ -10,10 +10,11 @@ import realdata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recorder.rest import retry_after_seconds
 from tickrec.errors import UsageError
 from tickrec.venues import GEMINI_V1, GEMINI_V2, SequenceTracker, header_of, subscribe_message
 from tickrec.venues.base import Gap
-from tickrec.venues.gemini.rest import book_url, retry_after_seconds
+from tickrec.venues.gemini.rest import book_url
 from tickrec.venues.gemini.v1 import stream_url
 
 

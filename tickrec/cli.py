@@ -296,14 +296,18 @@ def _duration_or_none(text: str | None, option: str) -> float | None:
 @app.command("record")
 def record_cmd(
     symbols: Annotated[
-        str | None, typer.Option(help="Symbols, comma-separated (e.g. BTCUSD,ETHUSD).")
+        str | None,
+        typer.Option(help="Symbols, comma-separated (e.g. BTCUSD,ETHUSD; Binance BTCUSDT)."),
     ] = None,
-    venue: Annotated[str | None, typer.Option(help="Venue (gemini).")] = None,
+    venue: Annotated[
+        str | None, typer.Option(help="Venue: gemini (default) or binance (spot).")
+    ] = None,
     protocol: Annotated[
         str | None,
         typer.Option(
-            help="ws: the current API, one connection for all (default); "
-            "v1: a connection per symbol; v2: one connection for all (v1, v2 archived)."
+            help="Gemini: ws, the current API, one connection for all (default); "
+            "v1: a connection per symbol; v2: one connection for all (v1, v2 archived). "
+            "Binance: spot."
         ),
     ] = None,
     snapshot_every: Annotated[
@@ -311,6 +315,13 @@ def record_cmd(
     ] = None,
     snapshot_depth: Annotated[
         int | None, typer.Option(help="Levels per side in REST snapshots; 0 = whole book.")
+    ] = None,
+    sync_depth: Annotated[
+        int | None,
+        typer.Option(
+            help="Binance: levels per side in the snapshots each book is built from "
+            "(default 0 = 5000, the most)."
+        ),
     ] = None,
     rotate: Annotated[
         str | None,
@@ -320,11 +331,13 @@ def record_cmd(
     url: Annotated[
         str | None,
         typer.Option(
-            help="Websocket base URL (default wss://ws.gemini.com; v1/v2 wss://api.gemini.com)."
+            help="Websocket base URL (default wss://ws.gemini.com; v1/v2 wss://api.gemini.com; "
+            "Binance wss://stream.binance.com:9443)."
         ),
     ] = None,
     rest_url: Annotated[
-        str | None, typer.Option(help="REST base URL (default https://api.gemini.com).")
+        str | None,
+        typer.Option(help="REST base URL (default https://api.gemini.com; https://api.binance.com)."),
     ] = None,
     fsync_interval: Annotated[
         str | None, typer.Option(help="Fsync the journal at least this often (default 100ms).")
@@ -363,6 +376,7 @@ def record_cmd(
         "protocol": protocol,
         "snapshot_every": _duration_or_none(snapshot_every, "--snapshot-every"),
         "snapshot_depth": snapshot_depth,
+        "sync_depth": sync_depth,
         "rotate": _duration_or_none(rotate, "--rotate"),
         "data": data,
         "url": url,

@@ -18,9 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["Classify", "Gap", "Header", "Levels", "Venue", "Wire"]
+__all__ = [
+    "Action",
+    "Classify",
+    "FetchBook",
+    "Gap",
+    "GapAt",
+    "Header",
+    "Levels",
+    "Recording",
+    "Resync",
+    "Session",
+    "Venue",
+    "Wire",
+]
 
 
 class Header(NamedTuple):
@@ -99,6 +112,90 @@ class Wire:
         return None if spec is None else spec.partition(":")[0]
 
 
+
+class FetchBook(NamedTuple):
+    """Take a REST book snapshot of *symbol* for this connection (a sync snapshot)."""
+
+    symbol: str
+
+
+class GapAt(NamedTuple):
+    """The book of *symbol* broke at *gap*: record a ``gap`` event."""
+
+    symbol: str
+    gap: Gap
+
+
+class Resync(NamedTuple):
+    """The connection must be replaced: open a successor, then retire this one."""
+
+    why: str
+
+
+#: What a :class:`Session` asks its connection to do; the connection decides nothing.
+Action = FetchBook | GapAt | Resync
+
+
+class Session(Protocol):
+    """A venue's view of one websocket connection of a recording, from connect to close.
+
+    Pure: it reads headers and REST bodies and answers with :data:`Action` values,
+    which the recorder's connection carries out.
+    """
+
+    def opening(self) -> Sequence[Action]:
+        """What to do right after connecting."""
+        ...
+
+    def message(self, header: Header) -> Sequence[Action]:
+        """What a received message (its header) asks for."""
+        ...
+
+    def book(self, symbol: str, body: str) -> Sequence[Action]:
+        """A sync snapshot of *symbol* arrived (stored already); what now."""
+        ...
+
+    def refresh(self) -> Sequence[Action]:
+        """Take a fresh book of every symbol (right after midnight)."""
+        ...
+
+    @property
+    def booked(self) -> frozenset[str]:
+        """The symbols whose book is whole now."""
+        ...
+
+
+@dataclass(frozen=True)
+class Recording:
+    """How a venue is recorded: one connection for all symbols, synced by REST snapshots."""
+
+    protocol: str
+    """The websocket protocol recorded (``--protocol`` takes its short name)."""
+    url: str
+    """The websocket base URL."""
+    rest_url: str
+    """The REST base URL."""
+    stream_url: Callable[[str, Sequence[str]], str]
+    """The URL of the stream of some symbols, from the base URL."""
+    session: Callable[[tuple[str, ...]], Session]
+    """A new :class:`Session` for a connection of these symbols."""
+    rest_protocol: str
+    """The ``protocol`` of its stored REST rows."""
+    book_url: Callable[[str, str, int], str]
+    """``(base, symbol, depth)``: the URL of a book snapshot; *depth* 0 is the deepest."""
+    book_weight: Callable[[int], int]
+    """The request weight of a snapshot of *depth* levels (0: the deepest)."""
+    symbols_url: Callable[[str], str]
+    """The URL of the list of symbols, from the REST base URL."""
+    parse_symbols: Callable[[bytes], Iterable[str]]
+    """The symbols a list reply names (raises ``ValueError`` if it is not one)."""
+    weight_per_minute: int
+    """The REST request weight the venue allows a client per minute."""
+    rest_min_gap: float
+    """Seconds between two REST requests, at least (the weight paces them too)."""
+    lifetime: float
+    """Seconds a websocket connection may live before the venue closes it (0: no limit)."""
+
 @dataclass(frozen=True)
 class Venue:
     """A venue's facts, as the engines ask for them."""
@@ -114,6 +211,9 @@ class Venue:
     kernels: Mapping[str, int] = field(default_factory=dict)
     """The compiled (numba) kernels that Python calls, as ``module.function``, with
     about how many seconds each takes to compile on one core."""
+
+    recording: Recording | None = None
+    """How ``tickrec record`` records it through a :class:`Session`."""
 
     @property
     def streams(self) -> tuple[Wire, ...]:

@@ -11,6 +11,7 @@ file:
   request weights and the parsers of their replies;
 - :mod:`.spot_book`: the replay stream, the book rebuilt from sync snapshots
   and diffs by the same rule;
+- :mod:`.session`: a recording connection's sync snapshots, by the same rule;
 - :mod:`.sim`: the simulator's routes (:mod:`.sim_spot`, :mod:`.sim_rest`),
   written apart from the decoders, so the simulator checks them.
 
@@ -24,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import parse_qs
 
-from tickrec.venues.base import Venue, Wire
+from tickrec.venues.base import Recording, Venue, Wire
 from tickrec.venues.binance import rest, spot
 from tickrec.venues.binance.rules import APPLY, STALE, WAIT, UpdateIdSync
+from tickrec.venues.binance.session import SpotSession
 
 __all__ = ["APPLY", "STALE", "VENUE", "WAIT", "UpdateIdSync"]
 
@@ -65,4 +67,19 @@ VENUE = Venue(
     hosts=frozenset({"stream.binance.com", "data-stream.binance.vision", "api.binance.com"}),
     classify=classify,
     sim=f"{__name__}.sim",
+    recording=Recording(
+        protocol=spot.PROTOCOL,
+        url="wss://stream.binance.com:9443",
+        rest_url="https://api.binance.com",
+        stream_url=spot.stream_url,
+        session=SpotSession,
+        rest_protocol=rest.PROTOCOL,
+        book_url=lambda base, symbol, depth: rest.depth_url(base, symbol, depth or rest.MAX_DEPTH),
+        book_weight=lambda depth: rest.depth_weight(depth or rest.MAX_DEPTH),
+        symbols_url=rest.exchange_info_url,
+        parse_symbols=lambda body: rest.parse_symbols(body).keys(),
+        weight_per_minute=rest.WEIGHT_PER_MINUTE,
+        rest_min_gap=0.1,
+        lifetime=24 * 3600.0,  # Binance closes a connection after 24 hours
+    ),
 )

@@ -19,7 +19,6 @@ __all__ = [
     "book_url",
     "levels",
     "parse_symbols",
-    "retry_after_seconds",
     "symbols_url",
 ]
 
@@ -45,21 +44,6 @@ def parse_symbols(body: bytes | str) -> list[str] | None:
 def book_url(base: str, symbol: str, depth: int) -> str:
     """``GET /v1/book/{symbol}`` with *depth* levels a side; 0 asks for the whole book."""
     return f"{base.rstrip('/')}/v1/book/{symbol}?limit_bids={depth}&limit_asks={depth}"
-
-
-def retry_after_seconds(value: str | None, default: float) -> float:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds), else *default*.
-
-    Gemini's 429 example sends ``Retry-After: 3`` (docs/venues/gemini.md section 4); an
-    HTTP date or garbage falls back to *default*.
-    """
-    if value is None:
-        return default
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return default
-    return seconds if seconds >= 0 else default
 
 
 def levels(msg: Any) -> Iterator[tuple[object, object]]:
