@@ -32,7 +32,9 @@ connection. Instead (:func:`decode_overlapping`):
    in-sync one is a ``follow`` marker, to one not yet in sync a ``reset``.
 
 The valid time is then the union of the in-sync time of all connections.
-REST replies (``rest`` rows) are read once, apart from the connections.
+REST check replies (``rest`` rows) are read once, apart from the connections;
+a sync snapshot (a ``rest`` row of a connection whose venue builds books
+from them, docs/architecture.md section 2.6) is a row of its connection.
 This path needs the partition as one table; partitions whose connections
 never overlap are decoded in one streaming pass by :mod:`replay.decode`.
 """
@@ -50,7 +52,7 @@ import pyarrow as pa
 from replay.book import BookEngine
 from replay.decode import PartitionDecoder, connection_rows
 from replay.events import BookOps, Checkpoint, Decoded, Marker, RestBook, SeqBreak, Trades
-from replay.streams import CONFLATED
+from replay.streams import CONFLATED, SYNCS
 from tickrec.errors import DatasetError
 from tickrec.events import ASK, BID, CARRIED, NO_TS, OP_CLEAR, OP_SET, OP_VALID
 
@@ -363,7 +365,9 @@ def decode_overlapping(
     runs = table.column("run_id").cast(pa.string()).to_numpy(zero_copy_only=False)
     conn_ids = table.column("conn_id").to_numpy(zero_copy_only=False).astype(np.int64)
     source = table.column("source").cast(pa.string()).to_numpy(zero_copy_only=False)
-    is_rest = source == "rest"
+    protocol = table.column("protocol").cast(pa.string()).to_numpy(zero_copy_only=False)
+    # Check snapshots; a connection's sync snapshots go to its stream (replay.decode).
+    is_rest = (source == "rest") & ((conn_ids == 0) | ~np.isin(protocol, list(SYNCS)))
     run_level = (conn_ids == 0) & (source == "event")
 
     # Connections numbered in order of their first row, as the one-pass decoder does.

@@ -90,11 +90,17 @@ def assert_valid_books_are_true(
     valid = kernel_tops(snaps[snaps["valid"]], day.price_scale, day.size_scale)
     assert valid, f"{symbol}: never valid"
     truth = true_tops(root / "truth", symbol)
-    ids = held_ids([*before, *read_rows(root, date, symbol)])
+    rows = [*before, *read_rows(root, date, symbol)]
+    # The book of whichever connection the replay follows (two overlap at a handover).
+    ids = [held_ids([r for r in rows if r["conn_id"] in (c, 0)]) for c in _conns(rows)]
     for ns, top in valid:
-        held = max(uid for t, uid in ids if t <= ns)
-        assert top == truth[held], (symbol, ns, held)
+        helds = {max((uid for t, uid in conn if t <= ns), default=None) for conn in ids}
+        assert any(top == truth.get(h) for h in helds), (symbol, ns, helds)
     return day
+
+
+def _conns(rows: Rows) -> list[int]:
+    return sorted({r["conn_id"] for r in rows if r["source"] == "ws"})
 
 
 def dropped_diffs(root: Path, symbol: str) -> list[int]:
@@ -193,6 +199,40 @@ def test_a_connection_near_its_lifetime_is_replaced_make_before_break(
         last = rows[-1]["recv"]
         inside = [g for g in day.gap_list() if first_valid <= g.start and g.end < last - S // 2]
         assert inside == [], "no stretch without a valid book at a handover"
+
+
+def test_server_shutdown_opens_a_successor_before_the_close(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """``serverShutdown`` 1.5 s before the server closes connection 1: a successor has
+    every book by then, and the old connection is retired, not lost."""
+    sim = sim_factory(
+        symbols=SYMBOLS,
+        rate=200.0,
+        close_every=1.5,
+        shutdown_notice=1.5,
+        close_conns=(1,),
+        truth_dir=tmp_path / "truth",
+    )
+    record_binance(sim, tmp_path, duration=5.0)
+    sim.stop()
+    # The recorder left before the server closed it: the close never came.
+    faults = read_jsonl(tmp_path / "truth" / "faults.jsonl")
+    assert [f["fault"] for f in faults] == ["shutdown_notice"]
+    date = contract.list_partitions(tmp_path / "data", venue="binance")[0].date
+    for symbol in SYMBOLS:
+        rows = read_rows(tmp_path, date, symbol)
+        [end1] = [
+            r["obj"]
+            for r in rows
+            if r["source"] == "event" and r["obj"]["event"] == "disconnect" and r["conn_id"] == 1
+        ]
+        assert end1["why"] == RESYNC and end1["handover_to"] == 2
+        day = assert_valid_books_are_true(tmp_path, date, symbol)
+        first_valid = min(g.end for g in day.gap_list() if g.kind == "unsynced")
+        last = rows[-1]["recv"]
+        inside = [g for g in day.gap_list() if first_valid <= g.start and g.end < last - S // 2]
+        assert inside == [], "no stretch without a valid book at the handover"
 
 
 def test_each_date_has_sync_snapshots_of_its_own(sim_factory: Any, tmp_path: Path) -> None:

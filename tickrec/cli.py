@@ -185,6 +185,13 @@ def sim_cmd(
     abrupt: Annotated[
         bool, typer.Option(help="With --close-every: abort TCP, no close frame.")
     ] = False,
+    shutdown_notice: Annotated[
+        str | None,
+        typer.Option(
+            help="With --close-every: send the venue's maintenance notice (Binance "
+            "serverShutdown) this long before each close."
+        ),
+    ] = None,
     stall: Annotated[
         str | None, typer.Option(help="FOR/EVERY: stop sending FOR, every EVERY (5s/60s).")
     ] = None,
@@ -225,6 +232,9 @@ def sim_cmd(
         malformed=_fraction(malformed, "--malformed"),
         close_every=parse_duration(close_every, "--close-every") if close_every else 0.0,
         abrupt=abrupt,
+        shutdown_notice=(
+            parse_duration(shutdown_notice, "--shutdown-notice") if shutdown_notice else 0.0
+        ),
         stall_for=parse_duration(stall_pair[0], "--stall") if stall_pair else 0.0,
         stall_every=parse_duration(stall_pair[1], "--stall") if stall_pair else 0.0,
         rest_429=_fraction(rest_429, "--rest-429"),

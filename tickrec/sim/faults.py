@@ -10,6 +10,9 @@ Websocket faults, per connection:
   opened, with a close frame (code 1000), or, with ``abrupt``, by aborting the
   TCP connection without one; with ``close_conns`` only the connections of
   those numbers are closed (1 is the first the server accepts; empty: all);
+  with ``shutdown_notice``, the venue's maintenance notice (Binance's
+  ``serverShutdown``) goes out first and the close follows that many seconds
+  later;
 - ``stall_for``/``stall_every``: every ``stall_every`` seconds the server stops
   sending on the connection for ``stall_for`` seconds (heartbeats included);
   frames due meanwhile are held and sent late, as after a network stall.
@@ -51,6 +54,7 @@ class FaultConfig:
     close_every: float = 0.0
     abrupt: bool = False
     close_conns: tuple[int, ...] = ()
+    shutdown_notice: float = 0.0
     stall_for: float = 0.0
     stall_every: float = 0.0
     rest_429: float = 0.0
@@ -68,7 +72,7 @@ class FaultConfig:
             raise UsageError("--drop and --malformed: together at most 1")
         if self.rest_429 + self.rest_500 + self.rest_slow > 1.0:
             raise UsageError("--rest-429, --rest-500 and --rest-slow: together at most 1")
-        for name in ("close_every", "stall_for", "stall_every", "rest_slow_for"):
+        for name in ("close_every", "shutdown_notice", "stall_for", "stall_every", "rest_slow_for"):
             if getattr(self, name) < 0:
                 raise UsageError(f"{_option(name)}: must not be negative")
         if (self.stall_for > 0) != (self.stall_every > 0):
@@ -77,6 +81,8 @@ class FaultConfig:
             raise UsageError("--abrupt needs --close-every")
         if any(n < 1 for n in self.close_conns):
             raise UsageError("close_conns: connection numbers start at 1")
+        if self.shutdown_notice and not self.close_every:
+            raise UsageError("--shutdown-notice needs --close-every")
         if self.close_conns and not self.close_every:
             raise UsageError("close_conns needs --close-every")
         if self.rest_slow and not self.rest_slow_for:

@@ -95,6 +95,10 @@ class Feed(ABC):
         """One heartbeat frame; asked for only when :attr:`heartbeats` is true."""
         raise NotImplementedError(f"{self.protocol} sends no heartbeats")
 
+    def shutdown_notice(self, now_ns: int) -> str | None:
+        """The frame that warns of a coming close for maintenance; None if the venue has none."""
+        return None
+
 
 def flag(query: Mapping[str, str], name: str, default: bool) -> bool:
     """A ``true``/``false`` query parameter; anything else is a 400 reply."""

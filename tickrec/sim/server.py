@@ -351,6 +351,12 @@ class SimServer:
     async def _close_later(self, conn: _Connection) -> None:
         faults = self.config.faults
         await asyncio.sleep(faults.close_every)
+        notice = conn.feed.shutdown_notice(self._clock()) if faults.shutdown_notice else None
+        if notice is not None:
+            now = self._clock()
+            self._fault(now, "shutdown_notice", conn, seconds=faults.shutdown_notice)
+            self._enqueue(conn, [notice], now)
+            await asyncio.sleep(faults.shutdown_notice)
         if faults.abrupt:
             self._fault(self._clock(), "abort", conn)
             # Abort the TCP connection: the client gets no close frame (RFC 6455 section 7.1.7).

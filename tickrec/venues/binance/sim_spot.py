@@ -105,6 +105,10 @@ class SpotFeed(Feed):
                 sub.due_ns = _grid_after(now_ns, sub.interval_ns)
         return []
 
+    def shutdown_notice(self, now_ns: int) -> str:
+        """``serverShutdown``: maintenance is coming; the connection closes soon."""
+        return dumps({"e": "serverShutdown", "E": _ms(now_ns)})
+
     def receive(self, text: str, now_ns: int) -> list[str]:
         """``SUBSCRIBE``, ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS``, within the message rate."""
         second = now_ns // 1_000_000_000
