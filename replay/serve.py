@@ -16,6 +16,11 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
 - REST ``/v1/book/{symbol}``: the last book reply stored at or before the
   replay clock (the receive time of the last message sent on any
   connection; before any, the start of the replay), and ``/v1/symbols``;
+- Binance spot's combined stream at ``/stream?streams=<s>@depth@100ms/<s>@trade``:
+  the stored ``binance.spot`` rows of the streams asked for (and the
+  connection-wide ones, such as ``serverShutdown``); REST ``/api/v3/depth``
+  (the last depth reply stored at or before the replay clock, a sync or a
+  check snapshot) and ``/api/v3/exchangeInfo`` (the stored symbols);
 - tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
   (:mod:`replay.tardis`).
 
@@ -56,7 +61,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import orjson
@@ -85,6 +90,13 @@ log = logging.getLogger("tickrec.serve")
 
 VENUE = "gemini"
 _V1, _V2, _WS, _REST = "gemini.v1", "gemini.v2", "gemini.ws", "gemini.rest"
+SPOT_VENUE = "binance"
+_SPOT, _SPOT_REST = "binance.spot", "binance.rest"
+_STREAM_PATH = re.compile(r"^/stream/?$")
+_DEPTH_PATH = re.compile(r"^/api/v3/depth/?$")
+_INFO_PATH = re.compile(r"^/api/v3/exchangeInfo/?$")
+#: The streams of a combined-stream URL that are served: ``<symbol>@<kind>``.
+_STREAM_NAME = re.compile(r"^([a-z0-9]+)@(depth@100ms|depth|trade|aggTrade|bookTicker)$")
 _BOOK_PATH = re.compile(r"^/v1/book/([^/]+)/?$")
 _SYMBOLS_PATH = re.compile(r"^/v1/symbols/?$")
 _NORMAL, _RESTART, _POLICY, _TRY_LATER = 1000, 1012, 1008, 1013
@@ -130,12 +142,12 @@ class Stored(NamedTuple):
 class _Rows:
     """A dataset's stored rows, read once per (protocol, symbol) and kept."""
 
-    def __init__(self, config: ServeConfig) -> None:
-        self.config = config
+    def __init__(self, config: ServeConfig, venue: str = VENUE) -> None:
+        self.config, self.venue = config, venue
         self._tables: dict[tuple[str, str], pa.Table] = {}
         self._connections: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Stored]] = {}
         self._lock = threading.Lock()
-        self.symbols = sorted({p.symbol for p in contract.list_partitions(config.data, VENUE)})
+        self.symbols = sorted({p.symbol for p in contract.list_partitions(config.data, venue)})
 
     def table(self, protocol: str, source: str, symbol: str) -> pa.Table:
         """The rows of *symbol* with *protocol* and *source*, within the replay's span."""
@@ -148,7 +160,7 @@ class _Rows:
 
     def _read(self, protocol: str, source: str, symbol: str) -> pa.Table:
         parts = []
-        for p in contract.list_partitions(self.config.data, VENUE, symbol=symbol):
+        for p in contract.list_partitions(self.config.data, self.venue, symbol=symbol):
             t = contract.read_partition(self.config.data, p.venue, p.date, p.symbol, _COLUMNS)
             keep = pc.and_(
                 pc.equal(t.column("protocol").cast(pa.string()), protocol),
@@ -223,9 +235,9 @@ class _Rows:
         out.sort(key=lambda s: (int(s.recv_ns[0]), s.run_id, s.conn_id))
         return out
 
-    def book(self, symbol: str, at_ns: int) -> str | None:
+    def book(self, symbol: str, at_ns: int, protocol: str = _REST) -> str | None:
         """The last stored REST book reply of *symbol* received at or before *at_ns*."""
-        t = self.table(_REST, "rest", symbol)
+        t = self.table(protocol, "rest", symbol)
         if t.num_rows == 0:
             return None
         recv = t.column("recv_ts").cast(pa.int64()).to_numpy()
@@ -239,8 +251,9 @@ class ServeServer:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.rows = _Rows(config)
-        if not self.rows.symbols:
-            raise NotFoundError(f"no {VENUE} data under {config.data}")
+        self.spot = _Rows(config, SPOT_VENUE)
+        if not self.rows.symbols and not self.spot.symbols:
+            raise NotFoundError(f"no {VENUE} or {SPOT_VENUE} data under {config.data}")
         self.port = 0
         self._server: ws_server.Server | None = None
         self._cursor: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -302,6 +315,8 @@ class ServeServer:
                 if path.rstrip("/") == tardis.WS_PATH:
                     self.sessions.check(parts.query)
                     return None
+                if _STREAM_PATH.match(path):
+                    return self._streams(connection, parts.query)[1]
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
@@ -318,6 +333,15 @@ class ServeServer:
                 headers = Headers([("Content-Type", "application/x-json-stream")])
                 headers["Content-Length"] = str(len(lines))
                 return Response(200, "OK", headers, lines)
+            if _DEPTH_PATH.match(path):
+                return self._depth(connection, parts.query)
+            if _INFO_PATH.match(path):
+                info = {
+                    "timezone": "UTC",
+                    "serverTime": self.clock_ns // 1_000_000,
+                    "symbols": [{"symbol": s, "status": "TRADING"} for s in self.spot.symbols],
+                }
+                return self._reply(connection, 200, orjson.dumps(info).decode())
             if _SYMBOLS_PATH.match(path):
                 return self._reply(
                     connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
@@ -327,6 +351,33 @@ class ServeServer:
             return self._reply(connection, exc.status, exc.body())
         except tardis.BadOptions as exc:
             return self._reply(connection, 400, exc.body())
+
+    def _streams(
+        self, connection: ServerConnection | None, query: str
+    ) -> tuple[frozenset[str], Response | None]:
+        """The stream names of a ``/stream?streams=`` URL, or Binance's error reply."""
+        names = frozenset(n for n in parse_qs(query).get("streams", [""])[0].split("/") if n)
+        bad = [n for n in sorted(names) if not _STREAM_NAME.match(n)]
+        unknown = sorted({n.partition("@")[0].upper() for n in names} - set(self.spot.symbols))
+        if not names or bad or unknown or len(names) > 2 * self.config.max_symbols:
+            what = bad or unknown or ["no streams"]
+            body = orjson.dumps({"code": -1121, "msg": f"Invalid stream: {what[0]}"}).decode()
+            if connection is None:
+                raise Reject(400, "InvalidStream", body)
+            return names, self._reply(connection, 400, body)
+        return names, None
+
+    def _depth(self, connection: ServerConnection, query: str) -> Response:
+        """``/api/v3/depth?symbol=``: the last depth reply stored by the replay clock."""
+        symbol = parse_qs(query).get("symbol", [""])[0].upper()
+        if symbol not in self.spot.symbols:
+            body = orjson.dumps({"code": -1121, "msg": "Invalid symbol."}).decode()
+            return self._reply(connection, 400, body)
+        book = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
+        if book is None:
+            body = orjson.dumps({"code": -1121, "msg": f"no depth stored for {symbol}"}).decode()
+            return self._reply(connection, 404, body)
+        return self._reply(connection, 200, book)
 
     # --- websockets ---------------------------------------------------------------------
 
@@ -343,6 +394,10 @@ class ServeServer:
                 await self._replay(ws, _WS, tuple(self.rows.symbols))
             elif path.rstrip("/") == tardis.WS_PATH:
                 await self.sessions.join(ws, urlsplit(ws.request.path).query)
+            elif _STREAM_PATH.match(path):
+                names = self._streams(None, urlsplit(ws.request.path).query)[0]
+                spot = tuple(sorted({n.partition("@")[0].upper() for n in names}))
+                await self._replay(ws, _SPOT, spot, names)
             else:
                 symbols = await self._subscription(ws)
                 if symbols:
@@ -376,11 +431,22 @@ class ServeServer:
             return None
         return tuple(sorted(set(wanted)))
 
-    async def _replay(self, ws: ServerConnection, protocol: str, symbols: tuple[str, ...]) -> None:
-        """Send the next stored connection of this route to *ws*, then close it."""
+    async def _replay(
+        self,
+        ws: ServerConnection,
+        protocol: str,
+        symbols: tuple[str, ...],
+        streams: frozenset[str] | None = None,
+    ) -> None:
+        """Send the next stored connection of this route to *ws*, then close it.
+
+        With *streams* (Binance), only the frames of those streams and the
+        connection-wide ones are sent.
+        """
         loop = asyncio.get_running_loop()
         sources = ("ws", "ws_sent") if protocol == _WS else ("ws",)
-        stored = await loop.run_in_executor(None, self.rows.connections, protocol, symbols, sources)
+        where = self.spot if protocol == _SPOT else self.rows
+        stored = await loop.run_in_executor(None, where.connections, protocol, symbols, sources)
         if not stored:
             await ws.close(_TRY_LATER, f"no {protocol} data for {','.join(symbols)}")
             return
@@ -391,6 +457,8 @@ class ServeServer:
             return
         self._cursor[key] = k + 1
         conn = stored[k]
+        if streams is not None:
+            conn = await loop.run_in_executor(None, _only_streams, conn, streams)
         if protocol == _WS:
             rows = StoredWs.build(conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist())
             replay = WsReplay(
@@ -432,6 +500,23 @@ class ServeServer:
         self.clock_ns = max(self.clock_ns, clock_ns)
         self.sent += len(payloads)
         return True
+
+
+def _only_streams(conn: Stored, streams: frozenset[str]) -> Stored:
+    """*conn* with only the frames of *streams* and those that name no stream."""
+    keep = []
+    for i, payload in enumerate(conn.payloads):
+        stream = None
+        if payload.startswith(b'{"stream":"'):
+            stream = payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
+        if stream is None or stream in streams:
+            keep.append(i)
+    index = np.asarray(keep, np.int64)
+    return conn._replace(
+        recv_ns=conn.recv_ns[index],
+        payloads=[conn.payloads[i] for i in keep],
+        sent=conn.sent[index],
+    )
 
 
 class Served(NamedTuple):

@@ -10,6 +10,7 @@ at a sync snapshot of the same connection.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
@@ -18,6 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import requests
+import websocket
 from test_binance_sim import true_tops
 from test_midnight import MIDNIGHT, S, shifted_clock
 from test_replay_realdata import kernel_tops
@@ -26,6 +29,7 @@ from truth import read_jsonl
 import replay
 from recorder.feed import RESYNC
 from recorder.record import RecordConfig, record
+from replay.serve import ServeConfig, Served, Server
 from tickrec import contract
 from tickrec.errors import UsageError
 from tickrec.sim import Simulator
@@ -36,7 +40,9 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 Rows = list[dict[str, Any]]
 
 
-def record_binance(sim: Simulator, root: Path, duration: float = 6.0, **overrides: Any) -> None:
+def record_binance(
+    sim: Simulator | Served, root: Path, duration: float = 6.0, **overrides: Any
+) -> None:
     settings: dict[str, Any] = {
         "symbols": SYMBOLS,
         "venue": "binance",
@@ -233,6 +239,48 @@ def test_server_shutdown_opens_a_successor_before_the_close(
         last = rows[-1]["recv"]
         inside = [g for g in day.gap_list() if first_valid <= g.start and g.end < last - S // 2]
         assert inside == [], "no stretch without a valid book at the handover"
+
+
+def test_recording_from_serve_stores_the_recorded_frames_again(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """``tickrec serve`` plays a Binance recording on ``/stream`` and ``/api/v3``; the
+    recorder, pointed at it as at Binance, stores the same frames, byte for byte."""
+    sim = sim_factory(symbols=SYMBOLS, rate=200.0, drop=0.01)
+    record_binance(sim, tmp_path / "a", duration=3.0)
+    sim.stop()
+    date = contract.list_partitions(tmp_path / "a" / "data", venue="binance")[0].date
+    books = [
+        r["payload"] for r in read_rows(tmp_path / "a", date, "BTCUSDT") if r["source"] == "rest"
+    ]
+    with Server(ServeConfig(data=tmp_path / "a" / "data")) as served:
+        rest = served.url.rest_url
+        info = requests.get(f"{rest}/api/v3/exchangeInfo", timeout=5).json()
+        assert [s["symbol"] for s in info["symbols"]] == sorted(SYMBOLS)
+        depth = f"{rest}/api/v3/depth?symbol=BTCUSDT&limit=1000"
+        assert requests.get(depth, timeout=5).text == books[0]  # the replay clock: its start
+        # One stream of one symbol: only its frames.
+        ws = websocket.create_connection(f"{served.url.ws_url}/stream?streams=btcusdt@trade")
+        got = []
+        with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+            while frame := ws.recv():
+                got.append(frame)
+        trades = [
+            r["payload"]
+            for r in read_rows(tmp_path / "a", date, "BTCUSDT")
+            if r["source"] == "ws" and r["payload"].startswith('{"stream":"btcusdt@trade"')
+        ]
+        assert got == trades and trades
+        record_binance(served.url, tmp_path / "b", duration=2.0, backoff_base=0.2)
+        assert requests.get(depth, timeout=5).text == books[-1]  # and now its end
+        bad = requests.get(f"{rest}/api/v3/depth?symbol=NOPE", timeout=5)
+        assert bad.status_code == 400 and bad.json()["code"] == -1121
+    for symbol in SYMBOLS:
+        frames = [
+            [r["payload"] for r in read_rows(tmp_path / side, date, symbol) if r["source"] == "ws"]
+            for side in ("a", "b")
+        ]
+        assert len(frames[0]) > 50 and frames[1] == frames[0]
 
 
 def test_each_date_has_sync_snapshots_of_its_own(sim_factory: Any, tmp_path: Path) -> None:

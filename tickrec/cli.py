@@ -782,7 +782,8 @@ def serve_cmd(
 
     Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata (after an
     l2 subscribe), the current API at / (SUBSCRIBE and depth requests), REST
-    at /v1/book/{symbol} and /v1/symbols, and tardis-machine's /replay and
+    at /v1/book/{symbol} and /v1/symbols, Binance spot's /stream?streams=,
+    /api/v3/depth and /api/v3/exchangeInfo, and tardis-machine's /replay and
     /ws-replay: the stored messages, byte for byte, in recorded order. By
     default as fast as the client reads.
     """
@@ -819,6 +820,7 @@ def serve_cmd(
         typer.echo(f"current API:    {url.ws_url}/")
         typer.echo(f"tardis-machine: {url.rest_url}/replay?options=..., {url.ws_url}/ws-replay")
         typer.echo(f"REST:           {url.rest_url}/v1/book/{{symbol}}, /v1/symbols")
+        typer.echo(f"Binance spot:   {url.ws_url}/stream?streams=..., {url.rest_url}/api/v3/depth")
         typer.echo("Ctrl-C to stop")
 
     _log_to_stderr()
