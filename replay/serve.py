@@ -18,7 +18,9 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
   connection; before any, the start of the replay), and ``/v1/symbols``;
 - Binance spot's combined stream at ``/stream?streams=<s>@depth@100ms/<s>@trade``:
   the stored ``binance.spot`` rows of the streams asked for (and the
-  connection-wide ones, such as ``serverShutdown``); REST ``/api/v3/depth``
+  connection-wide ones, such as ``serverShutdown``), and the raw streams at
+  ``/ws/<name>`` (each event alone, the ``data`` of its stored combined
+  frame, byte for byte); REST ``/api/v3/depth``
   (the last depth reply stored at or before the replay clock, a sync or a
   check snapshot) and ``/api/v3/exchangeInfo`` (the stored symbols);
 - tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
@@ -93,6 +95,7 @@ _V1, _V2, _WS, _REST = "gemini.v1", "gemini.v2", "gemini.ws", "gemini.rest"
 SPOT_VENUE = "binance"
 _SPOT, _SPOT_REST = "binance.spot", "binance.rest"
 _STREAM_PATH = re.compile(r"^/stream/?$")
+_RAW_PATH = re.compile(r"^/ws/(.+)$")
 _DEPTH_PATH = re.compile(r"^/api/v3/depth/?$")
 _INFO_PATH = re.compile(r"^/api/v3/exchangeInfo/?$")
 #: The streams of a combined-stream URL that are served: ``<symbol>@<kind>``.
@@ -316,7 +319,9 @@ class ServeServer:
                     self.sessions.check(parts.query)
                     return None
                 if _STREAM_PATH.match(path):
-                    return self._streams(connection, parts.query)[1]
+                    return self._streams(connection, _query_streams(parts.query))[1]
+                if m := _RAW_PATH.match(path):
+                    return self._streams(connection, m.group(1))[1]
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
@@ -353,10 +358,10 @@ class ServeServer:
             return self._reply(connection, 400, exc.body())
 
     def _streams(
-        self, connection: ServerConnection | None, query: str
+        self, connection: ServerConnection | None, listed: str
     ) -> tuple[frozenset[str], Response | None]:
-        """The stream names of a ``/stream?streams=`` URL, or Binance's error reply."""
-        names = frozenset(n for n in parse_qs(query).get("streams", [""])[0].split("/") if n)
+        """The stream names of a ``/``-separated list, or Binance's error reply."""
+        names = frozenset(n for n in listed.split("/") if n)
         bad = [n for n in sorted(names) if not _STREAM_NAME.match(n)]
         unknown = sorted({n.partition("@")[0].upper() for n in names} - set(self.spot.symbols))
         if not names or bad or unknown or len(names) > 2 * self.config.max_symbols:
@@ -394,10 +399,12 @@ class ServeServer:
                 await self._replay(ws, _WS, tuple(self.rows.symbols))
             elif path.rstrip("/") == tardis.WS_PATH:
                 await self.sessions.join(ws, urlsplit(ws.request.path).query)
-            elif _STREAM_PATH.match(path):
-                names = self._streams(None, urlsplit(ws.request.path).query)[0]
+            elif _STREAM_PATH.match(path) or _RAW_PATH.match(path):
+                raw = _RAW_PATH.match(path)
+                listed = raw.group(1) if raw else _query_streams(urlsplit(ws.request.path).query)
+                names = self._streams(None, listed)[0]
                 spot = tuple(sorted({n.partition("@")[0].upper() for n in names}))
-                await self._replay(ws, _SPOT, spot, names)
+                await self._replay(ws, _SPOT, spot, names, raw=raw is not None)
             else:
                 symbols = await self._subscription(ws)
                 if symbols:
@@ -437,11 +444,13 @@ class ServeServer:
         protocol: str,
         symbols: tuple[str, ...],
         streams: frozenset[str] | None = None,
+        raw: bool = False,
     ) -> None:
         """Send the next stored connection of this route to *ws*, then close it.
 
         With *streams* (Binance), only the frames of those streams and the
-        connection-wide ones are sent.
+        connection-wide ones are sent; *raw*, their events without the
+        combined stream's wrapping.
         """
         loop = asyncio.get_running_loop()
         sources = ("ws", "ws_sent") if protocol == _WS else ("ws",)
@@ -458,7 +467,7 @@ class ServeServer:
         self._cursor[key] = k + 1
         conn = stored[k]
         if streams is not None:
-            conn = await loop.run_in_executor(None, _only_streams, conn, streams)
+            conn = await loop.run_in_executor(None, _only_streams, conn, streams, raw)
         if protocol == _WS:
             rows = StoredWs.build(conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist())
             replay = WsReplay(
@@ -502,21 +511,32 @@ class ServeServer:
         return True
 
 
-def _only_streams(conn: Stored, streams: frozenset[str]) -> Stored:
-    """*conn* with only the frames of *streams* and those that name no stream."""
-    keep = []
+def _query_streams(query: str) -> str:
+    """The ``streams`` parameter of a combined-stream URL."""
+    return parse_qs(query).get("streams", [""])[0]
+
+
+def _only_streams(conn: Stored, streams: frozenset[str], raw: bool = False) -> Stored:
+    """*conn* with only the frames of *streams* and those that name no stream.
+
+    With *raw*, a combined frame ``{"stream":"<name>","data":<event>}`` becomes
+    its ``<event>`` bytes, as the raw stream ``/ws/<name>`` sends it.
+    """
+    keep, payloads = [], []
     for i, payload in enumerate(conn.payloads):
         stream = None
         if payload.startswith(b'{"stream":"'):
             stream = payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
-        if stream is None or stream in streams:
-            keep.append(i)
+        if stream is not None and stream not in streams:
+            continue
+        if raw and stream is not None:
+            head = len(b'{"stream":"') + len(stream) + len(b'","data":')
+            if payload[head - 8 : head] == b',"data":' and payload.endswith(b"}"):
+                payload = payload[head:-1]
+        keep.append(i)
+        payloads.append(payload)
     index = np.asarray(keep, np.int64)
-    return conn._replace(
-        recv_ns=conn.recv_ns[index],
-        payloads=[conn.payloads[i] for i in keep],
-        sent=conn.sent[index],
-    )
+    return conn._replace(recv_ns=conn.recv_ns[index], payloads=payloads, sent=conn.sent[index])
 
 
 class Served(NamedTuple):

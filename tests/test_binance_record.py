@@ -275,6 +275,16 @@ def test_recording_from_serve_stores_the_recorded_frames_again(
         assert requests.get(depth, timeout=5).text == books[-1]  # and now its end
         bad = requests.get(f"{rest}/api/v3/depth?symbol=NOPE", timeout=5)
         assert bad.status_code == 400 and bad.json()["code"] == -1121
+    # A raw stream: each event as Binance's /ws/<name> sends it, unwrapped.
+    with Server(ServeConfig(data=tmp_path / "a" / "data")) as served:
+        ws = websocket.create_connection(f"{served.url.ws_url}/ws/btcusdt@trade")
+        raw = []
+        with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+            while frame := ws.recv():
+                raw.append(frame)
+    prefix = len('{"stream":"btcusdt@trade","data":')
+    assert raw == [t[prefix:-1] for t in trades]
+    assert [json.loads(f) for f in raw] == [json.loads(t)["data"] for t in trades]
     for symbol in SYMBOLS:
         frames = [
             [r["payload"] for r in read_rows(tmp_path / side, date, symbol) if r["source"] == "ws"]

@@ -783,7 +783,7 @@ def serve_cmd(
     Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata (after an
     l2 subscribe), the current API at / (SUBSCRIBE and depth requests), REST
     at /v1/book/{symbol} and /v1/symbols, Binance spot's /stream?streams=,
-    /api/v3/depth and /api/v3/exchangeInfo, and tardis-machine's /replay and
+    /ws/<stream>, /api/v3/depth and /api/v3/exchangeInfo, and tardis-machine's /replay and
     /ws-replay: the stored messages, byte for byte, in recorded order. By
     default as fast as the client reads.
     """
