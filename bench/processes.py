@@ -187,6 +187,7 @@ def _two_symbols(day: Day) -> Path:
         return root
     shutil.rmtree(root, ignore_errors=True)
     for part in list_parts(day.root, next(iter(list_partitions(day.root)))):
+        assert isinstance(part.path, Path)  # a local day
         link = root / part.path.relative_to(day.root)
         link.parent.mkdir(parents=True, exist_ok=True)
         os.link(part.path, link)

@@ -35,6 +35,7 @@ from tickrec import contract
 from tickrec.contract import RUN_CONN_ID, Row
 from tickrec.errors import DatasetError, ProtocolError, UsageError
 from tickrec.progress import Progress
+from tickrec.store import Root, RootLike, as_root
 from tickrec.venues import VENUES, WIRES, header_of, value_problem
 from tickrec.venues.base import Venue, Wire
 
@@ -98,7 +99,7 @@ class ImportResult:
     source: Path
     run_id: str
     rows: int = 0
-    parts: list[Path] = field(default_factory=list)
+    parts: list[Root] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     already_imported: bool = False
     with_files: tuple[Path, ...] = ()
@@ -370,7 +371,7 @@ def _resolve_targets(records: Sequence[_Record]) -> None:
 
 
 def _write(
-    root: Path,
+    root: Root,
     venue: str,
     run_id: str,
     records: Sequence[_Record],
@@ -408,7 +409,7 @@ def _write(
         raise
 
 
-def _already_imported(root: Path, venue: str, run_id: str) -> bool:
+def _already_imported(root: Root, venue: str, run_id: str) -> bool:
     base = root / "raw" / f"venue={venue}"
     return base.is_dir() and any(base.glob(f"date=*/symbol=*/part-*-{run_id}-*.parquet"))
 
@@ -423,7 +424,7 @@ _Parsed = tuple[str, list[_Record], dict[str, str]]
 
 def _import(
     paths: Iterable[str | os.PathLike[str]],
-    root: str | os.PathLike[str],
+    root: RootLike,
     parse: Callable[[list[Path], ImportResult], _Parsed],
     on_file: Callable[[ImportResult], None] | None,
     progress: Progress | None = None,
@@ -455,13 +456,13 @@ def _import(
         )
         result = ImportResult(path, _run_id(digest), with_files=tuple(paths_k[1:]))
         venue, records, extra = parse(paths_k, result)
-        if _already_imported(Path(root), venue, result.run_id):
+        if _already_imported(as_root(root), venue, result.run_id):
             result.already_imported = True
         else:
             if progress is not None:
                 progress(f"{where}: writing {len(records):,} records")
             extra = {"source_sha256": digest, **extra}
-            _write(Path(root), venue, result.run_id, records, extra, result)
+            _write(as_root(root), venue, result.run_id, records, extra, result)
         if progress is not None:
             progress("")
         results.append(result)
@@ -472,7 +473,7 @@ def _import(
 
 def import_cryptofeed(
     paths: Iterable[str | os.PathLike[str]],
-    root: str | os.PathLike[str],
+    root: RootLike,
     strict: bool = False,
     on_file: Callable[[ImportResult], None] | None = None,
     progress: Progress | None = None,
@@ -518,7 +519,7 @@ def import_cryptofeed(
 
 def import_lines(
     paths: Iterable[str | os.PathLike[str]],
-    root: str | os.PathLike[str],
+    root: RootLike,
     venue: str,
     protocol: str | None = None,
     symbol: str | None = None,

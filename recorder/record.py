@@ -55,6 +55,7 @@ from recorder.sync import BookFetcher
 from recorder.writer import Converter, ConvertResult
 from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
 from tickrec.errors import JournalError, ProtocolError, UsageError
+from tickrec.store import Root
 from tickrec.venues import venue as venue_named
 from tickrec.venues.base import Recording
 from tickrec.venues.gemini import rest as gemini_rest
@@ -241,7 +242,7 @@ class RecordResult:
 
     run_id: str
     rows: int = 0
-    parts: list[Path] = field(default_factory=list)
+    parts: list[Root] = field(default_factory=list)
     recovered_runs: int = 0
     unconverted: list[tuple[Path, str]] = field(default_factory=list)
     stopped_by: str = ""

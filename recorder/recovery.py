@@ -41,6 +41,7 @@ from tickrec.contract import list_partitions, parse_part_name, partition_dir, re
 from tickrec.durable import fsync_dir, is_orphan
 from tickrec.errors import JournalError, TickrecError
 from tickrec.progress import Progress
+from tickrec.store import Root, listing
 
 __all__ = [
     "JournalCheck",
@@ -61,7 +62,7 @@ class RunRecovery:
     run_id: str
     segments: int = 0
     rows: int = 0
-    parts: list[Path] = field(default_factory=list)
+    parts: list[Root] = field(default_factory=list)
     losses: list[SegmentScan] = field(default_factory=list)
     left: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -161,7 +162,7 @@ def _remove_if_empty(run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def remove_orphans(root: str | os.PathLike[str]) -> list[Path]:
+def remove_orphans(root: str | os.PathLike[str]) -> list[Root]:
     """Remove the temporary parts that writes killed before their rename left behind.
 
     Only files whose writing process is gone go (:func:`tickrec.durable.is_orphan`);
@@ -171,7 +172,7 @@ def remove_orphans(root: str | os.PathLike[str]) -> list[Path]:
     removed = []
     for partition in list_partitions(root):
         directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
-        for path in sorted(directory.iterdir()):
+        for path in listing(directory):
             if path.is_file() and is_orphan(path):
                 path.unlink(missing_ok=True)
                 removed.append(path)

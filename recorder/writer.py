@@ -39,6 +39,7 @@ from tickrec.contract import (
     write_part,
 )
 from tickrec.errors import JournalError
+from tickrec.store import Root
 
 __all__ = ["ConvertResult", "Converter", "convert_segment", "journal_loss_row", "split_rows"]
 
@@ -50,8 +51,8 @@ class ConvertResult:
     """What converting one segment did."""
 
     segment: Path
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    written: list[Root] = field(default_factory=list)
+    skipped: list[Root] = field(default_factory=list)
     rows: int = 0
 
 

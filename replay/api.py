@@ -22,7 +22,6 @@ asks for the integer ticks and units themselves; the scales are in
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from tickrec.durations import parse_duration_ns
 from tickrec.errors import UsageError
 from tickrec.events import ASK, BID, NO_ID, NO_TS, OP_SET
 from tickrec.progress import Progress
+from tickrec.store import RootLike
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -619,7 +619,7 @@ def open(
     date: str | dt.date,
     symbol: str,
     venue: str = "gemini",
-    data: str | os.PathLike[str] | None = None,
+    data: RootLike | None = None,
     *,
     silence: str | float | dt.timedelta = "10s",
     chunk_size: int = 1 << 20,
@@ -659,7 +659,7 @@ def open(
     """
     date = date_text(date)
     symbol = contract.check_name("symbol", symbol.upper())
-    root = contract.resolve_root(data)
+    root = contract.dataset_root(data)
     decoded = decode_partition(
         root, venue, date, symbol, cache=cache, carry=carry, progress=progress, skip_bad=skip_bad
     )

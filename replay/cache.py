@@ -73,11 +73,13 @@ from tickrec.contract import PartFile, Partition
 from tickrec.durable import make_dirs, write_atomic
 from tickrec.errors import CorruptFileError
 from tickrec.progress import Progress, RowMeter
+from tickrec.store import Root, RootLike, StorePath, as_root, cache_home
 
 __all__ = [
     "CACHE_DIR",
     "DECODER_MODULES",
     "cache_dir",
+    "cache_root",
     "decode_partition",
     "decode_parts",
     "decoder_version",
@@ -114,9 +116,21 @@ _DELTAS = {
 DECODER_MODULES = ("replay.cache", "replay.decode", *sorted(set(DECODERS.values())))
 
 
-def cache_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:
+def cache_root(root: RootLike) -> Path:
+    """Where the normalized cache of the dataset under *root* lives, always on local disk:
+    ``$TICKREC_CACHE`` when set (``tickrec replay --cache DIR``), else ``{root}/normalized``
+    for a local root, else a directory under ``~/.cache/tickrec`` for an object-store root
+    (:func:`tickrec.store.cache_home`)."""
+    chosen = os.environ.get("TICKREC_CACHE")
+    if chosen:
+        return Path(chosen)
+    found = as_root(root)
+    return cache_home(found) / CACHE_DIR if isinstance(found, StorePath) else found / CACHE_DIR
+
+
+def cache_dir(root: RootLike, venue: str, date: str, symbol: str) -> Path:
     """The cache entry directory of one partition."""
-    return Path(root) / CACHE_DIR / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
+    return cache_root(root) / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
 
 
 def decoder_version() -> str:
@@ -135,7 +149,7 @@ def decoder_version() -> str:
 _decoder_version = functools.cache(decoder_version)
 
 
-def key_of(parts: Sequence[PartFile], unreadable: Sequence[Path] = ()) -> str:
+def key_of(parts: Sequence[PartFile], unreadable: Sequence[Root] = ()) -> str:
     """The key of a partition's raw files as they are now (see the module docstring);
     *unreadable* are its parts whose footer cannot be read."""
     files: list[list[object]] = []
@@ -206,13 +220,13 @@ class _Parts(NamedTuple):
         return sum(p.rows for p in self.footers)
 
     @property
-    def directory(self) -> Path:
+    def directory(self) -> Root:
         first = self.footers[0].path if self.footers else self.damaged[0].path
         assert first is not None
         return first.parent
 
 
-def _scan(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> _Parts:
+def _scan(root: RootLike, venue: str, date: str, symbol: str) -> _Parts:
     partition = Partition(venue, contract.check_date(date), symbol)
     footers, damaged = contract.scan_parts(root, partition)
     return _Parts(partition, footers, [e for e in damaged if e.path is not None])
@@ -245,7 +259,7 @@ def _decode_checked(
         return quarantine.mark(decoded, screened.bad)
 
 
-def _check_bad(bad: Sequence[BadFile], skip_bad: bool, directory: Path) -> None:
+def _check_bad(bad: Sequence[BadFile], skip_bad: bool, directory: Root) -> None:
     """Refuse a cached partition that has bad parts, unless *skip_bad*."""
     if bad and not skip_bad:
         raise quarantine.refusal(bad, directory)
@@ -261,7 +275,7 @@ def previous_date(date: str) -> str:
 
 
 def decode_partition(
-    root: str | os.PathLike[str],
+    root: RootLike,
     venue: str,
     date: str,
     symbol: str,
@@ -313,7 +327,7 @@ def decode_partition(
 
 
 def day_ends(
-    root: str | os.PathLike[str],
+    root: RootLike,
     venue: str,
     date: str,
     symbol: str,

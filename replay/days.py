@@ -14,7 +14,6 @@ meet. A date of the range with no partition is said so: it is a
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from replay.gaps import KINDS, Gap
 from replay.view import BookView, Event
 from tickrec import contract
 from tickrec.errors import NotFoundError, UsageError
+from tickrec.store import RootLike
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,7 +182,7 @@ def open_range(
     end: str | dt.date,
     symbol: str,
     venue: str = "gemini",
-    data: str | os.PathLike[str] | None = None,
+    data: RootLike | None = None,
     *,
     silence: str | float | dt.timedelta = "10s",
     chunk_size: int = 1 << 20,
@@ -199,7 +199,7 @@ def open_range(
     """
     dates = _dates(date_text(start), date_text(end))
     symbol = contract.check_name("symbol", symbol.upper())
-    root = contract.resolve_root(data)
+    root = contract.dataset_root(data)
     days = []
     for date in dates:
         if any(contract.scan_parts(root, contract.Partition(venue, date, symbol))):

@@ -70,7 +70,6 @@ import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -88,6 +87,7 @@ from replay.ticks import format_units
 from tickrec import contract
 from tickrec.errors import NotFoundError, TickrecError, UsageError
 from tickrec.events import ASK, BID, NO_ID, NO_TS, OP_CLEAR, OP_SET
+from tickrec.store import Root, RootLike, as_root
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -188,7 +188,7 @@ def _time(obj: dict[str, Any], key: str) -> int:
         raise UsageError(f"{key}: {value!r} is not a time: {exc}") from None
 
 
-def _one(obj: Any, data: Path) -> Options:
+def _one(obj: Any, data: Root) -> Options:
     if not isinstance(obj, dict):
         raise UsageError("options: give an object, or an array of objects")
     exchange = obj.get("exchange")
@@ -223,7 +223,7 @@ def _one(obj: Any, data: Path) -> Options:
     return Options(exchange, symbols, start, end, trades, changes, snapshots, disconnects or flag)
 
 
-def parse_options(text: str | bytes, data: Path) -> list[Options]:
+def parse_options(text: str | bytes, data: Root) -> list[Options]:
     """The options of a request (tardis-machine's JSON), checked against the dataset.
 
     Raises :class:`~tickrec.errors.UsageError` for malformed options and
@@ -474,7 +474,7 @@ def _gaps(days: Days, start: int, end: int) -> list[tuple[int, Gap]]:
     return out
 
 
-def _symbol_items(opts: Options, data: Path, symbol: str, sym: int) -> list[_Item]:
+def _symbol_items(opts: Options, data: Root, symbol: str, sym: int) -> list[_Item]:
     start, end = opts.from_ns, opts.to_ns - 1
     # The request's dates within the symbol's recorded ones: a date before the first or
     # after the last is not a missing day of the recording.
@@ -510,13 +510,13 @@ def _symbol_items(opts: Options, data: Path, symbol: str, sym: int) -> list[_Ite
     return items
 
 
-def _option_items(opts: Options, data: Path, index: int) -> Iterator[tuple[Any, ...]]:
+def _option_items(opts: Options, data: Root, index: int) -> Iterator[tuple[Any, ...]]:
     streams = [_symbol_items(opts, data, symbol, sym) for sym, symbol in enumerate(opts.symbols)]
     for it in heapq.merge(*streams, key=lambda it: (it[0], it[1], it[2], it[3], it[4])):
         yield it[0], index, it
 
 
-def timed(options: Sequence[Options], data: Path) -> Iterator[tuple[int, bytes]]:
+def timed(options: Sequence[Options], data: Root) -> Iterator[tuple[int, bytes]]:
     """:func:`stream`, each message with its ``localTimestamp`` in ns."""
     merged = heapq.merge(
         *(_option_items(o, data, i) for i, o in enumerate(options)),
@@ -526,15 +526,15 @@ def timed(options: Sequence[Options], data: Path) -> Iterator[tuple[int, bytes]]
         yield local, it[5]
 
 
-def stream(options: Sequence[Options], data: Path) -> Iterator[bytes]:
+def stream(options: Sequence[Options], data: Root) -> Iterator[bytes]:
     """The normalized messages of *options* (:func:`parse_options`), in order, as JSON bytes."""
     for _, message in timed(options, data):
         yield message
 
 
-def messages(options: str | bytes, data: str | Path) -> Iterator[bytes]:
+def messages(options: str | bytes, data: RootLike) -> Iterator[bytes]:
     """:func:`stream` of the options' JSON text (tardis-machine's ``options`` parameter)."""
-    root = Path(data)
+    root = as_root(data)
     return stream(parse_options(options, root), root)
 
 

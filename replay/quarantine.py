@@ -44,6 +44,7 @@ from replay.events import BadFile, Decoded
 from tickrec.contract import PartFile, Partition, parse_part_name
 from tickrec.errors import CorruptFileError
 from tickrec.events import OP_VALID
+from tickrec.store import Root
 from tickrec.verify import KEY_COLUMNS, check_part, seq_overlaps
 
 __all__ = ["Screened", "leave_out", "mark", "refusal", "screen"]
@@ -119,7 +120,7 @@ def leave_out(screened: Screened, path: Path, reason: str) -> Screened:
     return Screened(parts, _sorted([*screened.bad, BadFile(path.name, reason, *span)]), spans)
 
 
-def refusal(bad: Sequence[BadFile], directory: Path) -> CorruptFileError:
+def refusal(bad: Sequence[BadFile], directory: Root) -> CorruptFileError:
     """The error a replay without ``skip_bad`` stops with: the first bad part, and why."""
     first = bad[0]
     path = directory / first.name

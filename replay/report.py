@@ -34,6 +34,7 @@ from replay.gaps import KINDS, Gap
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
 from tickrec.progress import Progress, terminal_progress
+from tickrec.store import Root
 
 __all__ = [
     "ReplayJob",
@@ -51,7 +52,7 @@ OUT_FORMATS = (".parquet", ".csv")
 
 
 def resolve_symbols(
-    root: Path, venue: str, date: str, symbol: str | None, end: str | None = None
+    root: Root, venue: str, date: str, symbol: str | None, end: str | None = None
 ) -> list[str]:
     """The symbols to replay: *symbol* (any case), or every symbol stored for *date*
     (or for any date from *date* to *end*)."""
@@ -78,7 +79,7 @@ def resolve_symbols(
 
 
 def open_days(
-    root: Path,
+    root: Root,
     venue: str,
     date: str,
     symbols: list[str],
@@ -107,7 +108,7 @@ def open_days(
             yield open_range(date, end, sym, venue, root, **options)
 
 
-def left_out(root: Path, day: Day | Days) -> list[str]:
+def left_out(root: Root, day: Day | Days) -> list[str]:
     """One line per bad part left out of *day* (or of each date of a range): path and why."""
     lines = []
     for d in day.days if isinstance(day, Days) else [day]:
@@ -132,7 +133,7 @@ class Replayed:
 class ReplayJob:
     """Replay one symbol of a day for ``tickrec replay`` (picklable, for worker processes)."""
 
-    root: Path
+    root: Root
     venue: str
     date: str
     silence: str = "10s"

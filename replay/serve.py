@@ -61,7 +61,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -82,6 +81,7 @@ from tickrec import contract
 from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
 from tickrec.sim.feed import Reject
+from tickrec.store import Root
 from tickrec.venues.gemini import sim_v1 as v1
 from tickrec.venues.gemini import sim_v2 as v2
 from tickrec.venues.gemini import sim_ws as ws_api
@@ -110,7 +110,7 @@ _COLUMNS = ("recv_ts", "seq", "run_id", "conn_id", "protocol", "source", "payloa
 class ServeConfig:
     """What ``tickrec serve`` serves, and how."""
 
-    data: Path
+    data: Root
     start_ns: int | None = None
     end_ns: int | None = None
     speed: float | None = None

@@ -26,6 +26,7 @@ from tickrec.progress import terminal_progress
 if TYPE_CHECKING:
     from recorder.importer import ImportResult
     from tickrec.contract import PartFile, Partition
+    from tickrec.store import Root
     from tickrec.verify import Problem
 
 __all__ = ["app", "main"]
@@ -41,8 +42,35 @@ _state = {"debug": False}
 
 DataOpt = Annotated[
     str | None,
-    typer.Option("--data", help="Dataset root (default: $TICKREC_DATA or ./data)."),
+    typer.Option(
+        "--data",
+        help="Dataset root: a directory or an object-store URI such as s3://bucket/prefix "
+        "(default: $TICKREC_DATA or ./data).",
+    ),
 ]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url",
+        help="Endpoint of an S3-compatible store (default: $AWS_ENDPOINT_URL, else AWS).",
+    ),
+]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Directory of the normalized cache (default: $TICKREC_CACHE, else {data}/normalized, "
+        "or ~/.cache/tickrec/... for an object-store root).",
+    ),
+]
+
+
+def _storage(endpoint: str | None, cache: str | None = None) -> None:
+    """Apply --endpoint-url and --cache, as the variables that worker processes inherit."""
+    if endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+    if cache:
+        os.environ["TICKREC_CACHE"] = cache
 
 
 @app.callback()
@@ -74,11 +102,13 @@ def ls_cmd(
     venue: Annotated[str | None, typer.Option(help="Only this venue.")] = None,
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
     data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
 ) -> None:
     """List partitions and files with rows and time span, from Parquet footers only."""
     from tickrec import contract
 
-    root = contract.resolve_root(data)
+    _storage(endpoint_url)
+    root = contract.dataset_root(data)
     if symbol is not None:
         symbol = symbol.upper()
     for kind, value in (("venue", venue), ("symbol", symbol)):
@@ -129,15 +159,16 @@ def ls_cmd(
         )
 
 
-def _ls_parts(root: Path, partition: Partition) -> tuple[list[PartFile], list[Problem]]:
+def _ls_parts(root: Root, partition: Partition) -> tuple[list[PartFile], list[Problem]]:
     """The good parts of *partition* in contract order, and a problem for each bad one,
     from the footers only (:func:`tickrec.verify.check_footer`)."""
     from tickrec import contract
+    from tickrec.store import listing
     from tickrec.verify import Problem, check_footer, seq_overlaps
 
     directory = contract.partition_dir(root, partition.venue, partition.date, partition.symbol)
     good, bad = [], []
-    for path in sorted(directory.iterdir()):
+    for path in listing(directory):
         if not path.is_file() or contract.parse_part_name(path.name) is None:
             continue
         check = check_footer(path, partition)
@@ -658,6 +689,8 @@ def replay_cmd(
     no_carry: NoCarryOpt = False,
     skip_bad: SkipBadOpt = False,
     data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
+    cache_dir: CacheOpt = None,
 ) -> None:
     """Rebuild books for a day (or a range of days as one book), write snapshots,
     print a summary and the gaps."""
@@ -669,7 +702,8 @@ def replay_cmd(
     for name, value in (("--depth", depth), ("--workers", workers)):
         if value < 1:
             raise UsageError(f"{name}: must be at least 1, not {value}")
-    root = contract.resolve_root(data)
+    _storage(endpoint_url, cache_dir)
+    root = contract.dataset_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol, end)
     progress = terminal_progress()
     job = report.ReplayJob(
@@ -725,6 +759,8 @@ def gaps_cmd(
     no_carry: NoCarryOpt = False,
     skip_bad: SkipBadOpt = False,
     data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
+    cache_dir: CacheOpt = None,
 ) -> None:
     """Print the gap report of a day (or a range of days): disconnects, sequence breaks,
     silences, mismatches, bad files left out."""
@@ -733,7 +769,8 @@ def gaps_cmd(
 
     date, end = _dates(date, from_, to)
     report.check_options(None, "1s", silence)
-    root = contract.resolve_root(data)
+    _storage(endpoint_url, cache_dir)
+    root = contract.dataset_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol, end)
     progress = terminal_progress()
     days = report.open_days(
@@ -762,6 +799,8 @@ def gaps_cmd(
 @app.command("serve")
 def serve_cmd(
     data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
+    cache_dir: CacheOpt = None,
     start: Annotated[
         str | None, typer.Option("--from", help="Replay from this time or date (UTC).")
     ] = None,
@@ -804,8 +843,9 @@ def serve_cmd(
         except ValueError:
             raise UsageError(f"{option}: cannot read time {text!r} (ISO-8601 UTC)") from None
 
+    _storage(endpoint_url, cache_dir)
     config = ServeConfig(
-        data=contract.resolve_root(data),
+        data=contract.dataset_root(data),
         start_ns=instant(start, "--from"),
         end_ns=instant(end, "--to"),
         speed=speed,
@@ -858,6 +898,7 @@ def _report_import(result: ImportResult) -> None:
 def import_cryptofeed_cmd(
     files: Annotated[list[str], typer.Argument(help="cryptofeed raw log files.")],
     data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
     strict: StrictOpt = False,
     venue: Annotated[
         str | None,
@@ -876,9 +917,10 @@ def import_cryptofeed_cmd(
     from recorder.importer import import_cryptofeed
     from tickrec import contract
 
+    _storage(endpoint_url)
     import_cryptofeed(
         files,
-        contract.resolve_root(data),
+        contract.dataset_root(data),
         strict=strict,
         on_file=_report_import,
         progress=terminal_progress(),
@@ -906,6 +948,7 @@ def import_lines_cmd(
         str, typer.Option(help="Spacing of synthetic receive times (with --start).")
     ] = "1ms",
     data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Import one message per line, optionally prefixed by `<ISO-8601 or epoch> ` (Tardis style)."""
@@ -920,9 +963,10 @@ def import_lines_cmd(
             raise UsageError(
                 f"--start: cannot read {start!r} (use e.g. 2026-11-23T00:00:00Z)"
             ) from None
+    _storage(endpoint_url)
     import_lines(
         files,
-        contract.resolve_root(data),
+        contract.dataset_root(data),
         venue=venue,
         protocol=protocol,
         symbol=symbol,

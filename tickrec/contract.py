@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from tickrec import __version__
 from tickrec.durable import make_dirs, write_atomic
 from tickrec.errors import CorruptFileError, DatasetError, NotFoundError, UsageError
+from tickrec.store import Root, RootLike, as_root, listing, source
 
 __all__ = [
     "EVENTS",
@@ -50,6 +51,7 @@ __all__ = [
     "check_date",
     "check_name",
     "contract_order",
+    "dataset_root",
     "date_of_ns",
     "event_payload",
     "iter_parts",
@@ -205,11 +207,25 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
-def resolve_root(data: str | os.PathLike[str] | None = None) -> Path:
-    """The dataset root: *data* if given, else ``$TICKREC_DATA``, else ``data``."""
+def dataset_root(data: RootLike | None = None) -> Root:
+    """The dataset root: *data* if given, else ``$TICKREC_DATA``, else ``data``.
+
+    A local directory is a :class:`~pathlib.Path`; an object-store URI such as
+    ``s3://bucket/prefix`` is a :class:`~tickrec.store.StorePath`.
+    """
     if data is None or str(data) == "":
         data = os.environ.get("TICKREC_DATA") or "data"
-    return Path(data)
+    return as_root(data)
+
+
+def resolve_root(data: RootLike | None = None) -> Path:
+    """The dataset root as :func:`dataset_root` finds it, for work that needs a local
+    directory (the recorder's journal, recovery, status); an object-store root is
+    refused with :class:`UsageError`."""
+    root = dataset_root(data)
+    if not isinstance(root, Path):
+        raise UsageError(f"{root}: this command works on a local dataset directory only")
+    return root
 
 
 def date_of_ns(ns: int) -> str:
@@ -229,12 +245,12 @@ def check_date(date: str) -> str:
     return date
 
 
-def partition_dir(root: str | os.PathLike[str], venue: str, date: str, symbol: str) -> Path:
+def partition_dir(root: RootLike, venue: str, date: str, symbol: str) -> Root:
     """Directory of one (venue, date, symbol) partition, after validating every part."""
     check_name("venue", venue)
     check_name("symbol", symbol)
     check_date(date)
-    return Path(root) / "raw" / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
+    return as_root(root) / "raw" / f"venue={venue}" / f"date={date}" / f"symbol={symbol}"
 
 
 def part_name(first_recv_ns: int, run_id: str, n: int) -> str:
@@ -286,7 +302,7 @@ class Partition:
 class PartFile:
     """A part file and what its footer says about it."""
 
-    path: Path
+    path: Root
     venue: str
     date: str
     symbol: str
@@ -342,14 +358,14 @@ def _validate_table(table: pa.Table, date: str) -> None:
 
 
 def write_part(
-    root: str | os.PathLike[str],
+    root: RootLike,
     venue: str,
     symbol: str,
     run_id: str,
     n: int,
     table: pa.Table,
     extra: Mapping[str, str] | None = None,
-) -> Path:
+) -> Root:
     """Atomically write *table* as part *n* of *run_id* and return its path.
 
     The date partition comes from the rows' ``recv_ts`` (all must fall on one
@@ -378,17 +394,17 @@ def write_part(
     return final
 
 
-def read_footer(path: str | os.PathLike[str]) -> PartFile:
+def read_footer(path: RootLike) -> PartFile:
     """Read a part's footer only, and check it against its path."""
     return read_footer_meta(path)[0]
 
 
-def read_footer_meta(path: str | os.PathLike[str]) -> tuple[PartFile, pq.FileMetaData]:
+def read_footer_meta(path: RootLike) -> tuple[PartFile, pq.FileMetaData]:
     """A part's tickrec footer (:func:`read_footer`) and its Parquet file metadata,
     from one read of the footer."""
-    path = Path(path)
+    path = as_root(path)
     try:
-        file_meta = pq.read_metadata(path)
+        file_meta = pq.read_metadata(source(path))
     except (OSError, pa.ArrowException) as exc:
         raise CorruptFileError(f"{path}: not a valid Parquet file ({exc})", path) from None
     raw = file_meta.metadata or {}
@@ -430,14 +446,14 @@ def _hive_value(dirname: str, key: str) -> str | None:
 
 
 def list_partitions(
-    root: str | os.PathLike[str],
+    root: RootLike,
     venue: str | None = None,
     date: str | None = None,
     symbol: str | None = None,
 ) -> list[Partition]:
     """Every raw partition under *root* matching the filters, sorted."""
     found: list[Partition] = []
-    raw = Path(root) / "raw"
+    raw = as_root(root) / "raw"
     if not raw.is_dir():
         return found
     for vdir in raw.iterdir():
@@ -457,7 +473,7 @@ def list_partitions(
 
 
 def scan_parts(
-    root: str | os.PathLike[str], partition: Partition
+    root: RootLike, partition: Partition
 ) -> tuple[list[PartFile], list[CorruptFileError]]:
     """The readable part files of one partition in contract order, and the damaged ones.
 
@@ -468,7 +484,7 @@ def scan_parts(
     if not directory.is_dir():
         return [], []
     parts, damaged = [], []
-    for p in sorted(directory.iterdir()):
+    for p in listing(directory):
         if p.is_file() and parse_part_name(p.name) is not None:
             try:
                 parts.append(read_footer(p))
@@ -477,7 +493,7 @@ def scan_parts(
     return contract_order(parts), damaged
 
 
-def list_parts(root: str | os.PathLike[str], partition: Partition) -> list[PartFile]:
+def list_parts(root: RootLike, partition: Partition) -> list[PartFile]:
     """The part files of one partition, from their footers, in contract order.
 
     Contract order: runs by their first ``recv_ts`` (then run id), and within a
@@ -527,7 +543,7 @@ def read_parts(parts: Sequence[PartFile], columns: Iterable[str] | None = None) 
     tables = []
     for p in parts:
         try:
-            t = pq.read_table(p.path, columns=cols, page_checksum_verification=True)
+            t = pq.read_table(source(p.path), columns=cols, page_checksum_verification=True)
         except (OSError, pa.ArrowException) as exc:
             raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})", p.path) from None
         tables.append(t.replace_schema_metadata(None))
@@ -562,7 +578,7 @@ def iter_parts(
     schema = SCHEMA if cols is None else pa.schema([SCHEMA.field(c) for c in cols])
     for p in parts:
         try:
-            reader = pq.ParquetFile(p.path, page_checksum_verification=True)
+            reader = pq.ParquetFile(source(p.path), page_checksum_verification=True)
             batches = reader.iter_batches(batch_size=batch_rows, columns=cols)
             for batch in batches:
                 yield batch.replace_schema_metadata(None).cast(schema)
@@ -571,7 +587,7 @@ def iter_parts(
 
 
 def partition_parts(
-    root: str | os.PathLike[str], venue: str, date: str, symbol: str
+    root: RootLike, venue: str, date: str, symbol: str
 ) -> list[PartFile]:
     """The part files of one partition in contract order (:func:`list_parts`).
 
@@ -585,7 +601,7 @@ def partition_parts(
 
 
 def missing_partition(
-    root: str | os.PathLike[str], venue: str, date: str, symbol: str
+    root: RootLike, venue: str, date: str, symbol: str
 ) -> NotFoundError:
     """The error for a partition that has no parts, listing what exists instead."""
     have = list_partitions(root, venue=venue)
@@ -600,7 +616,7 @@ def missing_partition(
 
 
 def read_partition(
-    root: str | os.PathLike[str],
+    root: RootLike,
     venue: str,
     date: str,
     symbol: str,

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from tickrec.store import Root, StorePath
+
 __all__ = ["fsync_dir", "is_orphan", "make_dirs", "temp_name", "write_atomic"]
 
 
@@ -25,12 +27,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def make_dirs(path: Path) -> None:
+def make_dirs(path: Root) -> None:
     """Create *path* and its missing parents, fsyncing the parent of each one created.
 
     Without that, a power loss could take back a new ``date=`` directory, and
-    the parts inside it, after the journal they came from was deleted.
+    the parts inside it, after the journal they came from was deleted. In an
+    object store there are no directories to make.
     """
+    if isinstance(path, StorePath):
+        return
     missing = []
     p = path
     while not p.is_dir():
@@ -44,13 +49,17 @@ def make_dirs(path: Path) -> None:
         fsync_dir(d.parent)
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object], replace: bool = True) -> None:
+def write_atomic(path: Root, write: Callable[[BinaryIO], object], replace: bool = True) -> None:
     """Write *path* through ``write(file)``: temporary name, fsync, rename, fsync the directory.
 
     Readers see the old file or the whole new one, never a part. With
     ``replace=False`` an existing *path* raises :class:`FileExistsError`
-    instead of being replaced.
+    instead of being replaced. In an object store the object is sent whole
+    (:meth:`~tickrec.store.StorePath.put`).
     """
+    if isinstance(path, StorePath):
+        path.put(write, replace)
+        return
     tmp = temp_name(path, os.getpid())
     try:
         with open(tmp, "wb") as fh:
@@ -73,7 +82,7 @@ def temp_name(path: Path, pid: int) -> Path:
     return path.with_name(f".{path.name}.{pid}.tmp")
 
 
-def is_orphan(path: Path) -> bool:
+def is_orphan(path: Root) -> bool:
     """Whether *path* is a temporary file of :func:`write_atomic` whose process is gone.
 
     Such a file is what a write killed before its rename leaves; nothing

@@ -15,6 +15,7 @@ caller (and the CLI) can catch them all in one place::
 
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CorruptFileError",
@@ -46,9 +47,10 @@ class CorruptFileError(DatasetError):
     message is ``"{path}: {reason}"``.
     """
 
-    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, message: str, path: object = None) -> None:
         super().__init__(message)
-        self.path = None if path is None else Path(path)
+        # A local path, or an object-store path (tickrec.store.StorePath) kept as it is.
+        self.path: Any = Path(path) if isinstance(path, str | os.PathLike) else path
         prefix = f"{self.path}: "
         self.reason = message.removeprefix(prefix) if self.path is not None else message
 

@@ -27,7 +27,6 @@ import datetime as dt
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,6 +45,7 @@ from tickrec.contract import (
 )
 from tickrec.durable import is_orphan
 from tickrec.errors import DatasetError
+from tickrec.store import Root, listing, source
 
 __all__ = [
     "KEY_COLUMNS",
@@ -68,7 +68,7 @@ _NS_PER_DAY = 86_400 * 1_000_000_000
 class Problem:
     """One thing wrong with one file."""
 
-    path: Path
+    path: Root
     what: str
 
     def __str__(self) -> str:
@@ -228,7 +228,7 @@ def _clipped_span(span: tuple[int, int] | None, partition: Partition) -> tuple[i
     return (lo, hi) if lo <= hi else None
 
 
-def check_footer(path: Path, partition: Partition) -> PartCheck:
+def check_footer(path: Root, partition: Partition) -> PartCheck:
     """The checks of the part at *path* that read its footer only (``tickrec ls``):
     :func:`footer_problems` and :func:`statistics_problems`."""
     try:
@@ -240,7 +240,7 @@ def check_footer(path: Path, partition: Partition) -> PartCheck:
     return PartCheck(footer, problems, _clipped_span(_statistics(meta, "recv_ts"), partition))
 
 
-def check_part(path: Path, partition: Partition, columns: Sequence[str] | None = None) -> PartCheck:
+def check_part(path: Root, partition: Partition, columns: Sequence[str] | None = None) -> PartCheck:
     """The checks of the part at *path* of *partition*: its footer, then its rows.
 
     Every column is read (every page's checksum verified) unless *columns*
@@ -257,7 +257,7 @@ def check_part(path: Path, partition: Partition, columns: Sequence[str] | None =
     try:
         cols = None if columns is None else list(columns)
         # ParquetFile, not read_table: no pyarrow.dataset (which imports pandas) needed.
-        reader = pq.ParquetFile(path, page_checksum_verification=True)
+        reader = pq.ParquetFile(source(path), page_checksum_verification=True)
         table = reader.read(columns=cols)
     except (OSError, pa.ArrowException) as exc:
         return PartCheck(footer, [*problems, f"data cannot be read ({exc})"], stats_span)
@@ -266,10 +266,10 @@ def check_part(path: Path, partition: Partition, columns: Sequence[str] | None =
     return PartCheck(footer, problems, span)
 
 
-def seq_overlaps(footers: Sequence[PartFile]) -> dict[Path, str]:
+def seq_overlaps(footers: Sequence[PartFile]) -> dict[Root, str]:
     """Parts whose ``seq`` range overlaps an earlier part of the same run (by first
     ``seq``, then name), each with the problem: two parts cannot both be in contract order."""
-    found: dict[Path, str] = {}
+    found: dict[Root, str] = {}
     last: dict[str, PartFile] = {}
     for part in sorted(footers, key=lambda p: (p.run_id, p.first_seq, p.path.name)):
         prev = last.get(part.run_id)
@@ -287,11 +287,11 @@ def verify_partition(root: str | os.PathLike[str], partition: Partition) -> Iter
     """The problems of every file in one partition's directory, in name order."""
     directory = partition_dir(root, partition.venue, partition.date, partition.symbol)
     checks = {}
-    for path in sorted(directory.iterdir()):
+    for path in listing(directory):
         if path.is_file() and parse_part_name(path.name) is not None:
             checks[path] = check_part(path, partition)
     overlaps = seq_overlaps([c.footer for c in checks.values() if c.footer and not c.problems])
-    for path in sorted(directory.iterdir()):
+    for path in listing(directory):
         if not path.is_file():
             continue
         if path in checks:
