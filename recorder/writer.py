@@ -35,6 +35,7 @@ from tickrec.contract import (
     event_payload,
     part_name,
     partition_dir,
+    replaced_in,
     rows_to_table,
     write_part,
 )
@@ -124,8 +125,8 @@ def convert_segment(
         final = partition_dir(root, run.venue, date, symbol) / part_name(
             rows[0].recv_ns, run.run_id, scan.meta.n
         )
-        if final.exists():
-            result.skipped.append(final)
+        if final.exists() or final.name in replaced_in(final.parent):
+            result.skipped.append(final)  # written before (and maybe merged since)
             continue
         table = rows_to_table(rows)
         result.written.append(write_part(root, run.venue, symbol, run.run_id, scan.meta.n, table))

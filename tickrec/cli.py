@@ -176,6 +176,9 @@ def _ls_parts(root: Root, partition: Partition) -> tuple[list[PartFile], list[Pr
             bad.append(Problem(path, "; ".join(check.problems)))
         else:
             good.append(check.footer)
+    gone = contract.replaced(good)
+    good = [p for p in good if p.path.name not in gone]
+    bad = [b for b in bad if b.path.name not in gone]
     overlaps = seq_overlaps(good)
     bad += [Problem(path, what) for path, what in overlaps.items()]
     parts = contract.contract_order([p for p in good if p.path not in overlaps])
@@ -794,6 +797,47 @@ def gaps_cmd(
 
 
 # --- serve (replay.serve) --------------------------------------------------------
+
+
+@app.command("compact")
+def compact_cmd(
+    date: Annotated[str, typer.Option(help="UTC date (YYYY-MM-DD) whose parts are merged.")],
+    symbol: Annotated[str | None, typer.Option(help="One symbol (default: all).")] = None,
+    venue: Annotated[str | None, typer.Option(help="One venue (default: all).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Compact a date that is not over yet (UTC).")
+    ] = False,
+    data: DataOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Merge a day's parts into one part per (venue, date, symbol), in contract order.
+
+    The merged part is written first, then the parts it replaces are removed;
+    a reader never reads both. Safe to stop and to run again; replays are
+    byte-identical before and after.
+    """
+    from tickrec import contract
+    from tickrec.compact import Compacted, compact
+
+    _storage(endpoint_url)
+    root = contract.dataset_root(data)
+
+    def report(done: Compacted) -> None:
+        p = done.partition
+        where = f"{p.venue} {p.date} {p.symbol}"
+        if done.merged is not None:
+            typer.echo(
+                f"{where}: {_plural(done.parts, 'part')} merged into {done.merged.name} "
+                f"({done.rows:,} rows); {done.removed} removed"
+            )
+        elif done.removed:
+            typer.echo(f"{where}: already merged; {done.removed} replaced parts removed")
+        else:
+            typer.echo(f"{where}: already one part")
+
+    results = compact(root, date, venue, symbol.upper() if symbol else None, force, report)
+    merged = sum(1 for r in results if r.merged is not None)
+    typer.echo(f"compacted {merged} of {_plural(len(results), 'partition')}")
 
 
 @app.command("serve")

@@ -54,6 +54,7 @@ __all__ = [
     "dataset_root",
     "date_of_ns",
     "event_payload",
+    "footer_meta",
     "iter_parts",
     "list_partitions",
     "list_parts",
@@ -66,6 +67,8 @@ __all__ = [
     "read_footer_meta",
     "read_partition",
     "read_parts",
+    "replaced",
+    "replaced_in",
     "resolve_root",
     "rows_to_table",
     "scan_parts",
@@ -168,6 +171,11 @@ _EXTRA_PREFIX = "tickrec.extra."
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: Footer key (under the ``extra.`` prefix) of a merged part: the JSON list of the part
+#: names it replaces (:mod:`tickrec.compact`).
+REPLACES = "replaces"
+#: The run id prefix of merged parts.
+MERGED_RUN = "compact."
 _PART_RE = re.compile(r"^part-(\d+)-([A-Za-z0-9._-]+)-(\d+)\.parquet$")
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -316,22 +324,28 @@ class PartFile:
     extra: Mapping[str, str]
 
 
-def _footer_meta(
-    venue: str, symbol: str, run_id: str, table: pa.Table, extra: Mapping[str, str] | None
+def footer_meta(
+    venue: str,
+    symbol: str,
+    run_id: str,
+    seq: tuple[int, int],
+    recv_ns: tuple[int, int],
+    rows: int,
+    extra: Mapping[str, str] | None,
 ) -> dict[bytes, bytes]:
-    seq = table.column("seq")
-    recv = table.column("recv_ts").cast(pa.int64())
+    """The key-value metadata of a part's footer: *seq* and *recv_ns* are its first and
+    last values (of a merged part, the least and greatest)."""
     meta = {
         META_KEYS["format_version"]: FORMAT_VERSION,
         META_KEYS["tickrec_version"]: __version__,
         META_KEYS["venue"]: venue,
         META_KEYS["symbol"]: symbol,
         META_KEYS["run_id"]: run_id,
-        META_KEYS["first_seq"]: str(seq[0].as_py()),
-        META_KEYS["last_seq"]: str(seq[-1].as_py()),
-        META_KEYS["first_recv_ns"]: str(recv[0].as_py()),
-        META_KEYS["last_recv_ns"]: str(recv[-1].as_py()),
-        META_KEYS["rows"]: str(table.num_rows),
+        META_KEYS["first_seq"]: str(seq[0]),
+        META_KEYS["last_seq"]: str(seq[1]),
+        META_KEYS["first_recv_ns"]: str(recv_ns[0]),
+        META_KEYS["last_recv_ns"]: str(recv_ns[1]),
+        META_KEYS["rows"]: str(rows),
     }
     for key, value in (extra or {}).items():
         meta[_EXTRA_PREFIX + check_name("metadata key", key)] = str(value)
@@ -382,7 +396,18 @@ def write_part(
     _validate_table(table, date)
     make_dirs(directory)
     final = directory / name
-    table = table.replace_schema_metadata(_footer_meta(venue, symbol, run_id, table, extra))
+    seq = table.column("seq")
+    recv = table.column("recv_ts").cast(pa.int64())
+    meta = footer_meta(
+        venue,
+        symbol,
+        run_id,
+        (seq[0].as_py(), seq[-1].as_py()),
+        (recv[0].as_py(), recv[-1].as_py()),
+        table.num_rows,
+        extra,
+    )
+    table = table.replace_schema_metadata(meta)
     try:
         write_atomic(
             final,
@@ -490,7 +515,35 @@ def scan_parts(
                 parts.append(read_footer(p))
             except CorruptFileError as exc:
                 damaged.append(exc)
+    gone = replaced(parts)
+    parts = [p for p in parts if p.path.name not in gone]
+    damaged = [e for e in damaged if e.path is None or e.path.name not in gone]
     return contract_order(parts), damaged
+
+
+def replaced_in(directory: Root) -> set[str]:
+    """:func:`replaced` of the merged parts in *directory* (only their footers are read)."""
+    footers = []
+    for p in listing(directory):
+        named = parse_part_name(p.name)
+        if named is not None and named[1].startswith(MERGED_RUN):
+            try:
+                footers.append(read_footer(p))
+            except CorruptFileError:
+                continue  # a damaged merged part replaces nothing
+    return replaced(footers)
+
+
+def replaced(parts: Iterable[PartFile]) -> set[str]:
+    """The names of the parts that merged parts among *parts* replace
+    (:mod:`tickrec.compact`): a reader that finds both after a crash reads the merged
+    part only."""
+    gone: set[str] = set()
+    for p in parts:
+        text = p.extra.get(REPLACES)
+        if text is not None:
+            gone.update(json.loads(text))
+    return gone
 
 
 def list_parts(root: RootLike, partition: Partition) -> list[PartFile]:

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tickrec.contract import (
+    REPLACES,
     SCHEMA,
     SOURCES,
     PartFile,
@@ -42,6 +43,7 @@ from tickrec.contract import (
     parse_part_name,
     partition_dir,
     read_footer_meta,
+    replaced,
 )
 from tickrec.durable import is_orphan
 from tickrec.errors import DatasetError
@@ -184,6 +186,8 @@ def content_problems(table: pa.Table, footer: PartFile, partition: Partition) ->
         return ["no rows"]
     problems = []
     seq = table.column("seq")
+    if REPLACES in footer.extra:  # a merged part: rows of several runs, the footer's extremes
+        return _merged_problems(table, footer, partition)
     if (footer.first_seq, footer.last_seq) != _first_last(table, "seq"):
         problems.append(
             f"seq runs {seq[0]}..{seq[-1]}, the footer says {footer.first_seq}..{footer.last_seq}"
@@ -197,6 +201,28 @@ def content_problems(table: pa.Table, footer: PartFile, partition: Partition) ->
             f"the footer says {footer.first_recv_ns}..{footer.last_recv_ns}"
         )
     lo, hi = _min_max(table.column("recv_ts").cast(pa.int64()))
+    if not _on_date(lo, hi, partition):
+        problems.append(_off_date(lo, hi, partition))
+    sources = set(table.column("source").combine_chunks().dictionary.to_pylist())
+    if not sources <= set(SOURCES):
+        problems.append(f"unknown source values {sorted(sources - set(SOURCES))}")
+    return problems
+
+
+def _merged_problems(table: pa.Table, footer: PartFile, partition: Partition) -> list[str]:
+    """:func:`content_problems` of a merged part (:mod:`tickrec.compact`)."""
+    problems = []
+    seq = _min_max(table.column("seq"))
+    if seq != (footer.first_seq, footer.last_seq):
+        problems.append(
+            f"seq runs {seq[0]}..{seq[1]}, the footer says {footer.first_seq}..{footer.last_seq}"
+        )
+    lo, hi = _min_max(table.column("recv_ts").cast(pa.int64()))
+    if (lo, hi) != (footer.first_recv_ns, footer.last_recv_ns):
+        problems.append(
+            f"recv_ts runs {lo}..{hi}, "
+            f"the footer says {footer.first_recv_ns}..{footer.last_recv_ns}"
+        )
     if not _on_date(lo, hi, partition):
         problems.append(_off_date(lo, hi, partition))
     sources = set(table.column("source").combine_chunks().dictionary.to_pylist())
@@ -290,11 +316,17 @@ def verify_partition(root: str | os.PathLike[str], partition: Partition) -> Iter
     for path in listing(directory):
         if path.is_file() and parse_part_name(path.name) is not None:
             checks[path] = check_part(path, partition)
-    overlaps = seq_overlaps([c.footer for c in checks.values() if c.footer and not c.problems])
+    gone = replaced(c.footer for c in checks.values() if c.footer and not c.problems)
+    live = [
+        c.footer for p, c in checks.items() if c.footer and not c.problems and p.name not in gone
+    ]
+    overlaps = seq_overlaps(live)
     for path in listing(directory):
         if not path.is_file():
             continue
-        if path in checks:
+        if path.name in gone:
+            yield Problem(path, "replaced by a merged part; run tickrec compact to remove it")
+        elif path in checks:
             for what in checks[path].problems:
                 yield Problem(path, what)
             if path in overlaps:
