@@ -14,8 +14,8 @@ meet. A date of the range with no partition is said so: it is a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 
@@ -30,14 +30,25 @@ from tickrec.store import RootLike
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NO_DATA", "RANGE_KINDS", "Days", "open_range"]
+__all__ = [
+    "NO_DATA",
+    "RANGE_KINDS",
+    "DayFacts",
+    "Days",
+    "facts",
+    "open_range",
+    "range_dates",
+    "range_gaps",
+    "range_summary",
+]
 
 #: Gap kind of a date in the range that has no partition.
 NO_DATA = "no_data"
 RANGE_KINDS = (*KINDS, NO_DATA)
 
 
-def _dates(start: str, end: str) -> list[str]:
+def range_dates(start: str, end: str) -> list[str]:
+    """Every date from *start* to *end*, both included."""
     a, z = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     if z < a:
         raise UsageError(f"the range ends ({end}) before it starts ({start})")
@@ -129,11 +140,7 @@ class Days:
 
     def gap_list(self) -> list[Gap]:
         """Every date's gaps, and a ``no_data`` gap over each missing date, by start."""
-        gaps = [g for d in self.days for g in d.gap_list()]
-        for date in self.missing:
-            m = midnight_ns(date)
-            gaps.append(Gap(NO_DATA, m, m + NS_PER_DAY, f"no partition for {date}"))
-        return sorted(gaps, key=lambda g: (g.start, RANGE_KINDS.index(g.kind), g.end, g.detail))
+        return range_gaps([d.gap_list() for d in self.days], self.missing)
 
     def gaps(self) -> pd.DataFrame:
         """Gaps as :meth:`Day.gaps <replay.api.Day.gaps>` has them, ``no_data`` among the kinds."""
@@ -157,24 +164,54 @@ class Days:
     def summary(self) -> dict[str, Any]:
         """:meth:`Day.summary <replay.api.Day.summary>` over the range; gaps by kind with
         ``no_data`` (the missing dates)."""
-        per_day = [d.summary() for d in self.days]
-        counts = {k: sum(s["gaps"][k] for s in per_day) for k in KINDS}
-        counts[NO_DATA] = len(self.missing)
-        return {
-            "symbol": self.symbol,
-            "protocols": ",".join(self.protocols),
-            "messages": sum(s["messages"] for s in per_day),
-            "book_changes": sum(s["book_changes"] for s in per_day),
-            "trades": sum(s["trades"] for s in per_day),
-            "coverage": self.coverage,
-            "span_coverage": self.span_coverage,
-            "gaps": counts,
-        }
+        return range_summary(self.symbol, self.dates, self.missing, [facts(d) for d in self.days])
 
     def events(self, depth: int | None = 10) -> Iterator[tuple[Event, BookView]]:
         """:meth:`Day.events <replay.api.Day.events>` of every date, in order."""
         for day in self.days:
             yield from day.events(depth)
+
+
+class DayFacts(NamedTuple):
+    """What a range's summary needs of each of its days (small, to send between processes)."""
+
+    summary: dict[str, Any]
+    protocols: tuple[str, ...]
+    valid_ns: int
+    span: tuple[int, int]
+
+
+def facts(day: Day) -> DayFacts:
+    return DayFacts(day.summary(), day.protocols, day.valid_ns, day.span)
+
+
+def range_gaps(gap_lists: Sequence[Sequence[Gap]], missing: Sequence[str]) -> list[Gap]:
+    """The gaps of a range: each date's, and a ``no_data`` gap over each missing date."""
+    gaps = [g for gap_list in gap_lists for g in gap_list]
+    for date in missing:
+        m = midnight_ns(date)
+        gaps.append(Gap(NO_DATA, m, m + NS_PER_DAY, f"no partition for {date}"))
+    return sorted(gaps, key=lambda g: (g.start, RANGE_KINDS.index(g.kind), g.end, g.detail))
+
+
+def range_summary(
+    symbol: str, dates: Sequence[str], missing: Sequence[str], days: Sequence[DayFacts]
+) -> dict[str, Any]:
+    """:meth:`Days.summary` from the :class:`DayFacts` of the dates that have data."""
+    counts = {k: sum(d.summary["gaps"][k] for d in days) for k in KINDS}
+    counts[NO_DATA] = len(missing)
+    valid = sum(d.valid_ns for d in days)
+    spans = sum(d.span[1] - d.span[0] for d in days)
+    return {
+        "symbol": symbol,
+        "protocols": ",".join(sorted({p for d in days for p in d.protocols})),
+        "messages": sum(d.summary["messages"] for d in days),
+        "book_changes": sum(d.summary["book_changes"] for d in days),
+        "trades": sum(d.summary["trades"] for d in days),
+        "coverage": valid / (len(dates) * NS_PER_DAY),
+        "span_coverage": valid / spans if spans > 0 else 0.0,
+        "gaps": counts,
+    }
 
 
 def open_range(
@@ -197,7 +234,7 @@ def open_range(
     :mod:`replay.days`. Raises
     :class:`~tickrec.errors.NotFoundError` when no date of the range has data.
     """
-    dates = _dates(date_text(start), date_text(end))
+    dates = range_dates(date_text(start), date_text(end))
     symbol = contract.check_name("symbol", symbol.upper())
     root = contract.dataset_root(data)
     days = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,16 @@ import pyarrow.parquet as pq
 
 from replay.api import Day, open, parse_interval_ns
 from replay.columns import repeat_text
-from replay.days import Days, open_range
+from replay.days import DayFacts, Days, facts, open_range, range_dates, range_gaps, range_summary
 from replay.gaps import KINDS, Gap
+from replay.parallel import map_partitions
 from tickrec import __version__, contract
 from tickrec.errors import NotFoundError, UsageError
 from tickrec.progress import Progress, terminal_progress
 from tickrec.store import Root
 
 __all__ = [
+    "DayReplayed",
     "ReplayJob",
     "Replayed",
     "check_options",
@@ -45,6 +47,7 @@ __all__ = [
     "left_out",
     "open_days",
     "resolve_symbols",
+    "run_jobs",
     "write_snapshots",
 ]
 
@@ -130,8 +133,27 @@ class Replayed:
 
 
 @dataclass(frozen=True)
+class DayReplayed:
+    """What a :class:`ReplayJob` keeps of one (date, symbol) partition."""
+
+    date: str
+    symbol: str
+    facts: DayFacts
+    gaps: list[Gap]
+    snapshots: pa.Table | None
+    left_out: list[str]
+
+
+@dataclass(frozen=True)
 class ReplayJob:
-    """Replay one symbol of a day for ``tickrec replay`` (picklable, for worker processes)."""
+    """Replay symbols of a day, or of a range of days, for ``tickrec replay``.
+
+    The work is one task per (date, symbol) partition (:meth:`tasks`,
+    :meth:`day`), each a pure function of the files, so the tasks can run in
+    any process or on any machine (:func:`replay.parallel.map_partitions`);
+    :meth:`combine` puts a symbol's days together as :func:`open_range`
+    would. Picklable, for worker processes.
+    """
 
     root: Root
     venue: str
@@ -150,25 +172,96 @@ class ReplayJob:
     skip_bad: bool = False
     """Whether to leave bad parts out as ``bad_file`` gaps instead of failing."""
 
-    def __call__(self, symbol: str) -> Replayed:
-        day = next(
-            iter(
-                open_days(
-                    self.root,
-                    self.venue,
-                    self.date,
-                    [symbol],
-                    self.silence,
-                    cache=self.cache,
-                    end=self.end,
-                    carry=self.carry,
-                    rows=terminal_progress() if self.progress else None,
-                    skip_bad=self.skip_bad,
+    def _dates(self) -> list[str]:
+        return [self.date] if self.end is None else range_dates(self.date, self.end)
+
+    def tasks(self, symbols: Sequence[str]) -> list[tuple[str, str, bool]]:
+        """``(date, symbol, later)`` for each partition to replay, by symbol then date;
+        *later* is true for every date of a symbol's range after its first one."""
+        if self.end is None:
+            return [(self.date, sym, False) for sym in symbols]
+        dates = self._dates()
+        have = {
+            (p.date, p.symbol)
+            for p in contract.list_partitions(self.root, venue=self.venue)
+            if dates[0] <= p.date <= dates[-1]
+        }
+        found = []
+        for sym in symbols:
+            mine = [d for d in dates if (d, sym) in have]
+            if not mine:
+                raise NotFoundError(
+                    f"no data for {self.venue} {sym} from {dates[0]} to {dates[-1]} "
+                    f"under {self.root}"
                 )
-            )
+            found += [(d, sym, k > 0) for k, d in enumerate(mine)]
+        return found
+
+    def day(self, task: tuple[str, str, bool]) -> DayReplayed:
+        """Replay one partition (a task of :meth:`tasks`)."""
+        date, symbol, later = task
+        day = open(
+            date,
+            symbol,
+            self.venue,
+            self.root,
+            silence=self.silence,
+            cache=self.cache,
+            carry=self.carry,
+            progress=terminal_progress() if self.progress else None,
+            skip_bad=self.skip_bad,
         )
-        table = day.snapshot_table(depth=self.depth, every=self.every) if self.snapshots else None
-        return Replayed(symbol, day.summary(), day.gap_list(), table, left_out(self.root, day))
+        table = None
+        if self.snapshots:
+            start = day.midnight_ns if later else None
+            table = day.snapshot_table(depth=self.depth, every=self.every, start=start)
+        return DayReplayed(
+            date, symbol, facts(day), day.gap_list(), table, left_out(self.root, day)
+        )
+
+    def combine(self, symbol: str, days: Sequence[DayReplayed]) -> Replayed:
+        """One symbol's :class:`Replayed` from its days' results, in date order."""
+        if self.end is None:
+            (one,) = days
+            return Replayed(symbol, one.facts.summary, one.gaps, one.snapshots, one.left_out)
+        dates = self._dates()
+        missing = sorted(set(dates) - {d.date for d in days})
+        tables = [d.snapshots for d in days if d.snapshots is not None]
+        return Replayed(
+            symbol,
+            range_summary(symbol, dates, missing, [d.facts for d in days]),
+            range_gaps([d.gaps for d in days], missing),
+            pa.concat_tables(tables) if self.snapshots else None,
+            [line for d in days for line in d.left_out],
+        )
+
+    def __call__(self, symbol: str) -> Replayed:
+        return self.combine(symbol, [self.day(t) for t in self.tasks([symbol])])
+
+
+def run_jobs(
+    job: ReplayJob,
+    symbols: Sequence[str],
+    workers: int = 1,
+    cluster: str | None = None,
+    done: Callable[[int, int, str], None] | None = None,
+) -> Iterator[Replayed]:
+    """Each symbol's :class:`Replayed`, in the order of *symbols*, from one task per
+    partition run in this process, in *workers* processes, or on a Dask *cluster*
+    (:func:`replay.parallel.map_partitions`). *done*, if given, is called with the
+    tasks done, their number and the symbol, after each task."""
+    tasks = job.tasks(symbols)
+    results = map_partitions(job.day, tasks, workers, cluster)
+    pending: list[DayReplayed] = []
+    for k, result in enumerate(results, 1):
+        if done is not None:
+            done(k, len(tasks), result.symbol)
+        if pending and pending[-1].symbol != result.symbol:
+            yield job.combine(pending[-1].symbol, pending)
+            pending = []
+        pending.append(result)
+    if pending:
+        yield job.combine(pending[-1].symbol, pending)
 
 
 def check_options(out: str | os.PathLike[str] | None, every: str, silence: str) -> None:

@@ -125,3 +125,31 @@ def test_store_paths_list_stat_and_glob(server: s3.S3):
     (root / "a" / "x.bin").unlink()
     assert [p.name for p in (root / "a").iterdir()] == ["y.bin"]
     assert isinstance(root.fs, pafs.S3FileSystem)
+
+
+def test_serve_replays_an_s3_root_as_a_local_one(roots: tuple[Path, str]):
+    import orjson
+    import requests
+
+    from replay.serve import ServeConfig, Server
+
+    local, uri = roots
+    options = orjson.dumps(
+        {
+            "exchange": "gemini",
+            "from": DATE,
+            "to": "2021-06-25",
+            "filters": [{"channel": "l2_updates"}],
+        }
+    )
+    bodies = []
+    for data in (local, as_root(uri)):
+        with Server(ServeConfig(data=data)) as server:
+            got = requests.get(
+                server.url.rest_url + "/replay", params={"options": options}, timeout=30
+            )
+            assert got.status_code == 200, got.text
+            bodies.append(got.content)
+            symbols = requests.get(server.url.rest_url + "/v1/symbols", timeout=5).json()
+            assert len(symbols) == 10
+    assert bodies[0] == bodies[1] and bodies[0].count(b"\n") > 100

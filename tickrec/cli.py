@@ -688,6 +688,20 @@ def replay_cmd(
     workers: Annotated[
         int, typer.Option(help="Replay symbols in this many processes (same output).")
     ] = 1,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay the (date, symbol) partitions on a Dask LocalCluster of N workers "
+            "on 127.0.0.1 (local:N); same output."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay on the running Dask cluster of this scheduler (tcp://host:8786); "
+            "its workers must reach --data."
+        ),
+    ] = None,
     no_cache: NoCacheOpt = False,
     no_carry: NoCarryOpt = False,
     skip_bad: SkipBadOpt = False,
@@ -705,6 +719,15 @@ def replay_cmd(
     for name, value in (("--depth", depth), ("--workers", workers)):
         if value < 1:
             raise UsageError(f"{name}: must be at least 1, not {value}")
+    if cluster is not None and scheduler is not None:
+        raise UsageError("--cluster and --scheduler exclude each other")
+    if scheduler is not None and "://" not in scheduler:
+        raise UsageError(f"--scheduler {scheduler!r}: give an address such as tcp://host:8786")
+    dask = cluster if cluster is not None else scheduler
+    if dask is not None:
+        parallel.parse_cluster(dask)
+        if workers != 1:
+            raise UsageError("--workers and --cluster/--scheduler exclude each other")
     _storage(endpoint_url, cache_dir)
     root = contract.dataset_root(data)
     symbols = report.resolve_symbols(root, venue, date, symbol, end)
@@ -720,15 +743,18 @@ def replay_cmd(
         snapshots=out is not None,
         end=end,
         carry=not no_carry,
-        progress=progress is not None and workers == 1,
+        progress=progress is not None and workers == 1 and dask is None,
         skip_bad=skip_bad,
     )
     if end is not None:
         date = f"{date}..{end}"
     frames, summaries, gap_lists, left_out = {}, [], [], []
-    for k, done in enumerate(parallel.map_partitions(job, symbols, workers), 1):
+
+    def step(k: int, n: int, sym: str) -> None:
         if progress is not None:
-            progress(f"replay {venue} {date}: {k}/{len(symbols)} done ({done.symbol})")
+            progress(f"replay {venue} {date}: {k}/{n} partitions done ({sym})")
+
+    for done in report.run_jobs(job, symbols, workers, dask, step):
         if done.snapshots is not None:
             frames[done.symbol] = done.snapshots
         summaries.append(done.summary)
