@@ -54,7 +54,9 @@ DURATIONS = frozenset(
 )
 _INTS = frozenset({"snapshot_depth", "sync_depth"})
 _FLOATS = frozenset({"connects_per_minute"})
-_STRINGS = frozenset({"venue", "protocol", "data", "url", "rest_url", "run_id", "metrics"})
+_STRINGS = frozenset(
+    {"venue", "protocol", "data", "journal", "url", "rest_url", "run_id", "metrics"}
+)
 # Internal: set in code (tests), not from a file or the command line.
 _FIELDS = {f.name for f in dataclasses.fields(RecordConfig)} - {"extra", "clock", "handover_lead"}
 

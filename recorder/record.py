@@ -52,8 +52,9 @@ from recorder.recovery import recover
 from recorder.rest import RequestPacer, SnapshotPoller, listed_symbols
 from recorder.status import STATUS_FILE, Stats
 from recorder.sync import BookFetcher
+from recorder.upload import Uploader, local_roots
 from recorder.writer import Converter, ConvertResult
-from tickrec.contract import RUN_CONN_ID, check_name, event_payload, resolve_root
+from tickrec.contract import RUN_CONN_ID, check_name, event_payload
 from tickrec.errors import JournalError, ProtocolError, UsageError
 from tickrec.store import Root
 from tickrec.venues import venue as venue_named
@@ -113,13 +114,16 @@ class RecordConfig:
     before midnight v1 and v2 open the connections that take over
     (:mod:`recorder.midnight`). ``max_offline`` is how long a symbol may be
     without a connection before the run counts as failed (0: no limit;
-    :mod:`recorder.offline`).
+    :mod:`recorder.offline`). ``journal`` is the local directory a run that
+    records to an object store (``data`` a URI) works in: its journal, and
+    the parts not yet uploaded (:mod:`recorder.upload`).
     """
 
     symbols: tuple[str, ...]
     venue: str = "gemini"
     protocol: str = ""
     data: str | None = None
+    journal: str | None = None
     url: str = ""
     rest_url: str = ""
     snapshot_every: float = 60.0
@@ -250,6 +254,9 @@ class RecordResult:
     messages: dict[str, int] = field(default_factory=dict)
     #: The first stretch without a connection longer than ``max_offline``, per symbol.
     offline: list[OfflineStretch] = field(default_factory=list)
+    #: Recording to an object store: parts sent, and the parts left to send (local).
+    uploaded: int = 0
+    not_uploaded: list[Path] = field(default_factory=list)
 
     @property
     def silent(self) -> list[str]:
@@ -457,7 +464,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     assert config.rest_min_gap is not None  # set by RecordConfig
     pacer = RequestPacer(config.rest_min_gap, rec.weight_per_minute if rec is not None else None)
     _check_listed(config, pacer, stop)
-    root = resolve_root(config.data)
+    root, store = local_roots(config.data, config.journal)
     recovered = recover(root)
     for r in recovered:
         log.info("recovered run %s: %d rows into %d parts", r.run_id, r.rows, len(r.parts))
@@ -472,6 +479,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         result.parts.extend(converted.written)
 
     converter = Converter(root, on_done=done)
+    uploader = None if store is None else Uploader(root, store).start()
     journal = Journal(
         root,
         RunMeta(run_id, config.venue, protocol, config.symbols),
@@ -607,6 +615,9 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         stop.set()
         journal.close()
         result.unconverted = converter.close()
+        if uploader is not None:
+            result.not_uploaded = uploader.close()
+            result.uploaded = uploader.uploaded
         (journal.dir / STATUS_FILE).unlink(missing_ok=True)
         journal.release()
         if metrics is not None:

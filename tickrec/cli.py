@@ -55,6 +55,14 @@ EndpointOpt = Annotated[
         help="Endpoint of an S3-compatible store (default: $AWS_ENDPOINT_URL, else AWS).",
     ),
 ]
+JournalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--journal",
+        help="With --data s3://...: the local directory for the journal and the parts "
+        "not yet uploaded.",
+    ),
+]
 CacheOpt = Annotated[
     str | None,
     typer.Option(
@@ -405,6 +413,8 @@ def record_cmd(
             "(default 60s; 0 = no limit)."
         ),
     ] = None,
+    journal: JournalOpt = None,
+    endpoint_url: EndpointOpt = None,
     config: Annotated[
         str | None, typer.Option("--config", help="TOML file with these options; flags win.")
     ] = None,
@@ -432,16 +442,19 @@ def record_cmd(
         "until": parse_until(until) if until is not None else None,
         "metrics": metrics,
         "max_offline": _duration_or_none(max_offline, "--max-offline"),
+        "journal": journal,
     }
+    _storage(endpoint_url)
     cfg = build_config(config, flags)
     _log_to_stderr()
     try:
         result = record(cfg)
     except KeyboardInterrupt:
-        journal = contract.resolve_root(cfg.data) / "journal"
+        where = Path(cfg.journal) if cfg.journal else contract.resolve_root(cfg.data)
         typer.echo(
             f"interrupted: recording stopped at once; what was received is in the journal "
-            f"under {journal}, left for `tickrec recover` (the next `tickrec record` runs it too)",
+            f"under {where / 'journal'}, left for `tickrec recover` "
+            "(the next `tickrec record` runs it too)",
             err=True,
         )
         raise typer.Exit(130) from None
@@ -449,6 +462,14 @@ def record_cmd(
         f"run {result.run_id} stopped ({result.stopped_by}): "
         f"{_plural(result.rows, 'row')} in {_plural(len(result.parts), 'file')}"
     )
+    if cfg.journal:
+        typer.echo(f"{_plural(result.uploaded, 'part')} uploaded to {cfg.data}")
+    if result.not_uploaded:
+        raise TickrecError(
+            f"{_plural(len(result.not_uploaded), 'part')} not uploaded to {cfg.data} yet, "
+            f"kept under {cfg.journal}; the next `tickrec record --journal {cfg.journal}` "
+            "sends them"
+        )
     if result.unconverted:
         for path, why in result.unconverted:
             typer.echo(f"not converted: {path}: {why}", err=True)
@@ -472,13 +493,20 @@ def record_cmd(
 
 
 @app.command("recover")
-def recover_cmd(data: DataOpt = None) -> None:
-    """Turn journals left by dead recorder runs into Parquet (live runs are left alone)."""
+def recover_cmd(
+    data: DataOpt = None, journal: JournalOpt = None, endpoint_url: EndpointOpt = None
+) -> None:
+    """Turn journals left by dead recorder runs into Parquet (live runs are left alone).
+
+    With ``--data s3://... --journal DIR`` the journals under DIR are recovered
+    there, and every part waiting there is then uploaded.
+    """
     from recorder.recovery import recover
-    from tickrec import contract
+    from recorder.upload import Uploader, local_roots
 
     _log_to_stderr()
-    root = contract.resolve_root(data)
+    _storage(endpoint_url)
+    root, store = local_roots(data, journal)
     results = recover(root, terminal_progress())
     if not results:
         typer.echo(f"nothing to recover under {root / 'journal'}")
@@ -491,6 +519,8 @@ def recover_cmd(data: DataOpt = None) -> None:
         )
         for path, why in r.left:
             typer.echo(f"  {path}: {why}", err=True)
+    if store is not None:
+        typer.echo(f"{_plural(Uploader(root, store).send_all(), 'part')} uploaded to {store}")
     left = sum(len(r.left) for r in results)
     if left:
         raise DatasetError(
