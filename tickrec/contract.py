@@ -24,6 +24,8 @@ import datetime as dt
 import json
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,7 @@ import pyarrow.parquet as pq
 from tickrec import __version__
 from tickrec.durable import make_dirs, write_atomic
 from tickrec.errors import CorruptFileError, DatasetError, NotFoundError, UsageError
-from tickrec.store import Root, RootLike, as_root, listing, source
+from tickrec.store import Root, RootLike, StorePath, as_root, listing, source
 
 __all__ = [
     "EVENTS",
@@ -424,10 +426,45 @@ def read_footer(path: RootLike) -> PartFile:
     return read_footer_meta(path)[0]
 
 
+#: Footers read in this process, by (path, size, mtime): a part is never rewritten,
+#: so a replay that lists a partition again (a range, the day before) reads none twice.
+_FOOTERS: OrderedDict[tuple[str, int, int], tuple[PartFile, pq.FileMetaData]] = OrderedDict()
+_FOOTERS_MAX = 1 << 15
+_FOOTERS_LOCK = threading.Lock()
+
+
+def _footer_key(path: Root) -> tuple[str, int, int] | None:
+    if isinstance(path, StorePath):
+        version = path.version()
+        return None if version is None else (str(path), *version)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 def read_footer_meta(path: RootLike) -> tuple[PartFile, pq.FileMetaData]:
     """A part's tickrec footer (:func:`read_footer`) and its Parquet file metadata,
-    from one read of the footer."""
+    from one read of the footer (remembered for the file as it is now)."""
     path = as_root(path)
+    key = _footer_key(path)
+    if key is not None:
+        with _FOOTERS_LOCK:
+            found = _FOOTERS.get(key)
+            if found is not None:
+                _FOOTERS.move_to_end(key)
+                return found
+    found = _read_footer_meta(path)
+    if key is not None:
+        with _FOOTERS_LOCK:
+            _FOOTERS[key] = found
+            if len(_FOOTERS) > _FOOTERS_MAX:
+                _FOOTERS.popitem(last=False)
+    return found
+
+
+def _read_footer_meta(path: Root) -> tuple[PartFile, pq.FileMetaData]:
     try:
         file_meta = pq.read_metadata(source(path))
     except (OSError, pa.ArrowException) as exc:

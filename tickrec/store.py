@@ -16,6 +16,13 @@ or from :func:`open_root`'s *endpoint*.
 An object is written whole (:meth:`StorePath.put`): the file is built in
 memory and sent in one upload, which the store shows only once it is
 complete. A reader never sees part of an object.
+
+A listed object up to :data:`WHOLE_MAX` bytes is read whole in one request
+and kept in memory (up to :data:`KEEP_MAX` bytes in all, the least recently
+used dropped first): a replay opens a part several times (its footer, a
+screen of its pages, the decode), and a store charges by request and
+answers each with a delay. A part is never rewritten, and the object is
+known by its listed size and modification time.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import functools
 import io
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -48,6 +57,35 @@ __all__ = [
 ]
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+#: Listed objects up to this size are read whole, in one request, and kept.
+WHOLE_MAX = 64 << 20
+#: The most bytes of whole objects kept in memory at once.
+KEEP_MAX = 512 << 20
+
+_KEPT: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+_KEPT_LOCK = threading.Lock()
+_kept_bytes = 0
+
+
+def _whole(path: StorePath, key: tuple[str, int, int]) -> bytes:
+    """The object *path* (of listed version *key*), from memory or read in one request."""
+    global _kept_bytes
+    with _KEPT_LOCK:
+        data = _KEPT.get(key)
+        if data is not None:
+            _KEPT.move_to_end(key)
+            return data
+    with path.fs.open_input_stream(path.path) as fh:
+        data = fh.read()
+    with _KEPT_LOCK:
+        if key not in _KEPT:
+            _KEPT[key] = data
+            _kept_bytes += len(data)
+            while _kept_bytes > KEEP_MAX and len(_KEPT) > 1:
+                _kept_bytes -= len(_KEPT.popitem(last=False)[1])
+    return data
 
 
 def is_uri(text: str | os.PathLike[str]) -> bool:
@@ -116,15 +154,17 @@ class Stat(NamedTuple):
 class StorePath:
     """A file or directory in an object store, used where the code uses a local Path."""
 
-    __slots__ = ("_kind", "fs", "path", "scheme")
+    __slots__ = ("_info", "_kind", "fs", "path", "scheme")
 
     def __init__(
-        self, fs: pafs.FileSystem, path: str, scheme: str, kind: pafs.FileType | None = None
+        self, fs: pafs.FileSystem, path: str, scheme: str, info: pafs.FileInfo | None = None
     ) -> None:
         self.fs = fs
         self.path = path.rstrip("/")
         self.scheme = scheme
-        self._kind = kind  # from the listing that found it, so a listed tree costs no HEADs
+        # From the listing that found it, so a listed tree costs no HEAD requests.
+        self._info = info
+        self._kind = None if info is None else info.type
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (StorePath, (self.fs, self.path, self.scheme))
@@ -178,7 +218,7 @@ class StorePath:
 
     def iterdir(self) -> Iterator[StorePath]:
         for info in self._listing(recursive=False):
-            yield StorePath(self.fs, info.path, self.scheme, info.type)
+            yield StorePath(self.fs, info.path, self.scheme, info)
 
     def glob(self, pattern: str) -> Iterator[StorePath]:
         """The files below whose path relative to this one matches *pattern* (fnmatch)."""
@@ -186,7 +226,14 @@ class StorePath:
         for info in self._listing(recursive=True):
             rel = info.path[len(self.path) + 1 :]
             if rel.count("/") == depth and fnmatch.fnmatchcase(rel, pattern):
-                yield StorePath(self.fs, info.path, self.scheme, info.type)
+                yield StorePath(self.fs, info.path, self.scheme, info)
+
+    def version(self) -> tuple[int, int] | None:
+        """``(size, mtime_ns)`` as the listing that found this file gave them, if it did."""
+        info = self._info
+        if info is None or info.type != pafs.FileType.File:
+            return None
+        return info.size or 0, info.mtime_ns or 0
 
     def stat(self) -> Stat:
         info = self.fs.get_file_info(self.path)
@@ -196,7 +243,10 @@ class StorePath:
 
     def open_input(self) -> pa.NativeFile:
         """The object, open for random-access reads (what pyarrow's readers take)."""
+        version = self.version()
         try:
+            if version is not None and version[0] <= WHOLE_MAX:
+                return pa.BufferReader(_whole(self, (self.path, *version)))
             return self.fs.open_input_file(self.path)
         except FileNotFoundError:
             raise
@@ -228,7 +278,7 @@ class StorePath:
         data = buffer.getvalue()
         with self.fs.open_output_stream(self.path) as out:
             out.write(data)
-        self._kind = pafs.FileType.File
+        self._kind, self._info = pafs.FileType.File, None
 
 
 #: A dataset root: a local directory or a place in an object store.
