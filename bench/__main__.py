@@ -6,6 +6,7 @@ Usage::
     python -m bench --only recorder [--recorder-rates 1000,20000] [--recorder-seconds 20]
     python -m bench --only soak [--soak-seconds 600] [--soak-rate 5000] [--soak-rotate 20s]
     python -m bench --only serve [--changes N]
+    python -m bench --only scale [--scale-days 30] [--scale-changes 20000] [--scale-parts 96]
 
 Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
 ``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):
@@ -27,7 +28,10 @@ simulator and the recorder in two processes across many rotations, with
 ``recv_ts`` lag, RSS over time and its slope, fds and CPU; it exits with
 status 1 when a target is not met. ``--only serve`` runs :mod:`bench.serve`:
 ``tickrec serve`` streaming the synthetic day to one client process
-(messages/s and MB/s; 1,000,000 changes unless ``--changes``).
+(messages/s and MB/s; 1,000,000 changes unless ``--changes``). ``--only
+scale`` runs :mod:`bench.scale`: a month of days replayed serially, with
+``--workers 2`` and on a Dask LocalCluster, from local disk and from a
+loopback S3, and DuckDB reading a day before and after ``tickrec compact``.
 
 Every figure is the median of ``--reps`` runs (peak memory: the highest),
 except the two-symbol ``--workers`` and recorder runs, which are single
@@ -50,6 +54,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench import peers, processes, serve, soak, subject
+from bench import scale as month_scale
 from bench.changes import Changes, load_changes, time_grid
 from bench.synth import DayParams, make_day
 from tickrec.contract import read_partition
@@ -202,12 +207,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recorder-seconds", type=float, help="capture time per rate")
     parser.add_argument(
         "--only",
-        choices=("recorder", "soak", "serve"),
+        choices=("recorder", "soak", "serve", "scale"),
         help="run just this part (no synthetic day)",
     )
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="soak run length")
     parser.add_argument("--soak-rate", type=float, default=5000.0, help="soak sim events/s")
     parser.add_argument("--soak-rotate", default="20s", help="soak recorder --rotate")
+    parser.add_argument("--scale-days", type=int, default=month_scale.MonthParams.days)
+    parser.add_argument("--scale-changes", type=int, default=month_scale.MonthParams.changes)
+    parser.add_argument("--scale-parts", type=int, default=month_scale.MonthParams.parts)
     parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(_SKIPPABLE)}")
     args = parser.parse_args(argv)
     skip = {s for s in args.skip.split(",") if s}
@@ -226,6 +234,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only == "serve":
         print(serve.report(serve.throughput(args.changes or 1_000_000, args.seed)))
         return 0
+    if args.only == "scale":
+        params = month_scale.MonthParams(
+            days=args.scale_days, changes=args.scale_changes, parts=args.scale_parts
+        )
+        text, ok = month_scale.report(month_scale.measure(params, reps))
+        print("\n" + text)
+        return 0 if ok else 1
     if args.only == "recorder":
         recs, rec_note = _record(rates, rec_seconds)
         print(

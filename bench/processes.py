@@ -50,6 +50,7 @@ __all__ = [
     "RecordResult",
     "Unavailable",
     "Workers",
+    "add_day",
     "record_sim",
     "replay_day",
     "replay_workers",
@@ -176,23 +177,36 @@ def _replay_twice(day: Day, timeout: float) -> tuple[Child, Child, bool]:
 SECOND_SYMBOL = "ETHUSD"
 
 
+def add_day(day: Day, root: Path, symbols: tuple[str, ...]) -> None:
+    """Put the raw parts of *day* into the dataset *root* under each of *symbols*.
+
+    The day's own symbol gets hard links to its parts; any other gets the
+    same rows rewritten with their own footer.
+    """
+    for part in list_parts(day.root, next(iter(list_partitions(day.root)))):
+        assert isinstance(part.path, Path)  # a local day
+        table = None
+        for symbol in symbols:
+            if symbol == day.symbol:
+                link = root / part.path.relative_to(day.root)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.link(part.path, link)
+                continue
+            if table is None:
+                table = pq.read_table(part.path).replace_schema_metadata(None)
+            write_part(root, day.venue, symbol, part.run_id, part.n, table, part.extra)
+
+
 def _two_symbols(day: Day) -> Path:
     """A dataset root with the day's raw parts under its own symbol and :data:`SECOND_SYMBOL`.
 
-    Made once next to the day (the first symbol's parts are hard links, the
-    second's are rewritten with their own footer); ``done`` is written last.
+    Made once next to the day; ``done`` is written last.
     """
     root = day.root.with_name(day.root.name + "-2sym")
     if (root / "done").is_file():
         return root
     shutil.rmtree(root, ignore_errors=True)
-    for part in list_parts(day.root, next(iter(list_partitions(day.root)))):
-        assert isinstance(part.path, Path)  # a local day
-        link = root / part.path.relative_to(day.root)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.link(part.path, link)
-        table = pq.read_table(part.path).replace_schema_metadata(None)
-        write_part(root, day.venue, SECOND_SYMBOL, part.run_id, part.n, table, part.extra)
+    add_day(day, root, (day.symbol, SECOND_SYMBOL))
     (root / "done").write_text("")
     return root
 
