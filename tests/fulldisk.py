@@ -30,13 +30,12 @@ PRELUDE = textwrap.dedent(
     FILLER = MNT / "filler"
 
     def fill(chunk=64 << 10):  # another program takes every byte left
-        with open(FILLER, "ab") as fh:
-            try:
-                while True:
+        with open(FILLER, "ab", buffering=0) as fh:  # unbuffered: nothing left for close
+            while chunk:
+                try:
                     fh.write(bytes(chunk))
-                    fh.flush()
-            except OSError:
-                pass
+                except OSError:
+                    chunk //= 2
     """
 )
 
