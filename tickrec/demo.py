@@ -102,8 +102,8 @@ def demo_faults(config: DemoConfig) -> FaultConfig:
     every fifth of it, and is aborted 0.45 of the run after it opens: twice a
     connection in a run, before it is aborted. On v1 and the current API
     about :data:`_DROPS_PER_RUN` frames of the run are dropped, each a
-    sequence break; the recorder answers one with a reconnect, which starts
-    that connection's timers again, so there are few of them. (At 0.2 % of
+    sequence break; the recorder answers one with a new connection that
+    takes over, whose timers start again, so there are few of them. (At 0.2 % of
     frames, a drop came every 5 s or so and no connection lived to its
     abort.) v2 has no sequence numbers, so nothing is dropped there.
     """
@@ -177,8 +177,8 @@ def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> int:
             echo(f"fault: {line}")
         if faults.drop:
             echo(
-                "  (a dropped frame is a sequence break: the recorder reconnects for a "
-                "fresh book, and the new connection's timers start again)"
+                "  (a dropped frame is a sequence break: the recorder opens a new connection "
+                "for a fresh book, which takes over, and its timers start again)"
             )
         if earlier:
             echo(
