@@ -6,7 +6,7 @@ Usage::
     python -m bench --only recorder [--recorder-rates 1000,20000] [--recorder-seconds 20]
     python -m bench --only soak [--soak-seconds 600] [--soak-rate 5000] [--soak-rotate 20s]
     python -m bench --only serve [--changes N]
-    python -m bench --only scale [--scale-days 30] [--scale-changes 20000] [--scale-parts 96]
+    python -m bench --only scale [--scale-days 30] [--scale-changes 10000] [--scale-parts 96]
 
 Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
 ``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):

@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.processes import Child, Unavailable, add_day, run_child
@@ -50,7 +50,7 @@ class MonthParams:
 
     days: int = 30
     symbols: int = 4
-    changes: int = 20_000
+    changes: int = 10_000
     parts: int = 96
     seed: int = 20260101
     first: str = "2026-01-01"
@@ -78,19 +78,16 @@ def make_month(params: MonthParams) -> Month:
     root = bench_data_dir() / f"month-{params.key()}"
     if not (root / "done").is_file():
         shutil.rmtree(root, ignore_errors=True)
-        # Rows per part, so that a symbol-day has about `parts` of them.
-        part_rows = max(1, -(-int(params.changes * 1.3) // params.parts))
-        for k, date in enumerate(params.dates()):
-            day = make_day(
-                DayParams(
-                    changes=params.changes,
-                    seed=params.seed + k,
-                    date=date,
-                    reconnects=1,
-                    part_rows=part_rows,
-                )
-            )
-            add_day(day, root, SYMBOLS[: params.symbols])
+        days = [
+            DayParams(changes=params.changes, seed=params.seed + k, date=date, reconnects=1)
+            for k, date in enumerate(params.dates())
+        ]
+        # Rows per part, so that a symbol-day has about `parts` of them (rows per
+        # change from the first day, made in one part).
+        rows = make_day(replace(days[0], part_rows=1 << 40)).rows
+        part_rows = max(1, -(-rows // params.parts))
+        for day in days:
+            add_day(make_day(replace(day, part_rows=part_rows)), root, SYMBOLS[: params.symbols])
         (root / "done").write_text("")
     files = sorted((root / "raw").rglob("*.parquet"))
     return Month(root, params, len(files), sum(f.stat().st_size for f in files))

@@ -211,3 +211,26 @@ def test_tickrec_agrees_with_peers(
     got = subject.rebuild_grid(dec, grid) if mode == "grid" else subject.rebuild_bbo(dec)
     assert got.items == changes.n_changes
     assert got.check == ref.check
+
+
+def test_the_month_has_its_days_symbols_and_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import scale
+
+    monkeypatch.setenv("TICKREC_BENCH_DATA", str(tmp_path))
+    params = scale.MonthParams(days=2, symbols=3, changes=2_000, parts=8)
+    month = scale.make_month(params)
+    partitions = list_partitions(month.root)
+    want = {(d, s) for d in params.dates() for s in scale.SYMBOLS[:3]}
+    assert {(p.date, p.symbol) for p in partitions} == want
+    counts = {p: len(list_parts(month.root, p)) for p in partitions}
+    assert all(7 <= n <= 9 for n in counts.values()), counts
+    assert month.files == sum(counts.values())
+    assert scale.make_month(params) == month  # made once
+    # DuckDB reads the same rows as tickrec does.
+    date = params.dates()[0]
+    read = scale._duck_read(month.root, date, reps=1)
+    rows = sum(read_partition(month.root, "gemini", date, s).num_rows for s in scale.SYMBOLS[:3])
+    assert read.files == sum(n for p, n in counts.items() if p.date == date)
+    assert sum(int(r[2]) for r in read.answer) == rows
