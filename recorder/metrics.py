@@ -14,6 +14,9 @@ Metrics (``venue`` and ``symbol`` labels where they apply):
 ``tickrec_received_bytes_total``            their bytes
 ``tickrec_last_message_age_seconds``        since the last message (absent before one)
 ``tickrec_connections_open``                websocket connections open now
+``tickrec_connection_up``                   per connection of the run now (``conn``, its
+                                            id in the dataset, and its ``symbols``):
+                                            1 while open, 0 while it reconnects
 ``tickrec_offline_seconds``                 how long the symbol has been without an open
                                             connection (0 while it has one; from the
                                             run's start for a run that never connected)
@@ -167,8 +170,16 @@ class _RunCollector(Collector):
         opened = GaugeMetricFamily(
             "tickrec_connections_open", "Websocket connections open now.", labels=["venue"]
         )
-        opened.add_metric([venue], sum(1 for c in self.connections() if c.is_open))
-        yield opened
+        up = GaugeMetricFamily(
+            "tickrec_connection_up",
+            "1 while the connection is open, 0 while it is down or connecting.",
+            labels=["venue", "conn", "symbols"],
+        )
+        conns = list(self.connections())
+        for c in conns:
+            up.add_metric([venue, str(c.conn_id), ",".join(c.symbols)], 1 if c.is_open else 0)
+        opened.add_metric([venue], sum(1 for c in conns if c.is_open))
+        yield from (opened, up)
         if self.offline is not None:
             off = GaugeMetricFamily(
                 "tickrec_offline_seconds",

@@ -83,6 +83,9 @@ def test_metrics_are_served_while_recording_and_stop_with_the_run(
         assert 0 < sample(second, "tickrec_rest_latency_seconds", **labels) < 5
         assert sample(second, "tickrec_gaps_total", kind="sequence", **labels) == 0
     assert sample(second, "tickrec_connections_open", venue="gemini") == 2
+    up = {k[1]: v for k, v in second.items() if k[0] == "tickrec_connection_up"}
+    assert sorted(dict(labels)["symbols"] for labels in up) == sorted(SYMBOLS)  # v1: one each
+    assert all(v == 1 for v in up.values())
     assert sample(second, "tickrec_journal_fsync_seconds_count") > 20  # every 20 ms
     assert sample(second, "tickrec_journal_held_records") == 0
     # rotation every second: parts were written while recording
@@ -125,6 +128,8 @@ def test_never_connected_run_exposes_zero_messages_and_no_open_connection(
     labels = {"venue": "gemini", "symbol": "BTCUSD"}
     assert sample(samples, "tickrec_messages_received_total", **labels) == 0
     assert sample(samples, "tickrec_connections_open", venue="gemini") == 0
+    up = [v for k, v in samples.items() if k[0] == "tickrec_connection_up"]
+    assert up == [0]
     assert ("tickrec_last_message_age_seconds", tuple(sorted(labels.items()))) not in samples
     # offline since the run started, about a second before the scrape
     assert 0.8 <= sample(samples, "tickrec_offline_seconds", **labels) <= 2.0
