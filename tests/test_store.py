@@ -153,3 +153,23 @@ def test_serve_replays_an_s3_root_as_a_local_one(roots: tuple[Path, str]):
             symbols = requests.get(server.url.rest_url + "/v1/symbols", timeout=5).json()
             assert len(symbols) == 10
     assert bodies[0] == bodies[1] and bodies[0].count(b"\n") > 100
+
+
+def test_kept_reads_a_version_once_and_drops_the_least_recently_used_past_its_limit():
+    from tickrec.store import Kept
+
+    reads: list[str] = []
+
+    def read(name: str) -> bytes:
+        reads.append(name)
+        return b"x" * 40
+
+    kept: Kept[bytes] = Kept(100, len)
+    for name in ("a", "b", "a", "c"):  # 40 bytes each: a and b fit, c pushes out b
+        kept.get((name, 40, 1), lambda n=name: read(n))
+    assert reads == ["a", "b", "c"]
+    kept.get(("a", 40, 1), lambda: read("a"))
+    kept.get(("b", 40, 1), lambda: read("b"))
+    assert reads == ["a", "b", "c", "b"]  # a was used last, b had gone
+    kept.get(("a", 40, 2), lambda: read("a"))  # a new version is read again
+    assert reads[-1] == "a"

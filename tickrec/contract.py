@@ -24,8 +24,6 @@ import datetime as dt
 import json
 import os
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ import pyarrow.parquet as pq
 from tickrec import __version__
 from tickrec.durable import make_dirs, write_atomic
 from tickrec.errors import CorruptFileError, DatasetError, NotFoundError, UsageError
-from tickrec.store import Root, RootLike, StorePath, as_root, listing, source
+from tickrec.store import Kept, Root, RootLike, StorePath, Version, as_root, listing, source
 
 __all__ = [
     "EVENTS",
@@ -426,14 +424,12 @@ def read_footer(path: RootLike) -> PartFile:
     return read_footer_meta(path)[0]
 
 
-#: Footers read in this process, by (path, size, mtime): a part is never rewritten,
-#: so a replay that lists a partition again (a range, the day before) reads none twice.
-_FOOTERS: OrderedDict[tuple[str, int, int], tuple[PartFile, pq.FileMetaData]] = OrderedDict()
-_FOOTERS_MAX = 1 << 15
-_FOOTERS_LOCK = threading.Lock()
+#: Footers read in this process: a part is never rewritten, so a replay that lists a
+#: partition again (a range, the day before) reads none twice.
+_FOOTERS: Kept[tuple[PartFile, pq.FileMetaData]] = Kept(1 << 15)
 
 
-def _footer_key(path: Root) -> tuple[str, int, int] | None:
+def _footer_key(path: Root) -> Version | None:
     if isinstance(path, StorePath):
         version = path.version()
         return None if version is None else (str(path), *version)
@@ -449,19 +445,9 @@ def read_footer_meta(path: RootLike) -> tuple[PartFile, pq.FileMetaData]:
     from one read of the footer (remembered for the file as it is now)."""
     path = as_root(path)
     key = _footer_key(path)
-    if key is not None:
-        with _FOOTERS_LOCK:
-            found = _FOOTERS.get(key)
-            if found is not None:
-                _FOOTERS.move_to_end(key)
-                return found
-    found = _read_footer_meta(path)
-    if key is not None:
-        with _FOOTERS_LOCK:
-            _FOOTERS[key] = found
-            if len(_FOOTERS) > _FOOTERS_MAX:
-                _FOOTERS.popitem(last=False)
-    return found
+    if key is None:
+        return _read_footer_meta(path)
+    return _FOOTERS.get(key, lambda: _read_footer_meta(path))
 
 
 def _read_footer_meta(path: Root) -> tuple[PartFile, pq.FileMetaData]:
@@ -676,9 +662,7 @@ def iter_parts(
             raise CorruptFileError(f"{p.path}: not a valid Parquet file ({exc})", p.path) from None
 
 
-def partition_parts(
-    root: RootLike, venue: str, date: str, symbol: str
-) -> list[PartFile]:
+def partition_parts(root: RootLike, venue: str, date: str, symbol: str) -> list[PartFile]:
     """The part files of one partition in contract order (:func:`list_parts`).
 
     Raises :class:`NotFoundError`, listing what exists, when there is no such partition.
@@ -690,9 +674,7 @@ def partition_parts(
     return parts
 
 
-def missing_partition(
-    root: RootLike, venue: str, date: str, symbol: str
-) -> NotFoundError:
+def missing_partition(root: RootLike, venue: str, date: str, symbol: str) -> NotFoundError:
     """The error for a partition that has no parts, listing what exists instead."""
     have = list_partitions(root, venue=venue)
     dates = sorted({p.date for p in have})

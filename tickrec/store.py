@@ -36,7 +36,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -45,9 +45,11 @@ import pyarrow.fs as pafs
 from tickrec.errors import UsageError
 
 __all__ = [
+    "Kept",
     "Root",
     "RootLike",
     "StorePath",
+    "Version",
     "as_root",
     "cache_home",
     "is_uri",
@@ -64,28 +66,44 @@ WHOLE_MAX = 64 << 20
 #: The most bytes of whole objects kept in memory at once.
 KEEP_MAX = 512 << 20
 
-_KEPT: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
-_KEPT_LOCK = threading.Lock()
-_kept_bytes = 0
+V = TypeVar("V")
+#: A file as it is now: its path, size and modification time (ns).
+Version = tuple[str, int, int]
 
 
-def _whole(path: StorePath, key: tuple[str, int, int]) -> bytes:
-    """The object *path* (of listed version *key*), from memory or read in one request."""
-    global _kept_bytes
-    with _KEPT_LOCK:
-        data = _KEPT.get(key)
-        if data is not None:
-            _KEPT.move_to_end(key)
-            return data
+class Kept(Generic[V]):
+    """What was read of files, by :data:`Version`, the least recently used dropped
+    first once the weights (by *weight*, one each by default) pass *limit*.
+    Thread-safe; a file that changes has a new version, so nothing kept goes stale."""
+
+    def __init__(self, limit: int, weight: Callable[[V], int] = lambda _: 1) -> None:
+        self.limit, self.weight = limit, weight
+        self._items: OrderedDict[Version, V] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Version, read: Callable[[], V]) -> V:
+        """The value kept for *key*, else ``read()``, kept (outside the lock)."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = read()
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = value
+                self._total += self.weight(value)
+                while self._total > self.limit and len(self._items) > 1:
+                    self._total -= self.weight(self._items.popitem(last=False)[1])
+        return value
+
+
+_WHOLE: Kept[bytes] = Kept(KEEP_MAX, len)
+
+
+def _read_whole(path: StorePath) -> bytes:
     with path.fs.open_input_stream(path.path) as fh:
-        data = fh.read()
-    with _KEPT_LOCK:
-        if key not in _KEPT:
-            _KEPT[key] = data
-            _kept_bytes += len(data)
-            while _kept_bytes > KEEP_MAX and len(_KEPT) > 1:
-                _kept_bytes -= len(_KEPT.popitem(last=False)[1])
-    return data
+        return bytes(fh.read())
 
 
 def is_uri(text: str | os.PathLike[str]) -> bool:
@@ -246,7 +264,8 @@ class StorePath:
         version = self.version()
         try:
             if version is not None and version[0] <= WHOLE_MAX:
-                return pa.BufferReader(_whole(self, (self.path, *version)))
+                data = _WHOLE.get((self.path, *version), lambda: _read_whole(self))
+                return pa.BufferReader(data)
             return self.fs.open_input_file(self.path)
         except FileNotFoundError:
             raise
