@@ -76,26 +76,27 @@ class Uploader:
         """Where the staged *path* goes in the store."""
         return self.store / "/".join(path.relative_to(self.staging).parts)
 
-    def send(self, path: Path) -> None:
-        """Upload one part, confirm it, then delete it locally. Raises :class:`OSError`."""
-        data = path.read_bytes()
+    def send(self, path: Path) -> bool:
+        """Upload one part, confirm it, then delete it locally; False if it was gone
+        already (another run on the same ``--journal`` sent it). Raises :class:`OSError`."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return False
         target = self.target(path)
         if not (target.exists() and target.stat().st_size == len(data)):
             target.put(lambda fh: fh.write(data))
             held = target.stat().st_size
             if held != len(data):
                 raise OSError(f"{target}: the store holds {held} bytes of {len(data)}")
-        path.unlink()
+        path.unlink(missing_ok=True)
         self.uploaded += 1
+        return True
 
     def send_all(self) -> int:
         """Send every staged part; the number sent. Raises :class:`OSError` at the first
         that fails (the others wait for the next try)."""
-        sent = 0
-        for path in staged_parts(self.staging):
-            self.send(path)
-            sent += 1
-        return sent
+        return sum(self.send(path) for path in staged_parts(self.staging))
 
     def _try(self) -> bool:
         try:

@@ -22,7 +22,7 @@ import s3
 from conftest import SimFactory, record_sim
 from moto.server import ThreadedMotoServer
 
-from recorder.upload import staged_parts
+from recorder.upload import Uploader, staged_parts
 from tickrec import contract
 from tickrec.errors import UsageError
 from tickrec.store import as_root
@@ -196,3 +196,21 @@ def test_sigkills_in_the_middle_of_uploads(sim_factory: SimFactory, tmp_path: Pa
             # Every seq from the run's first to its last stored is there: a part lost
             # on the way would leave a hole. (Connection-wide rows are in both symbols.)
             assert set(counts) == set(range(max(counts) + 1)), run
+
+
+def test_a_part_another_run_sent_meanwhile_is_skipped(tmp_path: Path):
+    """Two runs on one ``--journal``: a part the other run sent (and deleted) between
+    listing and reading is no failure of this one."""
+    with s3.serve() as server:
+        store = as_root(server.bucket("two") + "/data")
+        staged = tmp_path / "raw/venue=gemini/date=2026-12-06/symbol=BTCUSD"
+        staged.mkdir(parents=True)
+        part = staged / "part-1-run-1.parquet"
+        part.write_bytes(b"0123456789")
+        mine, theirs = Uploader(tmp_path, store), Uploader(tmp_path, store)
+        (listed,) = staged_parts(tmp_path)
+        assert theirs.send_all() == 1
+        assert not mine.send(listed) and mine.failing is None
+        assert server.keys("two") == [
+            "data/raw/venue=gemini/date=2026-12-06/symbol=BTCUSD/part-1-run-1.parquet"
+        ]
