@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -41,6 +40,8 @@ from bench.synth import DayParams, bench_data_dir, make_day
 __all__ = ["Month", "MonthParams", "Scale", "make_month", "measure", "report"]
 
 SYMBOLS = ("BTCUSD", "ETHUSD", "SOLUSD", "LTCUSD")
+#: Bumped when the month's files change for the same parameters.
+GENERATOR_VERSION = 2
 _BUCKET = "tickrec-bench"
 
 
@@ -60,7 +61,9 @@ class MonthParams:
         return [(start + dt.timedelta(days=k)).isoformat() for k in range(self.days)]
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Cache key: a hash of the parameters and :data:`GENERATOR_VERSION`."""
+        text = json.dumps({**asdict(self), "v": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -95,52 +98,27 @@ def make_month(params: MonthParams) -> Month:
 
 @contextmanager
 def loopback_s3(month: Month) -> Iterator[tuple[str, float]]:
-    """A moto S3 server on 127.0.0.1 holding a copy of *month*: its URI and the copy time.
-
-    The standard AWS variables are set for the children while it runs.
-    """
+    """The tests' loopback S3 (``tests/s3.py``: moto's server on 127.0.0.1, the AWS
+    variables set for the children) holding a copy of *month*: its URI and the copy
+    time."""
     try:
-        from moto.server import ThreadedMotoServer
         from pyarrow import fs as pafs
+
+        from tests import s3
     except ImportError as exc:
         raise Unavailable(f"the loopback S3 needs moto[server] (the dev extra): {exc}") from exc
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        s3 = pafs.S3FileSystem(
-            endpoint_override=f"{host}:{port}",
-            scheme="http",
-            region="us-east-1",
-            allow_bucket_creation=True,
-        )
-        s3.create_dir(_BUCKET)
+    with s3.serve() as server:
+        uri = server.bucket(_BUCKET) + "/month"
+        endpoint = server.url.split("://", 1)[1]
+        store = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1")
         t0 = time.perf_counter()
         pafs.copy_files(
             str(month.root / "raw"),
             f"{_BUCKET}/month/raw",
             source_filesystem=pafs.LocalFileSystem(),
-            destination_filesystem=s3,
+            destination_filesystem=store,
         )
-        yield f"s3://{_BUCKET}/month", time.perf_counter() - t0
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        yield uri, time.perf_counter() - t0
 
 
 @dataclass
