@@ -431,7 +431,7 @@ def test_after_an_undecodable_frame_update_ids_bring_the_book_back(
     )
     record_sim(sim, tmp_path, duration=3.0)
     book_lines = read_jsonl(tmp_path / "truth" / "book.jsonl")
-    resumed = 0
+    resumed = others = 0
     for symbol in SYMS:
         rows = _rows(tmp_path, symbol)
         day = replay.Day(
@@ -455,7 +455,17 @@ def test_after_an_undecodable_frame_update_ids_bring_the_book_back(
             if frame.get("e") != "depthUpdate" or frame["s"].upper() != symbol:
                 continue
             if unread is not None and unread[0] == conn and frame["U"] == last_u.get(conn, -2) + 1:
-                (g,) = [g for g in seq_gaps if g.start == unread[1]]
+                here = [g for g in seq_gaps if g.start == unread[1]]
+                assert len(here) <= 1
+                if not here or here[0].end != ts:
+                    # Not this connection's own resume: the frame fell inside a gap
+                    # already open (an earlier break), or a successor opened for an
+                    # earlier break was in sync, or got in sync first, and the replay
+                    # follows that one.
+                    others += 1
+                    unread, last_u[conn] = None, frame["u"]
+                    continue
+                (g,) = here
                 assert g.end == ts and "U follows the last u" in g.detail
                 view = day.book_at(ts, depth=20)
                 assert view.valid
@@ -472,7 +482,9 @@ def test_after_an_undecodable_frame_update_ids_bring_the_book_back(
             unread = None if unread is None or unread[0] == conn else unread
             last_u[conn] = frame["u"]
         assert day.decoded.counts["undecodable"] > 0
-    assert resumed > 0
+    # The run's first break has no successor beside it yet, so at least that one
+    # is resumed on its own connection.
+    assert resumed > 0, others
 
 
 def test_replay_resyncs_on_update_ids_after_an_undecodable_frame() -> None:

@@ -44,9 +44,18 @@ def _close_figures() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def sim_day(tmp_path_factory: pytest.TempPathFactory) -> Day:
-    """About 4 s of BTCUSD over v1 with dropped frames, a close and a stall."""
+    """About 4 s of BTCUSD over v1 with dropped frames, closes and stalls.
+
+    The drops are seeded by frame count: the first connection loses its 274th
+    frame (after its first stall, a silence), and the recorder opens a successor
+    that takes the book over; that second connection is closed 0.8 s after it
+    opens, well before its own first drop, so its loss is a disconnect gap. A
+    close of a connection whose successor already holds the book is no gap.
+    """
     root = tmp_path_factory.mktemp("sim") / "data"
-    faults = FaultConfig(drop=0.002, close_every=3.0, stall_for=0.7, stall_every=1.0)
+    faults = FaultConfig(
+        drop=0.002, close_every=0.8, close_conns=(2,), stall_for=0.7, stall_every=1.0
+    )
     config = SimConfig(symbols=("BTCUSD",), rate=200.0, seed=3, heartbeat_s=0.2, faults=faults)
     with Simulator(config) as sim:
         record(
