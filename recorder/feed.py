@@ -257,6 +257,7 @@ class Connection(threading.Thread):
                     return
                 self._why = f"stale: nothing received for {silent:.1f} s"
             self._event("stale", silent_s=round(silent, 3))
+            self.stats.count(self.symbols, "silences")
         except JournalError:
             return  # the journal gave up; the run's supervisor (our caller) reports it and stops
         self.abort()
@@ -490,6 +491,8 @@ class Connection(threading.Thread):
         )
         detail = self._retire_detail if why == self._retired else {}
         self._event("disconnect", code=code, reason=reason, why=why, **detail)
+        if why not in _PLANNED:
+            self.stats.count(self.symbols, "disconnects")
 
     def _resync(self, why: str) -> None:
         """Note that the session's book is lost: it keeps recording, and the run's

@@ -22,12 +22,19 @@ Metrics (``venue`` and ``symbol`` labels where they apply):
                                             run's start for a run that never connected)
 ``tickrec_reconnects_total``                connection attempts after the first
 ``tickrec_gaps_total``                      by ``kind``: ``sequence`` (a broken sequence),
-                                            ``malformed`` (a message that could not be read)
+                                            ``malformed`` (a message that could not be read),
+                                            ``disconnect`` (a connection lost, not closed
+                                            on purpose), ``silence`` (a connection dropped
+                                            by the watchdog: nothing received for
+                                            ``stale_after``)
 ``tickrec_rest_snapshots_total``            REST book snapshots stored
 ``tickrec_rest_errors_total``               REST requests that failed
 ``tickrec_rest_latency_seconds``            the last REST snapshot's round trip
 ``tickrec_exchange_latency_seconds``        receive time minus exchange time over the
                                             last timestamped messages, by ``quantile``
+``tickrec_recv_lag_seconds``                a histogram of the same, ``recv_ts`` minus the
+                                            exchange's time, over the whole run: a capture
+                                            thread that stamps late shows here
 ``tickrec_journal_fsync_seconds``           a histogram of journal fsync times
 ``tickrec_journal_held_records``            records the disk refused, waiting in memory
 ``tickrec_parts_written_total``             Parquet parts written by the run
@@ -41,10 +48,15 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from recorder.status import Stats, percentiles
+from recorder.status import LAG_BOUNDS_NS, Stats, percentiles
 from tickrec.errors import UsageError
 
 if TYPE_CHECKING:
@@ -153,6 +165,8 @@ class _RunCollector(Collector):
         for symbol, st in self.stats.symbols.items():
             gaps.add_metric([venue, symbol, "sequence"], st.gaps)
             gaps.add_metric([venue, symbol, "malformed"], st.malformed)
+            gaps.add_metric([venue, symbol, "disconnect"], st.disconnects)
+            gaps.add_metric([venue, symbol, "silence"], st.silences)
             if st.last_recv_ns:
                 age.add_metric([venue, symbol], max(0, now - st.last_recv_ns) / 1e9)
             if st.rest_latency_ns is not None:
@@ -167,6 +181,7 @@ class _RunCollector(Collector):
         for q, value in zip((0.5, 0.9, 0.99), percentiles(samples), strict=False):
             latency.add_metric([venue, str(q)], value / 1e9)
         yield latency
+        yield self._lag(venue)
         opened = GaugeMetricFamily(
             "tickrec_connections_open", "Websocket connections open now.", labels=["venue"]
         )
@@ -199,3 +214,18 @@ class _RunCollector(Collector):
             "tickrec_parts_written", "Parquet parts written by the run.", value=parts
         )
         yield CounterMetricFamily("tickrec_rows_written", "Rows in those parts.", value=rows)
+
+    def _lag(self, venue: str) -> HistogramMetricFamily:
+        counts = list(self.stats.lag_buckets)  # a copy: the capture threads go on counting
+        bounds = [f"{b / 1e9:g}" for b in LAG_BOUNDS_NS] + ["+Inf"]
+        cumulative, total = [], 0
+        for bound, n in zip(bounds, counts, strict=True):
+            total += n
+            cumulative.append((bound, total))
+        lag = HistogramMetricFamily(
+            "tickrec_recv_lag_seconds",
+            "Receive time minus the exchange's time of each timestamped message.",
+            labels=["venue"],
+        )
+        lag.add_metric([venue], cumulative, sum_value=self.stats.lag_sum_ns / 1e9)
+        return lag

@@ -17,18 +17,23 @@ from __future__ import annotations
 import json
 import os
 import threading
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATUS_FILE", "Stats", "SymbolStats", "percentiles", "read_status"]
+__all__ = ["LAG_BOUNDS_NS", "STATUS_FILE", "Stats", "SymbolStats", "percentiles", "read_status"]
 
 #: The file a live run keeps its counters in, inside its journal directory.
 STATUS_FILE = "status.json"
 
 _SAMPLES = 4096
+#: Upper bounds (ns) of the receive-lag histogram's buckets (:attr:`Stats.lag_buckets`).
+LAG_BOUNDS_NS = tuple(
+    int(s * 1e9) for s in (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+)
 
 
 def percentiles(values: Iterable[int], qs: Iterable[float] = (0.5, 0.9, 0.99)) -> list[int]:
@@ -50,6 +55,8 @@ class SymbolStats:
     reconnects: int = 0
     gaps: int = 0
     malformed: int = 0
+    disconnects: int = 0
+    silences: int = 0
     snapshots: int = 0
     rest_errors: int = 0
     rest_latency_ns: int | None = None
@@ -66,6 +73,10 @@ class Stats:
 
     def __init__(self, symbols: Iterable[str]) -> None:
         self.symbols = {s: SymbolStats() for s in symbols}
+        #: Run-wide counts of ``recv_ts - exch_ts`` per bucket of :data:`LAG_BOUNDS_NS`
+        #: (the last one: above them all), and their sum in ns.
+        self.lag_buckets = [0] * (len(LAG_BOUNDS_NS) + 1)
+        self.lag_sum_ns = 0
         self._lock = threading.Lock()
         self._last_line_ns: int | None = None
 
@@ -73,6 +84,10 @@ class Stats:
         self, symbols: Iterable[str], recv_ns: int, exch_ns: int | None, size: int = 0
     ) -> None:
         """A message of *size* bytes arrived for *symbols*."""
+        if exch_ns is not None:
+            lag = recv_ns - exch_ns
+            self.lag_buckets[bisect_left(LAG_BOUNDS_NS, lag)] += 1
+            self.lag_sum_ns += lag
         for s in symbols:
             st = self.symbols[s]
             st.messages += 1

@@ -81,7 +81,8 @@ def test_metrics_are_served_while_recording_and_stop_with_the_run(
         assert 0 <= sample(second, "tickrec_last_message_age_seconds", **labels) < 1.0
         assert sample(second, "tickrec_rest_snapshots_total", **labels) >= 2
         assert 0 < sample(second, "tickrec_rest_latency_seconds", **labels) < 5
-        assert sample(second, "tickrec_gaps_total", kind="sequence", **labels) == 0
+        for kind in ("sequence", "malformed", "disconnect", "silence"):
+            assert sample(second, "tickrec_gaps_total", kind=kind, **labels) == 0
     assert sample(second, "tickrec_connections_open", venue="gemini") == 2
     up = {k[1]: v for k, v in second.items() if k[0] == "tickrec_connection_up"}
     assert sorted(dict(labels)["symbols"] for labels in up) == sorted(SYMBOLS)  # v1: one each
@@ -92,8 +93,59 @@ def test_metrics_are_served_while_recording_and_stop_with_the_run(
     assert 0 < sample(second, "tickrec_parts_written_total") <= len(result.parts)
     assert sample(second, "tickrec_rows_written_total") <= result.rows
     assert sample(second, "tickrec_exchange_latency_seconds", venue="gemini", quantile="0.5") < 1
+    # every v1 update carries the exchange's time: the lag histogram counts them all (the
+    # heartbeats do not), nearly all within a second on loopback
+    lag = {
+        float(dict(k[1])["le"]): v
+        for k, v in second.items()
+        if k[0] == "tickrec_recv_lag_seconds_bucket"
+    }
+    messages = sum(
+        sample(second, "tickrec_messages_received_total", venue="gemini", symbol=s) for s in SYMBOLS
+    )
+    total = lag[float("inf")]
+    assert 0.5 * messages < total <= messages
+    assert lag[1.0] >= 0.99 * total and list(lag.values()) == sorted(lag.values())
+    assert sample(second, "tickrec_recv_lag_seconds_count", venue="gemini") == total
     with pytest.raises(requests.ConnectionError):
         scrape(port)  # the endpoint stops with the run
+
+
+def test_gap_counts_by_kind_follow_the_faults(sim_factory: SimFactory, tmp_path: Path) -> None:
+    """Stalls past the watchdog (each ends its connection) and cut frames count by kind."""
+    sim = sim_factory(
+        symbols=SYMBOLS[:1], rate=300.0, stall_for=1.0, stall_every=0.5, malformed=0.01
+    )
+    port = free_port()
+    config = RecordConfig(
+        symbols=SYMBOLS[:1], protocol="v1", url=sim.ws_url, rest_url=sim.rest_url,
+        data=str(tmp_path / "data"), duration=4.0, snapshot_every=0.0, status_every=0.0,
+        stale_after=0.3, connects_per_minute=600.0, backoff_base=0.05,
+        metrics=f"127.0.0.1:{port}",
+    )  # fmt: skip
+    runner = threading.Thread(target=lambda: record(config))
+    runner.start()
+    try:
+        time.sleep(3.5)
+        samples = scrape(port)
+    finally:
+        runner.join()
+    labels = {"venue": "gemini", "symbol": SYMBOLS[0]}
+    got = {
+        kind: sample(samples, "tickrec_gaps_total", kind=kind, **labels)
+        for kind in ("malformed", "disconnect", "silence")
+    }
+    assert all(n > 0 for n in got.values()), got
+    # each watchdog drop also ends its connection: a silence is a disconnect too
+    assert got["disconnect"] >= got["silence"]
+    table = contract.read_partition(
+        tmp_path / "data", "gemini", contract.list_partitions(tmp_path / "data")[0].date, SYMBOLS[0]
+    )
+    events = [
+        json.loads(p)["event"]
+        for p in table.filter(pc.equal(table["source"], "event"))["payload"].to_pylist()
+    ]
+    assert events.count("stale") >= got["silence"]
 
 
 def test_metrics_addresses_are_host_and_port() -> None:
