@@ -41,8 +41,10 @@ KILLS = 30
 SYMBOLS = ("BTCUSD", "ETHUSD")
 FSYNC_S = 0.05
 # A frame sent by the simulator is read, journaled and fsynced within the fsync
-# interval plus this margin (generous for a loaded two-core machine).
-WINDOW_S = FSYNC_S + 0.4
+# interval, plus its way from the simulator's socket to the recorder's (well under
+# 20 ms on a loaded two-core machine). What was written survives a kill even before
+# its fsync, so the loss measured is far below this (the test prints it).
+WINDOW_S = FSYNC_S + 0.02
 
 
 def _stored_connections(data: Path) -> dict[tuple[str, int], Rows]:
@@ -131,8 +133,12 @@ def test_random_sigkills_lose_nothing_fsynced(
             deadline = max(k for k in kills if k <= end["t_ns"])
         return sum(1 for m in sent[conn] if m["t_ns"] < deadline - WINDOW_S * 1e9)
 
+    lost_s = [0.0]  # per connection cut by a kill: the kill minus the first unstored send
     for conn in sim_conns:
         have = len(matched.get(conn, []))
+        if ended[conn]["event"] != "close" and have < len(sent[conn]):
+            kill = max(k for k in kills if k <= ended[conn]["t_ns"])
+            lost_s.append(max(0.0, (kill - sent[conn][have]["t_ns"]) / 1e9))
         assert have >= durable(conn), (
             f"{protocol}: connection {conn} lost fsynced messages: "
             f"stored {have}, {durable(conn)} sent more than {WINDOW_S} s before the kill"
@@ -141,5 +147,6 @@ def test_random_sigkills_lose_nothing_fsynced(
     assert stored_msgs > KILLS * 100, stored_msgs
     print(
         f"{protocol}: {KILLS} kills, {len(stored)} connections, {stored_msgs} messages stored "
-        f"of {sum(len(m) for m in sent.values())} sent"
+        f"of {sum(len(m) for m in sent.values())} sent; the most a kill lost: "
+        f"{max(lost_s) * 1e3:.1f} ms of messages"
     )
