@@ -30,7 +30,7 @@ def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
     assert "simulator: ws://127.0.0.1:" in out
-    # the summary table names both symbols, and the abrupt close shows as a disconnect
+    # the summary table names both symbols, and counts disconnect gaps
     table = out.split("replay of ", 1)[1]
     assert "BTCUSD  gemini.v1" in table and "ETHUSD  gemini.v1" in table
     assert "disconnect" in table.split("next:")[0].split("\n", 3)[3]
@@ -43,6 +43,11 @@ def test_demo_records_replays_and_reports_gaps(tmp_path: Path) -> None:
     fired = out.split("faults the simulator injected: ", 1)[1].split("\n", 1)[0]
     counts = {" ".join(w.split()[1:]): int(w.split()[0]) for w in fired.split(", ")}
     assert counts.get("stalls", counts.get("stall", 0)) >= 1, fired
+    # a connection is aborted 2.25 s after it opens, and its loss is a gap of its own in
+    # the list, apart from the end of the run's ("shutdown event")
+    aborted = counts.get("connections aborted", counts.get("connection aborted", 0))
+    assert aborted >= 1, fired
+    assert "connection lost (disconnect event)" in out
     assert set(counts) <= {
         "connection aborted", "connections aborted", "stall", "stalls",
         "frame dropped", "frames dropped",
