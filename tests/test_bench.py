@@ -18,6 +18,7 @@ import pytest
 
 # bench/ is a top-level directory, not an installed package: pytest's
 # pythonpath setting (pyproject.toml) puts the repository root on sys.path.
+import replay
 from bench import peers, subject
 from bench.changes import Changes, decode_changes, time_grid
 from bench.synth import Day, DayParams, make_day
@@ -234,3 +235,73 @@ def test_the_month_has_its_days_symbols_and_parts(
     rows = sum(read_partition(month.root, "gemini", date, s).num_rows for s in scale.SYMBOLS[:3])
     assert read.files == sum(n for p, n in counts.items() if p.date == date)
     assert sum(int(r[2]) for r in read.answer) == rows
+
+
+BINANCE = DayParams(
+    changes=12_000, seed=7, span_s=900, reconnects=2, part_rows=4_000, venue="binance"
+)
+
+
+@pytest.fixture(scope="module")
+def binance_day(tmp_path_factory: pytest.TempPathFactory) -> Day:
+    return make_day(BINANCE, cache=tmp_path_factory.mktemp("bench-binance"))
+
+
+def test_the_binance_day_is_the_combined_stream_synced_by_rest(binance_day: Day) -> None:
+    """Frames of the real shape, update ids that follow each other on every connection,
+    and each connection's sync reply lined up with its diffs as the recorder stores it."""
+    assert PARAMS.key() != BINANCE.key()
+    (partition,) = list_partitions(binance_day.root)
+    assert (partition.venue, partition.symbol) == ("binance", "BTCUSDT")
+    rows = _rows(read_partition(binance_day.root, "binance", BINANCE.date, "BTCUSDT"))
+    last_u: dict[int, int] = {}
+    synced: dict[int, int] = {}  # connection -> lastUpdateId of its sync reply
+    kinds: dict[str, int] = {}
+    for r in rows:
+        if r["source"] == "rest" and r["conn_id"]:
+            body = json.loads(r["payload"])
+            assert r["protocol"] == "binance.rest" and r["conn_id"] not in synced
+            # the reply shows the book as of a diff already received: the first one
+            assert body["lastUpdateId"] < last_u[r["conn_id"]]
+            synced[r["conn_id"]] = body["lastUpdateId"]
+        if r["source"] != "ws":
+            continue
+        frame = json.loads(r["payload"])
+        event = frame["data"]
+        kinds[event["e"]] = kinds.get(event["e"], 0) + 1
+        assert frame["stream"] == f"btcusdt@{'trade' if event['e'] == 'trade' else 'depth@100ms'}"
+        assert r["exch_ts"] == event["E"] * 1_000_000
+        if event["e"] != "depthUpdate":
+            continue
+        assert r["venue_seq"] == event["u"] >= event["U"]
+        for side in ("b", "a"):
+            prices = [p for p, _ in event[side]]
+            assert prices == sorted(set(prices), key=float)  # each level once, in price order
+            assert all(re.fullmatch(r"[0-9]+\.[0-9]{8}", v) for lv in event[side] for v in lv)
+        conn = r["conn_id"]
+        if conn in last_u:
+            assert event["U"] == last_u[conn] + 1
+        last_u[conn] = event["u"]
+    assert set(synced) == set(last_u) and len(synced) == 1 + BINANCE.reconnects
+    assert kinds["trade"] == binance_day.trades > 0 and kinds["depthUpdate"] > 0
+
+
+@pytest.mark.parametrize("mode", peers.MODES)
+def test_tickrec_agrees_with_peers_on_the_binance_day(mode: str, binance_day: Day) -> None:
+    """tickrec's decoder against the bench's own reading of Binance's procedure, and
+    the replay finds the day clean: no sequence gap, no REST check that disagrees."""
+    pytest.importorskip("sortedcontainers", reason="the reference peer needs sortedcontainers")
+    table = read_partition(binance_day.root, "binance", BINANCE.date, "BTCUSDT")
+    changes = decode_changes(table)
+    recv = table.column("recv_ts").cast(pa.int64()).to_numpy()
+    grid = time_grid(int(recv[0]), int(recv.max()))
+    dec, timed = subject.decode(table, binance_day.symbol)
+    assert timed.items == binance_day.messages
+    (ref,) = peers.run_peer("sortedcontainers", changes, mode, grid, 1)
+    got = subject.rebuild_grid(dec, grid) if mode == "grid" else subject.rebuild_bbo(dec)
+    assert got.items == changes.n_changes > 0
+    assert got.check == ref.check
+    day = replay.open(BINANCE.date, "BTCUSDT", data=binance_day.root, venue="binance")
+    kinds = {g.kind for g in day.gap_list()}
+    assert kinds <= {"no_connection", "unsynced", "disconnect"}, day.gap_list()
+    assert day.decoded.counts.get("undecodable", 0) == 0
