@@ -10,7 +10,7 @@ file:
 - :mod:`.rest`: ``/api/v3/depth`` and ``/api/v3/exchangeInfo``, their
   request weights and the parsers of their replies;
 - :mod:`.spot_book`: the replay stream, the book rebuilt from sync snapshots
-  and diffs by the same rule;
+  and diffs by the same rule, with its compiled scanner :mod:`.spot_scan`;
 - :mod:`.session`: a recording connection's sync snapshots, by the same rule;
 - :mod:`.sim`: the simulator's routes (:mod:`.sim_spot`, :mod:`.sim_rest`),
   written apart from the decoders, so the simulator checks them.
@@ -67,6 +67,7 @@ VENUE = Venue(
     hosts=frozenset({"stream.binance.com", "data-stream.binance.vision", "api.binance.com"}),
     classify=classify,
     sim=f"{__name__}.sim",
+    kernels={f"{__name__}.spot_scan._scan": 6},
     recording=Recording(
         protocol=spot.PROTOCOL,
         url="wss://stream.binance.com:9443",

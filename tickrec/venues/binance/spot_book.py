@@ -24,6 +24,11 @@ nothing of the book was lost and it is valid again after that diff.
 Trades come from ``@trade`` (``t``) or ``@aggTrade`` (``a``): ``m`` true
 means the buyer was the maker, so the taker sold. ``bookTicker`` frames and
 frames of other symbols do not move this book.
+
+While the book is in sync, runs of frames are decoded by the compiled
+scanner of :mod:`tickrec.venues.binance.spot_scan` (:meth:`BinanceSpotStream.decode_run`),
+which applies the same rule; whatever it declines (a gap, a snapshot, any
+other frame) is decoded here, one frame at a time.
 """
 
 from __future__ import annotations
@@ -31,12 +36,28 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from tickrec.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID, EventSink
+import numpy as np
+
+from tickrec.events import (
+    ASK,
+    BID,
+    BREAK_COLUMNS,
+    OP_CLEAR,
+    OP_INVALID,
+    OP_VALID,
+    Columns,
+    EventSink,
+    RawRows,
+    RunSink,
+)
 from tickrec.values import check_level, decimal_pair
 from tickrec.venues._json import epoch_ns
 from tickrec.venues.base import Gap
 from tickrec.venues.binance.rules import APPLY, STALE, WAIT, UpdateIdSync
 from tickrec.venues.binance.spot import kind_of, unwrap
+from tickrec.venues.binance.spot_scan import COUNTS, scan
+
+_INT64_MAX = 2**63 - 1
 
 __all__ = ["DECODER_VERSION", "MAX_HELD", "BinanceSpotStream"]
 
@@ -78,6 +99,25 @@ class BinanceSpotStream:
         self._held: deque[dict[str, Any]] = deque(maxlen=MAX_HELD)
         self._unsure = False  # an undecodable frame since the last applied diff
         self._prev_ts = 0
+        self._symbol_bytes = np.frombuffer(self.symbol.encode(), np.uint8)
+        self._no_breaks = Columns(BREAK_COLUMNS, "qqqqq", 1)
+
+    def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
+        """Decode received rows ``start:stop`` with the compiled scanner while the book
+        is in sync, until a frame it declines; out of sync, leave the next received
+        row to :meth:`on_message`."""
+        last = self._sync.last
+        if last is None or self._unsure or last >= _INT64_MAX:
+            while start < stop and not rows.received[start]:
+                start += 1
+            return start
+        state = np.array([last, self._prev_ts], np.int64)
+        counts = np.zeros(len(COUNTS), np.int64)
+        row, _ = scan(rows, start, stop, self._symbol_bytes, state, out.ops, out.trades, counts)
+        self._sync.last, self._prev_ts = int(state[0]), int(state[1])
+        done = {k: n for k, n in zip(COUNTS, counts.tolist(), strict=True) if n}
+        out.add_run(self._no_breaks, done, "U")
+        return row
 
     def on_sent(self, out: EventSink, msg: Any) -> None:
         """Subscribes name streams, not books: nothing to note."""
