@@ -59,8 +59,8 @@ import re
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
+from functools import cached_property, partial
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -77,6 +77,7 @@ from websockets.http11 import Request, Response
 from replay import normalized, tardis
 from replay.pacing import send_paced
 from replay.serve_ws import StoredWs, WsReplay
+from replay.wsframes import Framed, text_frames
 from tickrec import contract
 from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
@@ -128,18 +129,30 @@ class ServeConfig:
     session_delay_s: float = 2.0
 
 
-class Stored(NamedTuple):
+@dataclass(frozen=True)
+class Stored:
     """One stored connection's messages, in recorded order.
 
-    ``sent`` marks the rows the recording client sent (``ws_sent``), when
-    they were read too.
+    ``body`` holds the payloads (an Arrow ``large_binary`` array); ``sent``
+    marks the rows the recording client sent (``ws_sent``), when they were
+    read too.
     """
 
     run_id: str
     conn_id: int
     recv_ns: np.ndarray
-    payloads: list[bytes]
+    body: pa.Array
     sent: np.ndarray
+
+    @cached_property
+    def payloads(self) -> list[bytes]:
+        """The payloads as bytes objects, made on first use."""
+        return self.body.to_pylist()
+
+    @cached_property
+    def frames(self) -> Framed:
+        """The payloads as websocket text frames, made on first use."""
+        return Framed(self.body)
 
 
 class _Rows:
@@ -216,7 +229,7 @@ class _Rows:
         keep = np.ones(len(order), bool)
         keep[1:] = (run[order][1:] != run[order][:-1]) | (seq[order][1:] != seq[order][:-1])
         order = order[keep]
-        payloads = t.column("payload").cast(pa.binary()).take(pa.array(order)).to_pylist()
+        payloads = t.column("payload").cast(pa.large_binary()).take(pa.array(order))
         sent = t.column("source").cast(pa.string()).to_numpy(zero_copy_only=False) == "ws_sent"
         out: list[Stored] = []
         start = 0
@@ -485,8 +498,10 @@ class ServeServer:
     async def _send(self, ws: ServerConnection, conn: Stored) -> bool:
         """Send *conn*'s frames, paced by ``speed``; False if the client was too slow."""
 
+        frames = conn.frames
+
         async def write(i: int, j: int) -> bool:
-            return await self._write(ws, conn.payloads[i:j], int(conn.recv_ns[j - 1]))
+            return await self._write_frames(ws, frames.span(i, j), j - i, int(conn.recv_ns[j - 1]))
 
         return await send_paced(conn.recv_ns, self.config.speed, write)
 
@@ -496,18 +511,26 @@ class ServeServer:
         False (and the client closed with 1008) if it read nothing for
         ``send_timeout_s``. *clock_ns* is the receive time of the last one.
         """
+        return await self._write_frames(ws, text_frames(payloads), len(payloads), clock_ns)
+
+    async def _write_frames(
+        self, ws: ServerConnection, frames: bytes | memoryview, n: int, clock_ns: int
+    ) -> bool:
+        """Send *n* text frames already built (:mod:`replay.wsframes`), as :meth:`_write`.
+
+        They go to the socket in one write: the server negotiates no extension
+        (``compression=None``), so a frame on the wire is its header and payload.
+        """
         timeout = self.config.send_timeout_s
         try:
             async with asyncio.timeout(timeout), ws.send_context():
-                send_text = ws.protocol.send_text
-                for payload in payloads:
-                    send_text(payload)
+                ws.transport.write(frames)
         except TimeoutError:
             log.warning("closing a client that read nothing for %.0f s", timeout)
             await ws.close(_POLICY, "client too slow")
             return False
         self.clock_ns = max(self.clock_ns, clock_ns)
-        self.sent += len(payloads)
+        self.sent += n
         return True
 
 
@@ -536,7 +559,8 @@ def _only_streams(conn: Stored, streams: frozenset[str], raw: bool = False) -> S
         keep.append(i)
         payloads.append(payload)
     index = np.asarray(keep, np.int64)
-    return conn._replace(recv_ns=conn.recv_ns[index], payloads=payloads, sent=conn.sent[index])
+    body = pa.array(payloads, pa.large_binary())
+    return replace(conn, recv_ns=conn.recv_ns[index], body=body, sent=conn.sent[index])
 
 
 class Served(NamedTuple):
