@@ -3,12 +3,15 @@
 Usage::
 
     python -m bench [--changes N] [--reps 3] [--quick] [--skip e2e,workers,recorder,node,naive]
+    python -m bench --venue binance [--changes N] [--reps 3]
     python -m bench --only recorder [--recorder-rates 1000,20000] [--recorder-seconds 20]
     python -m bench --only soak [--soak-seconds 600] [--soak-rate 5000] [--soak-rotate 20s]
     python -m bench --only serve [--changes N]
     python -m bench --only scale [--scale-days 30] [--scale-changes 10000] [--scale-parts 96]
 
-Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; cached under
+Steps, all on one synthetic Gemini v1 day (:mod:`bench.synth`; with ``--venue
+binance``, a Binance spot day of the same flow, :mod:`bench.synth_binance`,
+where the steps that only Gemini has are skipped; cached under
 ``$TICKREC_BENCH_DATA``, default ``tickrec-bench`` in the temp directory):
 
 1. raw decode: tickrec's decoder, raw contract rows to book operations (messages/s);
