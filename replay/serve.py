@@ -75,8 +75,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from replay import normalized, tardis
+from replay.api import Day
 from replay.pacing import send_paced
 from replay.serve_ws import StoredWs, WsReplay
+from replay.ticks import format_units
 from replay.wsframes import Framed, text_frames
 from tickrec import contract
 from tickrec.background import Background
@@ -484,7 +486,12 @@ class ServeServer:
         if protocol == _WS:
             rows = StoredWs.build(conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist())
             replay = WsReplay(
-                ws, rows, partial(self._write, ws), self.config.request_wait_s, self.config.speed
+                ws,
+                rows,
+                partial(self._write, ws),
+                self.config.request_wait_s,
+                self.config.speed,
+                partial(_ws_book, conn),
             )
             if not await replay.run():
                 return
@@ -532,6 +539,77 @@ class ServeServer:
         self.clock_ns = max(self.clock_ns, clock_ns)
         self.sent += n
         return True
+
+
+def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, object] | None:
+    """The ``depth`` result of *symbol*'s book on the current API connection *conn* after
+    its first *upto* rows, as the replay engine rebuilds it; None where it is not valid.
+
+    ``lastUpdateId`` is the ``u`` of the symbol's last diff among those rows
+    (or the ``lastUpdateId`` of a later ``depth`` reply), the update the book is at.
+    """
+    payloads = conn.payloads
+    rows = [
+        contract.Row(
+            int(conn.recv_ns[i]),
+            i,
+            conn.run_id,
+            conn.conn_id,
+            _WS,
+            "ws_sent" if conn.sent[i] else "ws",
+            payloads[i].decode("utf-8", "backslashreplace"),
+        )
+        for i in range(upto)
+    ]
+    last_id = None
+    for i in range(upto - 1, -1, -1):
+        if conn.sent[i]:
+            continue
+        try:
+            msg = orjson.loads(payloads[i])
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("e") == "depthUpdate" and str(msg.get("s", "")).upper() == symbol:
+            last_id = msg.get("u")
+        elif isinstance(result := msg.get("result"), dict) and "lastUpdateId" in result:
+            asked = _asked_symbol(payloads[:i], conn.sent[:i], msg.get("id"))
+            last_id = result["lastUpdateId"] if asked == symbol else None
+        if last_id is not None:
+            break
+    if last_id is None:
+        return None
+    at = rows[-1].recv_ns
+    date = np.datetime64(at, "ns").astype("datetime64[D]").astype(str)
+    view = Day(contract.rows_to_table(rows), date=date, symbol=symbol).book_at(at, depth=limit)
+    if not view.valid:
+        return None
+    ps, ss = view.price_scale, view.size_scale
+    return {
+        "lastUpdateId": last_id,
+        "bids": [
+            [format_units(p, ps), format_units(q, ss)]
+            for p, q in zip(view.bid_px.tolist(), view.bid_sz.tolist(), strict=True)
+        ],
+        "asks": [
+            [format_units(p, ps), format_units(q, ss)]
+            for p, q in zip(view.ask_px.tolist(), view.ask_sz.tolist(), strict=True)
+        ],
+    }
+
+
+def _asked_symbol(payloads: list[bytes], sent: np.ndarray, rid: object) -> str | None:
+    """The symbol of the last ``depth`` request with id *rid* among the sent rows."""
+    for i in range(len(payloads) - 1, -1, -1):
+        if not sent[i]:
+            continue
+        msg = orjson.loads(payloads[i])
+        if isinstance(msg, dict) and msg.get("id") == rid and msg.get("method") == "depth":
+            params = msg.get("params")
+            symbol = params.get("symbol") if isinstance(params, dict) else None
+            return symbol.upper() if isinstance(symbol, str) else None
+    return None
 
 
 def _query_streams(query: str) -> str:

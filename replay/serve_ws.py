@@ -22,8 +22,12 @@ own requests; the stored rows go out in recorded order, each unchanged:
 A request that matches no stored one still ahead is answered at once, in the
 simulator's reply shapes: ``subscribe``/``unsubscribe`` of streams the stored
 connection carried, ``list_subscriptions``, ``ping`` and ``time`` (the
-replay clock); a stream the recording does not hold, or a ``depth`` with no
-stored reply ahead, gets a 400 error reply.
+replay clock). A ``depth`` with no stored reply ahead is answered from the
+book the replay engine rebuilds from the stored connection's rows sent so
+far, with ``lastUpdateId`` the ``u`` of the symbol's last diff among them,
+so the diffs that follow continue it. A stream the recording does not hold,
+a symbol it did not subscribe to, or a ``depth`` where the rebuilt book is
+not valid gets a 400 error reply.
 """
 
 from __future__ import annotations
@@ -38,8 +42,18 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from tickrec.venues.gemini.sim_ws import ERR_BAD_PARAMS, ERR_MALFORMED, ERR_UNKNOWN_METHOD
+from tickrec.venues.gemini.sim_ws import (
+    DEFAULT_DEPTH_LIMIT,
+    ERR_BAD_PARAMS,
+    ERR_MALFORMED,
+    ERR_UNKNOWN_METHOD,
+    MAX_DEPTH_LIMIT,
+)
 from tickrec.venues.gemini.ws import kind_of
+
+#: The ``depth`` result of the stored connection's book after its first *rows* rows
+#: (sent ones included) for *symbol* and *limit* levels, or None where it is not valid.
+BookFn = Callable[[int, str, int], "dict[str, Any] | None"]
 
 __all__ = ["StoredWs", "WsReplay", "stream_key"]
 
@@ -77,6 +91,8 @@ class StoredWs:
     rows: list[tuple[int, bytes, tuple[str, Any]]]
     replies: dict[tuple[str, bytes], list[tuple[int, int]]] = field(default_factory=dict)
     streams: set[str] = field(default_factory=set)
+    #: The index in the stored connection (sent rows included) of each of ``rows``.
+    origin: list[int] = field(default_factory=list)
 
     @classmethod
     def build(cls, recv_ns: list[int], payloads: list[bytes], sent: list[bool]) -> StoredWs:
@@ -85,7 +101,8 @@ class StoredWs:
         replies: dict[tuple[str, bytes], list[tuple[int, int]]] = {}
         streams: set[str] = set()
         rows: list[tuple[int, bytes, tuple[str, Any]]] = []
-        for ns, payload, is_sent in zip(recv_ns, payloads, sent, strict=True):
+        origin: list[int] = []
+        for i, (ns, payload, is_sent) in enumerate(zip(recv_ns, payloads, sent, strict=True)):
             try:
                 obj = orjson.loads(payload)
             except orjson.JSONDecodeError:
@@ -108,7 +125,8 @@ class StoredWs:
             elif kind in _FAMILIES and isinstance(obj, dict) and isinstance(obj.get("s"), str):
                 what = ("stream", (obj["s"].upper(), _FAMILIES[kind]))
             rows.append((int(ns), payload, what))
-        return cls(rows, replies, streams)
+            origin.append(i)
+        return cls(rows, replies, streams, origin)
 
 
 class _Request:
@@ -139,8 +157,11 @@ class WsReplay:
         send: Callable[[list[bytes], int], Awaitable[bool]],
         wait_s: float,
         speed: float | None,
+        book: BookFn | None = None,
     ) -> None:
         self.ws, self.stored, self.send, self.wait_s, self.speed = ws, stored, send, wait_s, speed
+        self.book = book
+        self.pending: set[asyncio.Future[None]] = set()  # depth replies being rebuilt
         self.subscribed: dict[str, tuple[str, str]] = {}  # stream name -> key
         self.keys: set[tuple[str, str]] = set()
         self.claims: dict[int, _Request] = {}  # stored reply row -> the client request it answers
@@ -176,10 +197,55 @@ class WsReplay:
             if k >= self.position and k not in self.claims and (young or sent_at <= self.position):
                 self.claims[k] = request
                 return
-        self.answer.append(self._answer(request))
+        if request.key[0] == "depth":
+            self._depth(request)
+        else:
+            self.answer.append(self._answer(request))
+
+    def _depth(self, request: _Request) -> None:
+        """Answer a ``depth`` request from the rebuilt book, once it is rebuilt."""
+        params, rid = request.params, request.id
+        symbol = params.get("symbol") if isinstance(params, dict) else None
+        if not isinstance(symbol, str):
+            error = (ERR_BAD_PARAMS, 'params must be {"symbol": ..., "limit": ...}')
+            self.answer.append(_reply(rid, error=error))
+            return
+        limit = params.get("limit", DEFAULT_DEPTH_LIMIT)
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= MAX_DEPTH_LIMIT
+        ):
+            error = (ERR_BAD_PARAMS, f"limit must be an integer from 1 to {MAX_DEPTH_LIMIT}")
+            self.answer.append(_reply(rid, error=error))
+            return
+        if symbol.upper() not in {key[0] for key in map(stream_key, self.stored.streams) if key}:
+            error = (ERR_BAD_PARAMS, f"symbol not recorded on this connection: {symbol!r}")
+            self.answer.append(_reply(rid, error=error))
+            return
+        if self.book is None:
+            error = (ERR_BAD_PARAMS, "no depth reply stored ahead in the recording")
+            self.answer.append(_reply(rid, error=error))
+            return
+        k = self.position
+        upto = self.stored.origin[k - 1] + 1 if k else 0
+        task = asyncio.ensure_future(self._rebuilt(rid, upto, symbol.upper(), limit))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _rebuilt(self, rid: Any, upto: int, symbol: str, limit: int) -> None:
+        assert self.book is not None
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, self.book, upto, symbol, limit)
+        if result is None:
+            error = (ERR_BAD_PARAMS, "the book is not valid at this point of the recording")
+            self.answer.append(_reply(rid, error=error))
+        else:
+            self.answer.append(_reply(rid, result))
+        self.arrived.set()
 
     def _answer(self, request: _Request) -> bytes:
-        """The reply to a request no stored reply answers."""
+        """The reply to a request no stored reply answers (``depth`` aside)."""
         method, params, rid = request.key[0], request.params, request.id
         if method in ("subscribe", "unsubscribe"):
             if not isinstance(params, list) or not params:
@@ -193,9 +259,7 @@ class WsReplay:
             return _reply(rid, list(self.subscribed))
         if method == "ping":
             return _reply(rid, {})
-        if method == "time":
-            return _reply(rid, {"serverTime": self.clock_ns // 1_000_000})
-        return _reply(rid, error=(ERR_BAD_PARAMS, "no depth reply stored ahead in the recording"))
+        return _reply(rid, {"serverTime": self.clock_ns // 1_000_000})  # time
 
     def _apply(self, method: str, params: list[Any]) -> None:
         for name in params:
@@ -284,6 +348,8 @@ class WsReplay:
                 if not await self.send(batch, last_ns):
                     return False
                 batch = []
+        if self.pending:
+            await asyncio.wait(list(self.pending))  # depth replies still being rebuilt
         if self.answer:
             batch.extend(self.answer)
             self.answer.clear()

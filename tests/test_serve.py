@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from threading import Thread
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -115,6 +117,56 @@ def test_speed_follows_the_recorded_time(sim_factory: SimFactory, tmp_path: Path
             took = time.monotonic() - start
         assert got == conn
         assert low <= took <= high, (speed, took, span)
+
+
+def test_current_api_answers_a_depth_request_from_the_rebuilt_book(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """A ``depth`` request mid-stream that the recording never sent is answered with the
+    book rebuilt from the stored rows so far: it equals the book the client can build
+    itself from the stored snapshot and the diffs up to the reply's ``lastUpdateId``."""
+    sim = sim_factory(rate=500)
+    record_sim(sim, tmp_path, protocol="ws", duration=2.0)
+    root = tmp_path / "data"
+    subscribe = {"id": 1, "method": "subscribe", "params": ["btcusd@depth@100ms"]}
+    # in real time, so that the stream is still going when the requests come; the
+    # recorder's own requests are not sent, so their stored replies are soon left out
+    config = ServeConfig(data=root, speed=1.0, request_wait_s=0.1)
+    with Server(config) as server, connect(server.url.ws_url + "/") as ws:
+        ws.send(orjson.dumps(subscribe).decode())
+        got: list[dict[str, Any]] = []
+        for m in ws:
+            got.append(orjson.loads(m))
+            if sum(1 for g in got if g.get("e") == "depthUpdate") == 6:
+                for rid, params in (
+                    (42, {"symbol": "btcusd", "limit": 5}),
+                    (43, {"symbol": "dogeusd"}),  # not on this connection
+                    (44, {"symbol": "btcusd", "limit": 0}),
+                ):
+                    ws.send(orjson.dumps({"id": rid, "method": "depth", "params": params}).decode())
+    replies = {g["id"]: g for g in got if "status" in g}
+    assert replies[43]["status"] == replies[44]["status"] == 400
+    result = replies[42]["result"]
+    last = result["lastUpdateId"]
+    # The client's own book: the stored snapshot (the first diff), then each diff to `last`.
+    diffs = [g for g in got if g.get("e") == "depthUpdate"]
+    assert any(d["u"] == last for d in diffs) and diffs[-1]["u"] > last
+    book: dict[str, dict[Decimal, Decimal]] = {"b": {}, "a": {}}
+    for d in diffs:
+        if d["u"] > last:
+            break
+        for side in ("b", "a"):
+            for px, qty in d[side]:
+                if Decimal(qty):
+                    book[side][Decimal(px)] = Decimal(qty)
+                else:
+                    book[side].pop(Decimal(px), None)
+    top = {
+        "bids": sorted(book["b"].items(), reverse=True)[:5],
+        "asks": sorted(book["a"].items())[:5],
+    }
+    for side in ("bids", "asks"):
+        assert [(Decimal(p), Decimal(q)) for p, q in result[side]] == top[side]
 
 
 def test_rest_and_refusals(sim_factory: SimFactory, tmp_path: Path) -> None:
@@ -298,7 +350,8 @@ def test_current_api_answers_a_bot_from_the_stored_rows(
         # The recorder's first subscribe, by another id and in upper case: the stored reply.
         {"id": "a", "method": "SUBSCRIBE", "params": ["btcusd@depth@100ms", "btcusd@trade"]},
         {"id": 7, "method": "subscribe", "params": ["ethusd@bookTicker"]},  # not recorded
-        {"id": 8, "method": "depth", "params": {"symbol": "ethusd"}},  # no such stored request
+        # no such stored request, and sent before any row: no valid book to answer from
+        {"id": 8, "method": "depth", "params": {"symbol": "ethusd"}},
         {"id": 9, "method": "ping"},
         {"id": 10, "method": "nosuch"},
     ]
