@@ -9,6 +9,7 @@ connection's payloads must come back exactly and in order.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,10 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import requests
+import websocket
 from conftest import SimFactory, record_sim
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+import replay
 from recorder.record import RecordConfig, record
 from replay import tardis
 from replay.serve import ServeConfig, Server
@@ -95,6 +98,54 @@ def test_recording_from_serve_gives_back_every_payload(
             # One v2 or ws connection carries both symbols; each partition holds its
             # own messages and the connection's heartbeats or replies.
             assert [p for c in got for p in c] == [p for c in conns for p in c], symbol
+
+
+def test_the_lessons_crawler_reads_a_recording_as_it_read_the_venue(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """A ``websocket-client`` ``WebSocketApp`` on ``/v1/marketdata/btcusd`` that keeps
+    bids and asks dictionaries from ``change`` events, as the lesson's crawler does,
+    gets the stored messages byte for byte, and its book at the end is the replay's."""
+    sim = sim_factory(rate=300)
+    record_sim(sim, tmp_path, protocol="v1", duration=1.5, symbols=("BTCUSD",))
+    root = tmp_path / "data"
+    (stored,) = _stored(root, "gemini.v1")["BTCUSD"]
+    received: list[str] = []
+    book: dict[str, dict[str, str]] = {"bid": {}, "ask": {}}
+    closed: list[int | None] = []
+
+    def on_message(app: websocket.WebSocketApp, message: str) -> None:
+        received.append(message)
+        msg = json.loads(message)
+        for ev in msg.get("events", ()):
+            if ev["type"] == "change":
+                if float(ev["remaining"]) == 0:
+                    book[ev["side"]].pop(ev["price"], None)
+                else:
+                    book[ev["side"]][ev["price"]] = ev["remaining"]
+
+    def on_close(app: websocket.WebSocketApp, code: int | None, reason: str | None) -> None:
+        closed.append(code)
+
+    with Server(ServeConfig(data=root)) as server:
+        app = websocket.WebSocketApp(
+            f"{server.url.ws_url}/v1/marketdata/btcusd", on_message=on_message, on_close=on_close
+        )
+        app.run_forever()
+    assert closed == [1000] and received == stored
+    (part,) = contract.list_partitions(root)
+    t = contract.read_partition(root, part.venue, part.date, part.symbol)
+    ws_rows = t.filter(pc.equal(t.column("source").cast(pa.string()), "ws"))
+    last = ws_rows.column("recv_ts").cast(pa.int64())[-1].as_py()  # the crawler's last message
+    day = replay.open(part.date, "BTCUSD", data=root, cache=False)
+    view = day.book_at(last, depth=5)
+    assert view.valid
+    bids = sorted(book["bid"].items(), key=lambda kv: -Decimal(kv[0]))[:5]
+    asks = sorted(book["ask"].items(), key=lambda kv: Decimal(kv[0]))[:5]
+    scale = Decimal(10) ** -view.price_scale, Decimal(10) ** -view.size_scale
+    for levels, px, sz in ((bids, view.bid_px, view.bid_sz), (asks, view.ask_px, view.ask_sz)):
+        want = [(p * scale[0], q * scale[1]) for p, q in zip(px.tolist(), sz.tolist(), strict=True)]
+        assert [(Decimal(p), Decimal(q)) for p, q in levels] == want
 
 
 def test_speed_follows_the_recorded_time(sim_factory: SimFactory, tmp_path: Path) -> None:
