@@ -214,3 +214,38 @@ def test_a_part_another_run_sent_meanwhile_is_skipped(tmp_path: Path):
         assert server.keys("two") == [
             "data/raw/venue=gemini/date=2026-12-06/symbol=BTCUSD/part-1-run-1.parquet"
         ]
+
+
+def test_a_recording_to_the_store_through_midnight_makes_two_self_contained_days(
+    sim_factory: SimFactory, tmp_path: Path
+):
+    """An injected clock 2 s before UTC midnight: the store gets each date's parts, and
+    each date replays alone from the store, day 2 in sync from its own midnight snapshot."""
+    from test_midnight import DAY1, DAY2, MIDNIGHT, S, shifted_clock
+
+    import replay
+
+    clock = shifted_clock(MIDNIGHT - 2 * S)
+    sim = sim_factory(symbols=("BTCUSD",), rate=300.0, heartbeat_s=0.25, clock=clock)
+    with s3.serve() as server:
+        uri = server.bucket("rec") + "/data"
+        result = record_sim(
+            sim, tmp_path, protocol="ws", symbols=("BTCUSD",), data=uri,
+            journal=str(tmp_path / "j"), duration=4.0, clock=clock, rest_min_gap=0.05,
+            handover_lead=1.0,
+        )  # fmt: skip
+        assert result.uploaded == len(result.parts) and not result.not_uploaded
+        assert staged_parts(tmp_path / "j") == []
+        root = as_root(uri)
+        assert sorted(p.date for p in contract.list_partitions(root)) == [DAY1, DAY2]
+        for date in (DAY1, DAY2):
+            alone = tmp_path / f"alone-{date}"
+            for part in contract.list_partitions(root, date=date):
+                table = contract.read_partition(root, part.venue, part.date, part.symbol)
+                contract.write_part(alone, part.venue, part.symbol, "copy", 0, table)
+            day = replay.open(date, "BTCUSD", data=alone, cache=False)
+            first, last = day.span
+            assert (first >= MIDNIGHT) == (date == DAY2) and (last < MIDNIGHT) == (date == DAY1)
+            assert day.valid_ns > 0
+        # day 2 is in sync from its own snapshot, within a second of midnight
+        assert day.book_at(MIDNIGHT + S, depth=1).valid
