@@ -27,6 +27,7 @@ Two results prove that books agree, whatever structure holds them:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,19 @@ def units(text: str, scale: int) -> int:
     if len(frac) > scale:
         raise ValueError(f"{text!r} has more than {scale} decimals")
     return int(whole) * 10**scale + (int(frac.ljust(scale, "0")) if frac else 0)
+
+
+def _reader(scale: int) -> Callable[[str], int]:
+    """:func:`units` at *scale*, each distinct text read once (for one decode)."""
+    seen: dict[str, int] = {}
+
+    def read(text: str) -> int:
+        got = seen.get(text)
+        if got is None:
+            got = seen[text] = units(text, scale)
+        return got
+
+    return read
 
 
 @dataclass(frozen=True)
@@ -132,8 +146,7 @@ def _decode_gemini_v1(table: pa.Table) -> Changes:
     px: list[int] = []
     sz: list[int] = []
     row: list[int] = []
-    prices: dict[str, int] = {}
-    sizes: dict[str, int] = {}
+    price, size = _reader(PRICE_SCALE), _reader(SIZE_SCALE)
     cur = None
 
     def clear(i: int) -> None:
@@ -165,18 +178,11 @@ def _decode_gemini_v1(table: pa.Table) -> Changes:
         for e in events:
             if e["type"] != "change":
                 continue
-            p, s = e["price"], e["remaining"]
-            pv = prices.get(p)
-            if pv is None:
-                pv = prices[p] = units(p, PRICE_SCALE)
-            sv = sizes.get(s)
-            if sv is None:
-                sv = sizes[s] = units(s, SIZE_SCALE)
             ts.append(t)
             op.append(SET)
             side.append(_SIDES[e["side"]])
-            px.append(pv)
-            sz.append(sv)
+            px.append(price(e["price"]))
+            sz.append(size(e["remaining"]))
             row.append(i)
     return Changes(
         np.asarray(ts, np.int64),
@@ -206,8 +212,7 @@ def decode_binance(table: pa.Table) -> Changes:
     conns = _column(table, "conn_id")
     payloads = _column(table, "payload")
     out: tuple[list[int], ...] = ([], [], [], [], [], [])  # ts, op, side, px, sz, row
-    prices: dict[str, int] = {}
-    sizes: dict[str, int] = {}
+    price, size = _reader(PRICE_SCALE), _reader(SIZE_SCALE)
     cur = None
     held: list[dict[str, Any]] | None = []  # None once in sync
     last_u = 0
@@ -217,13 +222,7 @@ def decode_binance(table: pa.Table) -> Changes:
             col.append(v)
 
     def level(i: int, s: int, p: str, q: str) -> None:
-        pv = prices.get(p)
-        if pv is None:
-            pv = prices[p] = units(p, PRICE_SCALE)
-        qv = sizes.get(q)
-        if qv is None:
-            qv = sizes[q] = units(q, SIZE_SCALE)
-        put(i, SET, s, pv, qv)
+        put(i, SET, s, price(p), size(q))
 
     def apply(i: int, diff: dict[str, Any]) -> None:
         nonlocal last_u
