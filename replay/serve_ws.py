@@ -157,7 +157,7 @@ class WsReplay:
         send: Callable[[list[bytes], int], Awaitable[bool]],
         wait_s: float,
         speed: float | None,
-        book: BookFn | None = None,
+        book: BookFn,
     ) -> None:
         self.ws, self.stored, self.send, self.wait_s, self.speed = ws, stored, send, wait_s, speed
         self.book = book
@@ -223,10 +223,6 @@ class WsReplay:
             error = (ERR_BAD_PARAMS, f"symbol not recorded on this connection: {symbol!r}")
             self.answer.append(_reply(rid, error=error))
             return
-        if self.book is None:
-            error = (ERR_BAD_PARAMS, "no depth reply stored ahead in the recording")
-            self.answer.append(_reply(rid, error=error))
-            return
         k = self.position
         upto = self.stored.origin[k - 1] + 1 if k else 0
         task = asyncio.ensure_future(self._rebuilt(rid, upto, symbol.upper(), limit))
@@ -234,7 +230,6 @@ class WsReplay:
         task.add_done_callback(self.pending.discard)
 
     async def _rebuilt(self, rid: Any, upto: int, symbol: str, limit: int) -> None:
-        assert self.book is not None
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(None, self.book, upto, symbol, limit)
         if result is None:
