@@ -36,3 +36,16 @@ def test_every_module_imports_first() -> None:
         if run.returncode:
             bad.append(f"{name}: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
     assert bad == []
+
+
+def test_the_recorder_loads_no_compiled_kernels() -> None:
+    """numba and its LLVM (about 100 MB of memory) are the replay's: a recording run of
+    any venue never loads them, so it stays small for weeks (README, "Performance")."""
+    probe = (
+        "import sys, recorder.record, recorder.recovery, tickrec.venues, tickrec.sim; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'llvmlite', 'replay'}))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert run.stdout.strip() == "[]"

@@ -18,8 +18,12 @@ from typing import Final
 
 from tickrec.venues.base import Gap
 
-__all__ = ["APPLY", "STALE", "WAIT", "Gap", "UpdateIdSync"]
+__all__ = ["APPLY", "MAX_HELD", "STALE", "WAIT", "Gap", "UpdateIdSync"]
 
+#: Diffs held per symbol while waiting for a snapshot, by the recorder and the replay
+#: alike; the oldest go first. A snapshot older than the oldest held diff then meets a
+#: gap, as it must: the diffs it needs are gone.
+MAX_HELD = 100_000
 #: The diff moves the book: apply its levels.
 APPLY: Final = "apply"
 #: The diff is already in the book (``u <= lastUpdateId``): drop it.

@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from tickrec.values import BadValue
 from tickrec.venues.base import Action, FetchBook, Gap, GapAt, Header, Resync
 from tickrec.venues.binance.rest import parse_depth
-from tickrec.venues.binance.rules import APPLY, UpdateIdSync
-from tickrec.venues.binance.spot_book import MAX_HELD
+from tickrec.venues.binance.rules import APPLY, MAX_HELD, UpdateIdSync
 
 __all__ = ["SpotSession"]
 

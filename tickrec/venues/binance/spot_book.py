@@ -53,21 +53,17 @@ from tickrec.events import (
 from tickrec.values import check_level, decimal_pair
 from tickrec.venues._json import epoch_ns
 from tickrec.venues.base import Gap
-from tickrec.venues.binance.rules import APPLY, STALE, WAIT, UpdateIdSync
+from tickrec.venues.binance.rules import APPLY, MAX_HELD, STALE, WAIT, UpdateIdSync
 from tickrec.venues.binance.spot import kind_of, unwrap
 from tickrec.venues.binance.spot_scan import COUNTS, scan
 
 _INT64_MAX = 2**63 - 1
 
-__all__ = ["DECODER_VERSION", "MAX_HELD", "BinanceSpotStream"]
+__all__ = ["DECODER_VERSION", "BinanceSpotStream"]
 
 #: Raised whenever what this protocol decodes to changes, so that the normalized cache
 #: (:mod:`replay.cache`) rebuilds even where its sources alone would not show it.
 DECODER_VERSION = 1
-
-#: Diffs held while waiting for a snapshot; the oldest go first. A snapshot older than
-#: the oldest held diff then meets a gap, as it must: the diffs it needs are gone.
-MAX_HELD = 100_000
 
 
 def _int(value: object) -> int | None:
