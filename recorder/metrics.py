@@ -20,7 +20,10 @@ Metrics (``venue`` and ``symbol`` labels where they apply):
 ``tickrec_offline_seconds``                 how long the symbol has been without an open
                                             connection (0 while it has one; from the
                                             run's start for a run that never connected)
-``tickrec_reconnects_total``                connection attempts after the first
+``tickrec_reconnects_total``                attempts to connect again after a connection
+                                            was lost or failed (a successor opened beside
+                                            an open connection, for a fresh book or a
+                                            handover, is not one)
 ``tickrec_gaps_total``                      by ``kind``: ``sequence`` (a broken sequence),
                                             ``malformed`` (a message that could not be read),
                                             ``disconnect`` (a connection lost, not closed
@@ -149,7 +152,12 @@ class _RunCollector(Collector):
 
         yield counter("tickrec_messages_received", "Websocket messages received.", "messages")
         yield counter("tickrec_received_bytes", "Bytes of the messages received.", "bytes")
-        yield counter("tickrec_reconnects", "Connection attempts after the first.", "reconnects")
+        yield counter(
+            "tickrec_reconnects",
+            "Attempts to connect again after a connection was lost or failed (a successor "
+            "opened beside a connection for a fresh book is not one).",
+            "reconnects",
+        )
         yield counter("tickrec_rest_snapshots", "REST book snapshots stored.", "snapshots")
         yield counter("tickrec_rest_errors", "REST requests that failed.", "rest_errors")
         gaps = CounterMetricFamily(

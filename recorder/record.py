@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import difflib
+import ipaddress
 import itertools
 import logging
 import os
@@ -170,8 +171,9 @@ class RecordConfig:
                 except ValueError as exc:
                     raise UsageError(f"{name.replace('_', '-')}: {exc}") from None
         object.__setattr__(self, "protocol", protocol)
+        given = self.url
         object.__setattr__(self, "url", self.url or url)
-        object.__setattr__(self, "rest_url", self.rest_url or rest_url)
+        object.__setattr__(self, "rest_url", self.rest_url or _rest_beside(given) or rest_url)
         if self.rest_min_gap is None:
             object.__setattr__(self, "rest_min_gap", min_gap)
         _check_url("--url", self.url, ("ws", "wss"))
@@ -221,6 +223,24 @@ class RecordConfig:
     def rest_timeouts(self) -> tuple[float, float]:
         """``(connect, read)`` timeouts of every REST request of the run."""
         return (min(5.0, self.rest_timeout), self.rest_timeout)
+
+
+def _rest_beside(url: str) -> str | None:
+    """The REST base on the same port as *url* when *url* is on this machine.
+
+    A local server (the simulator, ``tickrec serve``) serves websockets and
+    REST on one port, so a run pointed at one with ``--url`` alone takes its
+    REST replies from there too, never from the venue's real REST API.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        return None
+    return f"{'https' if parts.scheme.lower() == 'wss' else 'http'}://{parts.netloc}"
 
 
 def _check_url(option: str, url: str, schemes: tuple[str, ...]) -> None:

@@ -37,7 +37,7 @@ def test_toml_then_venue_table_then_flags(tmp_path: Path) -> None:
     assert cfg.symbols == ("BTCUSD", "ETHUSD", "SOLUSD")
     assert (cfg.protocol, cfg.snapshot_every, cfg.snapshot_depth) == ("v2", 120.0, 25)
     assert (cfg.rotate, cfg.fsync_interval, cfg.stale_after) == (60.0, 0.05, 20.0)
-    assert cfg.url == "ws://127.0.0.1:9" and cfg.rest_url == "https://api.gemini.com"
+    assert cfg.url == "ws://127.0.0.1:9" and cfg.rest_url == "http://127.0.0.1:9"  # beside it
     assert cfg.until == dt.time(23, 55)
 
 
@@ -146,3 +146,22 @@ def test_status_lines_and_latency_percentiles() -> None:
     assert "rest_latency=42ms" in lines[0]
     assert lines[1].startswith("ETHUSD: 0.0/s msgs=0 last=never reconnects=0")
     assert lines[2].startswith("exchange-to-local latency p50/p90/p99: 5.1/9.0/9.9 ms")
+
+
+@pytest.mark.parametrize(
+    ("url", "rest"),
+    [
+        ("ws://127.0.0.1:8765", "http://127.0.0.1:8765"),
+        ("wss://localhost:9443/stream", "https://localhost:9443"),
+        ("ws://[::1]:8765", "http://[::1]:8765"),
+        ("ws://127.0.0.2:1/v1/marketdata", "http://127.0.0.2:1"),
+        ("wss://api.gemini.com", "https://api.gemini.com"),  # a real venue: its own REST
+        ("ws://10.0.0.5:8765", "https://api.gemini.com"),
+    ],
+)
+def test_a_local_url_alone_takes_rest_from_the_same_port(url: str, rest: str) -> None:
+    assert RecordConfig(symbols=("BTCUSD",), url=url).rest_url == rest
+    given = RecordConfig(symbols=("BTCUSD",), url=url, rest_url="http://127.0.0.1:9")
+    assert given.rest_url == "http://127.0.0.1:9"
+    binance = RecordConfig(symbols=("BTCUSDT",), venue="binance", url=url).rest_url
+    assert binance == (rest if rest != "https://api.gemini.com" else "https://api.binance.com")

@@ -419,7 +419,13 @@ def record_cmd(
         str | None, typer.Option("--config", help="TOML file with these options; flags win.")
     ] = None,
 ) -> None:
-    """Capture market data until stopped (SIGINT/SIGTERM stop cleanly, exit 0)."""
+    """Capture market data until stopped (SIGINT/SIGTERM stop cleanly).
+
+    Exit status 0 when the run went well; 1 when a symbol received nothing or was
+    without a connection past --max-offline, the journal failed, or segments were
+    left unconverted or parts not uploaded (the last line says which); 130 after a
+    second Ctrl-C.
+    """
     from recorder.config import build_config, parse_until
     from recorder.record import record
     from tickrec import contract
@@ -450,13 +456,21 @@ def record_cmd(
     try:
         result = record(cfg)
     except KeyboardInterrupt:
-        where = Path(cfg.journal) if cfg.journal else contract.resolve_root(cfg.data)
-        typer.echo(
-            f"interrupted: recording stopped at once; what was received is in the journal "
-            f"under {where / 'journal'}, left for `tickrec recover` "
-            "(the next `tickrec record` runs it too)",
-            err=True,
-        )
+        from recorder.journal import list_segments
+
+        where = (Path(cfg.journal) if cfg.journal else contract.resolve_root(cfg.data)) / "journal"
+        runs = [d for d in where.iterdir() if d.is_dir()] if where.is_dir() else []
+        if any(list_segments(d) for d in runs):
+            said = (
+                f"what was received is in the journal under {where}, left for "
+                "`tickrec recover` (the next `tickrec record` runs it too)"
+            )
+        else:
+            said = (
+                "everything received was already written to parts; the next `tickrec "
+                f"recover` or `tickrec record` removes what is left under {where}"
+            )
+        typer.echo(f"interrupted: recording stopped at once; {said}", err=True)
         raise typer.Exit(130) from None
     typer.echo(
         f"run {result.run_id} stopped ({result.stopped_by}): "
