@@ -285,7 +285,7 @@ def test_status_shows_the_runs_recording_now(sim_factory: SimFactory, tmp_path: 
     finally:
         runner.join()
     assert live.returncode == 0, live.stderr
-    head, *symbols = live.stdout.splitlines()
+    head, *symbols = live.stdout.split("in parts:")[0].splitlines()
     assert head.startswith(f"run {done[0].run_id} (gemini.v1, pid ")
     assert ": recording, 2 connections open, status " in head
     assert [line.split(":")[0].strip() for line in symbols] == list(SYMBOLS)
@@ -294,6 +294,14 @@ def test_status_shows_the_runs_recording_now(sim_factory: SimFactory, tmp_path: 
         assert age < 1.5 and " 0 gaps" in line
     after = status()  # a clean stop leaves nothing behind
     assert after.returncode == 1 and not (data / "journal" / done[0].run_id).exists()
+    # ... but what was stored, each symbol's last row in the parts and how old it is
+    title, *stored = after.stdout.splitlines()
+    assert title == "in parts:" and [line.split(":")[0] for line in stored] == [
+        f"  gemini {s}" for s in SYMBOLS
+    ]
+    for line in stored:
+        age = float(line.split("last stored row ")[1].split(" s ago")[0])
+        assert 0 < age < 30
 
 
 def test_a_starting_run_removes_orphaned_temporary_parts(tmp_path: Path) -> None:

@@ -593,6 +593,17 @@ def status_cmd(data: DataOpt = None) -> None:
                 f"  {symbol}: last row {age}, {_plural(st['messages'], 'message')}, "
                 f"{_plural(st['reconnects'], 'reconnect')}, {_plural(st['gaps'], 'gap')}"
             )
+    latest: dict[tuple[str, str], contract.Partition] = {}
+    for part in contract.list_partitions(root):
+        key = (part.venue, part.symbol)
+        if key not in latest or part.date > latest[key].date:
+            latest[key] = part
+    if latest:
+        typer.echo("in parts:")
+    for (venue, symbol), part in sorted(latest.items()):
+        last = max((f.last_recv_ns for f in contract.list_parts(root, part)), default=0)
+        when = dt.datetime.fromtimestamp(last / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        typer.echo(f"  {venue} {symbol}: last stored row {now - last / 1e9:,.1f} s ago ({when})")
     if not live:
         raise NotFoundError(f"no run is recording under {root}")
     if stuck:
