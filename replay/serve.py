@@ -586,14 +586,19 @@ def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, obje
     if not view.valid:
         return None
     ps, ss = view.price_scale, view.size_scale
+
+    def price(units: int) -> str:  # every price with the stream's decimals ("60000.10")
+        whole, frac = divmod(units, 10**ps)
+        return f"{whole}.{frac:0{ps}d}" if ps else str(whole)
+
     return {
         "lastUpdateId": last_id,
         "bids": [
-            [format_units(p, ps), format_units(q, ss)]
+            [price(p), format_units(q, ss)]
             for p, q in zip(view.bid_px.tolist(), view.bid_sz.tolist(), strict=True)
         ],
         "asks": [
-            [format_units(p, ps), format_units(q, ss)]
+            [price(p), format_units(q, ss)]
             for p, q in zip(view.ask_px.tolist(), view.ask_sz.tolist(), strict=True)
         ],
     }

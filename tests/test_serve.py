@@ -218,6 +218,9 @@ def test_current_api_answers_a_depth_request_from_the_rebuilt_book(
     }
     for side in ("bids", "asks"):
         assert [(Decimal(p), Decimal(q)) for p, q in result[side]] == top[side]
+    # prices spelled as the stream spells them, so a book keyed by the text holds one level
+    spelled = {px for d in diffs for side in ("b", "a") for px, _ in d[side]}
+    assert {p for side in ("bids", "asks") for p, _ in result[side]} <= spelled
 
 
 def test_rest_and_refusals(sim_factory: SimFactory, tmp_path: Path) -> None:
