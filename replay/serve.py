@@ -388,15 +388,43 @@ class ServeServer:
         return names, None
 
     def _depth(self, connection: ServerConnection, query: str) -> Response:
-        """``/api/v3/depth?symbol=``: the last depth reply stored by the replay clock."""
-        symbol = parse_qs(query).get("symbol", [""])[0].upper()
+        """``/api/v3/depth?symbol=&limit=``: the last depth reply stored by the replay
+        clock, its bytes as stored, or cut to *limit* levels a side (default 100, at most
+        5000, as Binance's) when it holds more."""
+        params = parse_qs(query)
+
+        def error(status: int, code: int, msg: str) -> Response:
+            return self._reply(
+                connection, status, orjson.dumps({"code": code, "msg": msg}).decode()
+            )
+
+        symbol = params.get("symbol", [""])[0]
+        if not symbol:
+            return error(
+                400,
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            )
         if symbol not in self.spot.symbols:
-            body = orjson.dumps({"code": -1121, "msg": "Invalid symbol."}).decode()
-            return self._reply(connection, 400, body)
+            return error(400, -1121, "Invalid symbol.")
+        limit_text = params.get("limit", ["100"])[0]
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 5000:
+            return error(
+                400,
+                -1100,
+                "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.",
+            )
         book = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
         if book is None:
-            body = orjson.dumps({"code": -1121, "msg": f"no depth stored for {symbol}"}).decode()
-            return self._reply(connection, 404, body)
+            return error(404, -1121, f"no depth stored for {symbol}")
+        limit = int(limit_text)
+        reply = orjson.loads(book)
+        if isinstance(reply, dict) and any(
+            len(reply.get(k) or ()) > limit for k in ("bids", "asks")
+        ):
+            for key in ("bids", "asks"):
+                reply[key] = (reply.get(key) or [])[:limit]
+            book = orjson.dumps(reply).decode()
         return self._reply(connection, 200, book)
 
     # --- websockets ---------------------------------------------------------------------

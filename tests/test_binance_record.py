@@ -279,6 +279,18 @@ def test_recording_from_serve_stores_the_recorded_frames_again(
         assert requests.get(depth, timeout=5).text == books[-1]  # and now its end
         bad = requests.get(f"{rest}/api/v3/depth?symbol=NOPE", timeout=5)
         assert bad.status_code == 400 and bad.json()["code"] == -1121
+        # as Binance: symbols in upper case, the limit cuts each side, and bad values
+        # get Binance's own error codes
+        for query, code in (("symbol=btcusdt", -1121), ("limit=5", -1102)):
+            got = requests.get(f"{rest}/api/v3/depth?{query}", timeout=5)
+            assert got.status_code == 400 and got.json()["code"] == code
+        for limit in ("0", "5001", "x"):
+            got = requests.get(f"{rest}/api/v3/depth?symbol=BTCUSDT&limit={limit}", timeout=5)
+            assert got.status_code == 400 and got.json()["code"] == -1100
+        five = requests.get(f"{rest}/api/v3/depth?symbol=BTCUSDT&limit=5", timeout=5).json()
+        last = json.loads(books[-1])
+        assert five == {**last, "bids": last["bids"][:5], "asks": last["asks"][:5]}
+        assert len(last["bids"]) > 5
     # A raw stream: each event as Binance's /ws/<name> sends it, unwrapped.
     with Server(ServeConfig(data=tmp_path / "a" / "data")) as served:
         ws = websocket.create_connection(f"{served.url.ws_url}/ws/btcusdt@trade")

@@ -228,7 +228,7 @@ def test_a_recording_to_the_store_through_midnight_makes_two_self_contained_days
     clock = shifted_clock(MIDNIGHT - 2 * S)
     sim = sim_factory(symbols=("BTCUSD",), rate=300.0, heartbeat_s=0.25, clock=clock)
     with s3.serve() as server:
-        uri = server.bucket("rec") + "/data"
+        uri = server.bucket("midnight") + "/data"  # moto's buckets live on in the process
         result = record_sim(
             sim, tmp_path, protocol="ws", symbols=("BTCUSD",), data=uri,
             journal=str(tmp_path / "j"), duration=4.0, clock=clock, rest_min_gap=0.05,
