@@ -155,7 +155,7 @@ class _RunCollector(Collector):
         yield counter(
             "tickrec_reconnects",
             "Attempts to connect again after a connection was lost or failed (a successor "
-            "opened beside a connection for a fresh book is not one).",
+            "opened beside an open connection, for a fresh book or a handover, is not one).",
             "reconnects",
         )
         yield counter("tickrec_rest_snapshots", "REST book snapshots stored.", "snapshots")

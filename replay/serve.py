@@ -602,7 +602,7 @@ def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, obje
         if msg.get("e") == "depthUpdate" and str(msg.get("s", "")).upper() == symbol:
             last_id = msg.get("u")
         elif isinstance(result := msg.get("result"), dict) and "lastUpdateId" in result:
-            asked = _asked_symbol(payloads[:i], conn.sent[:i], msg.get("id"))
+            asked = _asked_symbol(payloads, conn.sent, i, msg.get("id"))
             last_id = result["lastUpdateId"] if asked == symbol else None
         if last_id is not None:
             break
@@ -632,9 +632,10 @@ def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, obje
     }
 
 
-def _asked_symbol(payloads: list[bytes], sent: np.ndarray, rid: object) -> str | None:
-    """The symbol of the last ``depth`` request with id *rid* among the sent rows."""
-    for i in range(len(payloads) - 1, -1, -1):
+def _asked_symbol(payloads: list[bytes], sent: np.ndarray, before: int, rid: object) -> str | None:
+    """The symbol of the last ``depth`` request with id *rid* among the sent rows before
+    row *before*."""
+    for i in range(before - 1, -1, -1):
         if not sent[i]:
             continue
         msg = orjson.loads(payloads[i])
