@@ -10,64 +10,49 @@ the messages of one chunk reach the OS in one write, before the socket is
 read again. Everything that happens to the connection is an event row too
 (see :data:`tickrec.contract.EVENTS`).
 
+The venue decides, the connection carries out. Every connect opens a new
+venue session (:class:`tickrec.venues.base.Session`); the connection stores
+each message, shows its header to the session under one lock, and carries
+out the actions it returns: messages to send (subscriptions, requests, each
+stored as a ``ws_sent`` row before it goes out), a sync snapshot through the
+run's :class:`~recorder.sync.BookFetcher` (stored as a ``rest`` row of this
+connection, :meth:`Connection.book_reply`), a ``gap`` event, a successor
+when the book is lost (make-before-break: :class:`~recorder.midnight.DayBoundary`
+opens it and retires this one once the successor is in sync), or a failure
+that stops the run (a request the venue refused will be refused again).
+
 Staying up:
 
 - a failed or ended connection is retried with capped exponential backoff and
   jitter, and every attempt takes a token from a run-wide
-  :class:`ConnectLimiter` (Gemini: 12 public websocket requests a minute,
-  docs/venues/gemini.md section 1, "Limits");
-- a v1 ``socket_sequence`` break means lost messages: the connection records
-  a ``gap`` event and reconnects for a fresh initial book (docs/venues/gemini.md
-  section 1, "Sequencing and gaps"); v2 has no sequence (section 2);
-- on the current API a diff frame with ``U > last u + 1`` is a gap too: the
-  connection reconnects, and its ``snapshot=-1`` URL brings every symbol a
-  fresh snapshot (docs/venues/gemini.md section 3.4 allows resubscribing or
-  reconnecting; reconnecting needs no bookkeeping of in-flight frames);
-- an error reply to a request we sent (a refused subscription) is an
-  ``error`` event and sets :attr:`Connection.failure`; the connection does
-  not retry, and the run stops with that message: a refused stream name
-  will be refused again;
+  :class:`ConnectLimiter` (Gemini allows 12 public websocket requests a minute);
 - :meth:`Connection.check_stale`, called by the run's watchdog, drops a
-  connection that has been silent (heartbeats included) for too long; where
-  the server sends no heartbeats (the current API, docs/venues/gemini.md section 3.5)
-  it first sends a *ping* request after a third of that silence, so a quiet
-  market is not taken for a dead connection;
+  connection that has been silent (heartbeats included) for too long; after
+  a third of that silence it asks the session for a keepalive (a ``ping``
+  request where the server sends no heartbeats), so a quiet market is not
+  taken for a dead connection; a venue whose connections end after a
+  *lifetime* gets a successor a tenth of the lifetime (at most ten minutes)
+  before;
 - a frame that cannot be read is stored raw all the same and noted with a
-  ``malformed`` event. On v2 a frame that cannot be decoded at all (not
-  JSON, or no ``type``) may have been a book update, and with no sequence
-  numbers nothing later could tell (docs/venues/gemini.md section 2, "Sequencing"): the
-  connection reconnects for a fresh snapshot, as after a v1 gap. On v1 the
-  next ``socket_sequence`` tells (section 1), and on the current API the
-  next ``U`` of each symbol (section 3.4), so those connections go on;
+  ``malformed`` event; whether the book survives it is the session's call;
 - every failed connect and every disconnect is logged at WARNING as it
   happens, with the close code and reason or why, so the terminal shows
   why a feed keeps reconnecting (the connect limiter bounds how often); a
   disconnect we asked for at shutdown is logged at INFO.
 
-A venue that records through a session (:class:`tickrec.venues.base.Session`,
-Binance) decides its book rules there: the connection stores each message,
-shows its header to the session under one lock, and carries out the
-actions it returns: a sync snapshot through the run's
-:class:`~recorder.sync.BookFetcher` (stored as a ``rest`` row of this
-connection, :meth:`Connection.book_reply`), a ``gap`` event, or a
-successor (make-before-break, as after a break). A venue whose connections
-the venue closes after a *lifetime* gets that successor a tenth of the
-lifetime (at most ten minutes) before.
-
-Midnight (docs/architecture.md section 2.5): :meth:`Connection.send_now`
-sends requests on the open connection (the current API's ``depth``
-requests right after midnight), and :meth:`Connection.successor` makes the
-next connection of a make-before-break handover (v1, v2): it is *held*, so
-it brings no book until :meth:`Connection.release` (a v1 successor connects
-then; a v2 successor is connected already and sends its subscribe then), and
-it reports :attr:`Connection.in_sync` once its book is in. The old
-connection then ends with :meth:`Connection.retire`: a clean close and a
-``disconnect`` event whose ``why`` is :data:`HANDOVER`.
+Midnight (docs/architecture.md section 2.5): :meth:`Connection.refresh`
+has the open connection's session take fresh books, and
+:meth:`Connection.successor` makes the next connection of a make-before-break
+handover, for venues whose book comes only with a new connection: it is
+*held*, so it brings no book until :meth:`Connection.release` (one whose
+book comes on connect connects then; another is connected already and
+opens its session then), and it reports :attr:`Connection.in_sync` once its
+book is in. The old connection then ends with :meth:`Connection.retire`: a
+clean close and a ``disconnect`` event whose ``why`` is :data:`HANDOVER`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import threading
@@ -83,9 +68,8 @@ from recorder.journal import Journal
 from recorder.status import Stats
 from tickrec.contract import event_payload
 from tickrec.errors import JournalError
-from tickrec.venues import GEMINI_V1, GEMINI_V2, GEMINI_WS, SequenceTracker, header_of
-from tickrec.venues.base import Action, FetchBook, Gap, GapAt, Header, Resync, Session
-from tickrec.venues.gemini.ws import Reply, UpdateTracker, parse_reply
+from tickrec.venues import header_of
+from tickrec.venues.base import Action, Fail, FetchBook, GapAt, Header, Resync, Send, Session
 
 if TYPE_CHECKING:
     from recorder.sync import BookFetcher
@@ -102,11 +86,6 @@ HANDOVER = "midnight handover"
 #: ``why`` of the ``disconnect`` event of a connection retired, after a break, for a
 #: successor that has the book again (make-before-break, :class:`recorder.midnight.DayBoundary`).
 RESYNC = "resync handover"
-#: Kinds of message that bring a symbol's book: the v1 ``update`` (the first one after a
-#: connect holds the initial events), the v2 ``l2_updates`` (the first one after the
-#: subscribe is the snapshot) and the current API's ``depthUpdate`` (the first one of a
-#: ``snapshot=-1`` connection is the snapshot); docs/venues/gemini.md sections 1 to 3.4.
-_BOOK_KINDS = frozenset({"update", "l2_updates", "depthUpdate"})
 _PLANNED = ("shutdown", HANDOVER, RESYNC)
 
 
@@ -156,14 +135,15 @@ class ConnectLimiter:
 
 
 class Connection(threading.Thread):
-    """One websocket of the run (a v1 symbol, or the v2 or current-API connection for all).
+    """One websocket of the run, for some of its symbols (or all).
 
-    *send* holds the messages to send, in order, right after every connect
-    (subscriptions and requests); each is stored as a ``ws_sent`` row, as is
-    every keepalive request made by *ping* (given a fresh request number).
-    Every time stamp comes from *clock* (ns since the epoch). A *held*
-    connection waits for :meth:`release` before it takes its book: before
-    connecting when it sends nothing (v1), before sending *send* otherwise.
+    Every connect starts a new venue *session* (:class:`tickrec.venues.base.Session`)
+    whose actions the connection carries out: what it sends (each message
+    stored as a ``ws_sent`` row first), its sync snapshots, its gaps, its
+    successor. Every time stamp comes from *clock* (ns since the epoch). A
+    *held* connection waits for :meth:`release` before it takes its book:
+    before connecting when the book comes *on connect*, before the session's
+    opening actions otherwise.
     """
 
     def __init__(
@@ -177,27 +157,25 @@ class Connection(threading.Thread):
         next_conn_id: Callable[[], int],
         stop: threading.Event,
         settings: FeedSettings = FeedSettings(),
-        send: tuple[str, ...] = (),
-        ping: Callable[[int], str] | None = None,
         *,
+        session: Callable[[tuple[str, ...]], Session],
         clock: Callable[[], int] = time.time_ns,
         held: bool = False,
-        session: Callable[[tuple[str, ...]], Session] | None = None,
+        on_connect: bool = False,
         fetcher: BookFetcher | None = None,
         rest_protocol: str = "",
         lifetime: float = 0.0,
     ) -> None:
         super().__init__(name=f"ws-{'-'.join(symbols)}", daemon=True)
         self._new_session, self.fetcher, self.rest_protocol = session, fetcher, rest_protocol
-        self.lifetime = lifetime
-        self._venue: Session | None = None  # the open connection's session, if the venue has one
+        self.lifetime, self.on_connect = lifetime, on_connect
+        self._venue: Session | None = None  # the open connection's session
         self._venue_lock = threading.Lock()  # the session's state and the rows it has seen
         self._opened = 0.0  # monotonic time of the current connect
         self.url, self.protocol, self.symbols = url, protocol, symbols
         self.journal, self.stats, self.limiter = journal, stats, limiter
         self._next_conn_id, self._halt, self.settings = next_conn_id, stop, settings
-        self.send, self.ping, self.clock = send, ping, clock
-        self._request_ids = itertools.count(1_000_000)
+        self.clock = clock
         self._pinged = 0.0
         self.conn_id = 0
         #: Why the run must stop, when the exchange refused one of our requests.
@@ -210,11 +188,9 @@ class Connection(threading.Thread):
         self._released = threading.Event()
         if not held:
             self._released.set()
-        self._holding = False  # the session is open but has not sent *send* yet
+        self._holding = False  # connected, but the session's opening waits for release
         self._retired: str | None = None  # why the connection ended for good
         self._retire_detail: dict[str, object] = {}
-        self._booked: set[str] = set()  # symbols whose book the session has received
-        self._updates: UpdateTracker | None = None  # the session's (current API)
         #: Why the open session's book can no longer be trusted (a break), if it cannot;
         #: the session goes on recording until a successor has the book.
         self.broken: str | None = None
@@ -249,9 +225,13 @@ class Connection(threading.Thread):
         if self.lifetime and self.is_open and now - self._opened >= _renew_after(self.lifetime):
             self._resync(f"connection lifetime: {self.lifetime:g} s")
         try:
-            if self.ping is not None and silent >= quiet and now - self._pinged >= quiet:
+            venue = self._venue
+            quiet_now = silent >= quiet and now - self._pinged >= quiet
+            if venue is not None and self.is_open and quiet_now:
                 self._pinged = now
-                self._send_ping(self.ping(self.new_request_id()))
+                with self._venue_lock:
+                    actions = venue.idle()
+                self._act(actions)
             with self._ws_lock:
                 if self._ws is None or self._why is not None or silent < self.settings.stale_after:
                     return
@@ -262,47 +242,24 @@ class Connection(threading.Thread):
             return  # the journal gave up; the run's supervisor (our caller) reports it and stops
         self.abort()
 
-    def _send_ping(self, message: str) -> None:
+    def _send(self, messages: Iterable[str]) -> None:
+        """Send *messages* on the open connection (from any thread).
+
+        Each is stored as a ``ws_sent`` row before it goes out, so its reply
+        always comes after it in ``seq`` order.
+        """
         with self._ws_lock:
             ws = self._ws if self._why is None else None
         if ws is None:
             return
-        sent_ns = self.clock()
         try:
-            ws.send(message)
+            for message in messages:
+                self.journal.append(
+                    self.clock(), self.conn_id, self.protocol, "ws_sent", message, self.symbols
+                )
+                ws.send(message)
         except (websocket.WebSocketException, OSError):
             return  # the reader sees the broken connection and reports it
-        self.journal.append(sent_ns, self.conn_id, self.protocol, "ws_sent", message, self.symbols)
-
-    def new_request_id(self) -> int:
-        """A request number of its own: these count from 1 000 000, above those of *send*."""
-        return next(self._request_ids)
-
-    def send_now(self, messages: Iterable[str]) -> bool:
-        """Send *messages* on the open connection now (from any thread); False if none is open.
-
-        Each is stored as a ``ws_sent`` row before it goes out, so its reply
-        always comes after it in ``seq`` order, and is known to the update
-        tracker before its reply can arrive.
-        """
-        with self._ws_lock:
-            ws = self._ws if self._why is None and not self._holding else None
-        if ws is None:
-            return False
-        try:
-            self._send_all(ws, messages)
-        except (websocket.WebSocketException, OSError):
-            return False  # the reader sees the broken connection and reports it
-        return True
-
-    def _send_all(self, ws: websocket.WebSocket, messages: Iterable[str]) -> None:
-        for message in messages:
-            if self._updates is not None:
-                self._updates.expect(message)
-            self.journal.append(
-                self.clock(), self.conn_id, self.protocol, "ws_sent", message, self.symbols
-            )
-            ws.send(message)
 
     # --- midnight handover
 
@@ -318,33 +275,38 @@ class Connection(threading.Thread):
             self._next_conn_id,
             self._halt,
             self.settings,
-            self.send,
-            self.ping,
+            session=self._new_session,
             clock=self.clock,
             held=held,
-            session=self._new_session,
+            on_connect=self.on_connect,
             fetcher=self.fetcher,
             rest_protocol=self.rest_protocol,
             lifetime=self.lifetime,
         )
 
     def release(self) -> None:
-        """Let a held connection take its book: send *send* now if it is open, else on connect."""
+        """Let a held connection take its book: its session opens now if it is connected,
+        else on connect."""
         with self._ws_lock:
             self._released.set()
-            ws = self._ws if self._holding and self._why is None else None
+            opening = self._holding and self._why is None
             self._holding = False
-        if ws is None:
+        if opening:
+            self._open()
+
+    def _open(self) -> None:
+        """Carry out the session's opening actions (its subscriptions, its first books)."""
+        venue = self._venue
+        if venue is None:
             return
-        try:
-            self._send_all(ws, self.send)
-        except (websocket.WebSocketException, OSError):
-            return  # the reader sees the broken connection; the next one sends on connect
+        with self._venue_lock:
+            actions = venue.opening()
+        self._act(actions)
 
     @property
     def in_sync(self) -> bool:
         """True while a connection is open, not closing, and has the book of every symbol."""
-        booked = self._venue.booked if self._venue is not None else self._booked
+        booked = self._venue.booked if self._venue is not None else ()
         with self._ws_lock:
             return (
                 self._ws is not None
@@ -419,8 +381,8 @@ class Connection(threading.Thread):
 
     def _session(self) -> bool:
         """One connection from connect to end; True if it received anything."""
-        if not self.send and not self._wait_release():
-            return False  # it brings its book on connect (v1): connect once released
+        if self.on_connect and not self._wait_release():
+            return False  # it brings its book on connect: connect once released
         try:
             ws = websocket.create_connection(
                 self.url,
@@ -436,25 +398,19 @@ class Connection(threading.Thread):
             )
             return False
         ws.settimeout(None)  # silence is the watchdog's business
-        self._booked = set()
         self.broken = None
-        self._updates = UpdateTracker() if self.protocol == GEMINI_WS else None
-        self._venue = None if self._new_session is None else self._new_session(self.symbols)
+        self._venue = self._new_session(self.symbols)
         self._opened = time.monotonic()
         with self._ws_lock:
             self._ws, self._why = ws, None
-            self._holding = bool(self.send) and not self._released.is_set()
+            self._holding = not self._released.is_set()
             holding = self._holding
         self.last_recv = time.monotonic()
         self._event("connect", url=self.url)
         received = False
         try:
             if not holding:
-                self._send_all(ws, self.send)
-            if self._venue is not None:
-                with self._venue_lock:
-                    actions = self._venue.opening()
-                self._act(actions)
+                self._open()
             if self._halt.is_set():
                 self.close("shutdown")
             elif self._retired is not None:
@@ -502,34 +458,7 @@ class Connection(threading.Thread):
             self.broken = why
             log.warning("connection %d to %s: %s; opening a successor", self.conn_id, self.url, why)
 
-    def _refused(self, reply: Reply) -> None:
-        """Note an error reply to one of our requests, and end the connection for good."""
-        if reply.error is None or self.failure is not None:
-            return
-        code, msg = reply.error
-        self._event("error", request_id=reply.id, status=reply.status, code=code, msg=msg)
-        self.failure = (
-            f"the exchange refused request {reply.id!r} (status {reply.status}, code {code}): {msg}"
-        )
-        self.close("request refused")
-
-    def _gap(
-        self, header: Header, v1: SequenceTracker | None, ws: UpdateTracker | None
-    ) -> Gap | None:
-        if v1 is not None and header.venue_seq is not None:
-            return v1.check(header.venue_seq)
-        if (
-            ws is not None
-            and header.first_seq is not None
-            and header.venue_seq is not None
-            and header.symbol is not None
-        ):
-            return ws.check(header.symbol, header.first_seq, header.venue_seq)
-        return None
-
     def _read(self, ws: websocket.WebSocket) -> bool:
-        v1 = SequenceTracker() if self.protocol == GEMINI_V1 else None
-        updates = self._updates
         frames = FrameReader()
         received = False
         sock = ws.sock
@@ -547,7 +476,7 @@ class Connection(threading.Thread):
                     # Each frame its own time, taken as it comes out of the chunk and before
                     # its payload is read: frames of one chunk stay apart in replay time.
                     recv_ns = self.clock()
-                    if self._message(ws, opcode, data, recv_ns, v1, updates):
+                    if self._message(ws, opcode, data, recv_ns):
                         received = True
                     elif opcode == websocket.ABNF.OPCODE_CLOSE:
                         return received
@@ -571,8 +500,6 @@ class Connection(threading.Thread):
         opcode: int,
         data: bytes,
         recv_ns: int,
-        v1: SequenceTracker | None,
-        updates: UpdateTracker | None,
     ) -> bool:
         """Handle one message; True if it was data (stored), False for a control frame."""
         if opcode in CONTROL_OPCODES:
@@ -592,37 +519,17 @@ class Connection(threading.Thread):
         symbols, route_problem = self._route(header)
         venue = self._venue
         actions: Sequence[Action] = ()
-        if venue is None:
+        with self._venue_lock:  # the row and the session's view of it, in one step
             seq = self._store(recv_ns, payload, symbols, header)
-        else:
-            with self._venue_lock:  # the row and the session's view of it, in one step
-                seq = self._store(recv_ns, payload, symbols, header)
-                actions = venue.message(header)
+            if venue is not None:
+                actions = venue.message(header, payload)
         self.stats.message(symbols, recv_ns, header.exch_ns, len(data))
         problem = problem or header.problem or route_problem
         if problem is not None:
             self._event("malformed", seq=seq, problem=problem)
             self.stats.count(symbols, "malformed")
-        if header.kind in _BOOK_KINDS and route_problem is None:
-            self._booked.update(symbols)
-        if header.kind == "reply" and (reply := parse_reply(payload)) is not None:
-            if updates is not None:
-                updates.reply(reply)
-            self._refused(reply)
-        if self._why is not None:
-            return True  # already closing: the next connection starts afresh anyway
-        if venue is not None:
+        if self._why is None:  # else closing: the next connection starts afresh anyway
             self._act(actions)
-            return True
-        gap = self._gap(header, v1, updates)
-        if gap is not None:
-            where = {"symbol": header.symbol} if header.symbol is not None else {}
-            self._event("gap", expected=gap.expected, got=gap.got, **where)
-            self.stats.count(symbols, "gaps")
-            self._resync("sequence gap")
-        elif self.protocol == GEMINI_V2 and not header.kind:
-            # An undecodable v2 frame: nothing later can show what it changed.
-            self._resync("undecodable frame")
         return True
 
     def _store(
@@ -650,24 +557,33 @@ class Connection(threading.Thread):
                     if self.fetcher is not None:
                         self.fetcher.request(self, self.conn_id, symbol)
                 case GapAt(symbol, gap):
+                    where = self.symbols if symbol is None else (symbol,)
+                    named = {} if symbol is None else {"symbol": symbol}
                     self.journal.append(
                         self.clock(),
                         self.conn_id,
                         self.protocol,
                         "event",
-                        event_payload("gap", expected=gap.expected, got=gap.got, symbol=symbol),
-                        (symbol,),
+                        event_payload("gap", expected=gap.expected, got=gap.got, **named),
+                        where,
                     )
-                    self.stats.count((symbol,), "gaps")
+                    self.stats.count(where, "gaps")
                     log.warning(
-                        "connection %d: %s update ids skip from %d to %d; taking a new snapshot",
+                        "connection %d (%s): the sequence skips from %d to %d",
                         self.conn_id,
-                        symbol,
+                        ",".join(where),
                         gap.expected,
                         gap.got,
                     )
                 case Resync(why):
                     self._resync(why)
+                case Send(messages):
+                    self._send(messages)
+                case Fail(why, error, detail):
+                    if self.failure is None:
+                        self._event("error", **detail)
+                        self.failure = error
+                        self.close(why)
 
     def book_reply(self, conn_id: int, symbol: str, text: str, sent_ns: int) -> bool:
         """Store a sync snapshot as a ``rest`` row of this connection and hand it to the
@@ -686,7 +602,7 @@ class Connection(threading.Thread):
     def refresh(self) -> bool:
         """Take a fresh book of every symbol on the open connection; False if none is open."""
         venue = self._venue
-        if venue is None or not self.is_open:
+        if venue is None or not self.is_open or self._holding:
             return False
         with self._venue_lock:
             actions = venue.refresh()

@@ -38,7 +38,7 @@ import signal
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,14 +60,8 @@ from tickrec.errors import JournalError, ProtocolError, UsageError
 from tickrec.store import Root
 from tickrec.venues import venue as venue_named
 from tickrec.venues.base import Recording
-from tickrec.venues.gemini import rest as gemini_rest
-from tickrec.venues.gemini import v1 as gemini_v1
-from tickrec.venues.gemini import v2 as gemini_v2
-from tickrec.venues.gemini import ws as gemini_ws
 
 __all__ = [
-    "DEFAULT_URLS",
-    "PROTOCOLS",
     "RecordConfig",
     "RecordResult",
     "new_run_id",
@@ -77,24 +71,6 @@ __all__ = [
 
 log = logging.getLogger("tickrec.recorder")
 
-#: ``--protocol`` values and the wire protocol each records. ``ws``, the
-#: current WebSocket API, is the default: Gemini marks v1 and v2 archived and
-#: says new integrations should use it (docs/venues/gemini.md section 0).
-PROTOCOLS = {"ws": gemini_ws.PROTOCOL, "v1": gemini_v1.PROTOCOL, "v2": gemini_v2.PROTOCOL}
-#: Gemini's REST base URL.
-GEMINI_REST_URL = "https://api.gemini.com"
-#: Seconds between Gemini REST requests: it asks for at most 1 a second on public
-#: endpoints (docs/venues/gemini.md section 4, "Rate limits").
-GEMINI_REST_MIN_GAP = 1.0
-#: Default websocket base URL of each Gemini ``--protocol``.
-DEFAULT_URLS = {
-    "ws": "wss://ws.gemini.com",
-    "v1": "wss://api.gemini.com",
-    "v2": "wss://api.gemini.com",
-}
-#: Levels a side asked of the current API's ``depth`` request: its maximum
-#: (docs/venues/gemini.md section 3.2).
-WS_DEPTH_LIMIT = 5000
 #: Seconds between refreshes of the run's status file (``tickrec status``).
 STATUS_FILE_EVERY = 1.0
 
@@ -107,9 +83,9 @@ class RecordConfig:
     asks for the whole book (the deepest a venue gives), as ``sync_depth`` 0
     does for the sync snapshots a venue's stream is lined up with (Binance).
     ``until`` is a UTC wall-clock time: the run stops at its next occurrence.
-    ``url`` defaults to the protocol's endpoint (:data:`DEFAULT_URLS`; a venue's
-    :class:`~tickrec.venues.base.Recording`), as do ``protocol`` and
-    ``rest_url``. ``lifetime`` overrides how long the venue lets a connection
+    ``url`` defaults to the protocol's endpoint (its venue's
+    :class:`~tickrec.venues.base.Recording`), as do ``protocol`` (the venue's
+    first) and ``rest_url``. ``lifetime`` overrides how long the venue lets a connection
     live (its successor opens before). ``clock`` gives the wall-clock time in ns
     (``time.time_ns``; tests pass a shifted one). ``handover_lead`` is how long
     before midnight v1 and v2 open the connections that take over
@@ -151,26 +127,20 @@ class RecordConfig:
     clock: Callable[[], int] = field(default=time.time_ns, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rec = venue_named(self.venue).recording
-        if rec is None and self.venue != "gemini":
+        venue = venue_named(self.venue)
+        if not venue.recordings:
             raise UsageError(f"venue {self.venue!r}: recording it is not supported yet")
+        rec = venue.recording(self.protocol)
         if rec is None:
-            protocol = self.protocol or "ws"
-            if protocol not in PROTOCOLS:
-                raise UsageError(f"protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
-            url, rest_url = DEFAULT_URLS[protocol], GEMINI_REST_URL
-            min_gap = GEMINI_REST_MIN_GAP
-        else:
-            protocol = rec.protocol.partition(".")[2]
-            if self.protocol not in ("", protocol):
-                raise UsageError(f"protocol {self.protocol!r}: {self.venue} records {protocol}")
-            url, rest_url, min_gap = rec.url, rec.rest_url, rec.rest_min_gap
-            for name in ("snapshot_depth", "sync_depth"):
-                try:
-                    rec.book_weight(getattr(self, name))
-                except ValueError as exc:
-                    raise UsageError(f"{name.replace('_', '-')}: {exc}") from None
-        object.__setattr__(self, "protocol", protocol)
+            known = ", ".join(r.protocol.partition(".")[2] for r in venue.recordings)
+            raise UsageError(f"protocol {self.protocol!r}: {self.venue} records {known}")
+        url, rest_url, min_gap = rec.url, rec.rest_url, rec.rest_min_gap
+        for name in ("snapshot_depth", "sync_depth"):
+            try:
+                rec.book_weight(getattr(self, name))
+            except ValueError as exc:
+                raise UsageError(f"{name.replace('_', '-')}: {exc}") from None
+        object.__setattr__(self, "protocol", rec.protocol.partition(".")[2])
         given = self.url
         object.__setattr__(self, "url", self.url or url)
         object.__setattr__(self, "rest_url", self.rest_url or _rest_beside(given) or rest_url)
@@ -209,15 +179,16 @@ class RecordConfig:
             check_name("run id", self.run_id)
 
     @property
-    def recording(self) -> Recording | None:
-        """The venue's recording plan, if it records through a session (Binance)."""
-        return venue_named(self.venue).recording
+    def recording(self) -> Recording:
+        """How the protocol is recorded."""
+        rec = venue_named(self.venue).recording(self.protocol)
+        assert rec is not None  # checked on creation
+        return rec
 
     @property
     def wire_protocol(self) -> str:
         """The ``protocol`` column of the websocket rows."""
-        rec = self.recording
-        return rec.protocol if rec is not None else PROTOCOLS[self.protocol]
+        return self.recording.protocol
 
     @property
     def rest_timeouts(self) -> tuple[float, float]:
@@ -350,94 +321,38 @@ def _connections(
         backoff_base=config.backoff_base,
         backoff_cap=config.backoff_cap,
     )
-    protocol = config.wire_protocol
-    common = (journal, stats, limiter, next_conn_id, stop, settings)
     rec = config.recording
-    if rec is not None:
-        # One connection for every symbol, its books synced by REST (tickrec.venues.base).
-        return [
-            Connection(
-                rec.stream_url(config.url, config.symbols),
-                protocol,
-                config.symbols,
-                *common,
-                clock=config.clock,
-                session=rec.session,
-                fetcher=fetcher,
-                rest_protocol=rec.rest_protocol,
-                lifetime=rec.lifetime if config.lifetime is None else config.lifetime,
-            )
-        ]
-    if config.protocol == "v1":
-        # v1 serves one symbol per connection (docs/venues/gemini.md section 1).
-        return [
-            Connection(
-                gemini_v1.stream_url(config.url, s), protocol, (s,), *common, clock=config.clock
-            )
-            for s in config.symbols
-        ]
-    if config.protocol == "v2":
-        return [
-            Connection(
-                gemini_v2.stream_url(config.url),
-                protocol,
-                config.symbols,
-                *common,
-                send=(gemini_v2.subscribe_message(config.symbols),),
-                clock=config.clock,
-            )
-        ]
+    lifetime = rec.lifetime if config.lifetime is None else config.lifetime
+    groups = [(s,) for s in config.symbols] if rec.per_symbol else [config.symbols]
     return [
         Connection(
-            gemini_ws.stream_url(config.url),
-            protocol,
-            config.symbols,
-            *common,
-            send=_ws_requests(config.symbols),
-            ping=gemini_ws.ping,
+            rec.stream_url(config.url, symbols),
+            rec.protocol,
+            symbols,
+            journal,
+            stats,
+            limiter,
+            next_conn_id,
+            stop,
+            settings,
+            session=rec.session,
             clock=config.clock,
+            on_connect=rec.book_on_connect,
+            fetcher=fetcher,
+            rest_protocol=rec.rest_protocol,
+            lifetime=lifetime,
         )
+        for symbols in groups
     ]
-
-
-def _ws_requests(symbols: tuple[str, ...]) -> tuple[str, ...]:
-    """One subscribe per symbol (diffs and trades), then a ``depth`` request per symbol.
-
-    The ``depth`` reply is a snapshot tied to the diffs by ``lastUpdateId``
-    (docs/venues/gemini.md section 3.4, recipe B); the replayer uses it when the
-    connection's own snapshot is missing.
-    """
-    n = len(symbols)
-    subscribes = [
-        gemini_ws.request(
-            i + 1, "subscribe", [gemini_ws.depth_stream(s), gemini_ws.trade_stream(s)]
-        )
-        for i, s in enumerate(symbols)
-    ]
-    return (*subscribes, *_ws_depth_requests(symbols, range(n + 1, 2 * n + 1)))
-
-
-def _ws_depth_requests(symbols: tuple[str, ...], ids: Iterable[int]) -> tuple[str, ...]:
-    """A ``depth`` request (the whole book, docs/venues/gemini.md section 3.2) per symbol."""
-    return tuple(
-        gemini_ws.request(i, "depth", {"symbol": s.lower(), "limit": WS_DEPTH_LIMIT})
-        for i, s in zip(ids, symbols, strict=True)
-    )
 
 
 def _midnight_refresh(config: RecordConfig) -> Callable[[Connection], bool] | None:
     """How an open connection takes a fresh book right after midnight; None: a handover.
 
-    A venue session asks for its snapshots (:meth:`Connection.refresh`); a
-    current-API connection sends ``depth`` requests; v1 and v2 get a new connection.
+    Its session asks for them (:meth:`Connection.refresh`: sync snapshots, or
+    requests on the stream), unless the venue's books come only with a new connection.
     """
-    if config.recording is not None:
-        return Connection.refresh
-    if config.protocol == "ws":
-        return lambda conn: conn.send_now(
-            _ws_depth_requests(conn.symbols, (conn.new_request_id() for _ in conn.symbols))
-        )
-    return None
+    return Connection.refresh if config.recording.refreshes else None
 
 
 def _check_listed(config: RecordConfig, pacer: RequestPacer, stop: threading.Event) -> None:
@@ -452,12 +367,9 @@ def _check_listed(config: RecordConfig, pacer: RequestPacer, stop: threading.Eve
     never stands in the way of a capture.
     """
     rec = config.recording
-    parse: Callable[[bytes], Iterable[str] | None]
-    if rec is None:
-        url, parse = gemini_rest.symbols_url(config.rest_url), gemini_rest.parse_symbols
-    else:
-        url, parse = rec.symbols_url(config.rest_url), rec.parse_symbols
-    listed = listed_symbols(url, parse, pacer, stop, config.rest_timeouts)
+    listed = listed_symbols(
+        rec.symbols_url(config.rest_url), rec.parse_symbols, pacer, stop, config.rest_timeouts
+    )
     if listed is None:
         return
     known = sorted({s.upper() for s in listed})
@@ -482,7 +394,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
     stop = stop or threading.Event()
     rec = config.recording
     assert config.rest_min_gap is not None  # set by RecordConfig
-    pacer = RequestPacer(config.rest_min_gap, rec.weight_per_minute if rec is not None else None)
+    pacer = RequestPacer(config.rest_min_gap, rec.weight_per_minute)
     _check_listed(config, pacer, stop)
     root, store = local_roots(config.data, config.journal)
     recovered = recover(root)
@@ -528,29 +440,25 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
         "recording %s %s (%s) as run %s", config.venue, ",".join(config.symbols), protocol, run_id
     )
     stats = Stats(config.symbols)
-    fetcher = (
-        None
-        if rec is None
-        else BookFetcher(
-            config.rest_url,
-            rec.book_url,
-            rec.rest_protocol,
-            rec.book_weight(config.sync_depth),
-            journal,
-            stats,
-            pacer,
-            stop,
-            depth=config.sync_depth,
-            timeout=config.rest_timeouts,
-            clock=clock,
-        )
+    fetcher = BookFetcher(
+        config.rest_url,
+        rec.book_url,
+        rec.rest_protocol,
+        rec.book_weight(config.sync_depth),
+        journal,
+        stats,
+        pacer,
+        stop,
+        depth=config.sync_depth,
+        timeout=config.rest_timeouts,
+        clock=clock,
     )
     conns = _connections(config, journal, stats, stop, fetcher)
     poller = (
         SnapshotPoller(
             config.rest_url,
-            gemini_rest.book_url if rec is None else rec.book_url,
-            gemini_rest.PROTOCOL if rec is None else rec.rest_protocol,
+            rec.book_url,
+            rec.rest_protocol,
             config.symbols,
             journal,
             stats,
@@ -560,7 +468,7 @@ def record(config: RecordConfig, stop: threading.Event | None = None) -> RecordR
             pacer=pacer,
             timeout=config.rest_timeouts,
             clock=clock,
-            weight=1 if rec is None else rec.book_weight(config.snapshot_depth),
+            weight=rec.book_weight(config.snapshot_depth),
         )
         if config.snapshot_every > 0
         else None

@@ -20,7 +20,8 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
   the stored ``binance.spot`` rows of the streams asked for (and the
   connection-wide ones, such as ``serverShutdown``), and the raw streams at
   ``/ws/<name>`` (each event alone, the ``data`` of its stored combined
-  frame, byte for byte); REST ``/api/v3/depth``
+  frame, byte for byte); ``/ws`` and ``/stream`` alone take their streams
+  from the client's first ``SUBSCRIBE``; REST ``/api/v3/depth``
   (the last depth reply stored at or before the replay clock, a sync or a
   check snapshot) and ``/api/v3/exchangeInfo`` (the stored symbols);
 - tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
@@ -99,6 +100,7 @@ SPOT_VENUE = "binance"
 _SPOT, _SPOT_REST = "binance.spot", "binance.rest"
 _STREAM_PATH = re.compile(r"^/stream/?$")
 _RAW_PATH = re.compile(r"^/ws/(.+)$")
+_BARE_RAW_PATH = re.compile(r"^/ws/?$")
 _DEPTH_PATH = re.compile(r"^/api/v3/depth/?$")
 _INFO_PATH = re.compile(r"^/api/v3/exchangeInfo/?$")
 #: The streams of a combined-stream URL that are served: ``<symbol>@<kind>``.
@@ -263,6 +265,21 @@ class _Rows:
         return str(t.column("payload")[max(k, 0)].as_py())
 
 
+def _first_recv_ns(data: Root, venues: Sequence[str]) -> int:
+    """The earliest receive time stored for *venues* (from the first date's part footers)."""
+    firsts: list[int] = []
+    for venue in venues:
+        partitions = contract.list_partitions(data, venue)
+        first_date = min((p.date for p in partitions), default=None)
+        firsts.extend(
+            part.first_recv_ns
+            for p in partitions
+            if p.date == first_date
+            for part in contract.list_parts(data, p)
+        )
+    return min(firsts, default=0)
+
+
 class ServeServer:
     """The replay server inside a running event loop: :meth:`start`, then :meth:`stop`."""
 
@@ -276,7 +293,8 @@ class ServeServer:
         self._server: ws_server.Server | None = None
         self._cursor: dict[tuple[str, tuple[str, ...]], int] = {}
         self._open = 0
-        self.clock_ns = config.start_ns or 0
+        #: The replay clock: the receive time of the last frame sent, from the span's start.
+        self.clock_ns = config.start_ns or _first_recv_ns(config.data, (VENUE, SPOT_VENUE))
         self.sent = 0
         self.sessions = tardis.Sessions(self.rows, config.session_delay_s, self._write)
 
@@ -334,9 +352,12 @@ class ServeServer:
                     self.sessions.check(parts.query)
                     return None
                 if _STREAM_PATH.match(path):
-                    return self._streams(connection, _query_streams(parts.query))[1]
+                    listed = _query_streams(parts.query)
+                    return self._streams(connection, listed)[1] if listed else None
                 if m := _RAW_PATH.match(path):
                     return self._streams(connection, m.group(1))[1]
+                if _BARE_RAW_PATH.match(path):
+                    return None  # its streams come with a SUBSCRIBE
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
@@ -377,15 +398,54 @@ class ServeServer:
     ) -> tuple[frozenset[str], Response | None]:
         """The stream names of a ``/``-separated list, or Binance's error reply."""
         names = frozenset(n for n in listed.split("/") if n)
-        bad = [n for n in sorted(names) if not _STREAM_NAME.match(n)]
-        unknown = sorted({n.partition("@")[0].upper() for n in names} - set(self.spot.symbols))
-        if not names or bad or unknown or len(names) > 2 * self.config.max_symbols:
-            what = bad or unknown or ["no streams"]
-            body = orjson.dumps({"code": -1121, "msg": f"Invalid stream: {what[0]}"}).decode()
+        problem = self._stream_problem(names)
+        if problem is not None:
+            body = orjson.dumps({"code": -1121, "msg": problem}).decode()
             if connection is None:
                 raise Reject(400, "InvalidStream", body)
             return names, self._reply(connection, 400, body)
         return names, None
+
+    def _stream_problem(self, names: frozenset[str]) -> str | None:
+        """Why Binance would refuse these stream names, or None."""
+        bad = [n for n in sorted(names) if not _STREAM_NAME.match(n)]
+        unknown = sorted({n.partition("@")[0].upper() for n in names} - set(self.spot.symbols))
+        if not names or bad or unknown or len(names) > 2 * self.config.max_symbols:
+            return f"Invalid stream: {(bad or unknown or ['no streams'])[0]}"
+        return None
+
+    async def _spot_subscription(self, ws: ServerConnection) -> frozenset[str]:
+        """The streams of the client's first valid ``SUBSCRIBE``, on a Binance route that
+        named none (``/ws``, ``/stream``). Each request is answered as Binance does:
+        ``LIST_SUBSCRIPTIONS`` with none yet, a bad one with its error code."""
+
+        async def answer(reply: dict[str, object]) -> None:
+            await ws.send(orjson.dumps(reply).decode())
+
+        while True:
+            text = await ws.recv()
+            try:
+                msg = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                await answer({"code": 3, "msg": "Invalid JSON"})
+                continue
+            if not isinstance(msg, dict):
+                await answer({"code": 2, "msg": "Invalid request"})
+                continue
+            rid, method, params = msg.get("id"), msg.get("method"), msg.get("params")
+            if method == "LIST_SUBSCRIPTIONS":
+                await answer({"result": [], "id": rid})
+                continue
+            if method != "SUBSCRIBE" or not isinstance(params, list):
+                await answer({"code": 2, "msg": "Invalid request", "id": rid})
+                continue
+            names = frozenset(str(p) for p in params)
+            problem = self._stream_problem(names)
+            if problem is not None:
+                await answer({"code": 2, "msg": problem, "id": rid})
+                continue
+            await answer({"result": None, "id": rid})
+            return names
 
     def _depth(self, connection: ServerConnection, query: str) -> Response:
         """``/api/v3/depth?symbol=&limit=``: the last depth reply stored by the replay
@@ -442,12 +502,17 @@ class ServeServer:
                 await self._replay(ws, _WS, tuple(self.rows.symbols))
             elif path.rstrip("/") == tardis.WS_PATH:
                 await self.sessions.join(ws, urlsplit(ws.request.path).query)
-            elif _STREAM_PATH.match(path) or _RAW_PATH.match(path):
-                raw = _RAW_PATH.match(path)
-                listed = raw.group(1) if raw else _query_streams(urlsplit(ws.request.path).query)
-                names = self._streams(None, listed)[0]
+            elif _STREAM_PATH.match(path) or _RAW_PATH.match(path) or _BARE_RAW_PATH.match(path):
+                raw = not _STREAM_PATH.match(path)
+                m = _RAW_PATH.match(path)
+                query = urlsplit(ws.request.path).query
+                listed = m.group(1) if m else "" if raw else _query_streams(query)
+                if listed:
+                    names = self._streams(None, listed)[0]
+                else:  # /ws or /stream alone: the streams come with a SUBSCRIBE
+                    names = await self._spot_subscription(ws)
                 spot = tuple(sorted({n.partition("@")[0].upper() for n in names}))
-                await self._replay(ws, _SPOT, spot, names, raw=raw is not None)
+                await self._replay(ws, _SPOT, spot, names, raw=raw)
             else:
                 symbols = await self._subscription(ws)
                 if symbols:

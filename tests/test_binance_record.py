@@ -261,6 +261,9 @@ def test_recording_from_serve_stores_the_recorded_frames_again(
         rest = served.url.rest_url
         info = requests.get(f"{rest}/api/v3/exchangeInfo", timeout=5).json()
         assert [s["symbol"] for s in info["symbols"]] == sorted(SYMBOLS)
+        # Before any frame, the replay clock is the first receive time stored.
+        first = min(r["recv"] for s in SYMBOLS for r in read_rows(tmp_path / "a", date, s))
+        assert info["serverTime"] == first // 1_000_000
         depth = f"{rest}/api/v3/depth?symbol=BTCUSDT&limit=1000"
         assert requests.get(depth, timeout=5).text == books[0]  # the replay clock: its start
         # One stream of one symbol: only its frames.
@@ -300,6 +303,24 @@ def test_recording_from_serve_stores_the_recorded_frames_again(
                 raw.append(frame)
     prefix = len('{"stream":"btcusdt@trade","data":')
     assert raw == [t[prefix:-1] for t in trades]
+    # /ws alone, as many clients open it: each request answered as Binance does, and the
+    # first good SUBSCRIBE starts the replay of its streams.
+    with Server(ServeConfig(data=tmp_path / "a" / "data")) as served:
+        ws = websocket.create_connection(f"{served.url.ws_url}/ws")
+        ws.send("{nope")
+        assert json.loads(ws.recv()) == {"code": 3, "msg": "Invalid JSON"}
+        ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+        assert json.loads(ws.recv()) == {"result": [], "id": 1}
+        ws.send('{"method":"SUBSCRIBE","params":["nosuch@trade"],"id":2}')
+        refused = json.loads(ws.recv())
+        assert refused["code"] == 2 and refused["id"] == 2 and "NOSUCH" in refused["msg"]
+        ws.send('{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":3}')
+        assert json.loads(ws.recv()) == {"result": None, "id": 3}
+        subscribed = []
+        with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+            while frame := ws.recv():
+                subscribed.append(frame)
+    assert subscribed == raw
     assert [json.loads(f) for f in raw] == [json.loads(t)["data"] for t in trades]
     for symbol in SYMBOLS:
         frames = [
@@ -339,7 +360,7 @@ def _diff(first: int, last: int, symbol: str = "BTCUSDT") -> Header:
 def test_session_holds_diffs_until_the_snapshot_and_asks_again_after_a_gap() -> None:
     session = SpotSession(("BTCUSDT",))
     assert session.opening() == [FetchBook("BTCUSDT")]
-    assert session.message(_diff(5, 7)) == [] and session.message(_diff(8, 9)) == []
+    assert session.message(_diff(5, 7), b"") == [] and session.message(_diff(8, 9), b"") == []
     assert session.booked == frozenset()
     # Older than the diffs held: U 5 does not cover 3 + 1; asked again.
     assert session.book("BTCUSDT", '{"lastUpdateId":3,"bids":[],"asks":[]}') == [
@@ -348,17 +369,17 @@ def test_session_holds_diffs_until_the_snapshot_and_asks_again_after_a_gap() -> 
     assert session.booked == frozenset()
     assert session.book("BTCUSDT", '{"lastUpdateId":6,"bids":[],"asks":[]}') == []
     assert session.booked == {"BTCUSDT"}
-    assert session.message(_diff(10, 12)) == []
-    assert session.message(_diff(14, 15)) == [
+    assert session.message(_diff(10, 12), b"") == []
+    assert session.message(_diff(14, 15), b"") == [
         GapAt("BTCUSDT", (13, 14)),
         FetchBook("BTCUSDT"),
     ]
     assert session.booked == frozenset()
     assert session.book("BTCUSDT", '{"lastUpdateId":14,"bids":[],"asks":[]}') == []
     assert session.booked == {"BTCUSDT"}  # the held (14, 15) follows it
-    assert session.message(_diff(16, 16)) == []
+    assert session.message(_diff(16, 16), b"") == []
     # A refresh older than the book is left out, as the replay leaves it out: had it
     # been taken, the next diff would skip an id.
     assert session.book("BTCUSDT", '{"lastUpdateId":15,"bids":[],"asks":[]}') == []
-    assert session.message(_diff(17, 17)) == []
-    assert session.message(Header(kind="serverShutdown")) == [Resync("serverShutdown")]
+    assert session.message(_diff(17, 17), b"") == []
+    assert session.message(Header(kind="serverShutdown"), b"") == [Resync("serverShutdown")]

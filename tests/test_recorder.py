@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -21,7 +22,9 @@ from recorder.status import Stats
 from tickrec import contract
 from tickrec.errors import JournalError, UsageError
 from tickrec.sim import Simulator
+from tickrec.venues import VENUES
 from tickrec.venues.gemini import ws as gemini_ws
+from tickrec.venues.gemini.session import V2Session, WsSession
 
 SYMS = ("BTCUSD", "ETHUSD")
 Rows = list[dict[str, Any]]
@@ -259,7 +262,7 @@ def test_watchdog_after_the_journal_gave_up_leaves_the_stop_to_the_run(
         ConnectLimiter(),
         itertools.count(1).__next__,
         stop,
-        ping=gemini_ws.ping,
+        session=WsSession,
     )
     conn.start()
     try:
@@ -284,7 +287,7 @@ def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
     survived: the connection is replaced and REST polling goes on, instead of the thread dying
     while the run keeps going and records nothing."""
     import recorder.feed
-    import tickrec.venues.gemini.rest as gemini_rest
+    from tickrec.venues.gemini import rest as gemini_rest
 
     real_header, real_url = recorder.feed.header_of, gemini_rest.book_url
     calls = itertools.count()
@@ -302,7 +305,9 @@ def test_a_surprise_in_a_capture_thread_costs_one_connection_not_the_run(
         return real_url(base, symbol, depth)
 
     monkeypatch.setattr(recorder.feed, "header_of", header_once_broken)
-    monkeypatch.setattr(gemini_rest, "book_url", url_once_broken)
+    gemini = VENUES["gemini"]
+    recordings = tuple(dataclasses.replace(r, book_url=url_once_broken) for r in gemini.recordings)
+    monkeypatch.setitem(VENUES, "gemini", dataclasses.replace(gemini, recordings=recordings))
     sim = sim_factory(symbols=SYMS[:1])
     record_sim(sim, tmp_path, symbols=SYMS[:1], protocol="v1", duration=2.0, snapshot_every=0.3)
     rows = _rows(tmp_path, SYMS[0])
@@ -333,6 +338,7 @@ def test_a_url_the_client_refuses_is_a_failed_connect_not_a_dead_thread(
         itertools.count(1).__next__,
         stop,
         FeedSettings(backoff_base=0.01, backoff_cap=0.05),
+        session=V2Session,
     )
     with caplog.at_level(logging.WARNING, "tickrec.recorder"):
         conn.start()

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 __all__ = [
     "Action",
     "Classify",
+    "Fail",
     "FetchBook",
     "Gap",
     "GapAt",
@@ -30,6 +31,7 @@ __all__ = [
     "Levels",
     "Recording",
     "Resync",
+    "Send",
     "Session",
     "Venue",
     "Wire",
@@ -112,7 +114,6 @@ class Wire:
         return None if spec is None else spec.partition(":")[0]
 
 
-
 class FetchBook(NamedTuple):
     """Take a REST book snapshot of *symbol* for this connection (a sync snapshot)."""
 
@@ -120,9 +121,10 @@ class FetchBook(NamedTuple):
 
 
 class GapAt(NamedTuple):
-    """The book of *symbol* broke at *gap*: record a ``gap`` event."""
+    """The book of *symbol* (None: of every symbol of the connection) broke at *gap*:
+    record a ``gap`` event."""
 
-    symbol: str
+    symbol: str | None
     gap: Gap
 
 
@@ -132,8 +134,23 @@ class Resync(NamedTuple):
     why: str
 
 
+class Send(NamedTuple):
+    """Send these text messages on the connection, in order (each stored as ``ws_sent``)."""
+
+    messages: tuple[str, ...]
+
+
+class Fail(NamedTuple):
+    """The venue refused what the run needs: record an ``error`` event with *detail*,
+    close the connection with *why*, and stop the run with *error*; no retry helps."""
+
+    why: str
+    error: str
+    detail: Mapping[str, object]
+
+
 #: What a :class:`Session` asks its connection to do; the connection decides nothing.
-Action = FetchBook | GapAt | Resync
+Action = FetchBook | GapAt | Resync | Send | Fail
 
 
 class Session(Protocol):
@@ -147,8 +164,12 @@ class Session(Protocol):
         """What to do right after connecting."""
         ...
 
-    def message(self, header: Header) -> Sequence[Action]:
-        """What a received message (its header) asks for."""
+    def message(self, header: Header, payload: str | bytes) -> Sequence[Action]:
+        """What a received message (its header, and the payload as stored) asks for."""
+        ...
+
+    def idle(self) -> Sequence[Action]:
+        """The connection has been quiet for a while: a keepalive, if the venue wants one."""
         ...
 
     def book(self, symbol: str, body: str) -> Sequence[Action]:
@@ -167,7 +188,8 @@ class Session(Protocol):
 
 @dataclass(frozen=True)
 class Recording:
-    """How a venue is recorded: one connection for all symbols, synced by REST snapshots."""
+    """How a venue's websocket protocol is recorded: each connection's life is a
+    :class:`Session`, and REST books are taken beside it."""
 
     protocol: str
     """The websocket protocol recorded (``--protocol`` takes its short name)."""
@@ -187,14 +209,23 @@ class Recording:
     """The request weight of a snapshot of *depth* levels (0: the deepest)."""
     symbols_url: Callable[[str], str]
     """The URL of the list of symbols, from the REST base URL."""
-    parse_symbols: Callable[[bytes], Iterable[str]]
-    """The symbols a list reply names (raises ``ValueError`` if it is not one)."""
-    weight_per_minute: int
-    """The REST request weight the venue allows a client per minute."""
+    parse_symbols: Callable[[bytes], Iterable[str] | None]
+    """The symbols a list reply names (None, or ``ValueError``, if it is not one)."""
+    weight_per_minute: int | None
+    """The REST request weight the venue allows a client per minute (None: no budget)."""
     rest_min_gap: float
     """Seconds between two REST requests, at least (the weight paces them too)."""
-    lifetime: float
+    lifetime: float = 0.0
     """Seconds a websocket connection may live before the venue closes it (0: no limit)."""
+    per_symbol: bool = False
+    """One connection per symbol (its URL names it), instead of one for all."""
+    book_on_connect: bool = False
+    """The book comes with the connect itself: a successor held for a handover waits
+    to connect until it is released."""
+    refreshes: bool = True
+    """Right after midnight the open connection takes fresh books (:meth:`Session.refresh`);
+    False: new connections take over at midnight (make-before-break)."""
+
 
 @dataclass(frozen=True)
 class Venue:
@@ -212,13 +243,19 @@ class Venue:
     """The compiled (numba) kernels that Python calls, as ``module.function``, with
     about how many seconds each takes to compile on one core."""
 
-    recording: Recording | None = None
-    """How ``tickrec record`` records it through a :class:`Session`."""
+    recordings: tuple[Recording, ...] = ()
+    """How ``tickrec record`` records each protocol it can, the default first."""
 
     @property
     def streams(self) -> tuple[Wire, ...]:
         """The websocket protocols (those with a replay stream), the default first."""
         return tuple(w for w in self.wires if w.stream is not None)
+
+    def recording(self, short: str = "") -> Recording | None:
+        """How protocol *short* is recorded (default: the first), or None."""
+        if not short:
+            return self.recordings[0] if self.recordings else None
+        return next((r for r in self.recordings if r.protocol.partition(".")[2] == short), None)
 
     def wire(self, short: str) -> Wire | None:
         """The protocol called *short* (``v1``), or None."""

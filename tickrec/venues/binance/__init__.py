@@ -68,19 +68,23 @@ VENUE = Venue(
     classify=classify,
     sim=f"{__name__}.sim",
     kernels={f"{__name__}.spot_scan._scan": 6},
-    recording=Recording(
-        protocol=spot.PROTOCOL,
-        url="wss://stream.binance.com:9443",
-        rest_url="https://api.binance.com",
-        stream_url=spot.stream_url,
-        session=SpotSession,
-        rest_protocol=rest.PROTOCOL,
-        book_url=lambda base, symbol, depth: rest.depth_url(base, symbol, depth or rest.MAX_DEPTH),
-        book_weight=lambda depth: rest.depth_weight(depth or rest.MAX_DEPTH),
-        symbols_url=rest.exchange_info_url,
-        parse_symbols=lambda body: rest.parse_symbols(body).keys(),
-        weight_per_minute=rest.WEIGHT_PER_MINUTE,
-        rest_min_gap=0.1,
-        lifetime=24 * 3600.0,  # Binance closes a connection after 24 hours
+    recordings=(
+        Recording(
+            protocol=spot.PROTOCOL,
+            url="wss://stream.binance.com:9443",
+            rest_url="https://api.binance.com",
+            stream_url=spot.stream_url,
+            session=SpotSession,
+            rest_protocol=rest.PROTOCOL,
+            book_url=lambda base, symbol, depth: rest.depth_url(
+                base, symbol, depth or rest.MAX_DEPTH
+            ),
+            book_weight=lambda depth: rest.depth_weight(depth or rest.MAX_DEPTH),
+            symbols_url=rest.exchange_info_url,
+            parse_symbols=lambda body: rest.parse_symbols(body).keys(),
+            weight_per_minute=rest.WEIGHT_PER_MINUTE,
+            rest_min_gap=0.1,
+            lifetime=24 * 3600.0,  # Binance closes a connection after 24 hours
+        ),
     ),
 )

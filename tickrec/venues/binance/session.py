@@ -38,9 +38,7 @@ class SpotSession:
     def __init__(self, symbols: tuple[str, ...]) -> None:
         self.symbols = symbols
         self._sync = {s: UpdateIdSync() for s in symbols}
-        self._held: dict[str, deque[tuple[int, int]]] = {
-            s: deque(maxlen=MAX_HELD) for s in symbols
-        }
+        self._held: dict[str, deque[tuple[int, int]]] = {s: deque(maxlen=MAX_HELD) for s in symbols}
         #: Symbols with an undecodable frame since their last diff: it may have been theirs.
         self._unsure: set[str] = set()
 
@@ -50,7 +48,10 @@ class SpotSession:
     def refresh(self) -> Sequence[Action]:
         return [FetchBook(s) for s in self.symbols]
 
-    def message(self, header: Header) -> Sequence[Action]:
+    def idle(self) -> Sequence[Action]:
+        return []  # the server pings; the connection answers at the frame level
+
+    def message(self, header: Header, payload: str | bytes) -> Sequence[Action]:
         if header.kind == "serverShutdown":
             return [Resync("serverShutdown")]
         if not header.kind:
