@@ -291,7 +291,8 @@ class ServeServer:
             raise NotFoundError(f"no {VENUE} or {SPOT_VENUE} data under {config.data}")
         self.port = 0
         self._server: ws_server.Server | None = None
-        self._cursor: dict[tuple[str, tuple[str, ...]], int] = {}
+        #: The next stored connection of each route and subscription (Binance: its streams).
+        self._cursor: dict[tuple[object, ...], int] = {}
         self._open = 0
         #: The replay clock: the receive time of the last frame sent, from the span's start.
         self.clock_ns = config.start_ns or _first_recv_ns(config.data, (VENUE, SPOT_VENUE))
@@ -558,7 +559,9 @@ class ServeServer:
 
         With *streams* (Binance), only the frames of those streams and the
         connection-wide ones are sent; *raw*, their events without the
-        combined stream's wrapping.
+        combined stream's wrapping. Each route and set of streams has its own
+        next connection: a bot with one socket per stream gets each stored
+        connection on every socket, and a reconnect on one gets the next.
         """
         loop = asyncio.get_running_loop()
         sources = ("ws", "ws_sent") if protocol == _WS else ("ws",)
@@ -567,7 +570,7 @@ class ServeServer:
         if not stored:
             await ws.close(_TRY_LATER, f"no {protocol} data for {','.join(symbols)}")
             return
-        key = (protocol, symbols)
+        key = (protocol, symbols, streams, raw)
         k = self._cursor.get(key, 0)
         if k >= len(stored):
             await ws.close(_NORMAL, "end of recording")

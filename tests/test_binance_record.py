@@ -320,7 +320,15 @@ def test_recording_from_serve_stores_the_recorded_frames_again(
         with contextlib.suppress(websocket.WebSocketConnectionClosedException):
             while frame := ws.recv():
                 subscribed.append(frame)
+        # Another stream on the same server: a socket of its own gets the same stored
+        # connection (one socket per stream, as many bots keep them).
+        ws = websocket.create_connection(f"{served.url.ws_url}/ws/btcusdt@depth@100ms")
+        diffs = []
+        with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+            while frame := ws.recv():
+                diffs.append(json.loads(frame))
     assert subscribed == raw
+    assert len(diffs) > 10 and {d.get("e") for d in diffs} == {"depthUpdate"}
     assert [json.loads(f) for f in raw] == [json.loads(t)["data"] for t in trades]
     for symbol in SYMBOLS:
         frames = [
