@@ -142,8 +142,8 @@ class Connection(threading.Thread):
     stored as a ``ws_sent`` row first), its sync snapshots, its gaps, its
     successor. Every time stamp comes from *clock* (ns since the epoch). A
     *held* connection waits for :meth:`release` before it takes its book:
-    before connecting when the book comes *on connect*, before the session's
-    opening actions otherwise.
+    before connecting when the book comes on connect (*book_on_connect*),
+    before the session's opening actions otherwise.
     """
 
     def __init__(
@@ -161,14 +161,14 @@ class Connection(threading.Thread):
         session: Callable[[tuple[str, ...]], Session],
         clock: Callable[[], int] = time.time_ns,
         held: bool = False,
-        on_connect: bool = False,
+        book_on_connect: bool = False,
         fetcher: BookFetcher | None = None,
         rest_protocol: str = "",
         lifetime: float = 0.0,
     ) -> None:
         super().__init__(name=f"ws-{'-'.join(symbols)}", daemon=True)
         self._new_session, self.fetcher, self.rest_protocol = session, fetcher, rest_protocol
-        self.lifetime, self.on_connect = lifetime, on_connect
+        self.lifetime, self.book_on_connect = lifetime, book_on_connect
         self._venue: Session | None = None  # the open connection's session
         self._venue_lock = threading.Lock()  # the session's state and the rows it has seen
         self._opened = 0.0  # monotonic time of the current connect
@@ -278,7 +278,7 @@ class Connection(threading.Thread):
             session=self._new_session,
             clock=self.clock,
             held=held,
-            on_connect=self.on_connect,
+            book_on_connect=self.book_on_connect,
             fetcher=self.fetcher,
             rest_protocol=self.rest_protocol,
             lifetime=self.lifetime,
@@ -381,7 +381,7 @@ class Connection(threading.Thread):
 
     def _session(self) -> bool:
         """One connection from connect to end; True if it received anything."""
-        if self.on_connect and not self._wait_release():
+        if self.book_on_connect and not self._wait_release():
             return False  # it brings its book on connect: connect once released
         try:
             ws = websocket.create_connection(

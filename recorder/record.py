@@ -132,7 +132,7 @@ class RecordConfig:
             raise UsageError(f"venue {self.venue!r}: recording it is not supported yet")
         rec = venue.recording(self.protocol)
         if rec is None:
-            known = ", ".join(r.protocol.partition(".")[2] for r in venue.recordings)
+            known = ", ".join(r.short for r in venue.recordings)
             raise UsageError(f"protocol {self.protocol!r}: {self.venue} records {known}")
         url, rest_url, min_gap = rec.url, rec.rest_url, rec.rest_min_gap
         for name in ("snapshot_depth", "sync_depth"):
@@ -140,7 +140,7 @@ class RecordConfig:
                 rec.book_weight(getattr(self, name))
             except ValueError as exc:
                 raise UsageError(f"{name.replace('_', '-')}: {exc}") from None
-        object.__setattr__(self, "protocol", rec.protocol.partition(".")[2])
+        object.__setattr__(self, "protocol", rec.short)
         given = self.url
         object.__setattr__(self, "url", self.url or url)
         object.__setattr__(self, "rest_url", self.rest_url or _rest_beside(given) or rest_url)
@@ -337,7 +337,7 @@ def _connections(
             settings,
             session=rec.session,
             clock=config.clock,
-            on_connect=rec.book_on_connect,
+            book_on_connect=rec.book_on_connect,
             fetcher=fetcher,
             rest_protocol=rec.rest_protocol,
             lifetime=lifetime,

@@ -226,6 +226,11 @@ class Recording:
     """Right after midnight the open connection takes fresh books (:meth:`Session.refresh`);
     False: new connections take over at midnight (make-before-break)."""
 
+    @property
+    def short(self) -> str:
+        """The protocol's name without the venue, as ``--protocol`` takes it."""
+        return self.protocol.partition(".")[2]
+
 
 @dataclass(frozen=True)
 class Venue:
@@ -255,7 +260,7 @@ class Venue:
         """How protocol *short* is recorded (default: the first), or None."""
         if not short:
             return self.recordings[0] if self.recordings else None
-        return next((r for r in self.recordings if r.protocol.partition(".")[2] == short), None)
+        return next((r for r in self.recordings if r.short == short), None)
 
     def wire(self, short: str) -> Wire | None:
         """The protocol called *short* (``v1``), or None."""
