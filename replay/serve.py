@@ -35,7 +35,10 @@ with the next stored connection. After the last one, the close code is 1000
 ("end of recording"), and a later client on that route is closed at once with
 the same code: time never runs backwards. So a client that reconnects, as
 every venue client must, sees the recording as it happened, disconnects
-included; a new session is a new server.
+included; a new session is a new server. A connection open at ``--from``
+opens with the book its rows before ``--from`` rebuild (:func:`_opened`; the
+current API answers ``depth`` from it), so a client is in sync from its
+first frame, as on a new venue connection.
 
 Pacing. By default frames go as fast as the client reads them (each send
 waits for the socket to drain); a client that reads nothing for
@@ -89,6 +92,8 @@ from tickrec.store import Root
 from tickrec.venues.gemini import sim_v1 as v1
 from tickrec.venues.gemini import sim_v2 as v2
 from tickrec.venues.gemini import sim_ws as ws_api
+from tickrec.venues.gemini import v1 as gemini_v1
+from tickrec.venues.gemini import v2 as gemini_v2
 
 __all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
 
@@ -147,6 +152,9 @@ class Stored:
     recv_ns: np.ndarray
     body: pa.Array
     sent: np.ndarray
+    #: The rows before ``--from``: they rebuild the book the client opens with, and
+    #: are not sent.
+    lead: int = 0
 
     @cached_property
     def payloads(self) -> list[bytes]:
@@ -160,22 +168,36 @@ class Stored:
 
 
 class _Rows:
-    """A dataset's stored rows, read once per (protocol, symbol) and kept."""
+    """A dataset's stored rows, read once per (protocol, symbol) and kept.
+
+    Rows before ``--from`` are kept too: a connection open at ``--from``
+    opens with the book they rebuild, and a REST lookup at the start finds
+    the last reply before it.
+    """
 
     def __init__(self, config: ServeConfig, venue: str = VENUE) -> None:
         self.config, self.venue = config, venue
-        self._tables: dict[tuple[str, str], pa.Table] = {}
+        self._tables: dict[tuple[str, str, bool], pa.Table] = {}
         self._connections: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Stored]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.symbols = sorted({p.symbol for p in contract.list_partitions(config.data, venue)})
 
-    def table(self, protocol: str, source: str, symbol: str) -> pa.Table:
-        """The rows of *symbol* with *protocol* and *source*, within the replay's span."""
-        key = (protocol + "/" + source, symbol)
+    def table(
+        self, protocol: str, source: str, symbol: str, before_start: bool = False
+    ) -> pa.Table:
+        """The rows of *symbol* with *protocol* and *source*, within the replay's span
+        (*before_start*: from the first row stored instead of from ``--from``)."""
+        key = (protocol + "/" + source, symbol, before_start)
         with self._lock:
             got = self._tables.get(key)
             if got is None:
-                got = self._tables[key] = self._read(protocol, source, symbol)
+                if before_start or self.config.start_ns is None:
+                    got = self._read(protocol, source, symbol)
+                else:
+                    whole = self.table(protocol, source, symbol, before_start=True)
+                    recv = whole.column("recv_ts").cast(pa.int64())
+                    got = whole.filter(pc.greater_equal(recv, self.config.start_ns))
+                self._tables[key] = got
         return got
 
     def _read(self, protocol: str, source: str, symbol: str) -> pa.Table:
@@ -186,10 +208,8 @@ class _Rows:
                 pc.equal(t.column("protocol").cast(pa.string()), protocol),
                 pc.equal(t.column("source").cast(pa.string()), source),
             )
-            recv = t.column("recv_ts").cast(pa.int64())
-            if self.config.start_ns is not None:
-                keep = pc.and_(keep, pc.greater_equal(recv, self.config.start_ns))
             if self.config.end_ns is not None:
+                recv = t.column("recv_ts").cast(pa.int64())
                 keep = pc.and_(keep, pc.less(recv, self.config.end_ns))
             parts.append(t.filter(keep))
         if not parts:
@@ -205,7 +225,8 @@ class _Rows:
         connection-wide ones) are kept once, by ``(run_id, seq)``. Connections
         come in the order of their first receive time. *sources* are the
         ``source`` values read: ``ws`` (received), and ``ws_sent`` too when the
-        requests matter.
+        requests matter. A connection open at ``--from`` keeps its rows before
+        it as its ``lead``; one that ended before it is left out.
         """
         key = (protocol, tuple(symbols), sources)
         with self._lock:
@@ -219,7 +240,7 @@ class _Rows:
     def _connect(
         self, protocol: str, symbols: Sequence[str], sources: tuple[str, ...]
     ) -> list[Stored]:
-        tables = [self.table(protocol, src, s) for s in symbols for src in sources]
+        tables = [self.table(protocol, src, s, True) for s in symbols for src in sources]
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return []
@@ -238,18 +259,23 @@ class _Rows:
         out: list[Stored] = []
         start = 0
         o_run, o_conn = run[order], conn[order]
+        begin = self.config.start_ns
         for i in range(1, len(order) + 1):
             if i == len(order) or o_run[i] != o_run[start] or o_conn[i] != o_conn[start]:
                 rows = slice(start, i)
-                out.append(
-                    Stored(
-                        str(o_run[start]),
-                        int(o_conn[start]),
-                        recv[order][rows],
-                        payloads[rows],
-                        sent[order][rows],
+                times = recv[order][rows]
+                lead = 0 if begin is None else int(np.count_nonzero(times < begin))
+                if lead < len(times):
+                    out.append(
+                        Stored(
+                            str(o_run[start]),
+                            int(o_conn[start]),
+                            times,
+                            payloads[rows],
+                            sent[order][rows],
+                            lead,
+                        )
                     )
-                )
                 start = i
         # A run's connections are numbered in order; runs are taken by their first row.
         out.sort(key=lambda s: (int(s.recv_ns[0]), s.run_id, s.conn_id))
@@ -257,7 +283,7 @@ class _Rows:
 
     def book(self, symbol: str, at_ns: int, protocol: str = _REST) -> str | None:
         """The last stored REST book reply of *symbol* received at or before *at_ns*."""
-        t = self.table(protocol, "rest", symbol)
+        t = self.table(protocol, "rest", symbol, before_start=True)
         if t.num_rows == 0:
             return None
         recv = t.column("recv_ts").cast(pa.int64()).to_numpy()
@@ -580,19 +606,25 @@ class ServeServer:
         if streams is not None:
             conn = await loop.run_in_executor(None, _only_streams, conn, streams, raw)
         if protocol == _WS:
-            rows = StoredWs.build(conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist())
+            rows = StoredWs.build(
+                conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist(), conn.lead
+            )
             replay = WsReplay(
                 ws,
                 rows,
                 partial(self._write, ws),
-                self.config.request_wait_s,
+                # Opened at --from, the stored opening replies are behind: none is waited for.
+                0.0 if conn.lead else self.config.request_wait_s,
                 self.config.speed,
                 partial(_ws_book, conn),
             )
             if not await replay.run():
                 return
-        elif not await self._send(ws, conn):
-            return
+        else:
+            if conn.lead:
+                conn = await loop.run_in_executor(None, _opened, conn, protocol, symbols)
+            if not await self._send(ws, conn):
+                return
         last = k + 1 == len(stored)
         await ws.close(
             _NORMAL if last else _RESTART, "end of recording" if last else "stored connection ended"
@@ -637,6 +669,95 @@ class ServeServer:
         return True
 
 
+def _rebuilt(
+    conn: Stored, upto: int, symbol: str, protocol: str, depth: int | None = None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+    """*symbol*'s book on the stored connection *conn* after its first *upto* rows, as the
+    replay engine rebuilds it: ``(bids, asks)`` as ``(price, size)`` texts, best first,
+    prices with the stream's decimals ("60000.10"); None where it is not valid."""
+    if upto == 0:
+        return None
+    payloads = conn.payloads
+    rows = [
+        contract.Row(
+            int(conn.recv_ns[i]),
+            i,
+            conn.run_id,
+            conn.conn_id,
+            protocol,
+            "ws_sent" if conn.sent[i] else "ws",
+            payloads[i].decode("utf-8", "backslashreplace"),
+        )
+        for i in range(upto)
+    ]
+    at = rows[-1].recv_ns
+    date = np.datetime64(at, "ns").astype("datetime64[D]").astype(str)
+    view = Day(contract.rows_to_table(rows), date=date, symbol=symbol).book_at(at, depth=depth)
+    if not view.valid:
+        return None
+    ps, ss = view.price_scale, view.size_scale
+
+    def price(units: int) -> str:
+        whole, frac = divmod(units, 10**ps)
+        return f"{whole}.{frac:0{ps}d}" if ps else str(whole)
+
+    def side(px: np.ndarray, sz: np.ndarray) -> list[tuple[str, str]]:
+        return [
+            (price(p), format_units(q, ss)) for p, q in zip(px.tolist(), sz.tolist(), strict=True)
+        ]
+
+    return side(view.bid_px, view.bid_sz), side(view.ask_px, view.ask_sz)
+
+
+def _opened(conn: Stored, protocol: str, symbols: Sequence[str]) -> Stored:
+    """*conn* from ``--from`` on, opened as the venue opens a connection, with the book its
+    rows before ``--from`` rebuild (where it is valid; otherwise the stored rows alone).
+
+    v1: an ``initial`` update numbered 0, then the stored frames numbered on from 1,
+    every other byte as stored. v2: an ``l2_updates`` snapshot per symbol subscribed,
+    then the stored frames. Other protocols: the stored frames from ``--from``.
+    """
+    lead, payloads = conn.lead, conn.payloads
+    after = payloads[lead:]
+    opening: list[bytes] = []
+    if protocol == _V1:
+        book = _rebuilt(conn, lead, symbols[0], protocol)
+        if book is not None:
+            event_id, time_ms = _last_update(payloads[:lead])
+            opening = [gemini_v1.initial_update(*book, event_id, time_ms)]
+            after = [gemini_v1.renumbered(p, i) for i, p in enumerate(after, 1)]
+    elif protocol == _V2:
+        for symbol in symbols:
+            book = _rebuilt(conn, lead, symbol, protocol)
+            if book is not None:
+                opening.append(gemini_v2.snapshot_message(symbol, *book))
+    start = int(conn.recv_ns[lead])
+    recv_ns = np.concatenate([np.full(len(opening), start, np.int64), conn.recv_ns[lead:]])
+    return Stored(
+        conn.run_id,
+        conn.conn_id,
+        recv_ns,
+        pa.array(opening + after, pa.large_binary()),
+        np.concatenate([np.zeros(len(opening), bool), conn.sent[lead:]]),
+    )
+
+
+def _last_update(payloads: Sequence[bytes]) -> tuple[int | None, int | None]:
+    """``eventId`` and ``timestampms`` of the last v1 ``update`` among *payloads*."""
+    for payload in reversed(payloads):
+        try:
+            msg = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(msg, dict) and msg.get("type") == "update":
+            event_id, ms = msg.get("eventId"), msg.get("timestampms")
+            return (
+                event_id if isinstance(event_id, int) else None,
+                ms if isinstance(ms, int) else None,
+            )
+    return None, None
+
+
 def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, object] | None:
     """The ``depth`` result of *symbol*'s book on the current API connection *conn* after
     its first *upto* rows, as the replay engine rebuilds it; None where it is not valid.
@@ -645,18 +766,6 @@ def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, obje
     (or the ``lastUpdateId`` of a later ``depth`` reply), the update the book is at.
     """
     payloads = conn.payloads
-    rows = [
-        contract.Row(
-            int(conn.recv_ns[i]),
-            i,
-            conn.run_id,
-            conn.conn_id,
-            _WS,
-            "ws_sent" if conn.sent[i] else "ws",
-            payloads[i].decode("utf-8", "backslashreplace"),
-        )
-        for i in range(upto)
-    ]
     last_id = None
     for i in range(upto - 1, -1, -1):
         if conn.sent[i]:
@@ -676,27 +785,14 @@ def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, obje
             break
     if last_id is None:
         return None
-    at = rows[-1].recv_ns
-    date = np.datetime64(at, "ns").astype("datetime64[D]").astype(str)
-    view = Day(contract.rows_to_table(rows), date=date, symbol=symbol).book_at(at, depth=limit)
-    if not view.valid:
+    book = _rebuilt(conn, upto, symbol, _WS, limit)
+    if book is None:
         return None
-    ps, ss = view.price_scale, view.size_scale
-
-    def price(units: int) -> str:  # every price with the stream's decimals ("60000.10")
-        whole, frac = divmod(units, 10**ps)
-        return f"{whole}.{frac:0{ps}d}" if ps else str(whole)
-
+    bids, asks = book
     return {
         "lastUpdateId": last_id,
-        "bids": [
-            [price(p), format_units(q, ss)]
-            for p, q in zip(view.bid_px.tolist(), view.bid_sz.tolist(), strict=True)
-        ],
-        "asks": [
-            [price(p), format_units(q, ss)]
-            for p, q in zip(view.ask_px.tolist(), view.ask_sz.tolist(), strict=True)
-        ],
+        "bids": [list(level) for level in bids],
+        "asks": [list(level) for level in asks],
     }
 
 
@@ -740,7 +836,8 @@ def _only_streams(conn: Stored, streams: frozenset[str], raw: bool = False) -> S
         payloads.append(payload)
     index = np.asarray(keep, np.int64)
     body = pa.array(payloads, pa.large_binary())
-    return replace(conn, recv_ns=conn.recv_ns[index], body=body, sent=conn.sent[index])
+    lead = int(np.searchsorted(index, conn.lead))
+    return replace(conn, recv_ns=conn.recv_ns[index], body=body, sent=conn.sent[index], lead=lead)
 
 
 class Served(NamedTuple):

@@ -24,10 +24,13 @@ simulator's reply shapes: ``subscribe``/``unsubscribe`` of streams the stored
 connection carried, ``list_subscriptions``, ``ping`` and ``time`` (the
 replay clock). A ``depth`` with no stored reply ahead is answered from the
 book the replay engine rebuilds from the stored connection's rows sent so
-far, with ``lastUpdateId`` the ``u`` of the symbol's last diff among them,
-so the diffs that follow continue it. A stream the recording does not hold,
+far (the replay waits for it, so it goes out where it was asked), with
+``lastUpdateId`` the ``u`` of the symbol's last diff among them, so the
+diffs that follow continue it. A stream the recording does not hold,
 a symbol it did not subscribe to, or a ``depth`` where the rebuilt book is
-not valid gets a 400 error reply.
+not valid gets a 400 error reply. A connection replayed from ``--from`` on
+starts its stream once the client has subscribed: the stored opening
+replies are behind ``--from``.
 """
 
 from __future__ import annotations
@@ -93,10 +96,15 @@ class StoredWs:
     streams: set[str] = field(default_factory=set)
     #: The index in the stored connection (sent rows included) of each of ``rows``.
     origin: list[int] = field(default_factory=list)
+    #: The stored rows before ``--from``, read for their requests and not replayed.
+    lead: int = 0
 
     @classmethod
-    def build(cls, recv_ns: list[int], payloads: list[bytes], sent: list[bool]) -> StoredWs:
-        """Sort out the rows of one stored connection (recorded order)."""
+    def build(
+        cls, recv_ns: list[int], payloads: list[bytes], sent: list[bool], lead: int = 0
+    ) -> StoredWs:
+        """Sort out the rows of one stored connection (recorded order); the first *lead*
+        (before ``--from``) give their requests and subscribed streams only."""
         requests: dict[Any, tuple[tuple[str, bytes], int]] = {}
         replies: dict[tuple[str, bytes], list[tuple[int, int]]] = {}
         streams: set[str] = set()
@@ -115,6 +123,8 @@ class StoredWs:
                     if key[0] == "subscribe" and isinstance(obj.get("params"), list):
                         streams.update(str(p).lower() for p in obj["params"])
                 continue
+            if i < lead:
+                continue
             kind = kind_of(obj) if isinstance(obj, dict) else ""
             what: tuple[str, Any] = ("other", None)
             if kind == "reply":
@@ -126,7 +136,7 @@ class StoredWs:
                 what = ("stream", (obj["s"].upper(), _FAMILIES[kind]))
             rows.append((int(ns), payload, what))
             origin.append(i)
-        return cls(rows, replies, streams, origin)
+        return cls(rows, replies, streams, origin, lead)
 
 
 class _Request:
@@ -224,7 +234,7 @@ class WsReplay:
             self.answer.append(_reply(rid, error=error))
             return
         k = self.position
-        upto = self.stored.origin[k - 1] + 1 if k else 0
+        upto = self.stored.origin[k - 1] + 1 if k else self.stored.lead
         task = asyncio.ensure_future(self._rebuilt(rid, upto, symbol.upper(), limit))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
@@ -296,12 +306,26 @@ class WsReplay:
 
     async def _replay(self) -> bool:
         rows = self.stored.rows
+        # Opened at --from, no stored reply subscribes the client: the stream starts once
+        # the client has subscribed, as a venue's does.
+        while self.stored.lead and not self.keys:
+            if self.answer:
+                if not await self.send(self.answer, self.clock_ns):
+                    return False
+                self.answer = []
+            self.arrived.clear()
+            await self.arrived.wait()
         opened = self.opened = time.monotonic()
         t0_ns = rows[0][0] if rows else 0
         batch: list[bytes] = []
         last_ns = t0_ns
         k = 0
         while k < len(rows):
+            if self.pending:  # a depth reply goes out where it was asked, not later
+                if batch and not await self.send(batch, last_ns):
+                    return False
+                batch = []
+                await asyncio.wait(list(self.pending))
             if self.answer:
                 batch.extend(self.answer)
                 self.answer.clear()

@@ -421,3 +421,76 @@ def test_current_api_answers_a_bot_from_the_stored_rows(
     assert len(replies) == 5
     # The streams of BTCUSD only, stored bytes in recorded order.
     assert [m for m in got if '"status"' not in m] == frames
+
+
+def _frames_from(root: Path, protocol: str, symbol: str, from_ns: int) -> list[str]:
+    """The received payloads of *symbol*'s stored connections from *from_ns* on."""
+    (part,) = [p for p in contract.list_partitions(root) if p.symbol == symbol]
+    t = contract.read_partition(root, part.venue, part.date, part.symbol)
+    keep = pc.and_(
+        pc.and_(
+            pc.equal(t.column("source").cast(pa.string()), "ws"),
+            pc.equal(t.column("protocol").cast(pa.string()), protocol),
+        ),
+        pc.greater_equal(t.column("recv_ts").cast(pa.int64()), from_ns),
+    )
+    return t.filter(keep).column("payload").to_pylist()
+
+
+def _whole_book(root: Path, symbol: str) -> tuple[list[int], ...]:
+    """Every level of *symbol*'s replayed book after its last stored row; it must be valid."""
+    (part,) = [p for p in contract.list_partitions(root) if p.symbol == symbol]
+    t = contract.read_partition(root, part.venue, part.date, part.symbol)
+    ws_rows = t.filter(pc.equal(t.column("source").cast(pa.string()), "ws"))
+    last = ws_rows.column("recv_ts").cast(pa.int64())[-1].as_py()
+    view = replay.open(part.date, symbol, data=root, cache=False).book_at(last)
+    assert view.valid, symbol
+    return tuple(a.tolist() for a in (view.bid_px, view.bid_sz, view.ask_px, view.ask_sz))
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2", "ws"])
+def test_from_inside_a_stored_connection_opens_with_the_rebuilt_book(
+    sim_factory: SimFactory, tmp_path: Path, protocol: str
+) -> None:
+    """``--from`` falls inside the stored connections: tickrec's recorder, recording from
+    ``serve``, is in sync from the opening book the server rebuilds, gets the stored
+    frames after ``--from``, and ends with the original's book, every level of it."""
+    sim = sim_factory(rate=1000)
+    record_sim(sim, tmp_path, protocol=protocol, duration=2.0)
+    root, again = tmp_path / "data", tmp_path / "again"
+    wire = f"gemini.{protocol}"
+    (part,) = [p for p in contract.list_partitions(root) if p.symbol == "BTCUSD"]
+    recv = contract.read_partition(root, part.venue, part.date, "BTCUSD").column("recv_ts")
+    from_ns = recv.cast(pa.int64())[len(recv) // 2].as_py()
+    with Server(ServeConfig(data=root, start_ns=from_ns)) as server:
+        _record_from(server, again, protocol, duration=3.0)
+    for symbol in ("BTCUSD", "ETHUSD"):
+        original = _frames_from(root, wire, symbol, from_ns)
+        got = _frames_from(again, wire, symbol, 0)
+        assert len(original) > 100
+        if protocol == "v1":
+            opening, *rest = got
+            first = json.loads(opening)
+            assert first["socket_sequence"] == 0
+            assert {e["reason"] for e in first["events"]} == {"initial"}
+            assert [json.loads(p)["socket_sequence"] for p in rest] == list(range(1, len(rest) + 1))
+            renumbered = [
+                p.replace(
+                    f'"socket_sequence":{json.loads(p)["socket_sequence"]}',
+                    f'"socket_sequence":{i}',
+                    1,
+                )
+                for i, p in enumerate(original, 1)
+            ]
+            assert rest == renumbered
+        elif protocol == "v2":
+            opening, *rest = got
+            assert json.loads(opening)["symbol"] == symbol and "changes" in json.loads(opening)
+            assert rest == original
+        else:
+            # The stream frames are the stored ones; the replies answer this recorder.
+            def stream(payloads: list[str]) -> list[str]:
+                return [p for p in payloads if '"e":' in p]
+
+            assert stream(got) == stream(original)
+        assert _whole_book(again, symbol) == _whole_book(root, symbol)

@@ -9,15 +9,25 @@ update; the first (initial) update may lack it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 import msgspec
+import orjson
 
 from tickrec.venues._json import INT64_MAX, as_int64, ms_to_ns
 from tickrec.venues.base import Gap, Header
 
-__all__ = ["PROTOCOL", "SequenceTracker", "header", "levels", "stream_url"]
+__all__ = [
+    "PROTOCOL",
+    "SequenceTracker",
+    "header",
+    "initial_update",
+    "levels",
+    "renumbered",
+    "stream_url",
+]
 
 PROTOCOL = "gemini.v1"
 
@@ -100,8 +110,6 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
             yield e.get("price"), e.get("amount")
 
 
-
-
 class SequenceTracker:
     """Checks v1 ``socket_sequence`` continuity for one connection.
 
@@ -118,3 +126,36 @@ class SequenceTracker:
         """Record *venue_seq*; return the gap if it is not the one expected."""
         expected, self.expected = self.expected, venue_seq + 1
         return None if venue_seq == expected else Gap(expected, venue_seq)
+
+
+Levels = Sequence[tuple[str, str]]
+_SEQUENCE = re.compile(rb'"socket_sequence":-?[0-9]+')
+
+
+def initial_update(
+    bids: Levels, asks: Levels, event_id: int | None, time_ms: int | None, sequence: int = 0
+) -> bytes:
+    """The first frame of a connection: the whole book as ``change`` events with reason
+    ``initial`` (*bids* and *asks* as ``(price, size)`` texts, best first), key order as
+    in the real capture."""
+    events = [
+        {
+            "type": "change",
+            "side": side,
+            "price": p,
+            "remaining": q,
+            "delta": q,
+            "reason": "initial",
+        }
+        for side, levels in (("bid", bids), ("ask", asks))
+        for p, q in levels
+    ]
+    head: dict[str, object] = {"type": "update", "eventId": event_id}
+    if time_ms is not None:
+        head |= {"timestamp": time_ms // 1000, "timestampms": time_ms}
+    return orjson.dumps({**head, "socket_sequence": sequence, "events": events})
+
+
+def renumbered(payload: bytes, sequence: int) -> bytes:
+    """*payload* with its ``socket_sequence`` set to *sequence*, every other byte kept."""
+    return _SEQUENCE.sub(b'"socket_sequence":%d' % sequence, payload, count=1)

@@ -16,7 +16,7 @@ import orjson
 from tickrec.venues._json import load_object, ms_to_ns
 from tickrec.venues.base import Header
 
-__all__ = ["PROTOCOL", "header", "levels", "stream_url", "subscribe_message"]
+__all__ = ["PROTOCOL", "header", "levels", "snapshot_message", "stream_url", "subscribe_message"]
 
 PROTOCOL = "gemini.v2"
 
@@ -32,6 +32,16 @@ def subscribe_message(symbols: Sequence[str], feed: str = "l2") -> str:
     """The subscribe message for *feed* over *symbols*, as sent on the wire."""
     body = {"type": "subscribe", "subscriptions": [{"name": feed, "symbols": list(symbols)}]}
     return orjson.dumps(body).decode()
+
+
+def snapshot_message(
+    symbol: str, bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]
+) -> bytes:
+    """The first ``l2_updates`` of a subscription: the whole book (bids, then asks, each
+    best first, as ``(price, size)`` texts), with no recent trades."""
+    changes = [["buy", p, q] for p, q in bids] + [["sell", p, q] for p, q in asks]
+    body = {"type": "l2_updates", "symbol": symbol, "changes": changes}
+    return orjson.dumps({**body, "trades": [], "auction_events": []})
 
 
 def _known(kind: str) -> bool:
@@ -77,5 +87,3 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
             yield t.get("price"), t.get("quantity")
     elif kind == "trade":
         yield msg.get("price"), msg.get("quantity")
-
-
