@@ -23,7 +23,9 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
   frame, byte for byte); ``/ws`` and ``/stream`` alone take their streams
   from the client's first ``SUBSCRIBE``; REST ``/api/v3/depth``
   (the last depth reply stored at or before the replay clock, a sync or a
-  check snapshot) and ``/api/v3/exchangeInfo`` (the stored symbols);
+  check snapshot; one stored before ``--from`` is older than the frames
+  served, so the book rebuilt by the clock answers instead) and
+  ``/api/v3/exchangeInfo`` (the stored symbols);
 - tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
   (:mod:`replay.tardis`).
 
@@ -83,6 +85,7 @@ from replay.api import Day
 from replay.pacing import send_paced
 from replay.serve_ws import StoredWs, WsReplay
 from replay.ticks import format_units
+from replay.view import BookView
 from replay.wsframes import Framed, text_frames
 from tickrec import contract
 from tickrec.background import Background
@@ -281,14 +284,71 @@ class _Rows:
         out.sort(key=lambda s: (int(s.recv_ns[0]), s.run_id, s.conn_id))
         return out
 
-    def book(self, symbol: str, at_ns: int, protocol: str = _REST) -> str | None:
-        """The last stored REST book reply of *symbol* received at or before *at_ns*."""
+    def book(self, symbol: str, at_ns: int, protocol: str = _REST) -> tuple[int, str] | None:
+        """The receive time and payload of the last stored REST book reply of *symbol*
+        received at or before *at_ns* (the first one, when none is)."""
         t = self.table(protocol, "rest", symbol, before_start=True)
         if t.num_rows == 0:
             return None
         recv = t.column("recv_ts").cast(pa.int64()).to_numpy()
+        k = max(int(np.searchsorted(recv, at_ns, side="right")) - 1, 0)
+        return int(recv[k]), str(t.column("payload")[k].as_py())
+
+    def spot_depth(self, symbol: str, at_ns: int) -> dict[str, object] | None:
+        """The ``/api/v3/depth`` reply of *symbol*'s book after the rows received up to
+        *at_ns* of the Binance connection that received the last of them, as the replay
+        engine rebuilds it (its sync reply included); None where it is not valid.
+
+        ``lastUpdateId`` is the ``u`` of the connection's last diff of *symbol*
+        by then (or its sync reply's ``lastUpdateId``), the update the book is at.
+        """
+        ws_rows = self.table(_SPOT, "ws", symbol, before_start=True)
+        recv = ws_rows.column("recv_ts").cast(pa.int64()).to_numpy()
         k = int(np.searchsorted(recv, at_ns, side="right")) - 1
-        return str(t.column("payload")[max(k, 0)].as_py())
+        if k < 0:
+            return None
+        run, conn = ws_rows.column("run_id")[k].as_py(), ws_rows.column("conn_id")[k].as_py()
+        mine = [
+            t.filter(
+                pc.and_(
+                    pc.and_(
+                        pc.equal(t.column("run_id").cast(pa.string()), run),
+                        pc.equal(t.column("conn_id"), conn),
+                    ),
+                    pc.less_equal(t.column("recv_ts").cast(pa.int64()), at_ns),
+                )
+            )
+            for t in (ws_rows, self.table(_SPOT_REST, "rest", symbol, before_start=True))
+        ]
+        t = pa.concat_tables([x.cast(mine[0].schema) for x in mine if x.num_rows])
+        t = t.take(pc.sort_indices(t, [("seq", "ascending")]))
+        last_id = None
+        for payload in reversed(t.column("payload").to_pylist()):
+            try:
+                msg = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            event = msg.get("data", msg) if isinstance(msg, dict) else None
+            if isinstance(event, dict) and (
+                event.get("e") == "depthUpdate" or "lastUpdateId" in event
+            ):
+                last_id = event.get("u", event.get("lastUpdateId"))
+                break
+        table = pa.table(
+            {
+                f.name: t.column(f.name).cast(f.type)
+                if f.name in t.column_names
+                else pa.nulls(t.num_rows, f.type)
+                for f in contract.SCHEMA
+            },
+            schema=contract.SCHEMA,
+        )
+        date = np.datetime64(at_ns, "ns").astype("datetime64[D]").astype(str)
+        day = Day(table, date=date, symbol=symbol, venue=SPOT_VENUE)
+        book = _levels(day.book_at(at_ns, depth=5000))
+        if last_id is None or book is None:
+            return None
+        return {"lastUpdateId": last_id, "bids": book[0], "asks": book[1]}
 
 
 def _first_recv_ns(data: Root, venues: Sequence[str]) -> int:
@@ -389,10 +449,10 @@ class ServeServer:
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
             if m := _BOOK_PATH.match(path):
-                body = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
-                if body is None:
+                got = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
+                if got is None:
                     raise Reject(404, "NotFound", f"no book stored for {m.group(1)}")
-                return self._reply(connection, 200, body)
+                return self._reply(connection, 200, got[1])
             if path.rstrip("/") == tardis.HTTP_PATH:
                 loop = asyncio.get_running_loop()
                 lines = await loop.run_in_executor(
@@ -501,10 +561,20 @@ class ServeServer:
                 -1100,
                 "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.",
             )
-        book = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
-        if book is None:
+        got = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
+        if got is None:
             return error(404, -1121, f"no depth stored for {symbol}")
+        stored_ns, book = got
         limit = int(limit_text)
+        start_ns = self.config.start_ns
+        if start_ns is not None and stored_ns < start_ns:
+            # The last reply stored is older than the frames served from --from: the
+            # book their connection's rows rebuild by the replay clock is the one they follow.
+            at = self.clock_ns if self.sent else start_ns - 1
+            rebuilt = self.spot.spot_depth(symbol, at)
+            if rebuilt is None:
+                return error(503, -1003, f"the book of {symbol} is not valid at this point")
+            book = orjson.dumps(rebuilt).decode()
         reply = orjson.loads(book)
         if isinstance(reply, dict) and any(
             len(reply.get(k) or ()) > limit for k in ("bids", "asks")
@@ -692,7 +762,12 @@ def _rebuilt(
     ]
     at = rows[-1].recv_ns
     date = np.datetime64(at, "ns").astype("datetime64[D]").astype(str)
-    view = Day(contract.rows_to_table(rows), date=date, symbol=symbol).book_at(at, depth=depth)
+    return _levels(Day(contract.rows_to_table(rows), date=date, symbol=symbol).book_at(at, depth))
+
+
+def _levels(view: BookView) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+    """*view*'s ``(bids, asks)`` as ``(price, size)`` texts, best first, prices with the
+    stream's decimals ("60000.10"); None if it is not valid."""
     if not view.valid:
         return None
     ps, ss = view.price_scale, view.size_scale

@@ -391,3 +391,41 @@ def test_session_holds_diffs_until_the_snapshot_and_asks_again_after_a_gap() -> 
     assert session.book("BTCUSDT", '{"lastUpdateId":15,"bids":[],"asks":[]}') == []
     assert session.message(_diff(17, 17), b"") == []
     assert session.message(Header(kind="serverShutdown"), b"") == [Resync("serverShutdown")]
+
+
+def test_serve_from_inside_a_connection_answers_depth_from_the_rebuilt_book(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """With ``--from`` inside the stored connection, the last stored depth reply is older
+    than the frames served; ``/api/v3/depth`` answers from the book the connection's rows
+    rebuild instead, so the recorder syncs by Binance's procedure and ends with the
+    original's book, every level of it."""
+    sim = sim_factory(symbols=SYMBOLS, rate=200.0)
+    record_binance(sim, tmp_path / "a", duration=3.0)
+    sim.stop()
+    date = contract.list_partitions(tmp_path / "a" / "data", venue="binance")[0].date
+    rows = read_rows(tmp_path / "a", date, "BTCUSDT")
+    diffs = [r for r in rows if r["source"] == "ws" and "depthUpdate" in r["payload"]]
+    from_ns = diffs[len(diffs) // 2]["recv"]
+    # In recorded time, so the recorder's depth request comes while the frames flow.
+    config = ServeConfig(data=tmp_path / "a" / "data", start_ns=from_ns, speed=1.0)
+    with Server(config) as served:
+        record_binance(served.url, tmp_path / "b", duration=2.5, backoff_base=0.2)
+    for symbol in SYMBOLS:
+        original = read_rows(tmp_path / "a", date, symbol)
+        again = read_rows(tmp_path / "b", date, symbol)
+        frames = [r["payload"] for r in original if r["source"] == "ws" and r["recv"] >= from_ns]
+        assert [r["payload"] for r in again if r["source"] == "ws"] == frames
+        (sync, *_) = [r["obj"] for r in again if r["source"] == "rest"]
+        # The sync reply is the rebuilt book at a diff served, newer than any reply stored.
+        ids = [r["obj"]["data"]["u"] for r in original if "depthUpdate" in r["payload"]]
+        stored = [r["obj"]["lastUpdateId"] for r in original if r["source"] == "rest"]
+        assert sync["lastUpdateId"] in ids and sync["lastUpdateId"] > max(stored)
+        books = []
+        for root, got in ((tmp_path / "a", original), (tmp_path / "b", again)):
+            last = max(r["recv"] for r in got if r["source"] == "ws")
+            day = replay.open(date, symbol, "binance", data=root / "data", cache=False)
+            view = day.book_at(last)
+            assert view.valid, (root, symbol)
+            books.append([a.tolist() for a in (view.bid_px, view.bid_sz, view.ask_px, view.ask_sz)])
+        assert books[0] == books[1], symbol
