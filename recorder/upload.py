@@ -102,13 +102,15 @@ class Uploader:
         try:
             sent = self.send_all()
         except OSError as exc:
-            if self.failing is None:
+            if self.failing is None and not self._stop.is_set():
                 log.warning(
                     "cannot upload to %s (%s); recording goes on locally under %s, retrying",
                     self.store,
                     exc,
                     self.staging,
                 )
+            elif self.failing is None:  # the last try, at the end of the run
+                log.warning("cannot upload to %s (%s)", self.store, exc)
             self.failing = str(exc)
             return False
         if self.failing is not None:

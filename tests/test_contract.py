@@ -249,6 +249,11 @@ def test_missing_partition_error_lists_what_exists(tmp_path: Path) -> None:
         contract.read_partition(tmp_path, "gemini", "2026-11-24", "ETHUSD")
     with pytest.raises(NotFoundError, match="dates for gemini: 2026-11-24"):
         contract.read_partition(tmp_path, "gemini", "2026-11-25", "BTCUSD")
+    # A partition's directory with no part in it (left by an upload to a store) says so.
+    empty = contract.partition_dir(tmp_path, "gemini", "2026-11-24", "ETHUSD")
+    Path(empty).mkdir(parents=True)
+    with pytest.raises(NotFoundError, match="symbol=ETHUSD holds no part files"):
+        contract.read_partition(tmp_path, "gemini", "2026-11-24", "ETHUSD")
     with pytest.raises(UsageError, match="invalid date"):
         contract.read_partition(tmp_path, "gemini", "2026-13-01", "BTCUSD")
 

@@ -299,6 +299,11 @@ def test_status_shows_the_runs_recording_now(sim_factory: SimFactory, tmp_path: 
     assert title == "in parts:" and [line.split(":")[0] for line in stored] == [
         f"  gemini {s}" for s in SYMBOLS
     ]
+    # A newer date's directory with no part in it (an upload to a store leaves these)
+    # does not hide the last row stored.
+    Path(contract.partition_dir(data, "gemini", "2099-01-01", SYMBOLS[0])).mkdir(parents=True)
+    stored += status().stdout.splitlines()[1:]
+    assert len(stored) == 2 * len(SYMBOLS)
     for line in stored:
         age = float(line.split("last stored row ")[1].split(" s ago")[0])
         assert 0 < age < 30

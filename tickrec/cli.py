@@ -389,7 +389,9 @@ def record_cmd(
     ] = None,
     rest_url: Annotated[
         str | None,
-        typer.Option(help="REST base URL (default https://api.gemini.com; https://api.binance.com)."),
+        typer.Option(
+            help="REST base URL (default https://api.gemini.com; https://api.binance.com)."
+        ),
     ] = None,
     fsync_interval: Annotated[
         str | None, typer.Option(help="Fsync the journal at least this often (default 100ms).")
@@ -481,8 +483,8 @@ def record_cmd(
     if result.not_uploaded:
         raise TickrecError(
             f"{_plural(len(result.not_uploaded), 'part')} not uploaded to {cfg.data} yet, "
-            f"kept under {cfg.journal}; the next `tickrec record --journal {cfg.journal}` "
-            "sends them"
+            f"kept under {cfg.journal}; `tickrec recover --data {cfg.data} --journal "
+            f"{cfg.journal}`, or the next `tickrec record` with that --journal, sends them"
         )
     if result.unconverted:
         for path, why in result.unconverted:
@@ -593,15 +595,19 @@ def status_cmd(data: DataOpt = None) -> None:
                 f"  {symbol}: last row {age}, {_plural(st['messages'], 'message')}, "
                 f"{_plural(st['reconnects'], 'reconnect')}, {_plural(st['gaps'], 'gap')}"
             )
-    latest: dict[tuple[str, str], contract.Partition] = {}
+    dates: dict[tuple[str, str], list[contract.Partition]] = {}
     for part in contract.list_partitions(root):
-        key = (part.venue, part.symbol)
-        if key not in latest or part.date > latest[key].date:
-            latest[key] = part
+        dates.setdefault((part.venue, part.symbol), []).append(part)
+    latest: dict[tuple[str, str], int] = {}
+    for key, partitions in dates.items():
+        # The newest date with parts (an upload to a store leaves empty directories).
+        for part in sorted(partitions, reverse=True):
+            if files := contract.list_parts(root, part):
+                latest[key] = max(f.last_recv_ns for f in files)
+                break
     if latest:
         typer.echo("in parts:")
-    for (venue, symbol), part in sorted(latest.items()):
-        last = max((f.last_recv_ns for f in contract.list_parts(root, part)), default=0)
+    for (venue, symbol), last in sorted(latest.items()):
         when = dt.datetime.fromtimestamp(last / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         typer.echo(f"  {venue} {symbol}: last stored row {now - last / 1e9:,.1f} s ago ({when})")
     if not live:
@@ -918,7 +924,9 @@ def compact_cmd(
 
     results = compact(root, date, venue, symbol.upper() if symbol else None, force, report)
     merged = sum(1 for r in results if r.merged is not None)
-    typer.echo(f"compacted {merged} of {_plural(len(results), 'partition')}")
+    cleaned = sum(1 for r in results if r.merged is None and r.removed)
+    tail = f", {cleaned} cleaned of replaced parts" if cleaned else ""
+    typer.echo(f"compacted {merged} of {_plural(len(results), 'partition')}{tail}")
 
 
 @app.command("serve")

@@ -679,11 +679,12 @@ def missing_partition(root: RootLike, venue: str, date: str, symbol: str) -> Not
     have = list_partitions(root, venue=venue)
     dates = sorted({p.date for p in have})
     symbols = sorted({p.symbol for p in have if p.date == date})
-    hint = (
-        f"symbols on {date}: {', '.join(symbols)}"
-        if symbols
-        else f"dates for {venue}: {', '.join(dates) or 'none'}"
-    )
+    if symbol in symbols:  # its directory is there, with no part in it
+        hint = f"{partition_dir(root, venue, date, symbol)} holds no part files"
+    elif symbols:
+        hint = f"symbols on {date}: {', '.join(symbols)}"
+    else:
+        hint = f"dates for {venue}: {', '.join(dates) or 'none'}"
     return NotFoundError(f"no data for {venue} {symbol} on {date} under {root} ({hint})")
 
 
