@@ -21,7 +21,8 @@ and in recorded order, on the same routes as :mod:`tickrec.sim`:
   connection-wide ones, such as ``serverShutdown``), and the raw streams at
   ``/ws/<name>`` (each event alone, the ``data`` of its stored combined
   frame, byte for byte); ``/ws`` and ``/stream`` alone take their streams
-  from the client's first ``SUBSCRIBE``; REST ``/api/v3/depth``
+  from the client's first ``SUBSCRIBE``, and a later ``SUBSCRIBE`` or
+  ``UNSUBSCRIBE`` changes them while the replay runs; REST ``/api/v3/depth``
   (the last depth reply stored at or before the replay clock, a sync or a
   check snapshot; one stored before ``--from`` is older than the frames
   served, so the book rebuilt by the clock answers instead) and
@@ -501,38 +502,44 @@ class ServeServer:
             return f"Invalid stream: {(bad or unknown or ['no streams'])[0]}"
         return None
 
+    def _spot_request(
+        self, text: str | bytes, names: frozenset[str], symbols: frozenset[str] | None = None
+    ) -> tuple[dict[str, object], frozenset[str] | None]:
+        """Binance's reply to one client request on a stream route holding *names*, and the
+        streams after it (None: unchanged). *symbols*: those of the stored connection being
+        replayed, the only ones a ``SUBSCRIBE`` can add once the replay runs."""
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return {"code": 3, "msg": "Invalid JSON"}, None
+        if not isinstance(msg, dict):
+            return {"code": 2, "msg": "Invalid request"}, None
+        rid, method, params = msg.get("id"), msg.get("method"), msg.get("params")
+        if method == "LIST_SUBSCRIPTIONS":
+            return {"result": sorted(names), "id": rid}, None
+        if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list):
+            return {"code": 2, "msg": "Invalid request", "id": rid}, None
+        asked = frozenset(str(p) for p in params)
+        if method == "UNSUBSCRIBE":
+            return {"result": None, "id": rid}, names - asked
+        problem = self._stream_problem(names | asked)
+        outside = sorted({n.partition("@")[0].upper() for n in asked} - (symbols or set()))
+        if problem is None and symbols is not None and outside:
+            problem = f"Invalid stream: {outside[0]} is not on the stored connection replayed"
+        if problem is not None:
+            return {"code": 2, "msg": problem, "id": rid}, None
+        return {"result": None, "id": rid}, names | asked
+
     async def _spot_subscription(self, ws: ServerConnection) -> frozenset[str]:
         """The streams of the client's first valid ``SUBSCRIBE``, on a Binance route that
-        named none (``/ws``, ``/stream``). Each request is answered as Binance does:
-        ``LIST_SUBSCRIPTIONS`` with none yet, a bad one with its error code."""
-
-        async def answer(reply: dict[str, object]) -> None:
+        named none (``/ws``, ``/stream``); each request before it is answered as Binance
+        does (:meth:`_spot_request`)."""
+        names: frozenset[str] = frozenset()
+        while not names:
+            reply, new = self._spot_request(await ws.recv(), names)
             await ws.send(orjson.dumps(reply).decode())
-
-        while True:
-            text = await ws.recv()
-            try:
-                msg = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                await answer({"code": 3, "msg": "Invalid JSON"})
-                continue
-            if not isinstance(msg, dict):
-                await answer({"code": 2, "msg": "Invalid request"})
-                continue
-            rid, method, params = msg.get("id"), msg.get("method"), msg.get("params")
-            if method == "LIST_SUBSCRIPTIONS":
-                await answer({"result": [], "id": rid})
-                continue
-            if method != "SUBSCRIBE" or not isinstance(params, list):
-                await answer({"code": 2, "msg": "Invalid request", "id": rid})
-                continue
-            names = frozenset(str(p) for p in params)
-            problem = self._stream_problem(names)
-            if problem is not None:
-                await answer({"code": 2, "msg": problem, "id": rid})
-                continue
-            await answer({"result": None, "id": rid})
-            return names
+            names = new if new is not None else names
+        return names
 
     def _depth(self, connection: ServerConnection, query: str) -> Response:
         """``/api/v3/depth?symbol=&limit=``: the last depth reply stored by the replay
@@ -674,8 +681,9 @@ class ServeServer:
         self._cursor[key] = k + 1
         conn = stored[k]
         if streams is not None:
-            conn = await loop.run_in_executor(None, _only_streams, conn, streams, raw)
-        if protocol == _WS:
+            if not await self._send_spot(ws, conn, streams, raw):
+                return
+        elif protocol == _WS:
             rows = StoredWs.build(
                 conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist(), conn.lead
             )
@@ -709,6 +717,55 @@ class ServeServer:
             return await self._write_frames(ws, frames.span(i, j), j - i, int(conn.recv_ns[j - 1]))
 
         return await send_paced(conn.recv_ns, self.config.speed, write)
+
+    async def _send_spot(
+        self, ws: ServerConnection, conn: Stored, streams: frozenset[str], raw: bool
+    ) -> bool:
+        """Send the frames of *streams* (and those that name no stream) of the Binance
+        connection *conn* from ``--from`` on, as :meth:`_send`, answering the client's
+        ``SUBSCRIBE``, ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS`` meanwhile; a change of
+        streams holds from the next batch of frames not yet sent."""
+        loop = asyncio.get_running_loop()
+        names, changed = streams, asyncio.Event()
+        symbols = frozenset(n.partition("@")[0].upper() for n in streams)
+
+        async def read() -> None:
+            nonlocal names
+            async for text in ws:
+                reply, new = self._spot_request(text, names, symbols)
+                if new is not None and new != names:
+                    names = new
+                    changed.set()
+                await ws.send(orjson.dumps(reply).decode())
+
+        reader = asyncio.create_task(read())
+        try:
+            position = conn.lead
+            while True:
+                changed.clear()
+                view, origin = await loop.run_in_executor(
+                    None, _only_streams, conn, names, raw, position
+                )
+                frames, reached = view.frames, 0
+
+                async def write(i: int, j: int) -> bool:
+                    nonlocal reached
+                    if changed.is_set():
+                        return False
+                    span = frames.span(i, j)  # noqa: B023 (awaited within this pass)
+                    clock = int(view.recv_ns[j - 1])  # noqa: B023
+                    if not await self._write_frames(ws, span, j - i, clock):
+                        return False
+                    reached = j
+                    return True
+
+                if await send_paced(view.recv_ns, self.config.speed, write):
+                    return True
+                if not changed.is_set():
+                    return False  # the client was too slow
+                position = int(origin[reached]) if reached < len(origin) else len(conn.recv_ns)
+        finally:
+            reader.cancel()
 
     async def _write(self, ws: ServerConnection, payloads: list[bytes], clock_ns: int) -> bool:
         """Send *payloads* as text frames, then wait for the socket to drain.
@@ -890,14 +947,17 @@ def _query_streams(query: str) -> str:
     return parse_qs(query).get("streams", [""])[0]
 
 
-def _only_streams(conn: Stored, streams: frozenset[str], raw: bool = False) -> Stored:
-    """*conn* with only the frames of *streams* and those that name no stream.
+def _only_streams(
+    conn: Stored, streams: frozenset[str], raw: bool = False, start: int = 0
+) -> tuple[Stored, np.ndarray]:
+    """*conn*'s rows from *start* on with only the frames of *streams* and those that name
+    no stream, and the index in *conn* of each row kept.
 
     With *raw*, a combined frame ``{"stream":"<name>","data":<event>}`` becomes
     its ``<event>`` bytes, as the raw stream ``/ws/<name>`` sends it.
     """
     keep, payloads = [], []
-    for i, payload in enumerate(conn.payloads):
+    for i, payload in enumerate(conn.payloads[start:], start):
         stream = None
         if payload.startswith(b'{"stream":"'):
             stream = payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
@@ -911,8 +971,8 @@ def _only_streams(conn: Stored, streams: frozenset[str], raw: bool = False) -> S
         payloads.append(payload)
     index = np.asarray(keep, np.int64)
     body = pa.array(payloads, pa.large_binary())
-    lead = int(np.searchsorted(index, conn.lead))
-    return replace(conn, recv_ns=conn.recv_ns[index], body=body, sent=conn.sent[index], lead=lead)
+    kept = replace(conn, recv_ns=conn.recv_ns[index], body=body, sent=conn.sent[index], lead=0)
+    return kept, index
 
 
 class Served(NamedTuple):

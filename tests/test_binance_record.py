@@ -429,3 +429,55 @@ def test_serve_from_inside_a_connection_answers_depth_from_the_rebuilt_book(
             assert view.valid, (root, symbol)
             books.append([a.tolist() for a in (view.bid_px, view.bid_sz, view.ask_px, view.ask_sz)])
         assert books[0] == books[1], symbol
+
+
+def test_serve_binance_streams_follow_subscribe_while_the_replay_runs(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """On a running Binance replay, ``SUBSCRIBE``, ``UNSUBSCRIBE`` and
+    ``LIST_SUBSCRIPTIONS`` get Binance's replies, and the frames that follow are the
+    stored ones of the streams subscribed by then, in recorded order."""
+    sim = sim_factory(symbols=SYMBOLS, rate=200.0)
+    record_binance(sim, tmp_path / "a", duration=3.0)
+    sim.stop()
+    date = contract.list_partitions(tmp_path / "a" / "data", venue="binance")[0].date
+    stored = [
+        r["payload"] for r in read_rows(tmp_path / "a", date, "BTCUSDT") if r["source"] == "ws"
+    ]
+    seen: list[str] = []
+    replies: dict[int, Any] = {}
+
+    def read_until(done: Any) -> None:
+        while not done():
+            frame = ws.recv()
+            if not frame:
+                return
+            msg = json.loads(frame)
+            if "id" in msg:
+                replies[msg["id"]] = (msg, len(seen))
+            else:
+                seen.append(frame)
+
+    with Server(ServeConfig(data=tmp_path / "a" / "data", speed=1.0)) as served:
+        ws = websocket.create_connection(f"{served.url.ws_url}/stream?streams=btcusdt@trade")
+        read_until(lambda: len(seen) >= 3)
+        ws.send('{"method":"SUBSCRIBE","params":["btcusdt@depth@100ms"],"id":7}')
+        ws.send('{"method":"SUBSCRIBE","params":["ethusdt@trade"],"id":8}')
+        ws.send('{"method":"LIST_SUBSCRIPTIONS","id":9}')
+        ws.send('{"method":"UNSUBSCRIBE","params":"btcusdt@trade","id":10}')
+        read_until(lambda: 9 in replies and sum("depthUpdate" in f for f in seen) >= 3)
+        ws.send('{"method":"UNSUBSCRIBE","params":["btcusdt@trade"],"id":11}')
+        with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+            read_until(lambda: False)
+    assert replies[7][0] == {"result": None, "id": 7}
+    assert replies[8][0]["code"] == 2 and "ETHUSDT" in replies[8][0]["msg"]
+    assert replies[9][0] == {"result": ["btcusdt@depth@100ms", "btcusdt@trade"], "id": 9}
+    assert replies[10][0]["code"] == 2  # params must be a list
+    assert replies[11][0] == {"result": None, "id": 11}
+    # What came is the stored frames, in order, of the streams subscribed by then.
+    it = iter(stored)
+    assert all(any(f == s for s in it) for f in seen)
+    before, after = seen[: replies[7][1]], seen[replies[11][1] :]
+    assert before and all('"btcusdt@trade"' in f for f in before)
+    assert any("depthUpdate" in f for f in seen[replies[7][1] :])
+    assert after and all("depthUpdate" in f for f in after[5:]) and len(after) > 5
