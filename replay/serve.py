@@ -580,7 +580,7 @@ class ServeServer:
             at = self.clock_ns if self.sent else start_ns - 1
             rebuilt = self.spot.spot_depth(symbol, at)
             if rebuilt is None:
-                return error(503, -1003, f"the book of {symbol} is not valid at this point")
+                return error(503, -1001, f"the book of {symbol} is not valid at this point")
             book = orjson.dumps(rebuilt).decode()
         reply = orjson.loads(book)
         if isinstance(reply, dict) and any(
