@@ -27,12 +27,22 @@ BATCH = 512
 Write = Callable[[int, int], Awaitable[bool]]
 
 
-async def send_paced(recv_ns: npt.NDArray[np.int64], speed: float | None, write: Write) -> bool:
-    """Write all frames stamped *recv_ns* (non-decreasing) through *write*; False if dropped."""
+async def send_paced(
+    recv_ns: npt.NDArray[np.int64],
+    speed: float | None,
+    write: Write,
+    clock: tuple[int, float] | None = None,
+) -> bool:
+    """Write all frames stamped *recv_ns* (non-decreasing) through *write*; False if dropped.
+
+    *clock*, ``(receive time, time.monotonic())``, is when the replay was at that
+    receive time, for a replay sent in several calls; by default, the first frame's
+    receive time is now.
+    """
     n = len(recv_ns)
     if n == 0:
         return True
-    t0_ns, t0 = int(recv_ns[0]), time.monotonic()
+    t0_ns, t0 = clock if clock is not None else (int(recv_ns[0]), time.monotonic())
     i = 0
     while i < n:
         j = min(i + BATCH, n)

@@ -60,11 +60,13 @@ refuses it: an HTTP error with Gemini's error body, or a close with code
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, partial
@@ -503,11 +505,11 @@ class ServeServer:
         return None
 
     def _spot_request(
-        self, text: str | bytes, names: frozenset[str], symbols: frozenset[str] | None = None
+        self, text: str | bytes, names: frozenset[str], recorded: frozenset[str] | None = None
     ) -> tuple[dict[str, object], frozenset[str] | None]:
         """Binance's reply to one client request on a stream route holding *names*, and the
-        streams after it (None: unchanged). *symbols*: those of the stored connection being
-        replayed, the only ones a ``SUBSCRIBE`` can add once the replay runs."""
+        streams after it (None: unchanged). *recorded*: the streams of the stored
+        connection being replayed, the only ones a ``SUBSCRIBE`` can add once it runs."""
         try:
             msg = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -523,8 +525,8 @@ class ServeServer:
         if method == "UNSUBSCRIBE":
             return {"result": None, "id": rid}, names - asked
         problem = self._stream_problem(names | asked)
-        outside = sorted({n.partition("@")[0].upper() for n in asked} - (symbols or set()))
-        if problem is None and symbols is not None and outside:
+        outside = sorted(asked - (recorded or frozenset()))
+        if problem is None and recorded is not None and outside:
             problem = f"Invalid stream: {outside[0]} is not on the stored connection replayed"
         if problem is not None:
             return {"code": 2, "msg": problem, "id": rid}, None
@@ -723,28 +725,38 @@ class ServeServer:
     ) -> bool:
         """Send the frames of *streams* (and those that name no stream) of the Binance
         connection *conn* from ``--from`` on, as :meth:`_send`, answering the client's
-        ``SUBSCRIBE``, ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS`` meanwhile; a change of
-        streams holds from the next batch of frames not yet sent."""
+        ``SUBSCRIBE``, ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS`` meanwhile.
+
+        A change of streams holds from the next batch of frames not yet sent. With
+        ``speed``, the connection keeps the recording's time whatever is subscribed:
+        it lasts as long as the stored one, and frames that came due while their
+        stream was not subscribed are not sent later.
+        """
         loop = asyncio.get_running_loop()
         names, changed = streams, asyncio.Event()
-        symbols = frozenset(n.partition("@")[0].upper() for n in streams)
+        recorded = await loop.run_in_executor(None, _stream_names, conn)
 
         async def read() -> None:
             nonlocal names
             async for text in ws:
-                reply, new = self._spot_request(text, names, symbols)
+                reply, new = self._spot_request(text, names, recorded)
                 if new is not None and new != names:
                     names = new
                     changed.set()
                 await ws.send(orjson.dumps(reply).decode())
 
+        speed, n = self.config.speed, len(conn.recv_ns)
+        clock = (int(conn.recv_ns[conn.lead]), time.monotonic())
         reader = asyncio.create_task(read())
         try:
-            position = conn.lead
-            while True:
+            position, sent_names, due = conn.lead, names, conn.lead
+            while position < n:
                 changed.clear()
+                # A stream subscribed now starts with its frames not yet due.
+                fresh = (names - sent_names, due)
+                sent_names = names
                 view, origin = await loop.run_in_executor(
-                    None, _only_streams, conn, names, raw, position
+                    None, _only_streams, conn, names, raw, position, fresh
                 )
                 frames, reached = view.frames, 0
 
@@ -753,17 +765,33 @@ class ServeServer:
                     if changed.is_set():
                         return False
                     span = frames.span(i, j)  # noqa: B023 (awaited within this pass)
-                    clock = int(view.recv_ns[j - 1])  # noqa: B023
-                    if not await self._write_frames(ws, span, j - i, clock):
+                    at = int(view.recv_ns[j - 1])  # noqa: B023
+                    if not await self._write_frames(ws, span, j - i, at):
                         return False
                     reached = j
                     return True
 
-                if await send_paced(view.recv_ns, self.config.speed, write):
-                    return True
-                if not changed.is_set():
+                if await send_paced(view.recv_ns, speed, write, clock):
+                    if speed is None:
+                        return True
+                    # All sent of what is subscribed: the rest of the stored time passes
+                    # (a change of streams meanwhile goes on from where the replay is).
+                    left = (int(conn.recv_ns[-1]) - _replay_ns(clock, speed)) / 1e9 / speed
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), max(left, 0.0))
+                    if not changed.is_set():
+                        return True
+                elif not changed.is_set():
                     return False  # the client was too slow
-                position = int(origin[reached]) if reached < len(origin) else len(conn.recv_ns)
+                if reached < len(origin):
+                    position = int(origin[reached])
+                elif len(origin):
+                    position = int(origin[-1]) + 1
+                if speed is not None:
+                    due = int(np.searchsorted(conn.recv_ns, _replay_ns(clock, speed), "right"))
+                else:
+                    due = position
+            return True
         finally:
             reader.cancel()
 
@@ -947,11 +975,30 @@ def _query_streams(query: str) -> str:
     return parse_qs(query).get("streams", [""])[0]
 
 
+def _replay_ns(clock: tuple[int, float], speed: float) -> int:
+    """The receive time the replay is at now, by *clock* (``(receive time, monotonic)``)."""
+    return clock[0] + int((time.monotonic() - clock[1]) * speed * 1e9)
+
+
+def _stream_names(conn: Stored) -> frozenset[str]:
+    """The stream names of *conn*'s combined frames."""
+    return frozenset(
+        p[11 : p.find(b'"', 11)].decode("ascii", "replace")
+        for p in conn.payloads
+        if p.startswith(b'{"stream":"')
+    )
+
+
 def _only_streams(
-    conn: Stored, streams: frozenset[str], raw: bool = False, start: int = 0
+    conn: Stored,
+    streams: frozenset[str],
+    raw: bool = False,
+    start: int = 0,
+    fresh: tuple[frozenset[str], int] = (frozenset(), 0),
 ) -> tuple[Stored, np.ndarray]:
     """*conn*'s rows from *start* on with only the frames of *streams* and those that name
-    no stream, and the index in *conn* of each row kept.
+    no stream, and the index in *conn* of each row kept. The streams of *fresh*
+    ``(names, row)`` start at that row.
 
     With *raw*, a combined frame ``{"stream":"<name>","data":<event>}`` becomes
     its ``<event>`` bytes, as the raw stream ``/ws/<name>`` sends it.
@@ -961,7 +1008,7 @@ def _only_streams(
         stream = None
         if payload.startswith(b'{"stream":"'):
             stream = payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
-        if stream is not None and stream not in streams:
+        if stream is not None and (stream not in streams or (i < fresh[1] and stream in fresh[0])):
             continue
         if raw and stream is not None:
             head = len(b'{"stream":"') + len(stream) + len(b'","data":')

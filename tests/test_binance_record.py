@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -469,8 +470,27 @@ def test_serve_binance_streams_follow_subscribe_while_the_replay_runs(
         ws.send('{"method":"UNSUBSCRIBE","params":["btcusdt@trade"],"id":11}')
         with contextlib.suppress(websocket.WebSocketConnectionClosedException):
             read_until(lambda: False)
+        # Nothing subscribed for a while: the connection keeps the recording's time, and
+        # a SUBSCRIBE then gets the frames from there on, not those that came due meanwhile.
+        depth = [json.loads(p)["data"] for p in stored if "depthUpdate" in p]
+        span = (depth[-1]["E"] - depth[0]["E"]) / 1e3  # event times in ms
+        ws = websocket.create_connection(f"{served.url.ws_url}/ws/btcusdt@depth@100ms")
+        opened, first = time.monotonic(), json.loads(ws.recv())
+        ws.send('{"method":"UNSUBSCRIBE","params":["btcusdt@depth@100ms"],"id":20}')
+        time.sleep(1.0)
+        ws.send('{"method":"SUBSCRIBE","params":["btcusdt@depth@100ms"],"id":21}')
+        events = [first]
+        with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+            while frame := ws.recv():
+                events.append(json.loads(frame))
+        lasted = time.monotonic() - opened
+    got = [e for e in events if "id" not in e]
+    assert [e["id"] for e in events if "id" in e] == [20, 21]
+    assert lasted > 0.8 * span and 0 < len(got) < len(depth) - 5
+    resumed = [e for e in got if e["E"] - got[0]["E"] >= 1000]
+    assert resumed and all(e in depth for e in got)
     assert replies[7][0] == {"result": None, "id": 7}
-    assert replies[8][0]["code"] == 2 and "ETHUSDT" in replies[8][0]["msg"]
+    assert replies[8][0]["code"] == 2 and "ethusdt@trade" in replies[8][0]["msg"]
     assert replies[9][0] == {"result": ["btcusdt@depth@100ms", "btcusdt@trade"], "id": 9}
     assert replies[10][0]["code"] == 2  # params must be a list
     assert replies[11][0] == {"result": None, "id": 11}
