@@ -339,6 +339,8 @@ def _log_to_stderr() -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
+    # The websockets library logs every connection and HTTP reply at INFO.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
 def _duration_or_none(text: str | None, option: str) -> float | None:
