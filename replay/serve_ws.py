@@ -179,6 +179,7 @@ class WsReplay:
         self.position = 0
         self.opened = time.monotonic()
         self.arrived = asyncio.Event()
+        self.left = False
         self.clock_ns = stored.rows[0][0] if stored.rows else 0
 
     # --- the client's requests ------------------------------------------------------
@@ -278,8 +279,12 @@ class WsReplay:
         self.keys = set(self.subscribed.values())
 
     async def _read(self) -> None:
-        async for text in self.ws:
-            self._receive(text)
+        try:
+            async for text in self.ws:
+                self._receive(text)
+                self.arrived.set()
+        finally:
+            self.left = True  # the client closed: nothing waits for its requests
             self.arrived.set()
 
     # --- the replay -------------------------------------------------------------------
@@ -309,6 +314,8 @@ class WsReplay:
         # Opened at --from, no stored reply subscribes the client: the stream starts once
         # the client has subscribed, as a venue's does.
         while self.stored.lead and not self.keys:
+            if self.left:
+                return False
             if self.answer:
                 if not await self.send(self.answer, self.clock_ns):
                     return False

@@ -464,6 +464,18 @@ def test_from_inside_a_stored_connection_opens_with_the_rebuilt_book(
     from_ns = recv.cast(pa.int64())[len(recv) // 2].as_py()
     with Server(ServeConfig(data=root, start_ns=from_ns)) as server:
         _record_from(server, again, protocol, duration=3.0)
+    if protocol == "ws":
+        # A client that leaves before it subscribes gives its place back.
+        with Server(ServeConfig(data=root, start_ns=from_ns, max_connections=1)) as server:
+            with connect(f"{server.url.ws_url}/?snapshot=-1"):
+                pass
+            time.sleep(0.3)
+            with (
+                connect(f"{server.url.ws_url}/?snapshot=-1") as second,
+                pytest.raises(ConnectionClosed) as closed,
+            ):
+                second.recv(timeout=5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     for symbol in ("BTCUSD", "ETHUSD"):
         original = _frames_from(root, wire, symbol, from_ns)
         got = _frames_from(again, wire, symbol, 0)
