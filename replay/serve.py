@@ -70,7 +70,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -337,18 +337,8 @@ class _Rows:
             ):
                 last_id = event.get("u", event.get("lastUpdateId"))
                 break
-        table = pa.table(
-            {
-                f.name: t.column(f.name).cast(f.type)
-                if f.name in t.column_names
-                else pa.nulls(t.num_rows, f.type)
-                for f in contract.SCHEMA
-            },
-            schema=contract.SCHEMA,
-        )
-        date = np.datetime64(at_ns, "ns").astype("datetime64[D]").astype(str)
-        day = Day(table, date=date, symbol=symbol, venue=SPOT_VENUE)
-        book = _levels(day.book_at(at_ns, depth=5000))
+        columns = {name: t.column(name) for name in t.column_names}
+        book = _book_of(columns, symbol, at_ns, 5000, SPOT_VENUE)
         if last_id is None or book is None:
             return None
         return {"lastUpdateId": last_id, "bids": book[0], "asks": book[1]}
@@ -832,22 +822,36 @@ def _rebuilt(
     prices with the stream's decimals ("60000.10"); None where it is not valid."""
     if upto == 0:
         return None
-    payloads = conn.payloads
-    rows = [
-        contract.Row(
-            int(conn.recv_ns[i]),
-            i,
-            conn.run_id,
-            conn.conn_id,
-            protocol,
-            "ws_sent" if conn.sent[i] else "ws",
-            payloads[i].decode("utf-8", "backslashreplace"),
-        )
-        for i in range(upto)
-    ]
-    at = rows[-1].recv_ns
+    columns = {
+        "recv_ts": pa.array(conn.recv_ns[:upto]),
+        "seq": pa.array(np.arange(upto, dtype=np.int64)),
+        "run_id": pa.array([conn.run_id] * upto),
+        "conn_id": pa.array(np.full(upto, conn.conn_id, np.int32)),
+        "protocol": pa.array([protocol] * upto),
+        "source": pa.array(np.where(conn.sent[:upto], "ws_sent", "ws")),
+        "payload": conn.body.slice(0, upto),
+    }
+    return _book_of(columns, symbol, int(conn.recv_ns[upto - 1]), depth, VENUE)
+
+
+def _book_of(
+    columns: dict[str, Any], symbol: str, at: int, depth: int | None, venue: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+    """:func:`_levels` of *symbol*'s book after the rows *columns* (contract columns by
+    name, any type that casts; the others null) received by *at*, as replayed."""
+    n = len(columns["recv_ts"])
+
+    def column(field: pa.Field) -> Any:
+        values = columns.get(field.name)
+        if values is None:
+            return pa.nulls(n, field.type)
+        if pa.types.is_dictionary(field.type):
+            return values.cast(pa.string()).dictionary_encode().cast(field.type)
+        return values.cast(field.type)
+
+    table = pa.table({f.name: column(f) for f in contract.SCHEMA}, schema=contract.SCHEMA)
     date = np.datetime64(at, "ns").astype("datetime64[D]").astype(str)
-    return _levels(Day(contract.rows_to_table(rows), date=date, symbol=symbol).book_at(at, depth))
+    return _levels(Day(table, date=date, symbol=symbol, venue=venue).book_at(at, depth))
 
 
 def _levels(view: BookView) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
@@ -980,13 +984,16 @@ def _replay_ns(clock: tuple[int, float], speed: float) -> int:
     return clock[0] + int((time.monotonic() - clock[1]) * speed * 1e9)
 
 
+def _stream_of(payload: bytes) -> str | None:
+    """The stream name of a combined frame ``{"stream":"<name>",...}``; None for another."""
+    if not payload.startswith(b'{"stream":"'):
+        return None
+    return payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
+
+
 def _stream_names(conn: Stored) -> frozenset[str]:
     """The stream names of *conn*'s combined frames."""
-    return frozenset(
-        p[11 : p.find(b'"', 11)].decode("ascii", "replace")
-        for p in conn.payloads
-        if p.startswith(b'{"stream":"')
-    )
+    return frozenset(name for p in conn.payloads if (name := _stream_of(p)) is not None)
 
 
 def _only_streams(
@@ -1005,9 +1012,7 @@ def _only_streams(
     """
     keep, payloads = [], []
     for i, payload in enumerate(conn.payloads[start:], start):
-        stream = None
-        if payload.startswith(b'{"stream":"'):
-            stream = payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
+        stream = _stream_of(payload)
         if stream is not None and (stream not in streams or (i < fresh[1] and stream in fresh[0])):
             continue
         if raw and stream is not None:
