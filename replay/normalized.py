@@ -68,7 +68,7 @@ import heapq
 import http
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -82,6 +82,7 @@ from replay.api import Day, to_ns
 from replay.book import BookEngine
 from replay.days import Days, open_range
 from replay.gaps import Gap
+from replay.http_body import send_chunked
 from replay.pacing import send_paced
 from replay.ticks import format_units
 from tickrec import contract
@@ -543,6 +544,7 @@ def messages(options: str | bytes, data: RootLike) -> Iterator[bytes]:
 _POLICY, _NORMAL = 1008, 1000
 _NDJSON = "application/x-json-stream"  # tardis-machine's content type
 _REASON = 120  # a close reason must fit 123 bytes (RFC 6455 section 5.5)
+_PIECE = 65_536  # lines per chunk of an HTTP answer
 
 
 def _request_options(path: str, config: ServeConfig) -> list[Options]:
@@ -577,13 +579,12 @@ async def respond(connection: ServerConnection, request: Request, config: ServeC
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
         return response
-    body = b"".join(line + b"\n" for line in lines)
-    response = connection.respond(http.HTTPStatus.OK, "")
-    response.body = body
-    for name, value in (("Content-Length", str(len(body))), ("Content-Type", _NDJSON)):
-        del response.headers[name]  # headers hold many values per name
-        response.headers[name] = value
-    return response
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for lo in range(0, len(lines), _PIECE):
+            yield b"".join(line + b"\n" for line in lines[lo : lo + _PIECE])
+
+    return await send_chunked(connection, _NDJSON, pieces(), config.send_timeout_s)
 
 
 async def send(ws: ServerConnection, config: ServeConfig) -> None:

@@ -67,7 +67,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from typing import Any, NamedTuple
@@ -79,11 +79,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from websockets.asyncio import server as ws_server
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from replay import normalized, tardis
+from replay import http_body, normalized, tardis
 from replay.api import Day
 from replay.pacing import send_paced
 from replay.serve_ws import StoredWs, WsReplay
@@ -136,6 +135,8 @@ class ServeConfig:
     max_message: int = 64 * 1024
     max_symbols: int = 100
     send_timeout_s: float = 30.0
+    #: How long a new connection may take to send its request (HTTP or websocket).
+    open_timeout_s: float = 10.0
     #: The current API route: how long a new connection's replay waits at a stored
     #: reply for the client's request (see :mod:`replay.serve_ws`).
     request_wait_s: float = 1.0
@@ -387,6 +388,8 @@ class ServeServer:
             process_request=self._process_request,
             compression=None,
             max_size=self.config.max_message,
+            open_timeout=None,
+            create_connection=http_body.connection_type(self.config.open_timeout_s),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("serving %s on %s port %d", self.config.data, self.config.host, self.port)
@@ -447,13 +450,13 @@ class ServeServer:
                     raise Reject(404, "NotFound", f"no book stored for {m.group(1)}")
                 return self._reply(connection, 200, got[1])
             if path.rstrip("/") == tardis.HTTP_PATH:
-                loop = asyncio.get_running_loop()
-                lines = await loop.run_in_executor(
-                    None, self.sessions.tardis.replay_http, parts.query
+                options = tardis.http_options(parts.query)
+                return await http_body.send_chunked(
+                    connection,
+                    "application/x-json-stream",
+                    self._ndjson(options),
+                    self.config.send_timeout_s,
                 )
-                headers = Headers([("Content-Type", "application/x-json-stream")])
-                headers["Content-Length"] = str(len(lines))
-                return Response(200, "OK", headers, lines)
             if _DEPTH_PATH.match(path):
                 return self._depth(connection, parts.query)
             if _INFO_PATH.match(path):
@@ -472,6 +475,14 @@ class ServeServer:
             return self._reply(connection, exc.status, exc.body())
         except tardis.BadOptions as exc:
             return self._reply(connection, 400, exc.body())
+
+    async def _ndjson(self, options: tardis.Options) -> AsyncIterator[bytes]:
+        """The ``/replay`` body, each piece made off the event loop."""
+        loop = asyncio.get_running_loop()
+        selection = await loop.run_in_executor(None, self.sessions.tardis.select, options)
+        pieces = tardis.ndjson(selection, options.with_disconnects)
+        while (piece := await loop.run_in_executor(None, next, pieces, b"")) != b"":
+            yield piece
 
     def _streams(
         self, connection: ServerConnection | None, listed: str

@@ -11,7 +11,8 @@ Built from tardis-machine's public documentation and source (its HTTP
   NDJSON, one line ``{"localTimestamp":"<ISO, 7 decimals>Z","message":<raw>}``
   per stored message, in receive order, the message as stored; with
   ``withDisconnects`` an empty line where a stored connection ended and
-  another row follows (one line however many ended there).
+  another row follows (one line however many ended there). The body is
+  sent in chunks as it is made (:mod:`replay.http_body`).
 - ``WS /ws-replay?exchange=&from=&to=[&session=]``: the client sends
   Gemini's v2 ``subscribe`` (``l2`` -> channels ``trade``, ``l2_updates``,
   ``auction_*``, as tardis-machine maps it); the session starts
@@ -60,7 +61,9 @@ __all__ = [
     "Selection",
     "Sessions",
     "Tardis",
+    "http_options",
     "merge",
+    "ndjson",
 ]
 
 HTTP_PATH = "/replay"
@@ -174,28 +177,31 @@ def iso(recv_ns: np.ndarray) -> np.ndarray:
     return out
 
 
-def ndjson(selection: Selection, with_disconnects: bool) -> bytes:
-    """The ``/replay`` body of *selection*: fixed-width line heads, then the payloads."""
+def ndjson(selection: Selection, with_disconnects: bool, rows: int = 65_536) -> Iterator[bytes]:
+    """The ``/replay`` body of *selection*, in pieces of *rows* lines: fixed-width line
+    heads, then the payloads."""
     conn, n = selection.conn, len(selection.payloads)
-    if n == 0:
-        return b""
-    heads = np.empty((n, _WIDTH), np.uint8)
-    heads[:, : len(_HEAD)] = np.frombuffer(_HEAD, np.uint8)
-    heads[:, len(_HEAD) : len(_HEAD) + 28] = iso(selection.recv_ns)
-    heads[:, len(_HEAD) + 28 :] = np.frombuffer(_MIDDLE, np.uint8)
-    flat = heads.tobytes()
-    tails = [b"}\n"] * n
-    if with_disconnects:
+    ends = np.zeros(n, bool)
+    if with_disconnects and n:
         # An empty line after each connection's last row, unless it is the last line.
-        last = {int(c): i for i, c in enumerate(conn.tolist())}
-        for i in last.values():
-            if i != n - 1:
-                tails[i] = b"}\n\n"
-    parts: list[bytes] = [b""] * (3 * n)
-    parts[0::3] = [flat[i : i + _WIDTH] for i in range(0, n * _WIDTH, _WIDTH)]
-    parts[1::3] = selection.payloads
-    parts[2::3] = tails
-    return b"".join(parts)
+        _, last = np.unique(conn[::-1], return_index=True)
+        ends[n - 1 - last] = True
+        ends[n - 1] = False
+    for lo in range(0, n, rows):
+        hi = min(lo + rows, n)
+        heads = np.empty((hi - lo, _WIDTH), np.uint8)
+        heads[:, : len(_HEAD)] = np.frombuffer(_HEAD, np.uint8)
+        heads[:, len(_HEAD) : len(_HEAD) + 28] = iso(selection.recv_ns[lo:hi])
+        heads[:, len(_HEAD) + 28 :] = np.frombuffer(_MIDDLE, np.uint8)
+        flat = heads.tobytes()
+        tails = [b"}\n"] * (hi - lo)
+        for i in np.flatnonzero(ends[lo:hi]).tolist():
+            tails[i] = b"}\n\n"
+        parts: list[bytes] = [b""] * (3 * (hi - lo))
+        parts[0::3] = [flat[i : i + _WIDTH] for i in range(0, len(flat), _WIDTH)]
+        parts[1::3] = selection.payloads[lo:hi]
+        parts[2::3] = tails
+        yield b"".join(parts)
 
 
 class Tardis:
@@ -262,17 +268,17 @@ class Tardis:
         conn_no = np.array([numbers.setdefault(k, len(numbers)) for k in keys], np.int64)
         return Selection(recv[order], conn_no, [payloads[i] for i in order.tolist()])
 
-    def replay_http(self, query: str) -> bytes:
-        """The NDJSON body of ``GET /replay?options=...``."""
-        values = parse_qs(query).get("options")
-        if not values:
-            raise BadOptions("the options query parameter is missing")
-        try:
-            obj = orjson.loads(values[0])
-        except orjson.JSONDecodeError as exc:
-            raise BadOptions(f"options are not JSON: {exc}") from None
-        options = Options.parse(obj)
-        return ndjson(self.select(options), options.with_disconnects)
+
+def http_options(query: str) -> Options:
+    """The options of a ``GET /replay?options=...`` query."""
+    values = parse_qs(query).get("options")
+    if not values:
+        raise BadOptions("the options query parameter is missing")
+    try:
+        obj = orjson.loads(values[0])
+    except orjson.JSONDecodeError as exc:
+        raise BadOptions(f"options are not JSON: {exc}") from None
+    return Options.parse(obj)
 
 
 def ws_options(query: str) -> Options:

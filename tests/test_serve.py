@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from threading import Thread
 from typing import Any
+from urllib.parse import urlencode
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -325,6 +329,89 @@ def test_tardis_replay_ndjson_is_the_stored_rows(sim_factory: SimFactory, tmp_pa
     lines = btc.text.split("\n")[:-1]
     assert [orjson.loads(x)["message"] for x in lines] == [orjson.loads(r[3]) for r in expected_btc]
     assert bad.status_code == 400 and "exchange" in bad.json()["message"]
+
+
+def test_tardis_ndjson_is_the_same_in_any_pieces() -> None:
+    payloads = [b'{"n":%d}' % i for i in range(7)]
+    conn = np.array([0, 0, 1, 0, 2, 2, 1])
+    selection = tardis.Selection(np.arange(7, dtype=np.int64) * 10**9, conn, payloads)
+    whole = b"".join(tardis.ndjson(selection, True))
+    lines = whole.decode().split("\n")[:-1]
+    # Connection 0 ends after row 3, connection 2 after row 5; the last row has no blank.
+    assert [line and orjson.loads(line)["message"]["n"] for line in lines] == [
+        0,
+        1,
+        2,
+        3,
+        "",
+        4,
+        5,
+        "",
+        6,
+    ]
+    for rows in (1, 2, 3, 6):
+        pieces = list(tardis.ndjson(selection, True, rows))
+        assert len(pieces) == -(-7 // rows) and b"".join(pieces) == whole
+    assert b"\n\n" not in b"".join(tardis.ndjson(selection, False, 2))
+    assert list(tardis.ndjson(tardis.Selection(conn[:0], conn[:0], []), True)) == []
+
+
+def test_http_answers_are_streamed_and_may_outlast_the_open_timeout(
+    sim_factory: SimFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim = sim_factory(rate=500)
+    record_sim(sim, tmp_path, protocol="v2", duration=1.0)
+    root = tmp_path / "data"
+    wanted = _v2_rows(root, {"BTCUSD", "ETHUSD"}, {"trade", "l2_updates"})
+    day = datetime.fromtimestamp(wanted[0][0] // 10**9, UTC).date()
+    options = orjson.dumps(
+        {"exchange": "gemini", "from": day.isoformat(), "to": str(day + timedelta(days=1))}
+    )
+    select = tardis.Tardis.select
+
+    def slow_select(self: tardis.Tardis, o: tardis.Options) -> tardis.Selection:
+        time.sleep(1.0)  # as a long range would take
+        return select(self, o)
+
+    monkeypatch.setattr(tardis.Tardis, "select", slow_select)
+    config = ServeConfig(data=root, open_timeout_s=0.3, send_timeout_s=1.0)
+    with Server(config) as server, caplog.at_level(logging.WARNING, "tickrec.serve"):
+        port = server.server.port
+        got = requests.get(server.url.rest_url + "/replay", params={"options": options}, timeout=30)
+        assert got.status_code == 200 and got.headers["Transfer-Encoding"] == "chunked"
+        assert "Content-Length" not in got.headers
+        assert [orjson.loads(x)["message"] for x in got.text.split("\n")[:-1]] == [
+            orjson.loads(r[3]) for r in wanted
+        ]
+        # A connection that never sends its request is closed after the open timeout.
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            idle.settimeout(5)
+            began = time.monotonic()
+            assert idle.recv(100) == b""
+            assert 0.2 < time.monotonic() - began < 3
+        # A client that stops reading a long answer is dropped after the send timeout.
+        monkeypatch.setattr(tardis, "ndjson", lambda *_: (b"x" * 2**20 for _ in range(64)))
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", port))
+            query = urlencode({"options": options})
+            stalled.sendall(f"GET /replay?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            deadline = time.monotonic() + 10
+            while "read nothing" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "dropping an HTTP client that read nothing for 1 s" in caplog.text
+            stalled.settimeout(5)
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := stalled.recv(2**20):
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 200 OK") and len(received) < 64 * 2**20
+            assert not received.endswith(b"0\r\n\r\n")  # cut short, so visibly incomplete
+        symbols = requests.get(server.url.rest_url + "/v1/symbols", timeout=10)
+        assert symbols.json() == ["btcusd", "ethusd"]
 
 
 def test_tardis_ws_replay_sessions(sim_factory: SimFactory, tmp_path: Path) -> None:
