@@ -593,3 +593,53 @@ def test_from_inside_a_stored_connection_opens_with_the_rebuilt_book(
 
             assert stream(got) == stream(original)
         assert _whole_book(again, symbol) == _whole_book(root, symbol)
+
+
+def test_from_after_midnight_inside_a_current_api_connection_opens_with_both_days_book(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """A current-API connection recorded through midnight, served ``--from`` midnight, before
+    day 2's own ``depth`` reply: the opening book can only come from the connection's rows
+    of day 1, and tickrec's recorder, recording from ``serve``, is in sync from it and ends
+    with day 2's book, every level."""
+    from test_midnight import (
+        DAY2,
+        MIDNIGHT,
+        read_rows,
+        record_through_midnight,
+        ws_depth_after_midnight,
+    )
+
+    run = record_through_midnight(sim_factory, tmp_path, "ws")
+    from_ns = MIDNIGHT
+    for symbol in ("BTCUSD", "ETHUSD"):
+        _, reply = ws_depth_after_midnight(read_rows(run.root, DAY2, symbol), symbol)
+        assert reply["recv"] > from_ns
+    again = tmp_path / "again"
+    with Server(ServeConfig(data=run.root, start_ns=from_ns)) as server:
+        _record_from(server, again, "ws", duration=4.0)
+    for symbol in ("BTCUSD", "ETHUSD"):
+        day2 = contract.read_partition(run.root, "gemini", DAY2, symbol)
+        ws_rows = day2.filter(
+            pc.and_(
+                pc.equal(day2.column("source").cast(pa.string()), "ws"),
+                pc.greater_equal(day2.column("recv_ts").cast(pa.int64()), from_ns),
+            )
+        )
+        (conn,) = set(ws_rows.column("conn_id").to_pylist())
+        # The served connection opened before midnight: its opening book needs day 1.
+        day1 = contract.read_partition(run.root, "gemini", "2026-01-01", symbol)
+        assert (
+            conn
+            in day1.filter(pc.equal(day1.column("source").cast(pa.string()), "ws"))
+            .column("conn_id")
+            .to_pylist()
+        )
+        original = [p for p in ws_rows.column("payload").to_pylist() if '"e":' in p]
+        got = [p for p in _frames_from(again, "gemini.ws", symbol, 0) if '"e":' in p]
+        assert len(original) > 100 and got == original
+        last = ws_rows.column("recv_ts").cast(pa.int64())[-1].as_py()
+        view = replay.open(DAY2, symbol, data=run.root, cache=False).book_at(last)
+        assert view.valid
+        want = tuple(a.tolist() for a in (view.bid_px, view.bid_sz, view.ask_px, view.ask_sz))
+        assert _whole_book(again, symbol) == want
