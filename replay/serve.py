@@ -94,6 +94,8 @@ from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
 from tickrec.sim.feed import Reject
 from tickrec.store import Root
+from tickrec.venues.binance import rest as binance_rest
+from tickrec.venues.binance.spot import MAX_INCOMING_PER_S, IncomingRate
 from tickrec.venues.gemini import sim_v1 as v1
 from tickrec.venues.gemini import sim_v2 as v2
 from tickrec.venues.gemini import sim_ws as ws_api
@@ -378,6 +380,8 @@ class ServeServer:
         self.clock_ns = config.start_ns or _first_recv_ns(config.data, (VENUE, SPOT_VENUE))
         self.sent = 0
         self.sessions = tardis.Sessions(self.rows, config.session_delay_s, self._write)
+        #: Binance's request weight, counted by the wall clock as Binance counts it.
+        self._weight = binance_rest.WeightWindow()
 
     async def start(self) -> None:
         """Start listening."""
@@ -465,7 +469,9 @@ class ServeServer:
                     "serverTime": self.clock_ns // 1_000_000,
                     "symbols": [{"symbol": s, "status": "TRADING"} for s in self.spot.symbols],
                 }
-                return self._reply(connection, 200, orjson.dumps(info).decode())
+                return self._weighed(
+                    connection, binance_rest.INFO_WEIGHT, lambda: (200, orjson.dumps(info).decode())
+                )
             if _SYMBOLS_PATH.match(path):
                 return self._reply(
                     connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
@@ -538,8 +544,12 @@ class ServeServer:
         named none (``/ws``, ``/stream``); each request before it is answered as Binance
         does (:meth:`_spot_request`)."""
         names: frozenset[str] = frozenset()
+        rate = IncomingRate()
         while not names:
-            reply, new = self._spot_request(await ws.recv(), names)
+            text = await ws.recv()
+            if not await _within(ws, rate):
+                continue  # closed: the next recv() ends the handler
+            reply, new = self._spot_request(text, names)
             await ws.send(orjson.dumps(reply).decode())
             names = new if new is not None else names
         return names
@@ -571,11 +581,36 @@ class ServeServer:
                 -1100,
                 "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.",
             )
+        limit = int(limit_text)
+        return self._weighed(
+            connection, binance_rest.depth_weight(limit), partial(self._spot_depth, symbol, limit)
+        )
+
+    def _weighed(
+        self, connection: ServerConnection, weight: int, answer: Callable[[], tuple[int, str]]
+    ) -> Response:
+        """A Binance REST reply of *weight*, with the weight header: *answer*'s status and
+        body, or 429 with ``Retry-After`` past the minute's weight."""
+        retry_after = self._weight.spend(weight, time.time_ns())
+        if retry_after is not None:
+            body = orjson.dumps(binance_rest.RATE_LIMITED).decode()
+            response = self._reply(connection, 429, body)
+            response.headers["Retry-After"] = str(retry_after)
+        else:
+            response = self._reply(connection, *answer())
+        response.headers[binance_rest.WEIGHT_HEADER] = str(self._weight.used)
+        return response
+
+    def _spot_depth(self, symbol: str, limit: int) -> tuple[int, str]:
+        """The status and body of the answer to a valid depth request."""
+
+        def error(status: int, code: int, msg: str) -> tuple[int, str]:
+            return status, orjson.dumps({"code": code, "msg": msg}).decode()
+
         got = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
         if got is None:
             return error(404, -1121, f"no depth stored for {symbol}")
         stored_ns, book = got
-        limit = int(limit_text)
         start_ns = self.config.start_ns
         if start_ns is not None and stored_ns < start_ns:
             # The last reply stored is older than the frames served from --from: the
@@ -592,7 +627,7 @@ class ServeServer:
             for key in ("bids", "asks"):
                 reply[key] = (reply.get(key) or [])[:limit]
             book = orjson.dumps(reply).decode()
-        return self._reply(connection, 200, book)
+        return 200, book
 
     # --- websockets ---------------------------------------------------------------------
 
@@ -739,7 +774,10 @@ class ServeServer:
 
         async def read() -> None:
             nonlocal names
+            rate = IncomingRate()
             async for text in ws:
+                if not await _within(ws, rate):
+                    return
                 reply, new = self._spot_request(text, names, recorded)
                 if new is not None and new != names:
                     names = new
@@ -1000,6 +1038,17 @@ def _stream_of(payload: bytes) -> str | None:
     if not payload.startswith(b'{"stream":"'):
         return None
     return payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
+
+
+async def _within(ws: ServerConnection, rate: IncomingRate) -> bool:
+    """Count a Binance client's message; past the rate, close as Binance does (False)."""
+    if rate.allows(time.time_ns()):
+        return True
+    log.warning(
+        "closing a Binance client that sent over %d messages in a second", MAX_INCOMING_PER_S
+    )
+    await ws.close(_POLICY, "Too many requests")
+    return False
 
 
 def _stream_names(conn: Stored) -> frozenset[str]:

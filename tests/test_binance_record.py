@@ -26,6 +26,8 @@ from test_binance_sim import true_tops
 from test_midnight import MIDNIGHT, S, shifted_clock
 from test_replay_realdata import kernel_tops
 from truth import read_jsonl
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 import replay
 from recorder.feed import RESYNC
@@ -501,3 +503,41 @@ def test_serve_binance_streams_follow_subscribe_while_the_replay_runs(
     assert before and all('"btcusdt@trade"' in f for f in before)
     assert any("depthUpdate" in f for f in seen[replies[7][1] :])
     assert after and all("depthUpdate" in f for f in after[5:]) and len(after) > 5
+
+
+def test_serve_binance_rest_weight_and_the_message_rate_are_binances(
+    sim_factory: Any, tmp_path: Path
+) -> None:
+    """Serve's ``/api/v3/depth`` and ``exchangeInfo`` carry the minute's request weight,
+    refuse past 6,000 with 429 and ``Retry-After`` (code -1003), and a stream connection
+    that sends more than 5 messages in a second is closed with 1008, as Binance does."""
+    sim = sim_factory(symbols=SYMBOLS, rate=200.0)
+    record_binance(sim, tmp_path / "a", duration=1.5)
+    sim.stop()
+    if time.time() % 60 > 50:  # the weight is counted per wall-clock minute
+        time.sleep(61 - time.time() % 60)
+    with Server(ServeConfig(data=tmp_path / "a" / "data")) as served:
+        base = served.url.rest_url + "/api/v3"
+        info = requests.get(base + "/exchangeInfo", timeout=10)
+        small = requests.get(base + "/depth", params={"symbol": "BTCUSDT"}, timeout=10)
+        assert info.status_code == small.status_code == 200
+        assert info.headers["X-MBX-USED-WEIGHT-1M"] == "20"
+        assert small.headers["X-MBX-USED-WEIGHT-1M"] == "25"  # limit 100 weighs 5
+        used = []
+        while True:
+            got = requests.get(base + "/depth", params={"symbol": "ETHUSDT", "limit": 5000})
+            used.append(int(got.headers["X-MBX-USED-WEIGHT-1M"]))
+            if got.status_code != 200:
+                break
+            assert "lastUpdateId" in got.json()
+        assert used[:2] == [275, 525] and used[-2] <= 6000 < used[-1] == used[-2] + 250
+        assert got.status_code == 429 and got.json()["code"] == -1003
+        assert 1 <= int(got.headers["Retry-After"]) <= 60
+        with connect(f"{served.url.ws_url}/stream?streams=btcusdt@trade") as client:
+            for i in range(12):  # at least 6 in one second, however the burst falls
+                client.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": i}))
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    client.recv(timeout=10)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "Too many requests")

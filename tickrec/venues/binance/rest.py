@@ -6,7 +6,9 @@ state of the book it shows, so a diff stream lines up with it exactly
 (:mod:`tickrec.venues.binance.rules`).
 
 Request weights count against 6,000 a minute per IP: a depth request weighs
-5 up to 100 levels, 25 up to 500, 50 up to 1,000 and 250 up to 5,000.
+5 up to 100 levels, 25 up to 500, 50 up to 1,000 and 250 up to 5,000, and
+``exchangeInfo`` 20. A server counts them with :class:`WeightWindow`; past
+the limit it answers 429 with :data:`RATE_LIMITED` and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from tickrec.venues._json import as_int64, load_object
 from tickrec.venues.binance.spot import unwrap
 
 __all__ = [
+    "INFO_WEIGHT",
     "MAX_DEPTH",
     "PROTOCOL",
+    "RATE_LIMITED",
+    "WEIGHT_HEADER",
     "WEIGHT_PER_MINUTE",
     "Depth",
+    "WeightWindow",
     "depth_url",
     "depth_weight",
     "exchange_info_url",
@@ -38,6 +44,13 @@ PROTOCOL = "binance.rest"
 MAX_DEPTH = 5000
 #: The request weight a client may spend per minute.
 WEIGHT_PER_MINUTE = 6000
+
+#: The request weight of ``/api/v3/exchangeInfo``.
+INFO_WEIGHT = 20
+#: The header of every reply that gives the weight spent in the current minute.
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+#: Binance's 429 body: too much request weight.
+RATE_LIMITED = {"code": -1003, "msg": "Too much request weight used; please use WebSocket."}
 
 _WEIGHTS = ((100, 5), (500, 25), (1000, 50), (MAX_DEPTH, 250))
 
@@ -59,6 +72,25 @@ def depth_weight(limit: int) -> int:
         if 1 <= limit <= top:
             return weight
     raise ValueError(f"depth limit {limit}: use 1 to {MAX_DEPTH}")
+
+
+class WeightWindow:
+    """The request weight a server has been sent in the current UTC minute."""
+
+    def __init__(self) -> None:
+        self.minute = -1
+        self.used = 0
+
+    def spend(self, weight: int, now_ns: int) -> int | None:
+        """Count a request of *weight* at *now_ns*; past the limit, the seconds until the
+        next minute (``Retry-After``), else None."""
+        minute = now_ns // 60_000_000_000
+        if minute != self.minute:
+            self.minute, self.used = minute, 0
+        self.used += weight
+        if self.used > WEIGHT_PER_MINUTE:
+            return 60 - (now_ns // 1_000_000_000) % 60
+        return None
 
 
 def depth_url(base: str, symbol: str, limit: int = MAX_DEPTH) -> str:

@@ -17,21 +17,20 @@ from collections.abc import Mapping
 
 from tickrec.sim.feed import Reply, dumps
 from tickrec.sim.market import Market
+from tickrec.venues.binance.rest import (
+    INFO_WEIGHT,
+    RATE_LIMITED,
+    WEIGHT_HEADER,
+    WeightWindow,
+    depth_weight,
+)
 
-__all__ = ["WEIGHT_PER_MINUTE", "handle", "matches", "rate_limited", "server_error"]
+__all__ = ["handle", "matches", "rate_limited", "server_error"]
 
-WEIGHT_PER_MINUTE = 6000
 _DEPTH = re.compile(r"^/api/v3/depth/?$")
 _INFO = re.compile(r"^/api/v3/exchangeInfo/?$")
-_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
-_INFO_WEIGHT = 20
-
-
-class _Weight:
-    """Request weight spent in the current minute, on this simulator."""
-
-    minute = -1
-    used = 0
+#: Request weight spent in the current minute, on this simulator.
+_WEIGHT = WeightWindow()
 
 
 def matches(path: str) -> bool:
@@ -45,8 +44,7 @@ def _error(status: int, code: int, msg: str) -> Reply:
 
 def rate_limited(retry_after: str) -> Reply:
     """Binance's 429: too much request weight."""
-    body = dumps({"code": -1003, "msg": "Too much request weight used; please use WebSocket."})
-    return Reply(429, body, {"Retry-After": retry_after})
+    return Reply(429, dumps(RATE_LIMITED), {"Retry-After": retry_after})
 
 
 def server_error() -> Reply:
@@ -55,19 +53,14 @@ def server_error() -> Reply:
 
 
 def _spend(weight: int, now_ns: int) -> Reply | None:
-    minute = now_ns // 60_000_000_000
-    if minute != _Weight.minute:
-        _Weight.minute, _Weight.used = minute, 0
-    _Weight.used += weight
-    if _Weight.used > WEIGHT_PER_MINUTE:
-        return rate_limited(str(60 - (now_ns // 1_000_000_000) % 60))
-    return None
+    retry_after = _WEIGHT.spend(weight, now_ns)
+    return None if retry_after is None else rate_limited(str(retry_after))
 
 
 def handle(market: Market, path: str, query: Mapping[str, str], now_ns: int) -> Reply:
     """Answer ``GET path?query``."""
     if _INFO.match(path):
-        limited = _spend(_INFO_WEIGHT, now_ns)
+        limited = _spend(INFO_WEIGHT, now_ns)
         if limited is not None:
             return limited
         symbols = [
@@ -85,8 +78,7 @@ def handle(market: Market, path: str, query: Mapping[str, str], now_ns: int) -> 
         return _error(400, -1100, "Illegal characters found in parameter 'limit'.")
     if not 1 <= limit <= 5000:
         return _error(400, -1100, "Parameter 'limit' is out of range.")
-    weight = next(w for top, w in _WEIGHTS if limit <= top)
-    limited = _spend(weight, now_ns)
+    limited = _spend(depth_weight(limit), now_ns)
     if limited is not None:
         return limited
     book = market.books[spec.symbol]
@@ -99,4 +91,4 @@ def handle(market: Market, path: str, query: Mapping[str, str], now_ns: int) -> 
 
 
 def _used(reply: Reply) -> Reply:
-    return Reply(reply.status, reply.body, {"X-MBX-USED-WEIGHT-1M": str(_Weight.used)})
+    return Reply(reply.status, reply.body, {WEIGHT_HEADER: str(_WEIGHT.used)})

@@ -17,8 +17,8 @@ lower case in stream names. On ``/stream`` each frame is wrapped as
 client may add or drop streams with ``{"method": "SUBSCRIBE" | "UNSUBSCRIBE",
 "params": [...], "id": n}``, answered ``{"result": null, "id": n}``, or
 ``{"code": 2, "msg": ...}`` for a bad request. At most
-:data:`MAX_INCOMING_PER_S` client messages a second are accepted; more
-closes the connection, as Binance does.
+:data:`~tickrec.venues.binance.spot.MAX_INCOMING_PER_S` client messages a
+second are accepted; more closes the connection, as Binance does.
 """
 
 from __future__ import annotations
@@ -32,14 +32,13 @@ import orjson
 
 from tickrec.sim.feed import Close, Feed, Reject, dumps
 from tickrec.sim.market import Event, Market, Side, SymbolSpec, Trade
+from tickrec.venues.binance.spot import IncomingRate
 
-__all__ = ["MAX_INCOMING_PER_S", "RAW_PATH", "STREAM_PATH", "SpotFeed"]
+__all__ = ["RAW_PATH", "STREAM_PATH", "SpotFeed"]
 
 #: The combined stream (``/stream?streams=a/b``) and the raw stream (``/ws/a/b``, or ``/ws``).
 STREAM_PATH = re.compile(r"^/stream/?$")
 RAW_PATH = re.compile(r"^/ws(?:/(.*))?$")
-#: Client messages a second a connection may send (Binance: 5).
-MAX_INCOMING_PER_S = 5
 
 _STREAM = re.compile(r"^([a-z0-9]+)@(depth|depth@100ms|trade)$")
 _INTERVALS_NS = {"depth": 1_000_000_000, "depth@100ms": 100_000_000}
@@ -79,8 +78,7 @@ class SpotFeed(Feed):
         self.combined = combined
         self.heartbeats = False  # Binance pings with control frames; the server answers pongs
         self.subs: dict[str, _Sub] = {}
-        self._second = -1
-        self._incoming = 0
+        self._incoming = IncomingRate()
         self._add(streams, 0)
 
     @classmethod
@@ -111,11 +109,7 @@ class SpotFeed(Feed):
 
     def receive(self, text: str, now_ns: int) -> list[str]:
         """``SUBSCRIBE``, ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS``, within the message rate."""
-        second = now_ns // 1_000_000_000
-        if second != self._second:
-            self._second, self._incoming = second, 0
-        self._incoming += 1
-        if self._incoming > MAX_INCOMING_PER_S:
+        if not self._incoming.allows(now_ns):
             raise Close(_POLICY_VIOLATION, "Too many requests")
         try:
             msg = orjson.loads(text)
