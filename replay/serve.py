@@ -94,13 +94,14 @@ from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
 from tickrec.sim.feed import Reject
 from tickrec.store import Root
-from tickrec.venues.binance import rest as binance_rest
-from tickrec.venues.binance.spot import MAX_INCOMING_PER_S, IncomingRate
+from tickrec.venues import VENUES
+from tickrec.venues.base import Recording
 from tickrec.venues.gemini import sim_v1 as v1
 from tickrec.venues.gemini import sim_v2 as v2
 from tickrec.venues.gemini import sim_ws as ws_api
 from tickrec.venues.gemini import v1 as gemini_v1
 from tickrec.venues.gemini import v2 as gemini_v2
+from tickrec.venues.limits import MessageRate, WeightWindow
 
 __all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
 
@@ -380,8 +381,9 @@ class ServeServer:
         self.clock_ns = config.start_ns or _first_recv_ns(config.data, (VENUE, SPOT_VENUE))
         self.sent = 0
         self.sessions = tardis.Sessions(self.rows, config.session_delay_s, self._write)
-        #: Binance's request weight, counted by the wall clock as Binance counts it.
-        self._weight = binance_rest.WeightWindow()
+        #: Binance's limits, counted by the wall clock as Binance counts them.
+        self._limits = _limits(SPOT_VENUE)
+        self._weight = WeightWindow(self._limits.weight_per_minute or 0)
 
     async def start(self) -> None:
         """Start listening."""
@@ -470,7 +472,9 @@ class ServeServer:
                     "symbols": [{"symbol": s, "status": "TRADING"} for s in self.spot.symbols],
                 }
                 return self._weighed(
-                    connection, binance_rest.INFO_WEIGHT, lambda: (200, orjson.dumps(info).decode())
+                    connection,
+                    self._limits.symbols_weight,
+                    lambda: (200, orjson.dumps(info).decode()),
                 )
             if _SYMBOLS_PATH.match(path):
                 return self._reply(
@@ -544,7 +548,7 @@ class ServeServer:
         named none (``/ws``, ``/stream``); each request before it is answered as Binance
         does (:meth:`_spot_request`)."""
         names: frozenset[str] = frozenset()
-        rate = IncomingRate()
+        rate = MessageRate(self._limits.messages_per_s)
         while not names:
             text = await ws.recv()
             if not await _within(ws, rate):
@@ -583,7 +587,7 @@ class ServeServer:
             )
         limit = int(limit_text)
         return self._weighed(
-            connection, binance_rest.depth_weight(limit), partial(self._spot_depth, symbol, limit)
+            connection, self._limits.book_weight(limit), partial(self._spot_depth, symbol, limit)
         )
 
     def _weighed(
@@ -593,12 +597,13 @@ class ServeServer:
         body, or 429 with ``Retry-After`` past the minute's weight."""
         retry_after = self._weight.spend(weight, time.time_ns())
         if retry_after is not None:
-            body = orjson.dumps(binance_rest.RATE_LIMITED).decode()
+            body = orjson.dumps(self._limits.weight_refusal).decode()
             response = self._reply(connection, 429, body)
             response.headers["Retry-After"] = str(retry_after)
         else:
             response = self._reply(connection, *answer())
-        response.headers[binance_rest.WEIGHT_HEADER] = str(self._weight.used)
+        if self._limits.weight_header:
+            response.headers[self._limits.weight_header] = str(self._weight.used)
         return response
 
     def _spot_depth(self, symbol: str, limit: int) -> tuple[int, str]:
@@ -774,7 +779,7 @@ class ServeServer:
 
         async def read() -> None:
             nonlocal names
-            rate = IncomingRate()
+            rate = MessageRate(self._limits.messages_per_s)
             async for text in ws:
                 if not await _within(ws, rate):
                     return
@@ -1040,13 +1045,18 @@ def _stream_of(payload: bytes) -> str | None:
     return payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
 
 
-async def _within(ws: ServerConnection, rate: IncomingRate) -> bool:
+def _limits(name: str) -> Recording:
+    """The client limits of venue *name* (its default recording's)."""
+    recording = VENUES[name].recording()
+    assert recording is not None, name
+    return recording
+
+
+async def _within(ws: ServerConnection, rate: MessageRate) -> bool:
     """Count a Binance client's message; past the rate, close as Binance does (False)."""
     if rate.allows(time.time_ns()):
         return True
-    log.warning(
-        "closing a Binance client that sent over %d messages in a second", MAX_INCOMING_PER_S
-    )
+    log.warning("closing a Binance client that sent over %d messages in a second", rate.per_second)
     await ws.close(_POLICY, "Too many requests")
     return False
 

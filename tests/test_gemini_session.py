@@ -69,7 +69,9 @@ def test_ws_opening_requests_then_gaps_replies_and_refusals() -> None:
     ]
     assert sent[0]["params"] == [ws.depth_stream("BTCUSD"), ws.trade_stream("BTCUSD")]
     assert sent[3]["params"] == {"symbol": "ethusd", "limit": WS_DEPTH_LIMIT}
-    # The snapshot=-1 connection's first diff is the book; then U must follow u.
+    # After the accepted subscribe, the snapshot=-1 connection's first diff is the book;
+    # then U must follow u.
+    assert _say(session, ws.PROTOCOL, _reply(1)) == []
     assert _say(session, ws.PROTOCOL, _diff("btcusd", 1, 10)) == []
     assert session.booked == {"BTCUSD"}
     assert _say(session, ws.PROTOCOL, _diff("BTCUSD", 11, 12)) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -29,6 +30,7 @@ from tickrec.sim import Simulator
 from tickrec.venues import GEMINI_WS, header_of
 from tickrec.venues.base import Gap
 from tickrec.venues.gemini.ws import UpdateTracker, epoch_ns, parse_reply, request
+from tickrec.venues.gemini.ws_book import GeminiWsStream
 
 SYMS = ("BTCUSD", "ETHUSD")
 #: Above 2**53: a double would round these ids (docs/venues/gemini.md section 3.4).
@@ -204,13 +206,20 @@ def test_reply_errors_and_tracker() -> None:
     ok = parse_reply('{"id":2,"status":200,"result":{"lastUpdateId":5}}')
     assert ok is not None and ok.error is None and ok.result == {"lastUpdateId": 5}
     assert parse_reply('{"e":"trade"}') is None
-    tracker = UpdateTracker()
+    tracker = UpdateTracker([request(1, "subscribe", ["btcusd@depth@100ms", "ethusd@depth"])])
+    assert tracker.check("BTCUSD", BIG, BIG) is None  # no book yet: nothing to break
+    subscribed = parse_reply('{"id":1,"status":200,"result":null}')
+    assert subscribed is not None
+    tracker.reply(subscribed)
     assert tracker.check("BTCUSD", BIG, BIG) is None  # the snapshot
     assert tracker.check("BTCUSD", BIG + 1, BIG + 4) is None
     assert tracker.check("BTCUSD", BIG + 2, BIG + 3) is None  # stale
     assert tracker.check("ETHUSD", 7, 9) is None  # per symbol
     gap = tracker.check("BTCUSD", BIG + 6, BIG + 8)
     assert gap is not None and (gap.expected, gap.got) == (BIG + 5, BIG + 6)
+    # After a gap the book waits for a new snapshot, as in the replay.
+    assert tracker.books["BTCUSD"].last is None
+    assert tracker.check("BTCUSD", BIG + 20, BIG + 30) is None
 
 
 def test_tracker_follows_replies_to_our_requests_as_the_replayer_does() -> None:
@@ -608,3 +617,67 @@ def test_replay_lines_up_depth_reply_by_last_update_id() -> None:
     final = day.book_at(T0 + 5 * 10**8)
     assert final.valid and final.bids.tolist() == [[100.0, 6.0]]
     assert not day.decoded.breaks and day.decoded.counts["depth"] == 1
+
+
+class _Breaks:
+    """An event sink that keeps only the sequence breaks."""
+
+    ts = 0
+
+    def __init__(self) -> None:
+        self.breaks: list[tuple[int, int]] = []
+
+    def change(self, side: int, price: str, size: str, exch: int | None, snapshot: bool) -> None:
+        pass
+
+    def control(self, op: int) -> None:
+        pass
+
+    def trade(self, *args: Any) -> None:
+        pass
+
+    def seq_break(self, prev_ts: int, expected: int, got: int, sequence: str) -> None:
+        self.breaks.append((expected, got))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_recorder_and_the_replay_break_at_the_same_diffs(seed: int) -> None:
+    """One rule (DiffSync): random diffs with skips, repeats and depth replies give the
+    recorder's tracker the gaps the replay's stream reports, at the same frames."""
+    rng = random.Random(seed)
+    sent = [request(1, "subscribe", ["btcusd@depth@100ms"])]
+    tracker = UpdateTracker(sent)
+    stream = GeminiWsStream("BTCUSD")
+    sink = _Breaks()
+    for text in sent:
+        stream.on_sent(sink, json.loads(text))  # type: ignore[arg-type]
+    frames: list[dict[str, Any]] = [{"id": 1, "status": 200, "result": None}]
+    last, rid = 100, 2
+    for _ in range(300):
+        roll = rng.random()
+        if roll < 0.05:
+            depth = request(rid, "depth", {"symbol": "btcusd", "limit": 10})
+            tracker.expect(depth)
+            stream.on_sent(sink, json.loads(depth))  # type: ignore[arg-type]
+            reply_id = last + rng.choice((-3, 0, 4))
+            frames.append({"id": rid, "status": 200, "result": {"lastUpdateId": reply_id}})
+            rid += 1
+            continue
+        first = last + 1 + (rng.choice((1, 3)) if roll < 0.12 else 0)
+        if roll > 0.95:
+            first = last - 2  # a repeat: stale, or overlapping
+        u = max(first, last) + rng.randint(0, 3)
+        frames.append({"e": "depthUpdate", "s": "BTCUSD", "U": first, "u": u, "b": [], "a": []})
+        last = max(last, u)
+    recorded = []
+    for frame in frames:
+        if frame.get("e") == "depthUpdate":
+            gap = tracker.check("BTCUSD", frame["U"], frame["u"])
+            if gap is not None:
+                recorded.append((gap.expected, gap.got))
+        else:
+            parsed = parse_reply(json.dumps(frame))
+            assert parsed is not None
+            tracker.reply(parsed)
+        stream.on_message(sink, frame, None)  # type: ignore[arg-type]
+    assert recorded == sink.breaks and recorded

@@ -215,6 +215,14 @@ class Recording:
     """The REST request weight the venue allows a client per minute (None: no budget)."""
     rest_min_gap: float
     """Seconds between two REST requests, at least (the weight paces them too)."""
+    symbols_weight: int = 0
+    """The request weight of the list of symbols."""
+    weight_header: str | None = None
+    """The reply header that gives the weight spent in the current minute, if any."""
+    weight_refusal: Mapping[str, object] | None = None
+    """The body of the venue's 429 past the minute's weight."""
+    messages_per_s: int = 0
+    """Client messages a second a connection may send (0: no limit); more closes it."""
     lifetime: float = 0.0
     """Seconds a websocket connection may live before the venue closes it (0: no limit)."""
     per_symbol: bool = False

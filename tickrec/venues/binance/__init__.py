@@ -83,6 +83,10 @@ VENUE = Venue(
             symbols_url=rest.exchange_info_url,
             parse_symbols=lambda body: rest.parse_symbols(body).keys(),
             weight_per_minute=rest.WEIGHT_PER_MINUTE,
+            symbols_weight=rest.INFO_WEIGHT,
+            weight_header=rest.WEIGHT_HEADER,
+            weight_refusal=rest.RATE_LIMITED,
+            messages_per_s=spot.MAX_INCOMING_PER_S,
             rest_min_gap=0.1,
             lifetime=24 * 3600.0,  # Binance closes a connection after 24 hours
         ),

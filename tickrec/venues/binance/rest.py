@@ -7,8 +7,8 @@ state of the book it shows, so a diff stream lines up with it exactly
 
 Request weights count against 6,000 a minute per IP: a depth request weighs
 5 up to 100 levels, 25 up to 500, 50 up to 1,000 and 250 up to 5,000, and
-``exchangeInfo`` 20. A server counts them with :class:`WeightWindow`; past
-the limit it answers 429 with :data:`RATE_LIMITED` and ``Retry-After``.
+``exchangeInfo`` 20. Past the limit the venue answers 429 with
+:data:`RATE_LIMITED` and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ __all__ = [
     "WEIGHT_HEADER",
     "WEIGHT_PER_MINUTE",
     "Depth",
-    "WeightWindow",
     "depth_url",
     "depth_weight",
     "exchange_info_url",
@@ -72,25 +71,6 @@ def depth_weight(limit: int) -> int:
         if 1 <= limit <= top:
             return weight
     raise ValueError(f"depth limit {limit}: use 1 to {MAX_DEPTH}")
-
-
-class WeightWindow:
-    """The request weight a server has been sent in the current UTC minute."""
-
-    def __init__(self) -> None:
-        self.minute = -1
-        self.used = 0
-
-    def spend(self, weight: int, now_ns: int) -> int | None:
-        """Count a request of *weight* at *now_ns*; past the limit, the seconds until the
-        next minute (``Retry-After``), else None."""
-        minute = now_ns // 60_000_000_000
-        if minute != self.minute:
-            self.minute, self.used = minute, 0
-        self.used += weight
-        if self.used > WEIGHT_PER_MINUTE:
-            return 60 - (now_ns // 1_000_000_000) % 60
-        return None
 
 
 def depth_url(base: str, symbol: str, limit: int = MAX_DEPTH) -> str:

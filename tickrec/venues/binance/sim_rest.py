@@ -21,16 +21,17 @@ from tickrec.venues.binance.rest import (
     INFO_WEIGHT,
     RATE_LIMITED,
     WEIGHT_HEADER,
-    WeightWindow,
+    WEIGHT_PER_MINUTE,
     depth_weight,
 )
+from tickrec.venues.limits import WeightWindow
 
 __all__ = ["handle", "matches", "rate_limited", "server_error"]
 
 _DEPTH = re.compile(r"^/api/v3/depth/?$")
 _INFO = re.compile(r"^/api/v3/exchangeInfo/?$")
 #: Request weight spent in the current minute, on this simulator.
-_WEIGHT = WeightWindow()
+_WEIGHT = WeightWindow(WEIGHT_PER_MINUTE)
 
 
 def matches(path: str) -> bool:

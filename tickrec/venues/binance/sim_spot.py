@@ -32,7 +32,8 @@ import orjson
 
 from tickrec.sim.feed import Close, Feed, Reject, dumps
 from tickrec.sim.market import Event, Market, Side, SymbolSpec, Trade
-from tickrec.venues.binance.spot import IncomingRate
+from tickrec.venues.binance.spot import MAX_INCOMING_PER_S
+from tickrec.venues.limits import MessageRate
 
 __all__ = ["RAW_PATH", "STREAM_PATH", "SpotFeed"]
 
@@ -78,7 +79,7 @@ class SpotFeed(Feed):
         self.combined = combined
         self.heartbeats = False  # Binance pings with control frames; the server answers pongs
         self.subs: dict[str, _Sub] = {}
-        self._incoming = IncomingRate()
+        self._incoming = MessageRate(MAX_INCOMING_PER_S)
         self._add(streams, 0)
 
     @classmethod

@@ -18,7 +18,7 @@ Python ints (orjson reads JSON integers exactly).
 
 A client may send at most :data:`MAX_INCOMING_PER_S` messages a second on a
 connection (``SUBSCRIBE`` and the like); Binance closes a connection that
-sends more. A server counts them with :class:`IncomingRate`.
+sends more.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from tickrec.venues.base import Header
 __all__ = [
     "MAX_INCOMING_PER_S",
     "PROTOCOL",
-    "IncomingRate",
     "depth_stream",
     "header",
     "kind_of",
@@ -45,22 +44,6 @@ __all__ = [
 PROTOCOL = "binance.spot"
 #: Client messages a second a connection may send.
 MAX_INCOMING_PER_S = 5
-
-
-class IncomingRate:
-    """The client messages of one connection in the current second."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.count = 0
-
-    def allows(self, now_ns: int) -> bool:
-        """Count a client message at *now_ns*; False past :data:`MAX_INCOMING_PER_S`."""
-        second = now_ns // 1_000_000_000
-        if second != self.second:
-            self.second, self.count = second, 0
-        self.count += 1
-        return self.count <= MAX_INCOMING_PER_S
 
 
 def depth_stream(symbol: str) -> str:

@@ -111,21 +111,26 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
 
 
 class SequenceTracker:
-    """Checks v1 ``socket_sequence`` continuity for one connection.
+    """The v1 sync rule: each message's ``socket_sequence`` is the one after the last.
 
-    Create a new tracker for every connection: the counter starts again at 0
-    on every reconnect (docs/venues/gemini.md section 1).
+    The counter starts at 0 on every connection (docs/venues/gemini.md
+    section 1), so a recording connection makes a tracker that expects 0. A
+    replay may start inside a connection (a day carried over midnight, a
+    part that starts mid-connection): its tracker expects ``None``, and the
+    first number seen starts the count. The recorder's session and the
+    replayer's stream both call it; the replayer's compiled scanner
+    (:mod:`tickrec.venues.gemini.v1_scan`) is the same rule over many rows.
     """
 
     __slots__ = ("expected",)
 
-    def __init__(self) -> None:
-        self.expected = 0
+    def __init__(self, expected: int | None = 0) -> None:
+        self.expected = expected
 
     def check(self, venue_seq: int) -> Gap | None:
         """Record *venue_seq*; return the gap if it is not the one expected."""
         expected, self.expected = self.expected, venue_seq + 1
-        return None if venue_seq == expected else Gap(expected, venue_seq)
+        return None if expected is None or venue_seq == expected else Gap(expected, venue_seq)
 
 
 Levels = Sequence[tuple[str, str]]

@@ -49,6 +49,7 @@ from tickrec.events import (
     RawRows,
     RunSink,
 )
+from tickrec.venues.gemini.v1 import SequenceTracker
 from tickrec.venues.gemini.v1_scan import scan
 
 __all__ = ["DECODER_VERSION", "GeminiV1Stream"]
@@ -103,8 +104,8 @@ class GeminiV1Stream:
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
-        self._prev_seq: int | None = None
-        self._prev_ts = 0
+        self._sequence = SequenceTracker(None)
+        self._prev_ts = 0  # the receive time of the last socket_sequence
         # Columns the second half of a long run is scanned into, reused run after run.
         self._second: tuple[Columns, Columns] | None = None
 
@@ -121,13 +122,15 @@ class GeminiV1Stream:
 
     def sync_state(self) -> dict[str, int] | None:
         """The last ``socket_sequence`` and its time, so a break over midnight is seen."""
-        if self._prev_seq is None:
+        expected = self._sequence.expected
+        if expected is None:
             return {}
-        return {"prev_seq": self._prev_seq, "prev_ts": self._prev_ts}
+        return {"prev_seq": expected - 1, "prev_ts": self._prev_ts}
 
     def resume(self, state: dict[str, int]) -> None:
         if "prev_seq" in state:
-            self._prev_seq, self._prev_ts = int(state["prev_seq"]), int(state["prev_ts"])
+            self._sequence.expected = int(state["prev_seq"]) + 1
+            self._prev_ts = int(state["prev_ts"])
 
     def decode_run(self, out: RunSink, rows: RawRows, start: int, stop: int) -> int:
         """Decode received rows ``start:stop`` with the compiled scanner, until one it declines.
@@ -147,7 +150,9 @@ class GeminiV1Stream:
         """
         if start >= stop:
             return start
-        state = np.array([self._prev_seq is not None, self._prev_seq or 0, self._prev_ts], np.int64)
+        expected = self._sequence.expected
+        prev_seq = 0 if expected is None else expected - 1
+        state = np.array([expected is not None, prev_seq, self._prev_ts], np.int64)
         mid = (start + stop) // 2
         if stop - start >= _SPLIT_ROWS and rows.venue_seq_ok[mid - 1]:
             later = np.array([1, rows.venue_seq[mid - 1], rows.recv[mid - 1]], np.int64)
@@ -173,17 +178,17 @@ class GeminiV1Stream:
             last = _Run(out.ops, out.trades).scan(rows, start, stop, state)
             last.add_to(out)
         if state[0]:
-            self._prev_seq, self._prev_ts = int(state[1]), int(state[2])
+            self._sequence.expected, self._prev_ts = int(state[1]) + 1, int(state[2])
         return last.row
 
     def _check_sequence(self, out: EventSink, msg: Any, venue_seq: int | None) -> None:
         seq = venue_seq if venue_seq is not None else msg.get("socket_sequence")
         if not isinstance(seq, int):
             return
-        if self._prev_seq is not None and seq != self._prev_seq + 1:
-            out.seq_break(self._prev_ts, self._prev_seq + 1, seq, _SEQUENCE)
+        gap = self._sequence.check(seq)
+        if gap is not None:
+            out.seq_break(self._prev_ts, gap.expected, gap.got, _SEQUENCE)
             out.control(OP_INVALID)
-        self._prev_seq = seq
         self._prev_ts = out.ts
 
     def on_message(self, out: EventSink, msg: Any, venue_seq: int | None) -> str:

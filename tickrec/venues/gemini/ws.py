@@ -20,15 +20,18 @@ milliseconds: the unit is inferred from the digit count (:func:`epoch_ns`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from tickrec.venues._json import INT64_MAX, as_int, as_int64, epoch_ns, load_object
 from tickrec.venues.base import Gap, Header
+from tickrec.venues.update_ids import UpdateIdSync
 
 __all__ = [
     "PROTOCOL",
+    "SNAPSHOT",
+    "DiffSync",
     "Reply",
     "UpdateTracker",
     "depth_stream",
@@ -161,8 +164,6 @@ def levels(msg: Any) -> Iterator[tuple[object, object]]:
                 yield price, size
 
 
-
-
 class Reply(NamedTuple):
     """A reply to a request: ``error`` is ``(code, msg)`` when the request was refused."""
 
@@ -187,28 +188,79 @@ def parse_reply(payload: str | bytes) -> Reply | None:
     return Reply(obj.get("id"), status, obj.get("result"), error)
 
 
-class UpdateTracker:
-    """Checks ``U``/``u`` continuity of the diff stream of each symbol on one connection.
+#: A diff that is the subscription's snapshot: the book is cleared and loaded from it.
+SNAPSHOT: Final = "snapshot"
 
-    Recipe A of docs/venues/gemini.md section 3.4: the first ``depthUpdate`` of a symbol
-    (the snapshot of a ``snapshot=-1`` connection) sets ``last = u``; after
-    it a frame with ``u <= last`` is stale and ignored, one with
-    ``U > last + 1`` is a gap. Replies to the requests the connection *sent*
-    move it too, by the rules the replayer follows (``tickrec.venues.gemini.ws_book``),
-    so the recorder reconnects exactly where a replay sees a break: an
-    accepted subscribe to a symbol's diffs makes its next diff a fresh
-    snapshot, and a ``depth`` reply newer than the book becomes the book
-    (recipe B). Create a new tracker for every connection.
+
+class DiffSync:
+    """The book sync rule of one symbol on one current-API connection (section 3.4).
+
+    The update-id rule (:class:`~tickrec.venues.update_ids.UpdateIdSync`)
+    with Gemini's two sources of a snapshot. Recipe A: after an accepted
+    ``subscribe`` naming the symbol's diff stream (:meth:`subscribed`), the
+    next diff is the whole book (a ``snapshot=-1`` connection). Recipe B: a
+    ``depth`` reply becomes the book when the book is not in sync or is older
+    (:meth:`depth`). The recorder's :class:`UpdateTracker` and the
+    replayer's stream (:mod:`tickrec.venues.gemini.ws_book`) both call it, so
+    the recorder reconnects exactly where a replay sees a break.
     """
 
-    __slots__ = ("_requests", "last")
+    __slots__ = ("expect_snapshot", "ids")
+
+    def __init__(self) -> None:
+        self.ids = UpdateIdSync()
+        self.expect_snapshot = False
+
+    @property
+    def last(self) -> int | None:
+        """The book's update id; None while it is not in sync."""
+        return self.ids.last
+
+    def subscribed(self) -> None:
+        """An accepted subscribe named the diff stream: its next diff is the book."""
+        self.expect_snapshot = True
+
+    def depth(self, last_update_id: int) -> bool:
+        """A ``depth`` reply; whether it became the book (the book was not newer)."""
+        if self.ids.last is not None and last_update_id <= self.ids.last:
+            return False
+        self.ids.snapshot(last_update_id)
+        self.expect_snapshot = False
+        return True
+
+    def diff(self, first: int, last: int) -> str | Gap:
+        """The verdict on a diff covering ``first..last``: :data:`SNAPSHOT`, or the
+        update-id rule's (``wait``, ``stale``, ``apply``, or the :class:`Gap`)."""
+        if self.expect_snapshot:
+            self.expect_snapshot = False
+            self.ids.snapshot(last)
+            return SNAPSHOT
+        return self.ids.diff(first, last)
+
+
+class UpdateTracker:
+    """The :class:`DiffSync` of each symbol on one recording connection.
+
+    It notes the requests the connection *sent* (:meth:`expect`), so that
+    their replies move the books they concern (:meth:`reply`), and tells the
+    gaps of the diff stream (:meth:`check`). Create a new tracker for every
+    connection.
+    """
+
+    __slots__ = ("_requests", "books")
 
     def __init__(self, sent: Iterable[str] = ()) -> None:
-        self.last: dict[str, int] = {}
+        self.books: dict[str, DiffSync] = {}
         # request id -> (method, the symbols whose book its reply moves)
         self._requests: dict[int | str, tuple[str, tuple[str, ...]]] = {}
         for text in sent:
             self.expect(text)
+
+    def _book(self, symbol: str) -> DiffSync:
+        got = self.books.get(symbol)
+        if got is None:
+            got = self.books[symbol] = DiffSync()
+        return got
 
     def expect(self, text: str) -> None:
         """Note a request sent on the connection, so its reply moves the books it concerns."""
@@ -233,19 +285,14 @@ class UpdateTracker:
         if method == "subscribe":
             if reply.status == 200:
                 for symbol in symbols:
-                    self.last.pop(symbol, None)
+                    self._book(symbol).subscribed()
             return
         result = reply.result
         last = as_int(result.get("lastUpdateId")) if isinstance(result, dict) else None
-        if last is not None and last > self.last.get(symbols[0], -1):
-            self.last[symbols[0]] = last
+        if last is not None:
+            self._book(symbols[0]).depth(last)
 
     def check(self, symbol: str, first: int, last: int) -> Gap | None:
         """Record a frame covering ``first..last``; return the gap if ids were skipped."""
-        prev = self.last.get(symbol)
-        if prev is not None and last <= prev:
-            return None
-        self.last[symbol] = last
-        if prev is not None and first > prev + 1:
-            return Gap(prev + 1, first)
-        return None
+        verdict = self._book(symbol).diff(first, last)
+        return verdict if isinstance(verdict, Gap) else None

@@ -1,6 +1,7 @@
 """The current Gemini WebSocket API (``wss://ws.gemini.com``), docs/venues/gemini.md section 3.
 
-Book sync by update ids, recipe A of section 3.4, per connection:
+Book sync by update ids, recipe A of section 3.4, per connection, by the
+rule the recorder follows too (:class:`~tickrec.venues.gemini.ws.DiffSync`):
 
 - the recorder connects with ``snapshot=-1``, so the first ``depthUpdate``
   of the symbol after an accepted ``subscribe`` naming its diff stream (the
@@ -42,7 +43,9 @@ from __future__ import annotations
 from typing import Any
 
 from tickrec.events import ASK, BID, OP_CLEAR, OP_INVALID, OP_VALID, EventSink
-from tickrec.venues.gemini.ws import epoch_ns, kind_of
+from tickrec.venues.base import Gap
+from tickrec.venues.gemini.ws import SNAPSHOT, DiffSync, epoch_ns, kind_of
+from tickrec.venues.update_ids import STALE, WAIT
 
 __all__ = ["DECODER_VERSION", "GeminiWsStream"]
 
@@ -66,8 +69,7 @@ class GeminiWsStream:
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol.upper()
         self._diff_streams = (f"{symbol.lower()}@depth", f"{symbol.lower()}@depth@100ms")
-        self._expect_snapshot = False  # until the reply to our subscribe (module docstring)
-        self._last: int | None = None  # u of the book; None while not in sync
+        self._sync = DiffSync()  # the book's update id, and whether a snapshot is due
         self._unsure = False  # an undecodable message since the last applied frame
         self._prev_ts = 0
         self._subscribes: set[int | str] = set()
@@ -109,49 +111,53 @@ class GeminiWsStream:
 
     def on_undecodable(self) -> str:
         """Wait for the next diff: its ``U`` shows whether the lost message was one."""
-        self._unsure = self._last is not None
+        self._unsure = self._sync.last is not None
         return "undecodable message; the book waits for a depthUpdate whose U follows the last u"
 
     def sync_state(self) -> dict[str, int] | None:
         """The book's last update id ``u``; None when not in sync, or unsure of it."""
-        if self._last is None or self._unsure or self._expect_snapshot:
+        sync = self._sync
+        if sync.last is None or self._unsure or sync.expect_snapshot:
             return None
-        return {"last": self._last, "prev_ts": self._prev_ts}
+        return {"last": sync.last, "prev_ts": self._prev_ts}
 
     def resume(self, state: dict[str, int]) -> None:
-        self._last, self._prev_ts = int(state["last"]), int(state["prev_ts"])
+        self._sync.depth(int(state["last"]))
+        self._prev_ts = int(state["prev_ts"])
 
     def _load(self, out: EventSink, bids: Any, asks: Any, exch: int | None, snapshot: bool) -> None:
         for side, levels in ((BID, bids), (ASK, asks)):
             for price, size in levels or ():
                 out.change(side, price, size, exch, snapshot)
 
-    def _snapshot(self, out: EventSink, bids: Any, asks: Any, exch: int | None, last: int) -> None:
+    def _snapshot(self, out: EventSink, bids: Any, asks: Any, exch: int | None) -> None:
+        """Load the book the rule just took as a snapshot."""
         out.control(OP_CLEAR)
         self._load(out, bids, asks, exch, True)
         out.control(OP_VALID)
-        self._expect_snapshot = self._unsure = False
-        self._last, self._prev_ts = last, out.ts
+        self._unsure = False
+        self._prev_ts = out.ts
 
     def _diff(self, out: EventSink, msg: dict[str, Any]) -> str:
         first, last, e = _int(msg.get("U")), _int(msg.get("u")), _int(msg.get("E"))
         if first is None or last is None:
             return "other"
         exch = None if e is None else epoch_ns(e)
-        if self._expect_snapshot:
-            self._snapshot(out, msg.get("b"), msg.get("a"), exch, last)
+        verdict = self._sync.diff(first, last)
+        if verdict == SNAPSHOT:
+            self._snapshot(out, msg.get("b"), msg.get("a"), exch)
             return "snapshot"
-        if self._last is None:
+        if verdict == WAIT:
             return "unsynced"
-        if last <= self._last:
+        if verdict == STALE:
             return "stale"
-        if first > self._last + 1:
-            out.seq_break(self._prev_ts, self._last + 1, first, "U")
+        if isinstance(verdict, Gap):
+            out.seq_break(self._prev_ts, verdict.expected, verdict.got, "U")
             out.control(OP_INVALID)
-            self._last, self._unsure = None, False
+            self._unsure = False
             return "depthUpdate"
         self._load(out, msg.get("b"), msg.get("a"), exch, False)
-        self._last, self._prev_ts = last, out.ts
+        self._prev_ts = out.ts
         if self._unsure:
             # U follows the last u: nothing of this book was lost (see the module docstring).
             out.control(OP_VALID)
@@ -165,15 +171,14 @@ class GeminiWsStream:
             if msg.get("status") != 200:
                 return "refused"
             # The next diff frame of the symbol is the subscription's snapshot.
-            self._expect_snapshot = True
+            self._sync.subscribed()
             return "reply"
         if rid in self._depths:
             self._depths.discard(rid)
             result = msg.get("result")
             if not isinstance(result, dict) or (last := _int(result.get("lastUpdateId"))) is None:
                 return "refused" if msg.get("status") != 200 else "other"
-            if self._last is not None and last <= self._last:
-                return "depth"
-            self._snapshot(out, result.get("bids"), result.get("asks"), None, last)
+            if self._sync.depth(last):
+                self._snapshot(out, result.get("bids"), result.get("asks"), None)
             return "depth"
         return "reply"
