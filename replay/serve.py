@@ -565,9 +565,9 @@ class ServeServer:
         params = parse_qs(query)
 
         def error(status: int, code: int, msg: str) -> Response:
-            return self._reply(
-                connection, status, orjson.dumps({"code": code, "msg": msg}).decode()
-            )
+            # A refused request weighs nothing, but its reply carries the weight too.
+            body = orjson.dumps({"code": code, "msg": msg}).decode()
+            return self._weighed(connection, 0, lambda: (status, body))
 
         symbol = params.get("symbol", [""])[0]
         if not symbol:

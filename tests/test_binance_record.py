@@ -523,6 +523,9 @@ def test_serve_binance_rest_weight_and_the_message_rate_are_binances(
         assert info.status_code == small.status_code == 200
         assert info.headers["X-MBX-USED-WEIGHT-1M"] == "20"
         assert small.headers["X-MBX-USED-WEIGHT-1M"] == "25"  # limit 100 weighs 5
+        bad = requests.get(base + "/depth", params={"symbol": "NOPE"}, timeout=10)
+        assert bad.status_code == 400 and bad.json()["code"] == -1121
+        assert bad.headers["X-MBX-USED-WEIGHT-1M"] == "25"  # a refused request weighs nothing
         used = []
         while True:
             got = requests.get(base + "/depth", params={"symbol": "ETHUSDT", "limit": 5000})

@@ -957,9 +957,12 @@ def serve_cmd(
     Market data v1 at /v1/marketdata/{symbol}, v2 at /v2/marketdata (after an
     l2 subscribe), the current API at / (SUBSCRIBE and depth requests), REST
     at /v1/book/{symbol} and /v1/symbols, Binance spot's /stream?streams=,
-    /ws/<stream>, /api/v3/depth and /api/v3/exchangeInfo, and tardis-machine's /replay and
-    /ws-replay: the stored messages, byte for byte, in recorded order. By
-    default as fast as the client reads.
+    /ws/<stream>, /ws and /stream (streams by SUBSCRIBE), /api/v3/depth and
+    /api/v3/exchangeInfo, and tardis-machine's /replay and /ws-replay: the stored
+    messages, byte for byte, in recorded order. tardis-machine's /replay-normalized
+    and /ws-replay-normalized: trades, book changes, snapshots, quotes and
+    disconnects computed by the replay engine. By default as fast as the client
+    reads.
     """
     from replay.api import to_ns
     from replay.serve import ServeConfig, Served, run
@@ -994,8 +997,13 @@ def serve_cmd(
         typer.echo(f"market data v2: {url.ws_url}/v2/marketdata")
         typer.echo(f"current API:    {url.ws_url}/")
         typer.echo(f"tardis-machine: {url.rest_url}/replay?options=..., {url.ws_url}/ws-replay")
+        typer.echo(
+            f"normalized:     {url.rest_url}/replay-normalized?options=..., "
+            f"{url.ws_url}/ws-replay-normalized?options=..."
+        )
         typer.echo(f"REST:           {url.rest_url}/v1/book/{{symbol}}, /v1/symbols")
-        typer.echo(f"Binance spot:   {url.ws_url}/stream?streams=..., {url.rest_url}/api/v3/depth")
+        typer.echo(f"Binance spot:   {url.ws_url}/stream?streams=..., /ws/<stream>, /ws, /stream")
+        typer.echo(f"Binance REST:   {url.rest_url}/api/v3/depth, /api/v3/exchangeInfo")
         typer.echo("Ctrl-C to stop")
 
     _log_to_stderr()
