@@ -566,8 +566,7 @@ class ServeServer:
 
         def error(status: int, code: int, msg: str) -> Response:
             # A refused request weighs nothing, but its reply carries the weight too.
-            body = orjson.dumps({"code": code, "msg": msg}).decode()
-            return self._weighed(connection, 0, lambda: (status, body))
+            return self._weighed(connection, 0, lambda: _binance_error(status, code, msg))
 
         symbol = params.get("symbol", [""])[0]
         if not symbol:
@@ -608,13 +607,9 @@ class ServeServer:
 
     def _spot_depth(self, symbol: str, limit: int) -> tuple[int, str]:
         """The status and body of the answer to a valid depth request."""
-
-        def error(status: int, code: int, msg: str) -> tuple[int, str]:
-            return status, orjson.dumps({"code": code, "msg": msg}).decode()
-
         got = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
         if got is None:
-            return error(404, -1121, f"no depth stored for {symbol}")
+            return _binance_error(404, -1121, f"no depth stored for {symbol}")
         stored_ns, book = got
         start_ns = self.config.start_ns
         if start_ns is not None and stored_ns < start_ns:
@@ -623,7 +618,9 @@ class ServeServer:
             at = self.clock_ns if self.sent else start_ns - 1
             rebuilt = self.spot.spot_depth(symbol, at)
             if rebuilt is None:
-                return error(503, -1001, f"the book of {symbol} is not valid at this point")
+                return _binance_error(
+                    503, -1001, f"the book of {symbol} is not valid at this point"
+                )
             book = orjson.dumps(rebuilt).decode()
         reply = orjson.loads(book)
         if isinstance(reply, dict) and any(
@@ -1043,6 +1040,11 @@ def _stream_of(payload: bytes) -> str | None:
     if not payload.startswith(b'{"stream":"'):
         return None
     return payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
+
+
+def _binance_error(status: int, code: int, msg: str) -> tuple[int, str]:
+    """A Binance REST error: its status and its ``{"code", "msg"}`` body."""
+    return status, orjson.dumps({"code": code, "msg": msg}).decode()
 
 
 def _limits(name: str) -> Recording:

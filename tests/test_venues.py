@@ -16,6 +16,7 @@ from tickrec.venues import GEMINI_V1, GEMINI_V2, SequenceTracker, header_of, sub
 from tickrec.venues.base import Gap
 from tickrec.venues.gemini.rest import book_url
 from tickrec.venues.gemini.v1 import stream_url
+from tickrec.venues.limits import MessageRate, WeightWindow
 
 
 def test_v1_real_messages_give_sequence_and_time() -> None:
@@ -147,3 +148,18 @@ def test_v2_unexpected_and_helpers() -> None:
     assert retry_after_seconds(None, 2.0) == 2.0
     with pytest.raises(UsageError):
         header_of("nope", "{}")
+
+
+def test_limit_counters_refuse_past_the_limit_and_reset_each_window() -> None:
+    minute = 60 * 10**9
+    weight = WeightWindow(10)
+    assert weight.spend(6, 5 * minute) is None
+    assert weight.spend(6, 5 * minute + 15 * 10**9) == 45  # seconds to the next minute
+    assert weight.used == 12
+    assert weight.spend(6, 6 * minute) is None and weight.used == 6
+    unlimited = WeightWindow(0)
+    assert all(unlimited.spend(1000, 0) is None for _ in range(100))
+    rate = MessageRate(5)
+    assert [rate.allows(10**9 + i) for i in range(6)] == [True] * 5 + [False]
+    assert rate.allows(2 * 10**9)
+    assert all(MessageRate(0).allows(0) for _ in range(100))

@@ -16,7 +16,8 @@ _NS_PER_S = 1_000_000_000
 
 
 class WeightWindow:
-    """The request weight spent in the current UTC minute, against *per_minute*."""
+    """The request weight spent in the current UTC minute, against *per_minute* (0: no
+    limit, the weight is only counted)."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
@@ -30,13 +31,14 @@ class WeightWindow:
         if minute != self.minute:
             self.minute, self.used = minute, 0
         self.used += weight
-        if self.used > self.per_minute:
+        if 0 < self.per_minute < self.used:
             return 60 - (now_ns // _NS_PER_S) % 60
         return None
 
 
 class MessageRate:
-    """The messages of one connection in the current second, against *per_second*."""
+    """The messages of one connection in the current second, against *per_second* (0:
+    no limit)."""
 
     def __init__(self, per_second: int) -> None:
         self.per_second = per_second
@@ -49,4 +51,4 @@ class MessageRate:
         if second != self.second:
             self.second, self.count = second, 0
         self.count += 1
-        return self.count <= self.per_second
+        return self.per_second <= 0 or self.count <= self.per_second
