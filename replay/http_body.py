@@ -19,9 +19,10 @@ compute. So:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -61,13 +62,14 @@ def connection_type(open_timeout_s: float) -> type[Connection]:
 async def send_chunked(
     connection: ServerConnection,
     content_type: str,
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncGenerator[bytes, None],
     send_timeout_s: float,
 ) -> Response:
     """Answer 200 with the body *chunks*, sent as they come; close the connection after.
 
     The reply returned is never sent (the connection is closed by then): it
-    is what ``process_request`` returns.
+    is what ``process_request`` returns. *chunks* is closed however the
+    answer ends, so a client that leaves stops its making.
     """
     transport = connection.transport
     transport.write(
@@ -76,16 +78,17 @@ async def send_chunked(
     )
     complete = False
     try:
-        async for chunk in chunks:
-            if transport.is_closing():
-                break  # the client left
-            if chunk:
-                transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-                async with asyncio.timeout(send_timeout_s):
-                    await connection.drain()
-        else:
-            transport.write(b"0\r\n\r\n")
-            complete = True
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                if transport.is_closing():
+                    break  # the client left
+                if chunk:
+                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                    async with asyncio.timeout(send_timeout_s):
+                        await connection.drain()
+            else:
+                transport.write(b"0\r\n\r\n")
+                complete = True
     except TimeoutError:
         log.warning("dropping an HTTP client that read nothing for %.0f s", send_timeout_s)
     except ConnectionError:

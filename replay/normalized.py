@@ -68,7 +68,7 @@ import heapq
 import http
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
@@ -580,7 +580,7 @@ async def respond(connection: ServerConnection, request: Request, config: ServeC
         response.headers["Content-Type"] = "application/json"
         return response
 
-    async def pieces() -> AsyncIterator[bytes]:
+    async def pieces() -> AsyncGenerator[bytes, None]:
         for lo in range(0, len(lines), _PIECE):
             yield b"".join(line + b"\n" for line in lines[lo : lo + _PIECE])
 

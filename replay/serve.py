@@ -67,7 +67,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, partial
 from typing import Any, NamedTuple
@@ -486,7 +486,7 @@ class ServeServer:
         except tardis.BadOptions as exc:
             return self._reply(connection, 400, exc.body())
 
-    async def _ndjson(self, options: tardis.Options) -> AsyncIterator[bytes]:
+    async def _ndjson(self, options: tardis.Options) -> AsyncGenerator[bytes, None]:
         """The ``/replay`` body, each piece made off the event loop."""
         loop = asyncio.get_running_loop()
         selection = await loop.run_in_executor(None, self.sessions.tardis.select, options)
