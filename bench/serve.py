@@ -79,7 +79,7 @@ def throughput(changes: int, seed: int = DayParams.seed) -> dict[str, ServeResul
             out[name] = command
             continue
         with Server(ServeConfig(data=day.root)) as server:  # each client from the start
-            for conn in server.server.rows.connections("gemini.v1", (day.symbol,)):
+            for conn in server.server.rows["gemini"].connections("gemini.v1", (day.symbol,)):
                 conn.frames  # noqa: B018 (built before timing, as a running server has them)
             url = f"{server.url.ws_url}/v1/marketdata/{day.symbol.lower()}"
             child = subprocess.run(

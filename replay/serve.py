@@ -2,33 +2,18 @@
 
 A bot, or any client of the venue, points its websocket URL at this server
 instead of the exchange and gets the recorded messages back, byte for byte
-and in recorded order, on the same routes as :mod:`tickrec.sim`:
-
-- Gemini market data v1 at ``/v1/marketdata/{symbol}``: the stored ``ws``
-  rows of that symbol's ``gemini.v1`` connections;
-- Gemini market data v2 at ``/v2/marketdata``: after the client's
-  ``subscribe`` to ``l2``, the stored ``gemini.v2`` rows of the subscribed
-  symbols, merged in recorded order (a connection-wide row, such as a
-  heartbeat, is stored in every symbol's partition and sent once);
-- the current Gemini API at ``/``: a stored ``gemini.ws`` connection, its
-  stored replies answering the client's matching requests and the frames of
-  the streams it subscribed to (:mod:`replay.serve_ws`);
-- REST ``/v1/book/{symbol}``: the last book reply stored at or before the
-  replay clock (the receive time of the last message sent on any
-  connection; before any, the start of the replay), and ``/v1/symbols``;
-- Binance spot's combined stream at ``/stream?streams=<s>@depth@100ms/<s>@trade``:
-  the stored ``binance.spot`` rows of the streams asked for (and the
-  connection-wide ones, such as ``serverShutdown``), and the raw streams at
-  ``/ws/<name>`` (each event alone, the ``data`` of its stored combined
-  frame, byte for byte); ``/ws`` and ``/stream`` alone take their streams
-  from the client's first ``SUBSCRIBE``, and a later ``SUBSCRIBE`` or
-  ``UNSUBSCRIBE`` changes them while the replay runs; REST ``/api/v3/depth``
-  (the last depth reply stored at or before the replay clock, a sync or a
-  check snapshot; one stored before ``--from`` is older than the frames
-  served, so the book rebuilt by the clock answers instead) and
-  ``/api/v3/exchangeInfo`` (the stored symbols);
-- tardis-machine's exchange-native ``GET /replay`` and ``WS /ws-replay``
-  (:mod:`replay.tardis`).
+and in recorded order, on the venue's own routes. Each venue declares its
+routes in its serve module (:attr:`tickrec.venues.base.Venue.serve`, the
+shape in :mod:`tickrec.serving`): which stored rows a client gets and what
+its requests are answered with. This module does the rest for every venue:
+it reads the stored rows, keeps the replay clock (the receive time of the
+last message sent on any connection; before any, the start of the replay),
+counts each venue's client limits (its request weight a minute, its client
+messages a second), and paces and writes the frames. Beside the venues'
+routes it serves tardis-machine's exchange-native ``GET /replay`` and
+``WS /ws-replay`` (:mod:`replay.tardis`) and normalized
+``/replay-normalized`` and ``/ws-replay-normalized``
+(:mod:`replay.normalized`).
 
 Stored connections. The data may hold many connections one after another
 (reconnects, restarts, midnight). One client connection replays one stored
@@ -39,9 +24,10 @@ with the next stored connection. After the last one, the close code is 1000
 the same code: time never runs backwards. So a client that reconnects, as
 every venue client must, sees the recording as it happened, disconnects
 included; a new session is a new server. A connection open at ``--from``
-opens with the book its rows before ``--from`` rebuild (:func:`_opened`; the
-current API answers ``depth`` from it), so a client is in sync from its
-first frame, as on a new venue connection.
+opens with the book its rows before ``--from`` rebuild (where its venue's
+route asks for it, :meth:`tickrec.serving.Whole.opening`; others answer a
+book request from it), so a client is in sync from its first frame, as on a
+new venue connection.
 
 Pacing. By default frames go as fast as the client reads them (each send
 waits for the socket to drain); a client that reads nothing for
@@ -53,7 +39,7 @@ frame.
 Limits. The server binds loopback unless told otherwise, and caps the
 number of open connections, the size of a client message and the symbols of
 one subscription. A request it cannot serve is refused as the simulator
-refuses it: an HTTP error with Gemini's error body, or a close with code
+refuses it: an HTTP error with the venue's error body, or a close with code
 1008 and the reason.
 """
 
@@ -61,17 +47,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http
+import importlib
 import logging
-import re
 import signal
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -92,36 +80,57 @@ from replay.wsframes import Framed, text_frames
 from tickrec import contract
 from tickrec.background import Background
 from tickrec.errors import NotFoundError, TickrecError
-from tickrec.sim.feed import Reject
+from tickrec.serving import (
+    Book,
+    Client,
+    Dialogue,
+    HttpRoute,
+    Priced,
+    Refused,
+    Streams,
+    Whole,
+    WsRoute,
+)
+from tickrec.sim.feed import Close, Reject, Reply
 from tickrec.store import Root
 from tickrec.venues import VENUES
 from tickrec.venues.base import Recording
-from tickrec.venues.gemini import sim_v1 as v1
-from tickrec.venues.gemini import sim_v2 as v2
-from tickrec.venues.gemini import sim_ws as ws_api
-from tickrec.venues.gemini import v1 as gemini_v1
-from tickrec.venues.gemini import v2 as gemini_v2
 from tickrec.venues.limits import MessageRate, WeightWindow
 
-__all__ = ["ServeConfig", "ServeServer", "Served", "Server", "run"]
+__all__ = ["ServeConfig", "ServeServer", "Served", "Server", "routes", "run", "venue_routes"]
 
 log = logging.getLogger("tickrec.serve")
 
-VENUE = "gemini"
-_V1, _V2, _WS, _REST = "gemini.v1", "gemini.v2", "gemini.ws", "gemini.rest"
-SPOT_VENUE = "binance"
-_SPOT, _SPOT_REST = "binance.spot", "binance.rest"
-_STREAM_PATH = re.compile(r"^/stream/?$")
-_RAW_PATH = re.compile(r"^/ws/(.+)$")
-_BARE_RAW_PATH = re.compile(r"^/ws/?$")
-_DEPTH_PATH = re.compile(r"^/api/v3/depth/?$")
-_INFO_PATH = re.compile(r"^/api/v3/exchangeInfo/?$")
-#: The streams of a combined-stream URL that are served: ``<symbol>@<kind>``.
-_STREAM_NAME = re.compile(r"^([a-z0-9]+)@(depth@100ms|depth|trade|aggTrade|bookTicker)$")
-_BOOK_PATH = re.compile(r"^/v1/book/([^/]+)/?$")
-_SYMBOLS_PATH = re.compile(r"^/v1/symbols/?$")
 _NORMAL, _RESTART, _POLICY, _TRY_LATER = 1000, 1012, 1008, 1013
 _COLUMNS = ("recv_ts", "seq", "run_id", "conn_id", "protocol", "source", "payload")
+#: The venue of each wire protocol.
+_VENUE_OF = {w.name: v.name for v in VENUES.values() for w in v.wires}
+
+
+class _Routes(NamedTuple):
+    """One venue's serve routes."""
+
+    venue: str
+    ws: tuple[WsRoute, ...]
+    http: tuple[HttpRoute, ...]
+    banner: tuple[tuple[str, str, str], ...]
+
+
+@functools.cache
+def routes() -> tuple[_Routes, ...]:
+    """Every venue's serve routes (its :attr:`~tickrec.venues.base.Venue.serve` module),
+    in the registry's order; loaded on first use."""
+    out = []
+    for v in VENUES.values():
+        if v.serve is not None:
+            m = importlib.import_module(v.serve)
+            out.append(_Routes(v.name, m.WS_ROUTES, m.HTTP, m.ROUTES))
+    return tuple(out)
+
+
+def venue_routes() -> tuple[tuple[str, str, str], ...]:
+    """Every venue's routes for a banner: label, ``ws`` or ``http``, and the paths."""
+    return tuple(line for r in routes() for line in r.banner)
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,7 @@ class _Rows:
     the last reply before it.
     """
 
-    def __init__(self, config: ServeConfig, venue: str = VENUE) -> None:
+    def __init__(self, config: ServeConfig, venue: str) -> None:
         self.config, self.venue = config, venue
         self._tables: dict[tuple[str, str, bool], pa.Table] = {}
         self._connections: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Stored]] = {}
@@ -291,7 +300,7 @@ class _Rows:
         out.sort(key=lambda s: (int(s.recv_ns[0]), s.run_id, s.conn_id))
         return out
 
-    def book(self, symbol: str, at_ns: int, protocol: str = _REST) -> tuple[int, str] | None:
+    def book(self, symbol: str, at_ns: int, protocol: str) -> tuple[int, str] | None:
         """The receive time and payload of the last stored REST book reply of *symbol*
         received at or before *at_ns* (the first one, when none is)."""
         t = self.table(protocol, "rest", symbol, before_start=True)
@@ -301,15 +310,13 @@ class _Rows:
         k = max(int(np.searchsorted(recv, at_ns, side="right")) - 1, 0)
         return int(recv[k]), str(t.column("payload")[k].as_py())
 
-    def spot_depth(self, symbol: str, at_ns: int) -> dict[str, object] | None:
-        """The ``/api/v3/depth`` reply of *symbol*'s book after the rows received up to
-        *at_ns* of the Binance connection that received the last of them, as the replay
-        engine rebuilds it (its sync reply included); None where it is not valid.
-
-        ``lastUpdateId`` is the ``u`` of the connection's last diff of *symbol*
-        by then (or its sync reply's ``lastUpdateId``), the update the book is at.
-        """
-        ws_rows = self.table(_SPOT, "ws", symbol, before_start=True)
+    def book_by(
+        self, protocols: tuple[str, str], symbol: str, at_ns: int, depth: int
+    ) -> tuple[list[bytes], Book | None] | None:
+        """The rows received up to *at_ns* of the ``(websocket, REST)`` *protocols* of the
+        connection that received *symbol*'s last websocket row by then, in recorded order,
+        and the book they rebuild (:meth:`tickrec.serving.Store.book_by`)."""
+        ws_rows = self.table(protocols[0], "ws", symbol, before_start=True)
         recv = ws_rows.column("recv_ts").cast(pa.int64()).to_numpy()
         k = int(np.searchsorted(recv, at_ns, side="right")) - 1
         if k < 0:
@@ -325,27 +332,13 @@ class _Rows:
                     pc.less_equal(t.column("recv_ts").cast(pa.int64()), at_ns),
                 )
             )
-            for t in (ws_rows, self.table(_SPOT_REST, "rest", symbol, before_start=True))
+            for t in (ws_rows, self.table(protocols[1], "rest", symbol, before_start=True))
         ]
         t = pa.concat_tables([x.cast(mine[0].schema) for x in mine if x.num_rows])
         t = t.take(pc.sort_indices(t, [("seq", "ascending")]))
-        last_id = None
-        for payload in reversed(t.column("payload").to_pylist()):
-            try:
-                msg = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            event = msg.get("data", msg) if isinstance(msg, dict) else None
-            if isinstance(event, dict) and (
-                event.get("e") == "depthUpdate" or "lastUpdateId" in event
-            ):
-                last_id = event.get("u", event.get("lastUpdateId"))
-                break
         columns = {name: t.column(name) for name in t.column_names}
-        book = _book_of(columns, symbol, at_ns, 5000, SPOT_VENUE)
-        if last_id is None or book is None:
-            return None
-        return {"lastUpdateId": last_id, "bids": book[0], "asks": book[1]}
+        book = _book_of(columns, symbol, at_ns, depth, self.venue)
+        return t.column("payload").to_pylist(), book
 
 
 def _first_recv_ns(data: Root, venues: Sequence[str]) -> int:
@@ -364,26 +357,35 @@ def _first_recv_ns(data: Root, venues: Sequence[str]) -> int:
 
 
 class ServeServer:
-    """The replay server inside a running event loop: :meth:`start`, then :meth:`stop`."""
+    """The replay server inside a running event loop: :meth:`start`, then :meth:`stop`.
+
+    It is the :class:`tickrec.serving.Store` the venues' routes read.
+    """
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.rows = _Rows(config)
-        self.spot = _Rows(config, SPOT_VENUE)
-        if not self.rows.symbols and not self.spot.symbols:
-            raise NotFoundError(f"no {VENUE} or {SPOT_VENUE} data under {config.data}")
+        #: The stored rows of each venue with serve routes.
+        self.rows = {r.venue: _Rows(config, r.venue) for r in routes()}
+        if not any(rows.symbols for rows in self.rows.values()):
+            raise NotFoundError(f"no {' or '.join(self.rows)} data under {config.data}")
         self.port = 0
         self._server: ws_server.Server | None = None
-        #: The next stored connection of each route and subscription (Binance: its streams).
+        #: The next stored connection of each route and subscription.
         self._cursor: dict[tuple[object, ...], int] = {}
+        #: Each websocket connection's client, from its opening request to its handler.
+        self._opening: weakref.WeakKeyDictionary[ServerConnection, tuple[str, Client]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._open = 0
         #: The replay clock: the receive time of the last frame sent, from the span's start.
-        self.clock_ns = config.start_ns or _first_recv_ns(config.data, (VENUE, SPOT_VENUE))
+        self.clock_ns = config.start_ns or _first_recv_ns(config.data, tuple(self.rows))
         self.sent = 0
-        self.sessions = tardis.Sessions(self.rows, config.session_delay_s, self._write)
-        #: Binance's limits, counted by the wall clock as Binance counts them.
-        self._limits = _limits(SPOT_VENUE)
-        self._weight = WeightWindow(self._limits.weight_per_minute or 0)
+        self.sessions = tardis.Sessions(
+            self.rows[tardis.EXCHANGE], config.session_delay_s, self._write
+        )
+        #: Each venue's client limits, counted by the wall clock as the venue counts them.
+        self._limits = {venue: _limits(venue) for venue in self.rows}
+        self._weight = {v: WeightWindow(r.weight_per_minute or 0) for v, r in self._limits.items()}
 
     async def start(self) -> None:
         """Start listening."""
@@ -406,13 +408,39 @@ class ServeServer:
             self._server.close()
             await self._server.wait_closed()
 
-    # --- HTTP -------------------------------------------------------------------------
+    # --- what the venues' routes read (tickrec.serving.Store) --------------------------
 
-    def _symbol(self, name: str) -> str:
-        symbol = name.upper()
-        if symbol not in self.rows.symbols:
-            raise Reject(400, "InvalidSymbol", f"Supplied value '{name}' is not a valid symbol")
-        return symbol
+    @property
+    def start_ns(self) -> int | None:
+        """``--from``, if given."""
+        return self.config.start_ns
+
+    @property
+    def max_symbols(self) -> int:
+        """The symbols one subscription may hold, at most."""
+        return self.config.max_symbols
+
+    def symbols(self, venue: str) -> Sequence[str]:
+        """The symbols stored for *venue*."""
+        return self.rows[venue].symbols
+
+    def rest_reply(self, venue: str, protocol: str, symbol: str) -> tuple[int, str] | None:
+        """The last REST reply of *protocol* stored for *symbol* by the replay clock."""
+        return self.rows[venue].book(symbol, self.clock_ns, protocol)
+
+    def book(
+        self, conn: Any, upto: int, symbol: str, protocol: str, depth: int | None
+    ) -> Book | None:
+        """*symbol*'s book on the stored connection *conn* after its first *upto* rows."""
+        return _rebuilt(conn, upto, symbol, protocol, depth)
+
+    def book_by(
+        self, venue: str, protocols: tuple[str, str], symbol: str, at_ns: int, depth: int
+    ) -> tuple[list[bytes], Book | None] | None:
+        """The rows of the connection that had *symbol*'s last row by *at_ns*, and its book."""
+        return self.rows[venue].book_by(protocols, symbol, at_ns, depth)
+
+    # --- HTTP -------------------------------------------------------------------------
 
     @staticmethod
     def _reply(connection: ServerConnection, status: int, body: str) -> Response:
@@ -421,66 +449,52 @@ class ServeServer:
         response.headers["Content-Type"] = "application/json"
         return response
 
+    def _sent(self, connection: ServerConnection, reply: Reply) -> Response:
+        response = self._reply(connection, reply.status, reply.body)
+        for name, value in reply.headers.items():
+            response.headers[name] = value
+        return response
+
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         parts = urlsplit(request.path)
-        path = parts.path
+        path, query = parts.path, parts.query
         try:
             if "upgrade" in request.headers.get("Connection", "").lower():
                 if self._open >= self.config.max_connections:
                     raise Reject(429, "TooManyConnections", "too many open connections")
                 if normalized.WS_PATH.match(path):
                     return None
-                if m := v1.PATH.match(path):
-                    self._symbol(m.group(1))
-                    return None
-                if v2.PATH.match(path) or ws_api.PATH.match(path):
-                    return None
                 if path.rstrip("/") == tardis.WS_PATH:
-                    self.sessions.check(parts.query)
+                    self.sessions.check(query)
                     return None
-                if _STREAM_PATH.match(path):
-                    listed = _query_streams(parts.query)
-                    return self._streams(connection, listed)[1] if listed else None
-                if m := _RAW_PATH.match(path):
-                    return self._streams(connection, m.group(1))[1]
-                if _BARE_RAW_PATH.match(path):
-                    return None  # its streams come with a SUBSCRIBE
+                for venue in routes():
+                    for route in venue.ws:
+                        if m := route.pattern.match(path):
+                            self._opening[connection] = (venue.venue, route.open(self, m, query))
+                            return None
                 raise Reject(404, "NotFound", f"no such endpoint: {path}")
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
-            if m := _BOOK_PATH.match(path):
-                got = self.rows.book(self._symbol(m.group(1)), self.clock_ns)
-                if got is None:
-                    raise Reject(404, "NotFound", f"no book stored for {m.group(1)}")
-                return self._reply(connection, 200, got[1])
             if path.rstrip("/") == tardis.HTTP_PATH:
-                options = tardis.http_options(parts.query)
+                options = tardis.http_options(query)
                 return await http_body.send_chunked(
                     connection,
                     "application/x-json-stream",
                     self._ndjson(options),
                     self.config.send_timeout_s,
                 )
-            if _DEPTH_PATH.match(path):
-                return self._depth(connection, parts.query)
-            if _INFO_PATH.match(path):
-                info = {
-                    "timezone": "UTC",
-                    "serverTime": self.clock_ns // 1_000_000,
-                    "symbols": [{"symbol": s, "status": "TRADING"} for s in self.spot.symbols],
-                }
-                return self._weighed(
-                    connection,
-                    self._limits.symbols_weight,
-                    lambda: (200, orjson.dumps(info).decode()),
-                )
-            if _SYMBOLS_PATH.match(path):
-                return self._reply(
-                    connection, 200, orjson.dumps([s.lower() for s in self.rows.symbols]).decode()
-                )
+            for venue in routes():
+                for http_route in venue.http:
+                    if m := http_route.pattern.match(path):
+                        answer = http_route.answer(self, m, query)
+                        if isinstance(answer, Priced):
+                            return self._weighed(connection, venue.venue, answer)
+                        return self._sent(connection, answer)
             raise Reject(404, "NotFound", f"no such endpoint: {path}")
+        except Refused as exc:
+            return self._sent(connection, exc.reply)
         except Reject as exc:
             return self._reply(connection, exc.status, exc.body())
         except tardis.BadOptions as exc:
@@ -494,142 +508,19 @@ class ServeServer:
         while (piece := await loop.run_in_executor(None, next, pieces, b"")) != b"":
             yield piece
 
-    def _streams(
-        self, connection: ServerConnection | None, listed: str
-    ) -> tuple[frozenset[str], Response | None]:
-        """The stream names of a ``/``-separated list, or Binance's error reply."""
-        names = frozenset(n for n in listed.split("/") if n)
-        problem = self._stream_problem(names)
-        if problem is not None:
-            body = orjson.dumps({"code": -1121, "msg": problem}).decode()
-            if connection is None:
-                raise Reject(400, "InvalidStream", body)
-            return names, self._reply(connection, 400, body)
-        return names, None
-
-    def _stream_problem(self, names: frozenset[str]) -> str | None:
-        """Why Binance would refuse these stream names, or None."""
-        bad = [n for n in sorted(names) if not _STREAM_NAME.match(n)]
-        unknown = sorted({n.partition("@")[0].upper() for n in names} - set(self.spot.symbols))
-        if not names or bad or unknown or len(names) > 2 * self.config.max_symbols:
-            return f"Invalid stream: {(bad or unknown or ['no streams'])[0]}"
-        return None
-
-    def _spot_request(
-        self, text: str | bytes, names: frozenset[str], recorded: frozenset[str] | None = None
-    ) -> tuple[dict[str, object], frozenset[str] | None]:
-        """Binance's reply to one client request on a stream route holding *names*, and the
-        streams after it (None: unchanged). *recorded*: the streams of the stored
-        connection being replayed, the only ones a ``SUBSCRIBE`` can add once it runs."""
-        try:
-            msg = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return {"code": 3, "msg": "Invalid JSON"}, None
-        if not isinstance(msg, dict):
-            return {"code": 2, "msg": "Invalid request"}, None
-        rid, method, params = msg.get("id"), msg.get("method"), msg.get("params")
-        if method == "LIST_SUBSCRIPTIONS":
-            return {"result": sorted(names), "id": rid}, None
-        if method not in ("SUBSCRIBE", "UNSUBSCRIBE") or not isinstance(params, list):
-            return {"code": 2, "msg": "Invalid request", "id": rid}, None
-        asked = frozenset(str(p) for p in params)
-        if method == "UNSUBSCRIBE":
-            return {"result": None, "id": rid}, names - asked
-        problem = self._stream_problem(names | asked)
-        outside = sorted(asked - (recorded or frozenset()))
-        if problem is None and recorded is not None and outside:
-            problem = f"Invalid stream: {outside[0]} is not on the stored connection replayed"
-        if problem is not None:
-            return {"code": 2, "msg": problem, "id": rid}, None
-        return {"result": None, "id": rid}, names | asked
-
-    async def _spot_subscription(self, ws: ServerConnection) -> frozenset[str]:
-        """The streams of the client's first valid ``SUBSCRIBE``, on a Binance route that
-        named none (``/ws``, ``/stream``); each request before it is answered as Binance
-        does (:meth:`_spot_request`)."""
-        names: frozenset[str] = frozenset()
-        rate = MessageRate(self._limits.messages_per_s)
-        while not names:
-            text = await ws.recv()
-            if not await _within(ws, rate):
-                continue  # closed: the next recv() ends the handler
-            reply, new = self._spot_request(text, names)
-            await ws.send(orjson.dumps(reply).decode())
-            names = new if new is not None else names
-        return names
-
-    def _depth(self, connection: ServerConnection, query: str) -> Response:
-        """``/api/v3/depth?symbol=&limit=``: the last depth reply stored by the replay
-        clock, its bytes as stored, or cut to *limit* levels a side (default 100, at most
-        5000, as Binance's) when it holds more."""
-        params = parse_qs(query)
-
-        def error(status: int, code: int, msg: str) -> Response:
-            # A refused request weighs nothing, but its reply carries the weight too.
-            return self._weighed(connection, 0, lambda: _binance_error(status, code, msg))
-
-        symbol = params.get("symbol", [""])[0]
-        if not symbol:
-            return error(
-                400,
-                -1102,
-                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
-            )
-        if symbol not in self.spot.symbols:
-            return error(400, -1121, "Invalid symbol.")
-        limit_text = params.get("limit", ["100"])[0]
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 5000:
-            return error(
-                400,
-                -1100,
-                "Illegal characters found in parameter 'limit'; legal range is '1' to '5000'.",
-            )
-        limit = int(limit_text)
-        return self._weighed(
-            connection, self._limits.book_weight(limit), partial(self._spot_depth, symbol, limit)
-        )
-
-    def _weighed(
-        self, connection: ServerConnection, weight: int, answer: Callable[[], tuple[int, str]]
-    ) -> Response:
-        """A Binance REST reply of *weight*, with the weight header: *answer*'s status and
-        body, or 429 with ``Retry-After`` past the minute's weight."""
-        retry_after = self._weight.spend(weight, time.time_ns())
+    def _weighed(self, connection: ServerConnection, venue: str, priced: Priced) -> Response:
+        """*venue*'s REST reply of a request that weighs: the answer, or 429 with
+        ``Retry-After`` past the minute's weight; with the venue's weight header."""
+        limits, window = self._limits[venue], self._weight[venue]
+        retry_after = window.spend(priced.weight, time.time_ns())
         if retry_after is not None:
-            body = orjson.dumps(self._limits.weight_refusal).decode()
-            response = self._reply(connection, 429, body)
+            response = self._sent(connection, Reply(429, _json(limits.weight_refusal or {})))
             response.headers["Retry-After"] = str(retry_after)
         else:
-            response = self._reply(connection, *answer())
-        if self._limits.weight_header:
-            response.headers[self._limits.weight_header] = str(self._weight.used)
+            response = self._sent(connection, priced.answer())
+        if limits.weight_header:
+            response.headers[limits.weight_header] = str(window.used)
         return response
-
-    def _spot_depth(self, symbol: str, limit: int) -> tuple[int, str]:
-        """The status and body of the answer to a valid depth request."""
-        got = self.spot.book(symbol, self.clock_ns, _SPOT_REST)
-        if got is None:
-            return _binance_error(404, -1121, f"no depth stored for {symbol}")
-        stored_ns, book = got
-        start_ns = self.config.start_ns
-        if start_ns is not None and stored_ns < start_ns:
-            # The last reply stored is older than the frames served from --from: the
-            # book their connection's rows rebuild by the replay clock is the one they follow.
-            at = self.clock_ns if self.sent else start_ns - 1
-            rebuilt = self.spot.spot_depth(symbol, at)
-            if rebuilt is None:
-                return _binance_error(
-                    503, -1001, f"the book of {symbol} is not valid at this point"
-                )
-            book = orjson.dumps(rebuilt).decode()
-        reply = orjson.loads(book)
-        if isinstance(reply, dict) and any(
-            len(reply.get(k) or ()) > limit for k in ("bids", "asks")
-        ):
-            for key in ("bids", "asks"):
-                reply[key] = (reply.get(key) or [])[:limit]
-            book = orjson.dumps(reply).decode()
-        return 200, book
 
     # --- websockets ---------------------------------------------------------------------
 
@@ -640,109 +531,85 @@ class ServeServer:
         try:
             if normalized.WS_PATH.match(path):
                 await normalized.send(ws, self.config)
-            elif m := v1.PATH.match(path):
-                await self._replay(ws, _V1, (m.group(1).upper(),))
-            elif ws_api.PATH.match(path):
-                await self._replay(ws, _WS, tuple(self.rows.symbols))
             elif path.rstrip("/") == tardis.WS_PATH:
                 await self.sessions.join(ws, urlsplit(ws.request.path).query)
-            elif _STREAM_PATH.match(path) or _RAW_PATH.match(path) or _BARE_RAW_PATH.match(path):
-                raw = not _STREAM_PATH.match(path)
-                m = _RAW_PATH.match(path)
-                query = urlsplit(ws.request.path).query
-                listed = m.group(1) if m else "" if raw else _query_streams(query)
-                if listed:
-                    names = self._streams(None, listed)[0]
-                else:  # /ws or /stream alone: the streams come with a SUBSCRIBE
-                    names = await self._spot_subscription(ws)
-                spot = tuple(sorted({n.partition("@")[0].upper() for n in names}))
-                await self._replay(ws, _SPOT, spot, names, raw=raw)
             else:
-                symbols = await self._subscription(ws)
-                if symbols:
-                    await self._replay(ws, _V2, symbols)
+                venue, client = self._opening.pop(ws)
+                rate = MessageRate(self._limits[venue].messages_per_s)
+                if await self._first(ws, client, rate):
+                    await self._replay(ws, venue, client, rate)
         except ConnectionClosed:
             pass
         finally:
             self._open -= 1
 
-    async def _subscription(self, ws: ServerConnection) -> tuple[str, ...] | None:
-        """The symbols of the client's first v2 ``subscribe`` to ``l2``; None if it was refused."""
-        text = await ws.recv()
-        try:
-            msg = orjson.loads(text)
-            if msg["type"] != "subscribe":
-                raise Reject(400, "InvalidRequest", f"unknown request type {msg['type']!r}")
-            wanted: list[str] = []
-            for sub in msg["subscriptions"]:
-                if sub["name"] != "l2":
-                    raise Reject(400, "InvalidRequest", f"unsupported subscription {sub['name']!r}")
-                wanted.extend(self._symbol(str(s)) for s in sub["symbols"])
-            if not wanted or len(wanted) > self.config.max_symbols:
-                raise Reject(
-                    400, "InvalidRequest", f"subscribe to 1 to {self.config.max_symbols} symbols"
-                )
-        except Reject as exc:
-            await ws.close(_POLICY, exc.message)
-            return None
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            await ws.close(_POLICY, f"malformed request: {exc}")
-            return None
-        return tuple(sorted(set(wanted)))
+    async def _first(self, ws: ServerConnection, client: Client, rate: MessageRate) -> bool:
+        """Read the client's first requests until they say the symbols replayed (a route
+        whose path names none); False if the client was closed meanwhile."""
+        while client.symbols is None:
+            text = await ws.recv()
+            if not await _within(ws, rate):
+                return False
+            try:
+                replies = client.first(text)
+            except Close as exc:
+                await ws.close(exc.code, exc.reason)
+                return False
+            for reply in replies:
+                await ws.send(reply)
+        return True
 
     async def _replay(
-        self,
-        ws: ServerConnection,
-        protocol: str,
-        symbols: tuple[str, ...],
-        streams: frozenset[str] | None = None,
-        raw: bool = False,
+        self, ws: ServerConnection, venue: str, client: Client, rate: MessageRate
     ) -> None:
         """Send the next stored connection of this route to *ws*, then close it.
 
-        With *streams* (Binance), only the frames of those streams and the
-        connection-wide ones are sent; *raw*, their events without the
-        combined stream's wrapping. Each route and set of streams has its own
-        next connection: a bot with one socket per stream gets each stored
-        connection on every socket, and a reconnect on one gets the next.
+        Each route and subscription has its own next connection: a bot with
+        one socket per stream gets each stored connection on every socket, and
+        a reconnect on one gets the next.
         """
         loop = asyncio.get_running_loop()
-        sources = ("ws", "ws_sent") if protocol == _WS else ("ws",)
-        where = self.spot if protocol == _SPOT else self.rows
-        stored = await loop.run_in_executor(None, where.connections, protocol, symbols, sources)
+        protocol, symbols = client.protocol, client.symbols
+        assert symbols is not None
+        sources = ("ws", "ws_sent") if isinstance(client, Dialogue) else ("ws",)
+        stored = await loop.run_in_executor(
+            None, self.rows[venue].connections, protocol, symbols, sources
+        )
         if not stored:
             await ws.close(_TRY_LATER, f"no {protocol} data for {','.join(symbols)}")
             return
-        key = (protocol, symbols, streams, raw)
+        key = (protocol, symbols, client.key)
         k = self._cursor.get(key, 0)
         if k >= len(stored):
             await ws.close(_NORMAL, "end of recording")
             return
         self._cursor[key] = k + 1
         conn = stored[k]
-        if streams is not None:
-            if not await self._send_spot(ws, conn, streams, raw):
-                return
-        elif protocol == _WS:
+        if isinstance(client, Streams):
+            done = await self._send_streams(ws, conn, client, rate)
+        elif isinstance(client, Dialogue):
             rows = StoredWs.build(
-                conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist(), conn.lead
+                conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist(), client, conn.lead
             )
             replay = WsReplay(
                 ws,
                 rows,
-                partial(self._write, ws),
+                client,
+                functools.partial(client.book_reply, self, conn),
+                functools.partial(self._write, ws),
                 # Opened at --from, the stored opening replies are behind: none is waited for.
                 0.0 if conn.lead else self.config.request_wait_s,
                 self.config.speed,
-                partial(_ws_book, conn),
+                functools.partial(_within, ws, rate),
             )
-            if not await replay.run():
-                return
+            done = await replay.run()
         else:
+            assert isinstance(client, Whole)
             if conn.lead:
-                conn = await loop.run_in_executor(None, _opened, conn, protocol, symbols)
-            if not await self._send(ws, conn):
-                return
+                conn = await loop.run_in_executor(None, _opened, conn, client, self)
+            done = await self._send(ws, conn)
+        if not done:
+            return
         last = k + 1 == len(stored)
         await ws.close(
             _NORMAL if last else _RESTART, "end of recording" if last else "stored connection ended"
@@ -758,12 +625,11 @@ class ServeServer:
 
         return await send_paced(conn.recv_ns, self.config.speed, write)
 
-    async def _send_spot(
-        self, ws: ServerConnection, conn: Stored, streams: frozenset[str], raw: bool
+    async def _send_streams(
+        self, ws: ServerConnection, conn: Stored, client: Streams, rate: MessageRate
     ) -> bool:
-        """Send the frames of *streams* (and those that name no stream) of the Binance
-        connection *conn* from ``--from`` on, as :meth:`_send`, answering the client's
-        ``SUBSCRIBE``, ``UNSUBSCRIBE`` and ``LIST_SUBSCRIPTIONS`` meanwhile.
+        """Send the rows of the client's streams (and those that name no stream) of *conn*
+        from ``--from`` on, as :meth:`_send`, answering the client's requests meanwhile.
 
         A change of streams holds from the next batch of frames not yet sent. With
         ``speed``, the connection keeps the recording's time whatever is subscribed:
@@ -771,33 +637,32 @@ class ServeServer:
         stream was not subscribed are not sent later.
         """
         loop = asyncio.get_running_loop()
-        names, changed = streams, asyncio.Event()
-        recorded = await loop.run_in_executor(None, _stream_names, conn)
+        changed = asyncio.Event()
+        recorded = await loop.run_in_executor(None, _stream_names, conn, client)
 
         async def read() -> None:
-            nonlocal names
-            rate = MessageRate(self._limits.messages_per_s)
             async for text in ws:
                 if not await _within(ws, rate):
                     return
-                reply, new = self._spot_request(text, names, recorded)
-                if new is not None and new != names:
-                    names = new
+                before = client.streams
+                reply = client.request(text, recorded)
+                if client.streams != before:
                     changed.set()
-                await ws.send(orjson.dumps(reply).decode())
+                await ws.send(reply)
 
         speed, n = self.config.speed, len(conn.recv_ns)
         clock = (int(conn.recv_ns[conn.lead]), time.monotonic())
         reader = asyncio.create_task(read())
         try:
-            position, sent_names, due = conn.lead, names, conn.lead
+            position, sent_names, due = conn.lead, client.streams, conn.lead
             while position < n:
                 changed.clear()
+                names = client.streams
                 # A stream subscribed now starts with its frames not yet due.
                 fresh = (names - sent_names, due)
                 sent_names = names
                 view, origin = await loop.run_in_executor(
-                    None, _only_streams, conn, names, raw, position, fresh
+                    None, _only_streams, conn, client, names, position, fresh
                 )
                 frames, reached = view.frames, 0
 
@@ -882,7 +747,7 @@ def _rebuilt(
         "source": pa.array(np.where(conn.sent[:upto], "ws_sent", "ws")),
         "payload": conn.body.slice(0, upto),
     }
-    return _book_of(columns, symbol, int(conn.recv_ns[upto - 1]), depth, VENUE)
+    return _book_of(columns, symbol, int(conn.recv_ns[upto - 1]), depth, _VENUE_OF[protocol])
 
 
 def _book_of(
@@ -924,110 +789,21 @@ def _levels(view: BookView) -> tuple[list[tuple[str, str]], list[tuple[str, str]
     return side(view.bid_px, view.bid_sz), side(view.ask_px, view.ask_sz)
 
 
-def _opened(conn: Stored, protocol: str, symbols: Sequence[str]) -> Stored:
-    """*conn* from ``--from`` on, opened as the venue opens a connection, with the book its
-    rows before ``--from`` rebuild (where it is valid; otherwise the stored rows alone).
-
-    v1: an ``initial`` update numbered 0, then the stored frames numbered on from 1,
-    every other byte as stored. v2: an ``l2_updates`` snapshot per symbol subscribed,
-    then the stored frames. Other protocols: the stored frames from ``--from``.
-    """
-    lead, payloads = conn.lead, conn.payloads
-    after = payloads[lead:]
-    opening: list[bytes] = []
-    if protocol == _V1:
-        book = _rebuilt(conn, lead, symbols[0], protocol)
-        if book is not None:
-            event_id, time_ms = _last_update(payloads[:lead])
-            opening = [gemini_v1.initial_update(*book, event_id, time_ms)]
-            after = [gemini_v1.renumbered(p, i) for i, p in enumerate(after, 1)]
-    elif protocol == _V2:
-        for symbol in symbols:
-            book = _rebuilt(conn, lead, symbol, protocol)
-            if book is not None:
-                opening.append(gemini_v2.snapshot_message(symbol, *book))
-    start = int(conn.recv_ns[lead])
-    recv_ns = np.concatenate([np.full(len(opening), start, np.int64), conn.recv_ns[lead:]])
+def _opened(conn: Stored, client: Whole, store: ServeServer) -> Stored:
+    """*conn* from ``--from`` on, opened as the venue opens a connection: with the
+    opening its route makes of the book the rows before ``--from`` rebuild, or with
+    the stored rows alone."""
+    got = client.opening(store, conn)
+    opening, after = got if got is not None else ([], conn.payloads[conn.lead :])
+    start = int(conn.recv_ns[conn.lead])
+    recv_ns = np.concatenate([np.full(len(opening), start, np.int64), conn.recv_ns[conn.lead :]])
     return Stored(
         conn.run_id,
         conn.conn_id,
         recv_ns,
         pa.array(opening + after, pa.large_binary()),
-        np.concatenate([np.zeros(len(opening), bool), conn.sent[lead:]]),
+        np.concatenate([np.zeros(len(opening), bool), conn.sent[conn.lead :]]),
     )
-
-
-def _last_update(payloads: Sequence[bytes]) -> tuple[int | None, int | None]:
-    """``eventId`` and ``timestampms`` of the last v1 ``update`` among *payloads*."""
-    for payload in reversed(payloads):
-        try:
-            msg = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(msg, dict) and msg.get("type") == "update":
-            event_id, ms = msg.get("eventId"), msg.get("timestampms")
-            return (
-                event_id if isinstance(event_id, int) else None,
-                ms if isinstance(ms, int) else None,
-            )
-    return None, None
-
-
-def _ws_book(conn: Stored, upto: int, symbol: str, limit: int) -> dict[str, object] | None:
-    """The ``depth`` result of *symbol*'s book on the current API connection *conn* after
-    its first *upto* rows, as the replay engine rebuilds it; None where it is not valid.
-
-    ``lastUpdateId`` is the ``u`` of the symbol's last diff among those rows
-    (or the ``lastUpdateId`` of a later ``depth`` reply), the update the book is at.
-    """
-    payloads = conn.payloads
-    last_id = None
-    for i in range(upto - 1, -1, -1):
-        if conn.sent[i]:
-            continue
-        try:
-            msg = orjson.loads(payloads[i])
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(msg, dict):
-            continue
-        if msg.get("e") == "depthUpdate" and str(msg.get("s", "")).upper() == symbol:
-            last_id = msg.get("u")
-        elif isinstance(result := msg.get("result"), dict) and "lastUpdateId" in result:
-            asked = _asked_symbol(payloads, conn.sent, i, msg.get("id"))
-            last_id = result["lastUpdateId"] if asked == symbol else None
-        if last_id is not None:
-            break
-    if last_id is None:
-        return None
-    book = _rebuilt(conn, upto, symbol, _WS, limit)
-    if book is None:
-        return None
-    bids, asks = book
-    return {
-        "lastUpdateId": last_id,
-        "bids": [list(level) for level in bids],
-        "asks": [list(level) for level in asks],
-    }
-
-
-def _asked_symbol(payloads: list[bytes], sent: np.ndarray, before: int, rid: object) -> str | None:
-    """The symbol of the last ``depth`` request with id *rid* among the sent rows before
-    row *before*."""
-    for i in range(before - 1, -1, -1):
-        if not sent[i]:
-            continue
-        msg = orjson.loads(payloads[i])
-        if isinstance(msg, dict) and msg.get("id") == rid and msg.get("method") == "depth":
-            params = msg.get("params")
-            symbol = params.get("symbol") if isinstance(params, dict) else None
-            return symbol.upper() if isinstance(symbol, str) else None
-    return None
-
-
-def _query_streams(query: str) -> str:
-    """The ``streams`` parameter of a combined-stream URL."""
-    return parse_qs(query).get("streams", [""])[0]
 
 
 def _replay_ns(clock: tuple[int, float], speed: float) -> int:
@@ -1035,16 +811,8 @@ def _replay_ns(clock: tuple[int, float], speed: float) -> int:
     return clock[0] + int((time.monotonic() - clock[1]) * speed * 1e9)
 
 
-def _stream_of(payload: bytes) -> str | None:
-    """The stream name of a combined frame ``{"stream":"<name>",...}``; None for another."""
-    if not payload.startswith(b'{"stream":"'):
-        return None
-    return payload[11 : payload.find(b'"', 11)].decode("ascii", "replace")
-
-
-def _binance_error(status: int, code: int, msg: str) -> tuple[int, str]:
-    """A Binance REST error: its status and its ``{"code", "msg"}`` body."""
-    return status, orjson.dumps({"code": code, "msg": msg}).decode()
+def _json(obj: object) -> str:
+    return orjson.dumps(obj).decode()
 
 
 def _limits(name: str) -> Recording:
@@ -1055,42 +823,36 @@ def _limits(name: str) -> Recording:
 
 
 async def _within(ws: ServerConnection, rate: MessageRate) -> bool:
-    """Count a Binance client's message; past the rate, close as Binance does (False)."""
+    """Count a client's message; past its venue's rate, close as the venue does (False)."""
     if rate.allows(time.time_ns()):
         return True
-    log.warning("closing a Binance client that sent over %d messages in a second", rate.per_second)
+    log.warning("closing a client that sent over %d messages in a second", rate.per_second)
     await ws.close(_POLICY, "Too many requests")
     return False
 
 
-def _stream_names(conn: Stored) -> frozenset[str]:
-    """The stream names of *conn*'s combined frames."""
-    return frozenset(name for p in conn.payloads if (name := _stream_of(p)) is not None)
+def _stream_names(conn: Stored, client: Streams) -> frozenset[str]:
+    """The stream names of *conn*'s rows."""
+    return frozenset(name for p in conn.payloads if (name := client.stream_of(p)) is not None)
 
 
 def _only_streams(
     conn: Stored,
+    client: Streams,
     streams: frozenset[str],
-    raw: bool = False,
     start: int = 0,
     fresh: tuple[frozenset[str], int] = (frozenset(), 0),
 ) -> tuple[Stored, np.ndarray]:
-    """*conn*'s rows from *start* on with only the frames of *streams* and those that name
-    no stream, and the index in *conn* of each row kept. The streams of *fresh*
-    ``(names, row)`` start at that row.
-
-    With *raw*, a combined frame ``{"stream":"<name>","data":<event>}`` becomes
-    its ``<event>`` bytes, as the raw stream ``/ws/<name>`` sends it.
-    """
+    """*conn*'s rows from *start* on with only the rows of *streams* and those of no
+    stream, as *client* sends them, and the index in *conn* of each row kept. The
+    streams of *fresh* ``(names, row)`` start at that row."""
     keep, payloads = [], []
     for i, payload in enumerate(conn.payloads[start:], start):
-        stream = _stream_of(payload)
-        if stream is not None and (stream not in streams or (i < fresh[1] and stream in fresh[0])):
-            continue
-        if raw and stream is not None:
-            head = len(b'{"stream":"') + len(stream) + len(b'","data":')
-            if payload[head - 8 : head] == b',"data":' and payload.endswith(b"}"):
-                payload = payload[head:-1]
+        stream = client.stream_of(payload)
+        if stream is not None:
+            if stream not in streams or (i < fresh[1] and stream in fresh[0]):
+                continue
+            payload = client.as_sent(payload, stream)
         keep.append(i)
         payloads.append(payload)
     index = np.asarray(keep, np.int64)

@@ -965,7 +965,7 @@ def serve_cmd(
     reads.
     """
     from replay.api import to_ns
-    from replay.serve import ServeConfig, Served, run
+    from replay.serve import ServeConfig, Served, run, venue_routes
     from tickrec import contract
 
     if speed is not None and speed <= 0:
@@ -993,17 +993,14 @@ def serve_cmd(
     )
 
     def ready(url: Served) -> None:
-        typer.echo(f"market data v1: {url.ws_url}/v1/marketdata/{{symbol}}")
-        typer.echo(f"market data v2: {url.ws_url}/v2/marketdata")
-        typer.echo(f"current API:    {url.ws_url}/")
-        typer.echo(f"tardis-machine: {url.rest_url}/replay?options=..., {url.ws_url}/ws-replay")
+        for label, kind, paths in venue_routes():
+            base = url.ws_url if kind == "ws" else url.rest_url
+            typer.echo(f"{label + ':':16}{base}{paths}")
+        typer.echo(f"{'tardis-machine:':16}{url.rest_url}/replay?options=..., /ws-replay")
         typer.echo(
-            f"normalized:     {url.rest_url}/replay-normalized?options=..., "
-            f"{url.ws_url}/ws-replay-normalized?options=..."
+            f"{'normalized:':16}{url.rest_url}/replay-normalized?options=..., "
+            "/ws-replay-normalized?options=..."
         )
-        typer.echo(f"REST:           {url.rest_url}/v1/book/{{symbol}}, /v1/symbols")
-        typer.echo(f"Binance spot:   {url.ws_url}/stream?streams=..., /ws/<stream>, /ws, /stream")
-        typer.echo(f"Binance REST:   {url.rest_url}/api/v3/depth, /api/v3/exchangeInfo")
         typer.echo("Ctrl-C to stop")
 
     _log_to_stderr()

@@ -252,6 +252,9 @@ class Venue:
     sim: str | None = None
     """The module of its simulator routes (``WS_ROUTES`` and ``REST``), loaded by the
     simulator only."""
+    serve: str | None = None
+    """The module of its ``tickrec serve`` routes (``WS_ROUTES``, ``HTTP`` and ``ROUTES``,
+    :mod:`tickrec.serving`), loaded by the replay server only."""
     kernels: Mapping[str, int] = field(default_factory=dict)
     """The compiled (numba) kernels that Python calls, as ``module.function``, with
     about how many seconds each takes to compile on one core."""

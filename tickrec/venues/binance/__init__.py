@@ -67,6 +67,7 @@ VENUE = Venue(
     hosts=frozenset({"stream.binance.com", "data-stream.binance.vision", "api.binance.com"}),
     classify=classify,
     sim=f"{__name__}.sim",
+    serve=f"{__name__}.serve",
     kernels={f"{__name__}.spot_scan._scan": 6},
     recordings=(
         Recording(

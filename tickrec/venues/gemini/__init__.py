@@ -103,6 +103,7 @@ VENUE = Venue(
     hosts=frozenset({"api.gemini.com", "api.sandbox.gemini.com"}),
     classify=classify,
     sim=f"{_HERE}.sim",
+    serve=f"{_HERE}.serve",
     kernels={f"{_HERE}.v1_scan._scan": 14, f"{_HERE}.rest_book._scan_book": 5},
     # The current API is the default: Gemini marks v1 and v2 archived and says new
     # integrations should use it (docs/venues/gemini.md section 0).
