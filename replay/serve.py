@@ -88,6 +88,7 @@ from tickrec.serving import (
     Priced,
     Refused,
     Streams,
+    TardisFacts,
     Whole,
     WsRoute,
 )
@@ -114,6 +115,7 @@ class _Routes(NamedTuple):
     ws: tuple[WsRoute, ...]
     http: tuple[HttpRoute, ...]
     banner: tuple[tuple[str, str, str], ...]
+    tardis: TardisFacts | None
 
 
 @functools.cache
@@ -124,7 +126,7 @@ def routes() -> tuple[_Routes, ...]:
     for v in VENUES.values():
         if v.serve is not None:
             m = importlib.import_module(v.serve)
-            out.append(_Routes(v.name, m.WS_ROUTES, m.HTTP, m.ROUTES))
+            out.append(_Routes(v.name, m.WS_ROUTES, m.HTTP, m.ROUTES, getattr(m, "TARDIS", None)))
     return tuple(out)
 
 
@@ -380,8 +382,9 @@ class ServeServer:
         #: The replay clock: the receive time of the last frame sent, from the span's start.
         self.clock_ns = config.start_ns or _first_recv_ns(config.data, tuple(self.rows))
         self.sent = 0
+        replayed = {r.venue: (self.rows[r.venue], r.tardis) for r in routes() if r.tardis}
         self.sessions = tardis.Sessions(
-            self.rows[tardis.EXCHANGE], config.session_delay_s, self._write
+            tardis.Tardis(replayed), config.session_delay_s, self._write
         )
         #: Each venue's client limits, counted by the wall clock as the venue counts them.
         self._limits = {venue: _limits(venue) for venue in self.rows}
@@ -478,7 +481,7 @@ class ServeServer:
             if normalized.HTTP_PATH.match(path):
                 return await normalized.respond(connection, request, self.config)
             if path.rstrip("/") == tardis.HTTP_PATH:
-                options = tardis.http_options(query)
+                options = tardis.http_options(query, self.sessions.tardis.exchanges)
                 return await http_body.send_chunked(
                     connection,
                     "application/x-json-stream",

@@ -2,7 +2,9 @@
 
 Built from tardis-machine's public documentation and source (its HTTP
 ``/replay`` and WebSocket ``/ws-replay`` handlers, and tardis-dev's
-``replay``), for exchange ``gemini``:
+``replay``), for each venue that names its tardis channels
+(:class:`tickrec.serving.TardisFacts`; Gemini's are in
+:mod:`tickrec.venues.gemini.serve`), the venue being the ``exchange``:
 
 - ``GET /replay?options=<json>``: ``exchange``, ``from``, ``to`` (required;
   like tardis, a time without ``Z`` is UTC and both are cut to the minute:
@@ -13,9 +15,10 @@ Built from tardis-machine's public documentation and source (its HTTP
   ``withDisconnects`` an empty line where a stored connection ended and
   another row follows (one line however many ended there). The body is
   sent in chunks as it is made (:mod:`replay.http_body`).
-- ``WS /ws-replay?exchange=&from=&to=[&session=]``: the client sends
-  Gemini's v2 ``subscribe`` (``l2`` -> channels ``trade``, ``l2_updates``,
-  ``auction_*``, as tardis-machine maps it); the session starts
+- ``WS /ws-replay?exchange=&from=&to=[&session=]``: the client sends the
+  venue's subscribe (Gemini's v2 ``subscribe``: ``l2`` -> channels
+  ``trade``, ``l2_updates``, ``auction_*``, as tardis-machine maps it); the
+  session starts
   ``session_delay_s`` after its first connection (tardis-machine: 2 s), then
   each connection gets the stored messages of its channels and symbols,
   raw, and is closed with 1000 ``WS replay finished``. Connections with the
@@ -23,19 +26,18 @@ Built from tardis-machine's public documentation and source (its HTTP
   messages go out merged by receive time. A connection with no subscription
   fails the session (1011), as in tardis-machine.
 
-Channels. tardis names Gemini's v2 messages by their ``type`` (``trade``,
-``l2_updates``, ``auction_open``, ``auction_indicative``,
-``auction_result``) and the current API's by stream (``depth`` for
-``depthUpdate``, ``trade``, ``bookTicker``). A stored row's channel is read
-by its protocol's header reader; rows with no tardis channel (heartbeats,
-replies, ``gemini.v1`` rows, malformed ones) are never sent.
+Channels. A stored row's channel is its kind, read by its protocol's header
+reader, as the venue maps it (Gemini: v2 messages by their ``type``, the
+current API's by stream, ``depth`` for ``depthUpdate``); rows with no tardis
+channel (heartbeats, replies, ``gemini.v1`` rows, malformed ones) are never
+sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -48,6 +50,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from replay.api import to_ns
+from tickrec.serving import TardisFacts
 from tickrec.venues import header_of
 
 if TYPE_CHECKING:
@@ -68,21 +71,9 @@ __all__ = [
 
 HTTP_PATH = "/replay"
 WS_PATH = "/ws-replay"
-EXCHANGE = "gemini"
 _MINUTE = 60_000_000_000
-#: tardis channel of each stored kind, per protocol.
-_CHANNELS: dict[str, dict[str, str]] = {
-    "gemini.v2": {
-        k: k
-        for k in ("trade", "l2_updates", "auction_open", "auction_indicative", "auction_result")
-    },
-    "gemini.ws": {"depthUpdate": "depth", "trade": "trade", "bookTicker": "bookTicker"},
-}
-CHANNELS = frozenset(c for m in _CHANNELS.values() for c in m.values())
-#: tardis-machine's mapping of Gemini's v2 subscription names to channels.
-_V2_SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
-    "l2": ("trade", "l2_updates", "auction_open", "auction_indicative", "auction_result")
-}
+#: The venues whose messages are replayed, by exchange name, with their tardis channels.
+Exchanges = dict[str, TardisFacts]
 
 
 class BadOptions(Exception):
@@ -107,27 +98,33 @@ def _instant(value: object, name: str) -> int:
 
 @dataclass
 class Options:
-    """Replay options: the span ``[from_ns, to_ns)`` and ``(channel, symbols or None)`` filters."""
+    """Replay options: the exchange, the span ``[from_ns, to_ns)`` and
+    ``(channel, symbols or None)`` filters, among *channels*."""
 
+    exchange: str
+    channels: frozenset[str]
     from_ns: int
     to_ns: int
     filters: list[tuple[str, frozenset[str] | None]] = field(default_factory=list)
     with_disconnects: bool = False
 
     @classmethod
-    def parse(cls, obj: Any) -> Options:
+    def parse(cls, obj: Any, exchanges: Exchanges) -> Options:
         """Options from tardis' JSON object (or a ``/ws-replay`` query)."""
         if not isinstance(obj, dict):
             raise BadOptions("options must be a JSON object")
-        if obj.get("exchange") != EXCHANGE:
+        exchange = obj.get("exchange")
+        if not isinstance(exchange, str) or exchange not in exchanges:
             raise BadOptions(
-                f'Invalid "exchange" argument: {obj.get("exchange")}. '
-                f"Please provide one of the following exchanges: {EXCHANGE}."
+                f'Invalid "exchange" argument: {exchange}. '
+                f"Please provide one of the following exchanges: {', '.join(exchanges)}."
             )
         start, end = _instant(obj.get("from"), "from"), _instant(obj.get("to"), "to")
         if end < start:
             raise BadOptions('Invalid "to" and "from" arguments combination.')
-        out = cls(start, end, with_disconnects=obj.get("withDisconnects") is True)
+        channels = frozenset(c for m in exchanges[exchange].channels.values() for c in m.values())
+        with_disconnects = obj.get("withDisconnects") is True
+        out = cls(exchange, channels, start, end, with_disconnects=with_disconnects)
         filters = obj.get("filters") or []
         if not isinstance(filters, list):
             raise BadOptions('"filters" must be an array')
@@ -136,9 +133,11 @@ class Options:
         return out
 
     def add(self, channel: object, symbols: object) -> None:
-        """Add a filter (tardis upper-cases Gemini's symbols)."""
-        if channel not in CHANNELS:
-            raise BadOptions(f"unknown channel {channel!r} for {EXCHANGE}: {sorted(CHANNELS)}")
+        """Add a filter (tardis upper-cases the symbols)."""
+        if channel not in self.channels:
+            raise BadOptions(
+                f"unknown channel {channel!r} for {self.exchange}: {sorted(self.channels)}"
+            )
         if symbols is not None and not (
             isinstance(symbols, list) and all(isinstance(s, str) for s in symbols)
         ):
@@ -205,19 +204,24 @@ def ndjson(selection: Selection, with_disconnects: bool, rows: int = 65_536) -> 
 
 
 class Tardis:
-    """The stored rows as tardis channels: what both endpoints select from."""
+    """The stored rows as tardis channels: what both endpoints select from.
 
-    def __init__(self, rows: _Rows) -> None:
-        self.rows = rows
+    *venues* holds the stored rows and the tardis channels of each exchange.
+    """
+
+    def __init__(self, venues: dict[str, tuple[_Rows, TardisFacts]]) -> None:
+        self.venues = venues
+        self.exchanges: Exchanges = {name: facts for name, (_, facts) in venues.items()}
         self._channels: dict[tuple[str, str], np.ndarray] = {}
         self._lock = threading.Lock()
 
-    def _channel(self, protocol: str, symbol: str, table: pa.Table) -> np.ndarray:
+    def _channel(
+        self, names: Mapping[str, str], protocol: str, symbol: str, table: pa.Table
+    ) -> np.ndarray:
         key = (protocol, symbol)
         with self._lock:
             got = self._channels.get(key)
         if got is None:
-            names = _CHANNELS[protocol]
             got = np.array(
                 [
                     names.get(header_of(protocol, p).kind, "")
@@ -232,12 +236,13 @@ class Tardis:
     def select(self, options: Options) -> Selection:
         """The stored rows the options ask for, in receive order (then run and ``seq``)."""
         recv_parts, run_parts, seq_parts, conn_parts, payloads = [], [], [], [], []
-        for symbol in self.rows.symbols:
-            for protocol in _CHANNELS:
-                t = self.rows.table(protocol, "ws", symbol)
+        rows, facts = self.venues[options.exchange]
+        for symbol in rows.symbols:
+            for protocol, names in facts.channels.items():
+                t = rows.table(protocol, "ws", symbol)
                 if t.num_rows == 0:
                     continue
-                channel = self._channel(protocol, symbol, t)
+                channel = self._channel(names, protocol, symbol, t)
                 if options.filters:
                     keep = np.zeros(t.num_rows, bool)
                     for name, symbols in options.filters:
@@ -269,7 +274,7 @@ class Tardis:
         return Selection(recv[order], conn_no, [payloads[i] for i in order.tolist()])
 
 
-def http_options(query: str) -> Options:
+def http_options(query: str, exchanges: Exchanges) -> Options:
     """The options of a ``GET /replay?options=...`` query."""
     values = parse_qs(query).get("options")
     if not values:
@@ -278,29 +283,14 @@ def http_options(query: str) -> Options:
         obj = orjson.loads(values[0])
     except orjson.JSONDecodeError as exc:
         raise BadOptions(f"options are not JSON: {exc}") from None
-    return Options.parse(obj)
+    return Options.parse(obj, exchanges)
 
 
-def ws_options(query: str) -> Options:
+def ws_options(query: str, exchanges: Exchanges) -> Options:
     """The options of a ``/ws-replay`` query (``exchange``, ``from``, ``to``), no filters yet."""
     q = {k: v[0] for k, v in parse_qs(query).items()}
-    return Options.parse({"exchange": q.get("exchange"), "from": q.get("from"), "to": q.get("to")})
-
-
-def _subscriptions(text: str | bytes) -> Iterable[tuple[str, Any]]:
-    """The ``(channel, symbols)`` filters of Gemini's v2 ``subscribe``; none for other messages."""
-    try:
-        msg = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return []
-    if not isinstance(msg, dict) or msg.get("type") != "subscribe":
-        return []
-    out = []
-    for sub in msg.get("subscriptions") or []:
-        if isinstance(sub, dict):
-            for channel in _V2_SUBSCRIPTIONS.get(str(sub.get("name")), ()):
-                out.append((channel, sub.get("symbols")))
-    return out
+    obj = {"exchange": q.get("exchange"), "from": q.get("from"), "to": q.get("to")}
+    return Options.parse(obj, exchanges)
 
 
 def merge(picks: list[Selection], batch: int = 512) -> Iterator[tuple[int, list[bytes], int]]:
@@ -329,14 +319,14 @@ Write = Callable[[ServerConnection, list[bytes], int], Awaitable[bool]]
 
 
 class _Client:
-    def __init__(self, ws: ServerConnection, options: Options) -> None:
-        self.ws, self.options, self.subscriptions = ws, options, 0
+    def __init__(self, ws: ServerConnection, options: Options, facts: TardisFacts) -> None:
+        self.ws, self.options, self.facts, self.subscriptions = ws, options, facts, 0
 
     async def read(self) -> None:
         """Turn the client's subscribe messages into filters; ignore anything else."""
         try:
             async for text in self.ws:
-                for channel, symbols in _subscriptions(text):
+                for channel, symbols in self.facts.subscriptions(text):
                     try:
                         self.options.add(channel, symbols)
                     except BadOptions:
@@ -384,20 +374,19 @@ class _Session:
 class Sessions:
     """``/ws-replay`` sessions, by their ``session`` key."""
 
-    def __init__(self, rows: _Rows, delay_s: float, write: Write) -> None:
-        self.tardis = Tardis(rows)
+    def __init__(self, tardis: Tardis, delay_s: float, write: Write) -> None:
+        self.tardis = tardis
         self.delay_s, self.write = delay_s, write
         self._sessions: dict[str, _Session] = {}
         self._numbers = count()
 
-    @staticmethod
-    def check(query: str) -> None:
+    def check(self, query: str) -> None:
         """Refuse a connection whose query tardis would refuse (:class:`BadOptions`)."""
-        ws_options(query)
+        ws_options(query, self.tardis.exchanges)
 
     async def join(self, ws: ServerConnection, query: str) -> None:
         """Add *ws* to its session, and return when the session is over."""
-        options = ws_options(query)
+        options = ws_options(query, self.tardis.exchanges)
         key = parse_qs(query).get("session", [""])[0] or f"\0{next(self._numbers)}"
         session = self._sessions.get(key)
         if session is None or session.done.is_set():
@@ -407,7 +396,7 @@ class Sessions:
                 1011, "trying to add new WS connection to a session that already started"
             )
             return
-        client = _Client(ws, options)
+        client = _Client(ws, options, self.tardis.exchanges[options.exchange])
         session.clients.append(client)
         reader = asyncio.ensure_future(client.read())
         try:

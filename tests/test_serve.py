@@ -453,10 +453,10 @@ def test_tardis_ws_replay_sessions(sim_factory: SimFactory, tmp_path: Path) -> N
         with pytest.raises(InvalidStatus, match="400"):
             connect(server.url.ws_url + f"/ws-replay?exchange=binance&from={start}&to={end}")
         # What one session of both sends: each connection's rows, merged by receive time.
-        source = tardis.Tardis(server.server.rows["gemini"])
+        source = server.server.sessions.tardis
         picks = []
         for symbol in ("BTCUSD", "ETHUSD"):
-            options = tardis.ws_options(f"exchange=gemini&from={start}&to={end}")
+            options = tardis.ws_options(f"exchange=gemini&from={start}&to={end}", source.exchanges)
             options.add("l2_updates", [symbol])
             options.add("trade", [symbol])
             picks.append(source.select(options))

@@ -18,6 +18,9 @@ three kinds, each driven by its own loop in the server:
 - :class:`Dialogue`: stored replies matched to the client's own requests,
   stream rows by its subscriptions (the current Gemini API).
 
+A venue whose messages tardis-machine replays declares its channels too
+(:class:`TardisFacts`, as ``TARDIS``).
+
 A route refuses a request by raising :class:`Refused` (an HTTP reply) while
 the connection opens, and :class:`~tickrec.sim.feed.Close` once it is open.
 """
@@ -25,7 +28,7 @@ the connection opens, and :class:`~tickrec.sim.feed.Close` once it is open.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +48,7 @@ __all__ = [
     "Rows",
     "Store",
     "Streams",
+    "TardisFacts",
     "Whole",
     "WsRoute",
 ]
@@ -259,6 +263,18 @@ class Dialogue(Client):
     def subscribed_any(self) -> bool:
         """The client is subscribed to some stream now."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TardisFacts:
+    """How tardis-machine's exchange-native endpoints (``/replay``, ``/ws-replay``) name
+    a venue's stored messages; the venue is the ``exchange`` they take."""
+
+    channels: Mapping[str, Mapping[str, str]]
+    """Per websocket protocol, the tardis channel of each message kind (the header's
+    ``kind``); a kind not listed is never sent."""
+    subscriptions: Callable[[str | bytes], Iterable[tuple[str, object]]]
+    """The ``(channel, symbols)`` a ``/ws-replay`` client's message subscribes to."""
 
 
 @dataclass(frozen=True)

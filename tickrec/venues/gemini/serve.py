@@ -29,7 +29,7 @@ current-API error reply.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,7 @@ from tickrec.serving import (
     RowKind,
     Rows,
     Store,
+    TardisFacts,
     Whole,
     WsRoute,
 )
@@ -62,7 +63,7 @@ from tickrec.venues.gemini.v2 import snapshot_message
 from tickrec.venues.gemini.ws import PROTOCOL as WS
 from tickrec.venues.gemini.ws import kind_of
 
-__all__ = ["HTTP", "ROUTES", "WS_ROUTES", "stream_key"]
+__all__ = ["HTTP", "ROUTES", "TARDIS", "WS_ROUTES", "stream_key"]
 
 VENUE = "gemini"
 _POLICY = 1008
@@ -396,4 +397,33 @@ ROUTES = (
     ("market data v2", "ws", "/v2/marketdata"),
     ("current API", "ws", "/"),
     ("REST", "http", "/v1/book/{symbol}, /v1/symbols"),
+)
+
+# --- tardis-machine ---------------------------------------------------------------------
+
+#: v2 messages by their ``type``; the current API's by stream (``depth`` for ``depthUpdate``).
+_V2_CHANNELS = ("trade", "l2_updates", "auction_open", "auction_indicative", "auction_result")
+#: tardis-machine's mapping of v2 subscription names to channels.
+_V2_SUBSCRIPTIONS = {"l2": _V2_CHANNELS}
+
+
+def _tardis_subscriptions(text: str | bytes) -> Iterable[tuple[str, object]]:
+    """The ``(channel, symbols)`` of a v2 ``subscribe``; none for other messages."""
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(msg, dict) or msg.get("type") != "subscribe":
+        return []
+    return [
+        (channel, sub.get("symbols"))
+        for sub in msg.get("subscriptions") or []
+        if isinstance(sub, dict)
+        for channel in _V2_SUBSCRIPTIONS.get(str(sub.get("name")), ())
+    ]
+
+
+TARDIS = TardisFacts(
+    channels={V2: {k: k for k in _V2_CHANNELS}, WS: dict(_FAMILIES)},
+    subscriptions=_tardis_subscriptions,
 )
