@@ -72,8 +72,8 @@ from websockets.http11 import Request, Response
 
 from replay import http_body, normalized, tardis
 from replay.api import Day
+from replay.dialogue import DialogueReplay, StoredDialogue
 from replay.pacing import send_paced
-from replay.serve_ws import StoredWs, WsReplay
 from replay.ticks import format_units
 from replay.view import BookView
 from replay.wsframes import Framed, text_frames
@@ -152,7 +152,7 @@ class ServeConfig:
     #: How long a new connection may take to send its request (HTTP or websocket).
     open_timeout_s: float = 10.0
     #: The current API route: how long a new connection's replay waits at a stored
-    #: reply for the client's request (see :mod:`replay.serve_ws`).
+    #: reply for the client's request (see :mod:`replay.dialogue`).
     request_wait_s: float = 1.0
     #: ``/ws-replay``: how long a session gathers connections and subscriptions
     #: before it starts (tardis-machine waits 2 s).
@@ -591,10 +591,10 @@ class ServeServer:
         if isinstance(client, Streams):
             done = await self._send_streams(ws, conn, client, rate)
         elif isinstance(client, Dialogue):
-            rows = StoredWs.build(
+            rows = StoredDialogue.build(
                 conn.recv_ns.tolist(), conn.payloads, conn.sent.tolist(), client, conn.lead
             )
-            replay = WsReplay(
+            replay = DialogueReplay(
                 ws,
                 rows,
                 client,

@@ -40,11 +40,11 @@ from websockets.exceptions import ConnectionClosed
 
 from tickrec.serving import BookAsk, Dialogue, RowKind
 
-__all__ = ["StoredWs", "WsReplay"]
+__all__ = ["DialogueReplay", "StoredDialogue"]
 
 
 @dataclass
-class StoredWs:
+class StoredDialogue:
     """One stored connection of a dialogue, read for replay.
 
     ``rows`` are ``(recv_ns, payload, what)`` in recorded order, the sent
@@ -71,7 +71,7 @@ class StoredWs:
         sent: list[bool],
         dialogue: Dialogue,
         lead: int = 0,
-    ) -> StoredWs:
+    ) -> StoredDialogue:
         """Sort out the rows of one stored connection (recorded order), as *dialogue*
         reads them; the first *lead* (before ``--from``) give their requests and
         subscribed streams only."""
@@ -102,7 +102,7 @@ class StoredWs:
         return cls(rows, replies, frozenset(streams), origin, lead)
 
 
-class WsReplay:
+class DialogueReplay:
     """One client connection of a dialogue route, replaying *stored*.
 
     *book* answers a book request after the stored connection's first rows
@@ -114,7 +114,7 @@ class WsReplay:
     def __init__(
         self,
         ws: ServerConnection,
-        stored: StoredWs,
+        stored: StoredDialogue,
         dialogue: Dialogue,
         book: Callable[[int, BookAsk], bytes],
         send: Callable[[list[bytes], int], Awaitable[bool]],
