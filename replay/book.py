@@ -7,8 +7,14 @@ near the touch, so inserting or deleting there shifts only the few levels
 between it and the end of the array, and the top N are the last N entries.
 A level is found by probing the last few entries, then by binary search, so
 a stray bid at 1.00 far from a 6,500 touch (as in real v1 data) costs one
-array slot, not a dense range of empty ticks. Arrays double when full. No
-Python object exists per level; the hot loop is compiled with numba.
+array slot, not a dense range of empty ticks. The one change far from the
+touch that comes in bulk is a snapshot sent best first (Binance's REST depth
+reply): each of its levels is worse than all of its side, so inserted one by
+one they would shift the whole side each time; a run of such levels in one
+message is written below the side with one shift instead (``_prepend``).
+Arrays double when less than a quarter of them is free, checked between
+spans of operations too short to fill them. No Python object exists per
+level; the hot loop is compiled with numba.
 
 Semantics (docs/architecture.md section 3). Operations come from
 :class:`~replay.events.BookOps`: ``OP_SET`` sets a level to an absolute size
@@ -33,10 +39,17 @@ fewer than the messages.
 
 Rows hold ticks and units; levels beyond the book's depth have size 0.
 
-Compiling. The helpers applied to every operation or row (``_apply`` and
-what it calls, ``_emit``, ``_status``) are inlined by numba; those run once
-per message or REST window are plain calls, as inlining them in numba's IR
-mostly made the kernel slower to compile.
+Compiling. The helpers applied to every operation or row (``_set`` and
+what it calls, ``_control``, ``_emit``, ``_status``) are inlined by numba;
+those run once per message or REST window, or seldom (``_prepend``,
+``_grow``), are plain calls, as inlining them in numba's IR mostly made the
+kernel slower to compile. numba's reference counts of arrays are atomic and
+cost more than an operation, so the kernel keeps them out of its loop: the
+window helpers, whose calls count every array passed, are called only when
+they have work; the loop over operations (``_span``) gets arrays it never
+replaces, as numba counts a replaceable array variable around each inlined
+use, and ``_run`` grows them between spans; ``_status`` reads ``keys``
+unconditionally, as a conditional read in an inlined helper was counted too.
 """
 
 from __future__ import annotations
@@ -137,27 +150,54 @@ def _emit(keys: Any, sizes: Any, n: Any, valid: int, t: int, r: int, depth: int,
                 out_sz[r, s, i] = 0
 
 
-@numba.njit(cache=True, inline="always")
-def _apply(
-    keys: Any, sizes: Any, n: Any, valid: int, o: int, s: int, price: int, size: int
-) -> tuple[Any, Any, int]:
-    """Apply one operation (module docstring); ``(keys, sizes, valid)`` after it.
+@numba.njit(cache=True)
+def _prepend(keys: Any, sizes: Any, n: Any, ops: Any, i: int, stop: int) -> int:
+    """Apply operation *i*, which adds a level worse than every level of its side, with
+    the operations after it (before *stop*) that do the same in the same message.
 
-    The arrays are returned because a full side makes them grow (new arrays).
+    That is how a snapshot sent best first (a Binance REST depth reply) reads:
+    one by one, each of its levels would shift the whole side, so a snapshot
+    of *m* levels would move about m²/2 entries; here the side moves once.
+    Returns the index after the last operation applied.
     """
-    if o == OP_SET:
-        if n[0] == keys.shape[1] or n[1] == keys.shape[1]:
-            keys, sizes = _grow(keys, sizes)
-        _set(keys, sizes, n, s, price if s == BID else -price, size)
-    elif o == OP_CLEAR:
+    ts, grp, op, side, px, sz = ops
+    s = side[i]
+    sign = 1 if s == BID else -1
+    last = sign * px[i]
+    e = i + 1
+    while (
+        e < stop
+        and op[e] == OP_SET
+        and side[e] == s
+        and grp[e] == grp[i]
+        and ts[e] == ts[i]
+        and sz[e] != 0
+        and sign * px[e] < last
+    ):
+        last = sign * px[e]
+        e += 1
+    m = e - i
+    cnt = n[s]
+    for j in range(cnt - 1, -1, -1):
+        keys[s, j + m] = keys[s, j]
+        sizes[s, j + m] = sizes[s, j]
+    for r in range(m):
+        keys[s, m - 1 - r] = sign * px[i + r]
+        sizes[s, m - 1 - r] = sz[i + r]
+    n[s] = cnt + m
+    return e
+
+
+@numba.njit(cache=True, inline="always")
+def _control(n: Any, valid: int, o: int) -> int:
+    """Apply a control operation (``OP_CLEAR``, ``OP_INVALID``, ``OP_VALID``); the new ``valid``."""
+    if o == OP_CLEAR:
         n[0] = 0
         n[1] = 0
-        valid = 0
-    elif o == OP_INVALID:
-        valid = 0
-    else:
-        valid = 1
-    return keys, sizes, valid
+        return 0
+    if o == OP_INVALID:
+        return 0
+    return 1
 
 
 @numba.njit(cache=True)
@@ -212,11 +252,15 @@ def _start_windows(
 @numba.njit(cache=True, inline="always")
 def _status(keys: Any, n: Any, valid: int) -> int:
     """``_INVALID``, ``_UNCROSSED`` or ``_CROSSED`` (valid, best bid >= best ask)."""
+    nb = n[0]
+    na = n[1]
+    # Both reads are unconditional (slot 0 of an empty side is read and ignored):
+    # a read under the condition made numba count a reference to keys per call.
+    bid = keys[0, max(nb - 1, 0)]
+    ask = -keys[1, max(na - 1, 0)]
     if not valid:
         return _INVALID
-    if n[0] > 0 and n[1] > 0 and keys[0, n[0] - 1] >= -keys[1, n[1] - 1]:
-        return _CROSSED
-    return _UNCROSSED
+    return _CROSSED if nb > 0 and na > 0 and bid >= ask else _UNCROSSED
 
 
 @numba.njit(cache=True)
@@ -236,6 +280,118 @@ def _after_message(
                     best[w] = d
                 states[w] += 1
     return lo
+
+
+@numba.njit(cache=True)
+def _span(
+    keys: Any,
+    sizes: Any,
+    n: Any,
+    st: Any,
+    ops: Any,
+    start: int,
+    stop: int,
+    grid: Any,
+    depth: int,
+    per_message: bool,
+    status: bool,
+    final: bool,
+    out: Any,
+    rows: int,
+    sv: Any,
+    sv_rows: int,
+    win: Any,
+    res: Any,
+) -> tuple[int, int]:
+    """Apply operations ``start:stop`` of *ops*, emitting rows into *out* from row *rows*
+    and status rows into *sv* from row *sv_rows*, comparing REST windows; if *final*,
+    complete everything after them. Neither side may fill up (see :func:`_run`).
+
+    Returns the new ``(rows, sv_rows)``.
+    """
+    ts, grp, op, side, px, sz = ops
+    valid = st[_VALID]
+    gi = st[_GRID_I]
+    pending = st[_PENDING]
+    pgrp = st[_PENDING_GRP]
+    pts = st[_PENDING_TS]
+    started = st[_STARTED]
+    lo = st[_LO]
+    shown = st[_SHOWN]
+    ngrid = grid.shape[0]
+    sent = win[0]
+    nwin = sent.shape[0]
+    # Only these outputs need to know where a message ends.
+    messages = per_message or status or nwin > 0
+    i = start
+    while i < stop:
+        t = ts[i]
+        if messages and pending and grp[i] != pgrp:
+            # The previous message is complete: the book as it left it existed.
+            if per_message:
+                _emit(keys, sizes, n, valid, pts, rows, depth, out)
+                rows += 1
+            if status:
+                now = _status(keys, n, valid)
+                if now != shown:
+                    shown = now
+                    _emit(keys, sizes, n, valid, pts, sv_rows, 1, sv)
+                    sv_rows += 1
+            # Window helpers only when they have work (Compiling, module docstring).
+            if lo < started:
+                lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
+            pending = 0
+        if messages and not pending and started < nwin and sent[started] < t:
+            started = _start_windows(keys, sizes, n, valid, t, started, win, res)
+        if not per_message:
+            while gi < ngrid and grid[gi] < t:
+                _emit(keys, sizes, n, valid, grid[gi], rows, depth, out)
+                rows += 1
+                gi += 1
+        o = op[i]
+        if o == OP_SET:
+            sd = side[i]
+            key = px[i] if sd == BID else -px[i]
+            if sz[i] != 0 and (n[sd] == 0 or key < keys[sd, 0]):
+                # A new worst level. The operations _prepend applies with it are of
+                # the same message and time, so nothing above runs between them.
+                i = _prepend(keys, sizes, n, ops, i, stop) - 1
+            else:
+                _set(keys, sizes, n, sd, key, sz[i])
+        else:
+            valid = _control(n, valid, o)
+        pending = 1
+        pgrp = grp[i]
+        pts = t
+        i += 1
+    if final:
+        if pending:
+            if per_message:
+                _emit(keys, sizes, n, valid, pts, rows, depth, out)
+                rows += 1
+            if status:
+                now = _status(keys, n, valid)
+                if now != shown:
+                    shown = now
+                    _emit(keys, sizes, n, valid, pts, sv_rows, 1, sv)
+                    sv_rows += 1
+            lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
+            pending = 0
+        started = _start_windows(keys, sizes, n, valid, np.iinfo(np.int64).max, started, win, res)
+        if not per_message:
+            while gi < ngrid:
+                _emit(keys, sizes, n, valid, grid[gi], rows, depth, out)
+                rows += 1
+                gi += 1
+    st[_VALID] = valid
+    st[_GRID_I] = gi
+    st[_PENDING] = pending
+    st[_PENDING_GRP] = pgrp
+    st[_PENDING_TS] = pts
+    st[_STARTED] = started
+    st[_LO] = lo
+    st[_SHOWN] = shown
+    return rows, sv_rows
 
 
 @numba.njit(cache=True)
@@ -259,70 +415,45 @@ def _run(
 
     Returns ``(keys, sizes, rows written to out, rows written to sv)``.
     """
-    ts, grp, op, side, px, sz = ops
-    valid = st[_VALID]
-    gi = st[_GRID_I]
-    pending = st[_PENDING]
-    pgrp = st[_PENDING_GRP]
-    pts = st[_PENDING_TS]
-    started = st[_STARTED]
-    lo = st[_LO]
-    shown = st[_SHOWN]
-    ngrid = grid.shape[0]
-    rows = 0
-    sv_rows = 0
-    # Only these outputs need to know where a message ends.
-    messages = per_message or status or win[0].shape[0] > 0
-    for i in range(ts.shape[0]):
-        t = ts[i]
-        if messages and pending and grp[i] != pgrp:
-            # The previous message is complete: the book as it left it existed.
-            if per_message:
-                _emit(keys, sizes, n, valid, pts, rows, depth, out)
-                rows += 1
-            if status and _status(keys, n, valid) != shown:
-                shown = _status(keys, n, valid)
-                _emit(keys, sizes, n, valid, pts, sv_rows, 1, sv)
-                sv_rows += 1
-            lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
-            pending = 0
-        if messages and not pending:
-            started = _start_windows(keys, sizes, n, valid, t, started, win, res)
-        if not per_message:
-            while gi < ngrid and grid[gi] < t:
-                _emit(keys, sizes, n, valid, grid[gi], rows, depth, out)
-                rows += 1
-                gi += 1
-        keys, sizes, valid = _apply(keys, sizes, n, valid, op[i], side[i], px[i], sz[i])
-        pending = 1
-        pgrp = grp[i]
-        pts = t
-    if final:
-        if pending:
-            if per_message:
-                _emit(keys, sizes, n, valid, pts, rows, depth, out)
-                rows += 1
-            if status and _status(keys, n, valid) != shown:
-                shown = _status(keys, n, valid)
-                _emit(keys, sizes, n, valid, pts, sv_rows, 1, sv)
-                sv_rows += 1
-            lo = _after_message(keys, sizes, n, valid, pts, lo, started, win, res)
-            pending = 0
-        started = _start_windows(keys, sizes, n, valid, np.iinfo(np.int64).max, started, win, res)
-        if not per_message:
-            while gi < ngrid:
-                _emit(keys, sizes, n, valid, grid[gi], rows, depth, out)
-                rows += 1
-                gi += 1
-    st[_VALID] = valid
-    st[_GRID_I] = gi
-    st[_PENDING] = pending
-    st[_PENDING_GRP] = pgrp
-    st[_PENDING_TS] = pts
-    st[_STARTED] = started
-    st[_LO] = lo
-    st[_SHOWN] = shown
-    return keys, sizes, rows, sv_rows
+    nops = ops[0].shape[0]
+    # Not literal zeros: numba would compile _span for literal arguments too while
+    # it infers the loop's types (twice the compile time). Any: numpy's, for mypy.
+    zero: Any = numba.int64(0)
+    rows = sv_rows = start = zero
+    while True:
+        # Spans of operations in which neither side can fill up (an OP_SET adds at
+        # most one level), the arrays grown ahead of a span if less than a quarter
+        # is free: _span checks no capacity and never replaces the arrays, which
+        # keeps numba from counting references to them per operation (module
+        # docstring, Compiling).
+        cap = keys.shape[1]
+        if cap - max(n[0], n[1]) < max(cap >> 2, 1):
+            keys, sizes = _grow(keys, sizes)
+        stop = min(nops, start + keys.shape[1] - max(n[0], n[1]))
+        last = stop == nops
+        rows, sv_rows = _span(
+            keys,
+            sizes,
+            n,
+            st,
+            ops,
+            start,
+            stop,
+            grid,
+            depth,
+            per_message,
+            status,
+            final and last,
+            out,
+            rows,
+            sv,
+            sv_rows,
+            win,
+            res,
+        )
+        if last:
+            return keys, sizes, rows, sv_rows
+        start = stop
 
 
 @dataclass(frozen=True)

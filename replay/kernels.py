@@ -49,7 +49,7 @@ __all__ = [
 #: many seconds each takes to compile on one core of the development machine:
 #: the engine's own, and each venue's (:attr:`tickrec.venues.base.Venue.kernels`).
 KERNELS = {
-    "replay.book._run": 5,
+    "replay.book._run": 7,
     "replay.ticks._rescale": 1,
     **{name: s for v in VENUES.values() for name, s in v.kernels.items()},
 }

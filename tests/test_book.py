@@ -249,6 +249,47 @@ def test_no_zero_size_level_is_ever_stored(ops: list[Op]):
         assert list(zip(px.tolist(), sz.tolist(), strict=True)) == ref.top(side, 10**9)
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_deep_snapshot_in_any_order_and_chunking(data: st.DataObject):
+    # A snapshot far deeper than the arrays' first capacity, its levels best first
+    # (as Binance's REST depth reply sends them, the kernel's fast path), worst
+    # first or shuffled, with repeats and removals among them, over a book kept or
+    # cleared: after every chunk, cut anywhere, the book is the reference's.
+    depth = data.draw(st.integers(1, 300))
+    before: list[Op] = [
+        (0, 0, OP_SET, BID, 1000 + i, 1) for i in range(data.draw(st.integers(0, 3)))
+    ]
+    before += [(0, 0, OP_SET, ASK, 1010 - i, 1) for i in range(data.draw(st.integers(0, 3)))]
+    levels = [(BID, 1005 - i) for i in range(depth)] + [(ASK, 1006 + i) for i in range(depth)]
+    order = data.draw(st.sampled_from(["best first", "worst first", "shuffled"]))
+    if order == "worst first":
+        levels.reverse()
+    elif order == "shuffled":
+        levels = data.draw(st.permutations(levels))
+    snap: list[Op] = [(1, 1, OP_CLEAR, 0, 0, 0)] if data.draw(st.booleans()) else []
+    for side, px in levels:
+        snap.append((1, 1, OP_SET, side, px, data.draw(st.sampled_from([0, 1, 2, 3, 3]))))
+        if data.draw(st.integers(0, 20)) == 0:  # the level again (or removed)
+            snap.append((1, 1, OP_SET, side, px, data.draw(st.sampled_from([0, 4]))))
+    snap.append((1, 1, OP_VALID, 0, 0, 0))
+    after: list[Op] = [(2, 2, OP_SET, BID, 1005 - depth - 1, 7), (3, 3, OP_SET, ASK, 1006, 0)]
+    ops = before + snap + after
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(ops)), max_size=4))))
+    grid = np.arange(-1, 5, dtype=np.int64)
+    engine = BookEngine(depth=5, grid=grid, capacity=1)
+    ref = RefBook()
+    parts = []
+    for i, (a, b) in enumerate(itertools.pairwise([0, *cuts, len(ops)])):
+        parts.append(engine.feed(to_ops(ops).slice(a, b), final=(i == len(cuts))))
+        for _, _, op, side, px, sz in ops[a:b]:
+            ref.apply(op, side, px, sz)
+        for side in (BID, ASK):
+            px, sz = engine.levels(side)
+            assert list(zip(px.tolist(), sz.tolist(), strict=True)) == ref.top(side, 10**9)
+    assert kernel_rows(Rows.concat(parts, 5)) == ref_rows(ops, 5, grid.tolist())
+
+
 def test_far_outlier_price_costs_one_slot():
     # a bid at 1.00 beside a 6,500.00 touch (real v1 data has one): cents as ticks
     ops = [
