@@ -167,7 +167,9 @@ class DialogueReplay:
 
     async def _rebuilt(self, upto: int, ask: BookAsk) -> None:
         loop = asyncio.get_running_loop()
-        self.answer.append(await loop.run_in_executor(None, self.book, upto, ask))
+        # Awaited first: the replay may replace self.answer meanwhile.
+        reply = await loop.run_in_executor(None, self.book, upto, ask)
+        self.answer.append(reply)
         self.arrived.set()
 
     async def _read(self) -> None:

@@ -643,3 +643,41 @@ def test_from_after_midnight_inside_a_current_api_connection_opens_with_both_day
         assert view.valid
         want = tuple(a.tolist() for a in (view.bid_px, view.bid_sz, view.ask_px, view.ask_sz))
         assert _whole_book(again, symbol) == want
+
+
+def test_from_inside_a_current_api_connection_answers_every_depth_asked_before_subscribing(
+    sim_factory: SimFactory, tmp_path: Path
+) -> None:
+    """Opened ``--from`` inside a stored connection, the stream waits for the client's
+    subscribe; a ``depth`` answered from the rebuilt book while another reply has gone out
+    (here ``time``) still reaches the client, before the stream."""
+    sim = sim_factory(rate=1000)
+    record_sim(sim, tmp_path, protocol="ws", duration=2.0)
+    root = tmp_path / "data"
+    (part,) = [p for p in contract.list_partitions(root) if p.symbol == "BTCUSD"]
+    recv = contract.read_partition(root, part.venue, part.date, "BTCUSD").column("recv_ts")
+    from_ns = recv.cast(pa.int64())[len(recv) // 2].as_py()
+    requests_sent = [
+        {"id": 7, "method": "depth", "params": {"symbol": "btcusd", "limit": 5}},
+        {"id": 8, "method": "depth", "params": {"symbol": "ethusd", "limit": 5}},
+        {"id": 9, "method": "time"},
+    ]
+    with (
+        Server(ServeConfig(data=root, start_ns=from_ns)) as server,
+        connect(server.url.ws_url + "/") as ws,
+    ):
+        for request in requests_sent:
+            ws.send(orjson.dumps(request).decode())
+        first = orjson.loads(ws.recv(timeout=10))
+        ws.send(
+            orjson.dumps({"id": 10, "method": "subscribe", "params": ["btcusd@trade"]}).decode()
+        )
+        got = [first]
+        while not any(g.get("e") == "trade" for g in got):
+            got.append(orjson.loads(ws.recv(timeout=10)))
+    replies = {g["id"]: g for g in got if "status" in g}
+    assert {7, 8, 9, 10} <= replies.keys()
+    assert replies[7]["status"] == replies[8]["status"] == 200
+    assert replies[7]["result"]["bids"] and replies[8]["result"]["asks"]
+    stream_at = next(i for i, g in enumerate(got) if g.get("e") == "trade")
+    assert all(i < stream_at for i, g in enumerate(got) if g.get("id") in (7, 8))
