@@ -996,10 +996,12 @@ def serve_cmd(
         for label, kind, paths in venue_routes():
             base = url.ws_url if kind == "ws" else url.rest_url
             typer.echo(f"{label + ':':16}{base}{paths}")
-        typer.echo(f"{'tardis-machine:':16}{url.rest_url}/replay?options=..., /ws-replay")
+        typer.echo(
+            f"{'tardis-machine:':16}{url.rest_url}/replay?options=..., {url.ws_url}/ws-replay"
+        )
         typer.echo(
             f"{'normalized:':16}{url.rest_url}/replay-normalized?options=..., "
-            "/ws-replay-normalized?options=..."
+            f"{url.ws_url}/ws-replay-normalized?options=..."
         )
         typer.echo("Ctrl-C to stop")
 
